@@ -1,0 +1,443 @@
+//===- EmitCpp.cpp - planned kiln IR -> C++ model source ------------------===//
+//
+// A translation, not a pass: every decision (shapes, buffer offsets, which op
+// runs) has been made in the IR; this file spells each op as one kernel call
+// with its static shapes and pointers into the arena or the weights.
+//
+//===----------------------------------------------------------------------===//
+
+#include "EmitCpp.h"
+
+#include "compiler/transforms/Passes.h"
+#include "dialects/KilnOps.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+
+namespace kiln {
+namespace {
+
+constexpr size_t kWeightAlignment = 64;
+
+std::string cType(Type t) {
+  if (t.isF32()) return "float";
+  if (t.isF64()) return "double";
+  if (t.isInteger(1)) return "bool";
+  if (t.isUnsignedInteger(8)) return "uint8_t";
+  if (t.isInteger(8)) return "int8_t";
+  if (t.isInteger(32)) return "int32_t";
+  if (t.isInteger(64)) return "int64_t";
+  return "";
+}
+
+/// kiln_dtype codes of kiln/runtime.h.
+int dtypeCode(Type t) {
+  if (t.isF32()) return 1;
+  if (t.isF64()) return 2;
+  if (t.isInteger(64)) return 3;
+  if (t.isInteger(32)) return 4;
+  if (t.isUnsignedInteger(8)) return 6;
+  if (t.isInteger(8)) return 5;
+  if (t.isInteger(1)) return 7;
+  return 0;
+}
+
+std::string cString(StringRef s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c < 32 || c >= 127) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\%03o", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string list(ArrayRef<int64_t> values) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  llvm::interleaveComma(values, os);
+  return s;
+}
+
+int64_t product(ArrayRef<int64_t> dims) {
+  int64_t p = 1;
+  for (int64_t d : dims)
+    p *= d;
+  return p;
+}
+
+std::string floatLiteral(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+/// Raw bytes of a constant in the runtime's layout (i1 as one byte).
+std::vector<char> constantBytes(ElementsAttr attr) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
+    ArrayRef<char> data = resource.getRawHandle().getBlob()->getData();
+    return {data.begin(), data.end()};
+  }
+  auto dense = cast<DenseElementsAttr>(attr);
+  auto type = dense.getType();
+  Type e = type.getElementType();
+  std::vector<char> bytes;
+  if (e.isInteger(1)) {
+    for (bool b : dense.getValues<bool>())
+      bytes.push_back(b ? 1 : 0);
+    return bytes;
+  }
+  size_t width = e.getIntOrFloatBitWidth() / 8;
+  ArrayRef<char> raw = dense.getRawData();
+  if (dense.isSplat()) {
+    for (int64_t i = 0; i < type.getNumElements(); ++i)
+      bytes.insert(bytes.end(), raw.begin(), raw.begin() + width);
+    return bytes;
+  }
+  return {raw.begin(), raw.end()};
+}
+
+class Emitter {
+public:
+  Emitter(raw_ostream &os, std::vector<char> &weights) : os(os), weights(weights) {}
+
+  LogicalResult emitFunction(func::FuncOp func);
+
+private:
+  LogicalResult emitOp(Operation *op);
+  std::string ptr(Value v);
+  std::string shape(Value v, StringRef name);
+  std::string elt(Value v) { return cType(getElementTypeOrSelf(v)); }
+  int64_t weightOffset(ElementsAttr attr);
+
+  raw_ostream &os;
+  std::vector<char> &weights;
+  DenseMap<Attribute, int64_t> weightOffsets;
+  std::string nodeName;
+};
+
+int64_t Emitter::weightOffset(ElementsAttr attr) {
+  auto it = weightOffsets.find(attr);
+  if (it != weightOffsets.end())
+    return it->second;
+  weights.resize(llvm::alignTo(weights.size(), kWeightAlignment));
+  int64_t offset = weights.size();
+  std::vector<char> bytes = constantBytes(attr);
+  weights.insert(weights.end(), bytes.begin(), bytes.end());
+  weightOffsets[attr] = offset;
+  return offset;
+}
+
+std::string Emitter::ptr(Value v) {
+  std::string t = elt(v);
+  if (auto c = v.getDefiningOp<ConstantOp>())
+    return "reinterpret_cast<const " + t + " *>(W + " +
+           std::to_string(weightOffset(c.getValue())) + ")";
+  IntegerAttr offset;
+  if (auto arg = dyn_cast<BlockArgument>(v))
+    offset = cast<func::FuncOp>(arg.getOwner()->getParentOp())
+                 .getArgAttrOfType<IntegerAttr>(arg.getArgNumber(), "kiln.arena_offset");
+  else
+    offset = v.getDefiningOp()->getAttrOfType<IntegerAttr>("kiln.arena_offset");
+  return "reinterpret_cast<" + t + " *>(A + " + std::to_string(offset.getInt()) + ")";
+}
+
+/// Declares `name` as the static shape of `v`; returns the expression.
+std::string Emitter::shape(Value v, StringRef name) {
+  auto dims = cast<RankedTensorType>(v.getType()).getShape();
+  if (dims.empty())
+    return "nullptr";
+  os << "    static constexpr int64_t " << name << "[] = {" << list(dims) << "};\n";
+  return name.str();
+}
+
+LogicalResult Emitter::emitOp(Operation *op) {
+  if (isa<ConstantOp>(op) || isAliasOp(op))
+    return success();
+  nodeName = "op";
+  if (auto name = dyn_cast<NameLoc>(op->getLoc()))
+    nodeName = name.getName().str();
+  os << "  { // " << op->getName().getStringRef() << " '" << nodeName << "'\n";
+  Value out = op->getNumResults() ? op->getResult(0) : Value();
+  auto outType = out ? cast<RankedTensorType>(out.getType()) : RankedTensorType();
+  std::string T = out ? elt(out) : "";
+  int64_t n = outType ? outType.getNumElements() : 0;
+  auto rank = [](Value v) { return std::to_string(cast<RankedTensorType>(v.getType()).getRank()); };
+
+  auto binary = [&](StringRef expr) {
+    Value l = op->getOperand(0), r = op->getOperand(1);
+    std::string ls = shape(l, "ls"), rs = shape(r, "rs"), os_ = shape(out, "os");
+    os << "    kiln::cpu::binary<" << T << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
+       << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out)
+       << ", " << os_ << ", " << rank(out) << ", [](" << T << " x, " << T << " y) { return "
+       << expr << "; });\n";
+  };
+  auto unary = [&](StringRef expr) {
+    os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
+       << ", [](" << T << " x) { return " << T << "(" << expr << "); });\n";
+  };
+
+  LogicalResult result =
+      TypeSwitch<Operation *, LogicalResult>(op)
+          .Case([&](AddOp) { binary("x + y"); return success(); })
+          .Case([&](SubOp) { binary("x - y"); return success(); })
+          .Case([&](MulOp) { binary("x * y"); return success(); })
+          .Case([&](DivOp) { binary("x / y"); return success(); })
+          .Case([&](ReluOp) { unary("x > 0 ? x : 0"); return success(); })
+          .Case([&](SigmoidOp) { unary("kiln::cpu::sigmoid(x)"); return success(); })
+          .Case([&](TanhOp) { unary("std::tanh(x)"); return success(); })
+          .Case([&](ExpOp) { unary("std::exp(x)"); return success(); })
+          .Case([&](LogOp) { unary("std::log(x)"); return success(); })
+          .Case([&](SqrtOp) { unary("std::sqrt(x)"); return success(); })
+          .Case([&](ErfOp) { unary("std::erf(x)"); return success(); })
+          .Case([&](NegOp) { unary("-x"); return success(); })
+          .Case([&](AbsOp) { unary("x < 0 ? -x : x"); return success(); })
+          .Case([&](CopyOp c) {
+            os << "    std::memcpy(" << ptr(out) << ", " << ptr(c.getInput()) << ", " << n
+               << " * sizeof(" << T << "));\n";
+            return success();
+          })
+          .Case([&](CastOp c) {
+            os << "    kiln::cpu::cast<" << elt(c.getInput()) << ", " << T << ">("
+               << ptr(c.getInput()) << ", " << ptr(out) << ", " << n << ");\n";
+            return success();
+          })
+          .Case([&](GemmOp g) {
+            auto a = g.getA().getType();
+            int64_t m = outType.getDimSize(0), nn = outType.getDimSize(1);
+            int64_t k = a.getDimSize(g.getTransA() ? 0 : 1);
+            std::string c = "nullptr";
+            int64_t cRows = 0, cCols = 0;
+            if (Value cv = g.getC()) {
+              auto ct = cast<RankedTensorType>(cv.getType());
+              c = ptr(cv);
+              cRows = ct.getRank() == 2 ? ct.getDimSize(0) : 1;
+              cCols = ct.getRank() >= 1 ? ct.getShape().back() : 1;
+            }
+            os << "    kiln::cpu::gemm<" << T << ">(" << ptr(g.getA()) << ", " << ptr(g.getB())
+               << ", " << c << ", " << cRows << ", " << cCols << ", " << ptr(out) << ", " << m
+               << ", " << nn << ", " << k << ", " << (g.getTransA() ? "true" : "false") << ", "
+               << (g.getTransB() ? "true" : "false") << ", " << T << "("
+               << floatLiteral(g.getAlpha().convertToDouble()) << "), " << T << "("
+               << floatLiteral(g.getBeta().convertToDouble()) << "));\n";
+            return success();
+          })
+          .Case([&](MatMulOp mm) {
+            auto l = mm.getLhs().getType(), r = mm.getRhs().getType();
+            int64_t batchRank = outType.getRank() - 2;
+            auto decl = [&](StringRef name, ArrayRef<int64_t> dims) -> std::string {
+              if (dims.empty())
+                return "nullptr";
+              os << "    static constexpr int64_t " << name << "[] = {" << list(dims) << "};\n";
+              return name.str();
+            };
+            std::string lb = decl("lb", l.getShape().drop_back(2)),
+                        rb = decl("rb", r.getShape().drop_back(2)),
+                        ob = decl("ob", outType.getShape().drop_back(2));
+            os << "    kiln::cpu::matmul<" << T << ">(" << ptr(mm.getLhs()) << ", " << lb << ", "
+               << l.getRank() - 2 << ", " << ptr(mm.getRhs()) << ", " << rb << ", "
+               << r.getRank() - 2 << ", " << ptr(out) << ", " << ob << ", " << batchRank << ", "
+               << l.getDimSize(l.getRank() - 2) << ", " << r.getShape().back() << ", "
+               << l.getShape().back() << ");\n";
+            return success();
+          })
+          .Case([&](SoftmaxOp s) {
+            auto dims = outType.getShape();
+            int64_t axis = s.getAxis();
+            os << "    kiln::cpu::softmax<" << T << ">(" << ptr(s.getInput()) << ", " << ptr(out)
+               << ", " << product(dims.take_front(axis)) << ", " << dims[axis] << ", "
+               << product(dims.drop_front(axis + 1)) << ");\n";
+            return success();
+          })
+          .Case([&](TransposeOp t) {
+            std::string in = shape(t.getInput(), "is");
+            os << "    static constexpr int64_t perm[] = {" << list(t.getPerm()) << "};\n"
+               << "    kiln::cpu::transpose<" << T << ">(" << ptr(t.getInput()) << ", " << in
+               << ", perm, " << outType.getRank() << ", " << ptr(out) << ");\n";
+            return success();
+          })
+          .Case([&](ConcatOp c) {
+            int64_t axis = c.getAxis();
+            auto dims = outType.getShape();
+            int64_t outer = product(dims.take_front(axis)), row = product(dims.drop_front(axis));
+            int64_t offset = 0;
+            for (Value in : c.getInputs()) {
+              int64_t chunk = product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
+              os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
+                 << ", " << outer << ", " << chunk << ", " << row << ", " << offset << ");\n";
+              offset += chunk;
+            }
+            return success();
+          })
+          .Case([&](GatherOp g) {
+            auto data = g.getData().getType();
+            int64_t axis = g.getAxis();
+            os << "    if (!kiln::cpu::gather<" << T << ", " << elt(g.getIndices()) << ">("
+               << ptr(g.getData()) << ", " << ptr(g.getIndices()) << ", " << ptr(out) << ", "
+               << product(data.getShape().take_front(axis)) << ", " << data.getDimSize(axis)
+               << ", " << g.getIndices().getType().getNumElements() << ", "
+               << product(data.getShape().drop_front(axis + 1)) << "))\n"
+               << "      return kiln::cpu::fail(message, message_size, "
+               << cString("gather '" + nodeName + "': index out of range") << ");\n";
+            return success();
+          })
+          .Case([&](SliceOp s) -> LogicalResult {
+            auto ranges = getSliceRanges(s);
+            if (!ranges)
+              return s.emitError("slice bounds are not constant at code generation");
+            SmallVector<int64_t> starts, steps;
+            for (const SliceRange &r : *ranges) {
+              starts.push_back(r.start);
+              steps.push_back(r.step);
+            }
+            std::string in = shape(s.getInput(), "is"), o = shape(out, "os");
+            os << "    static constexpr int64_t starts[] = {" << list(starts) << "};\n"
+               << "    static constexpr int64_t steps[] = {" << list(steps) << "};\n"
+               << "    kiln::cpu::slice<" << T << ">(" << ptr(s.getInput()) << ", " << in
+               << ", starts, steps, " << o << ", " << outType.getRank() << ", " << ptr(out)
+               << ");\n";
+            return success();
+          })
+          .Case<ReduceSumOp, ReduceMeanOp>([&](auto r) {
+            auto in = r.getInput().getType();
+            SmallVector<int64_t> flags;
+            for (int64_t d = 0; d < in.getRank(); ++d)
+              flags.push_back(llvm::is_contained(r.getAxes(), d));
+            std::string is = shape(r.getInput(), "is");
+            os << "    static constexpr bool reduced[] = {" << list(flags) << "};\n"
+               << "    kiln::cpu::reduce<" << T << ">(" << ptr(r.getInput()) << ", " << is
+               << ", reduced, " << in.getRank() << ", " << ptr(out) << ", "
+               << (isa<ReduceMeanOp>(op) ? "true" : "false") << ");\n";
+            return success();
+          })
+          .Default([&](Operation *other) {
+            return other->emitError("'") << other->getName()
+                                         << "' has no CPU kernel (it should have folded to a "
+                                            "constant; is a shape still dynamic?)";
+          });
+  os << "  }\n";
+  return result;
+}
+
+LogicalResult Emitter::emitFunction(func::FuncOp func) {
+  for (Operation &op : func.getBody().front().without_terminator())
+    if (op.getNumResults() && cType(getElementTypeOrSelf(op.getResult(0))).empty())
+      return op.emitError("element type has no CPU representation");
+  os << "int " << func.getSymName()
+     << "(uint8_t *A, const uint8_t *W, char *message, size_t message_size) {\n"
+     << "  (void)A; (void)W; (void)message; (void)message_size;\n";
+  for (Operation &op : func.getBody().front().without_terminator())
+    if (failed(emitOp(&op)))
+      return failure();
+  os << "  return 0;\n}\n\n";
+  return success();
+}
+
+std::string tensorSpecs(func::FuncOp func, bool inputs, raw_ostream &os) {
+  std::string prefix = inputs ? "input" : "output";
+  unsigned count = inputs ? func.getNumArguments() : func.getNumResults();
+  std::string table;
+  llvm::raw_string_ostream t(table);
+  for (unsigned i = 0; i < count; ++i) {
+    auto type = cast<RankedTensorType>(inputs ? func.getArgumentTypes()[i] : func.getResultTypes()[i]);
+    auto attr = [&](StringRef name) {
+      return inputs ? func.getArgAttr(i, name) : func.getResultAttr(i, name);
+    };
+    bool batched = attr("kiln.batched") != nullptr;
+    SmallVector<int64_t> dims(type.getShape());
+    if (batched)
+      dims[0] = -1;
+    std::string shapeName = "kNone";
+    if (!dims.empty()) {
+      shapeName = prefix + std::to_string(i) + "_shape";
+      os << "const int64_t " << shapeName << "[] = {" << list(dims) << "};\n";
+    }
+    auto name = dyn_cast_if_present<StringAttr>(attr("kiln.name"));
+    auto range = dyn_cast_if_present<DenseI64ArrayAttr>(attr("kiln.index_range"));
+    t << "    {" << cString(name ? name.getValue() : prefix + std::to_string(i)) << ", "
+      << dtypeCode(type.getElementType()) << ", " << type.getRank() << ", " << shapeName
+      << ", " << (batched ? 1 : 0) << ", " << (range ? 1 : 0) << ", "
+      << (range ? range[0] : 0) << ", " << (range ? range[1] : 0) << "},\n";
+  }
+  return table;
+}
+
+} // namespace
+
+LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostream &os,
+                           std::vector<char> &weights) {
+  SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
+  llvm::sort(funcs, [](func::FuncOp a, func::FuncOp b) {
+    return a->getAttrOfType<IntegerAttr>("kiln.batch").getInt() <
+           b->getAttrOfType<IntegerAttr>("kiln.batch").getInt();
+  });
+  for (func::FuncOp f : funcs)
+    if (!f->hasAttr("kiln.batch") || !f->hasAttr("kiln.arena_bytes"))
+      return f.emitError("function is not specialised and planned");
+  if (funcs.empty())
+    return module.emitError("no bucket functions to emit");
+
+  os << "// Generated by kiln " << info.compilerVersion << ". Do not edit.\n"
+     << "#include \"kiln/model_abi.h\"\n#include \"kernels.h\"\n\n"
+     << "extern \"C\" const uint8_t kiln_weights[];\n"
+     << "__asm__(\".section .rodata.kiln_weights,\\\"a\\\",@progbits\\n\"\n"
+     << "        \".balign 64\\n.hidden kiln_weights\\n.globl kiln_weights\\n"
+        "kiln_weights:\\n\"\n"
+     << "        \".incbin \\\"" << info.weightsFile << "\\\"\\n"
+     << ".byte 0\\n.previous\");\n\nnamespace {\n\n";
+
+  Emitter emitter(os, weights);
+  for (func::FuncOp f : funcs)
+    if (failed(emitter.emitFunction(f)))
+      return failure();
+
+  func::FuncOp first = funcs.front();
+  os << "const int64_t *const kNone = nullptr;\n";
+  std::string inputs = tensorSpecs(first, true, os);
+  std::string outputs = tensorSpecs(first, false, os);
+  os << "const kiln_abi_tensor kInputs[] = {\n" << inputs << "};\n"
+     << "const kiln_abi_tensor kOutputs[] = {\n" << outputs << "};\n";
+  for (func::FuncOp f : funcs) {
+    SmallVector<int64_t> in, out;
+    for (unsigned i = 0; i < f.getNumArguments(); ++i)
+      in.push_back(f.getArgAttrOfType<IntegerAttr>(i, "kiln.arena_offset").getInt());
+    auto ret = cast<func::ReturnOp>(f.getBody().front().getTerminator());
+    for (Value v : ret.getOperands()) {
+      Operation *def = v.getDefiningOp();
+      auto offset = def ? def->getAttrOfType<IntegerAttr>("kiln.arena_offset") : IntegerAttr();
+      if (!offset)
+        return f.emitError("an output has no arena slot");
+      out.push_back(offset.getInt());
+    }
+    os << "const uint64_t " << f.getSymName() << "_in[] = {" << list(in) << "};\n"
+       << "const uint64_t " << f.getSymName() << "_out[] = {" << list(out) << "};\n";
+  }
+  os << "const kiln_abi_bucket kBuckets[] = {\n";
+  for (func::FuncOp f : funcs)
+    os << "    {" << f->getAttrOfType<IntegerAttr>("kiln.batch").getInt() << ", "
+       << f->getAttrOfType<IntegerAttr>("kiln.arena_bytes").getInt() << "u, "
+       << f->getAttrOfType<IntegerAttr>("kiln.arena_lower_bound").getInt() << "u, "
+       << f.getSymName() << "_in, " << f.getSymName() << "_out, &" << f.getSymName() << "},\n";
+  os << "};\n\n} // namespace\n\n"
+     << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "
+        "kiln_model_descriptor = {\n"
+     << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, "
+     << cString(info.compilerVersion) << ", \"x86_64-avx2-fma\",\n"
+     << "    KILN_ISA_AVX2 | KILN_ISA_FMA, " << cString(info.modelHash) << ",\n"
+     << "    " << first.getNumArguments() << ", " << first.getNumResults()
+     << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, "
+     << weights.size() << "u};\n";
+  return success();
+}
+
+} // namespace kiln

@@ -1,0 +1,643 @@
+//===- OnnxImporter.cpp - ONNX ModelProto -> kiln dialect -----------------===//
+//
+// A thin, faithful importer: it resolves ONNX's quirks once (opset-dependent
+// operand/attribute forms, negative axes, defaults, 1-D matmul operands) so
+// that every kiln op has a single meaning. Initialisers larger than a few
+// hundred bytes become resource blobs, so weight bytes are held once.
+//
+//===----------------------------------------------------------------------===//
+
+#include "OnnxImporter.h"
+
+#include "dialects/KilnOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+
+#include <onnx/defs/parser.h>
+#include <onnx/onnx_pb.h>
+
+#include <fstream>
+#include <sstream>
+
+using namespace mlir;
+
+namespace kiln {
+namespace {
+
+/// Initialisers up to this size stay ordinary (foldable) dense attributes.
+constexpr size_t kInlineConstantBytes = 256;
+
+/// Reported as "node 'name' (#index, OpType): message".
+struct ImportError {
+  std::string message;
+};
+
+class Importer {
+public:
+  Importer(MLIRContext &context, const onnx::ModelProto &model,
+           const std::string &path)
+      : ctx(context), model(model), builder(&context), path(path) {}
+
+  OwningOpRef<ModuleOp> run();
+
+private:
+  void importGraph(func::FuncOp &func);
+  void importNode(const onnx::NodeProto &node);
+  Type elementType(int32_t onnxType, const std::string &what);
+  RankedTensorType valueType(const onnx::ValueInfoProto &info, bool &batched);
+  ElementsAttr tensorAttr(const onnx::TensorProto &tensor);
+
+  // Node helpers.
+  Value input(int i);
+  bool hasInput(int i) const;
+  const onnx::AttributeProto *attr(const std::string &name) const;
+  int64_t intAttr(const std::string &name, int64_t fallback) const;
+  float floatAttr(const std::string &name, float fallback) const;
+  std::optional<SmallVector<int64_t>> intsAttr(const std::string &name) const;
+  SmallVector<int64_t> constantInts(int i, const char *what);
+  int64_t normalizeAxis(int64_t axis, int64_t rank);
+  SmallVector<int64_t> normalizeAxes(ArrayRef<int64_t> axes, int64_t rank);
+  Value constI64(ArrayRef<int64_t> values);
+  int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
+  [[noreturn]] void fail(const std::string &message);
+  void define(int output, Value value);
+  template <typename Op, typename... Args>
+  Value make(Args &&...args);
+
+  MLIRContext &ctx;
+  const onnx::ModelProto &model;
+  OpBuilder builder;
+  std::string path;
+  int64_t opset = 0;
+  llvm::StringMap<Value> values;
+  llvm::StringMap<const onnx::TensorProto *> constants;
+  const onnx::NodeProto *node = nullptr;
+  int nodeIndex = 0;
+  Location loc = UnknownLoc::get(&ctx);
+};
+
+void Importer::fail(const std::string &message) {
+  if (!node)
+    throw ImportError{message};
+  std::ostringstream os;
+  os << "node '" << node->name() << "' (#" << nodeIndex << ", " << node->op_type()
+     << "): " << message;
+  throw ImportError{os.str()};
+}
+
+Type Importer::elementType(int32_t t, const std::string &what) {
+  using TP = onnx::TensorProto;
+  switch (t) {
+  case TP::FLOAT: return builder.getF32Type();
+  case TP::DOUBLE: return builder.getF64Type();
+  case TP::INT64: return builder.getI64Type();
+  case TP::INT32: return builder.getI32Type();
+  case TP::INT8: return builder.getI8Type();
+  case TP::UINT8: return IntegerType::get(&ctx, 8, IntegerType::Unsigned);
+  case TP::BOOL: return builder.getI1Type();
+  default:
+    fail(what + ": unsupported element type " +
+         TP::DataType_Name(static_cast<TP::DataType>(t)));
+  }
+}
+
+RankedTensorType Importer::valueType(const onnx::ValueInfoProto &info, bool &batched) {
+  if (!info.type().has_tensor_type())
+    fail("'" + info.name() + "' is not a tensor");
+  const auto &tt = info.type().tensor_type();
+  Type element = elementType(tt.elem_type(), "'" + info.name() + "'");
+  if (!tt.has_shape())
+    fail("'" + info.name() + "' has no shape: kiln needs every graph input's rank");
+  SmallVector<int64_t> dims;
+  for (const auto &d : tt.shape().dim())
+    dims.push_back(d.has_dim_value() ? d.dim_value() : ShapedType::kDynamic);
+  batched = !dims.empty() && dims[0] == ShapedType::kDynamic;
+  return RankedTensorType::get(dims, element);
+}
+
+} // namespace
+
+std::vector<char> tensorBytes(const onnx::TensorProto &t, size_t count, size_t width,
+                              std::string &error) {
+  using TP = onnx::TensorProto;
+  std::vector<char> bytes(count * width);
+  if (t.has_raw_data()) {
+    if (t.raw_data().size() != bytes.size()) {
+      error = "raw_data holds " + std::to_string(t.raw_data().size()) +
+              " bytes, the shape needs " + std::to_string(bytes.size());
+      return {};
+    }
+    std::copy(t.raw_data().begin(), t.raw_data().end(), bytes.begin());
+    return bytes;
+  }
+  auto fill = [&](const auto &field, auto convert) {
+    if (size_t(field.size()) != count) {
+      error = "holds " + std::to_string(field.size()) + " values, the shape needs " +
+              std::to_string(count);
+      return;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      auto v = convert(field.Get(i));
+      std::memcpy(bytes.data() + i * width, &v, width);
+    }
+  };
+  switch (t.data_type()) {
+  case TP::FLOAT: fill(t.float_data(), [](float v) { return v; }); break;
+  case TP::DOUBLE: fill(t.double_data(), [](double v) { return v; }); break;
+  case TP::INT64: fill(t.int64_data(), [](int64_t v) { return v; }); break;
+  case TP::INT32: fill(t.int32_data(), [](int32_t v) { return v; }); break;
+  case TP::INT8: fill(t.int32_data(), [](int32_t v) { return int8_t(v); }); break;
+  case TP::UINT8: fill(t.int32_data(), [](int32_t v) { return uint8_t(v); }); break;
+  case TP::BOOL: fill(t.int32_data(), [](int32_t v) { return uint8_t(v != 0); }); break;
+  default: error = "unsupported data type"; break;
+  }
+  return bytes;
+}
+
+namespace {
+
+ElementsAttr Importer::tensorAttr(const onnx::TensorProto &t) {
+  std::string what = "tensor '" + t.name() + "'";
+  if (t.data_location() == onnx::TensorProto::EXTERNAL)
+    fail(what + " uses external data, which kiln does not read yet");
+  Type element = elementType(t.data_type(), what);
+  SmallVector<int64_t> dims(t.dims().begin(), t.dims().end());
+  auto type = RankedTensorType::get(dims, element);
+  size_t count = type.getNumElements();
+  size_t width = element.isInteger(1) ? 1 : element.getIntOrFloatBitWidth() / 8;
+  std::string error;
+  std::vector<char> bytes = tensorBytes(t, count, width, error);
+  if (!error.empty())
+    fail(what + ": " + error);
+  if (element.isInteger(1)) {
+    SmallVector<bool> bits(bytes.begin(), bytes.end());
+    return DenseElementsAttr::get(type, ArrayRef<bool>(bits));
+  }
+  if (bytes.size() <= kInlineConstantBytes)
+    return DenseElementsAttr::getFromRawBuffer(type, bytes);
+  std::string blob = t.name().empty() ? "weight" : t.name();
+  return DenseResourceElementsAttr::get(
+      type, blob, HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64));
+}
+
+bool Importer::hasInput(int i) const {
+  return i < node->input_size() && !node->input(i).empty();
+}
+
+Value Importer::input(int i) {
+  if (!hasInput(i))
+    fail("missing input " + std::to_string(i));
+  auto it = values.find(node->input(i));
+  if (it == values.end())
+    fail("input '" + node->input(i) + "' is not defined before use");
+  return it->second;
+}
+
+const onnx::AttributeProto *Importer::attr(const std::string &name) const {
+  for (const auto &a : node->attribute())
+    if (a.name() == name)
+      return &a;
+  return nullptr;
+}
+
+int64_t Importer::intAttr(const std::string &name, int64_t fallback) const {
+  const auto *a = attr(name);
+  return a ? a->i() : fallback;
+}
+
+float Importer::floatAttr(const std::string &name, float fallback) const {
+  const auto *a = attr(name);
+  return a ? a->f() : fallback;
+}
+
+std::optional<SmallVector<int64_t>> Importer::intsAttr(const std::string &name) const {
+  const auto *a = attr(name);
+  if (!a)
+    return std::nullopt;
+  return SmallVector<int64_t>(a->ints().begin(), a->ints().end());
+}
+
+SmallVector<int64_t> Importer::constantInts(int i, const char *what) {
+  if (auto ints = getConstantInts(input(i)))
+    return *ints;
+  fail(std::string(what) + " (input " + std::to_string(i) +
+       ") must be a constant, not a computed tensor");
+}
+
+int64_t Importer::normalizeAxis(int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= rank)
+    fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  return axis < 0 ? axis + rank : axis;
+}
+
+SmallVector<int64_t> Importer::normalizeAxes(ArrayRef<int64_t> axes, int64_t rank) {
+  SmallVector<int64_t> out;
+  for (int64_t a : axes)
+    out.push_back(normalizeAxis(a, rank));
+  llvm::sort(out);
+  if (std::adjacent_find(out.begin(), out.end()) != out.end())
+    fail("repeated axis");
+  return out;
+}
+
+Value Importer::constI64(ArrayRef<int64_t> v) {
+  auto type = RankedTensorType::get({int64_t(v.size())}, builder.getI64Type());
+  return ConstantOp::create(builder, loc, DenseIntElementsAttr::get(type, v));
+}
+
+void Importer::define(int output, Value value) {
+  if (output < node->output_size() && !node->output(output).empty())
+    values[node->output(output)] = value;
+}
+
+template <typename Op, typename... Args>
+Value Importer::make(Args &&...args) {
+  // Built with a placeholder result type, then typed by the op's own
+  // inference, so a shape error becomes a message about this node.
+  auto op = Op::create(builder, loc, builder.getNoneType(), std::forward<Args>(args)...);
+  std::string diagnostic;
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &d) {
+    diagnostic = d.str();
+    return success();
+  });
+  FailureOr<SmallVector<Type>> types = inferResultTypes(op);
+  if (failed(types)) {
+    op->erase();
+    fail(diagnostic.empty() ? "invalid operands" : diagnostic);
+  }
+  op->getResult(0).setType((*types)[0]);
+  return op.getResult();
+}
+
+void Importer::importNode(const onnx::NodeProto &n) {
+  node = &n;
+  loc = NameLoc::get(builder.getStringAttr(n.name().empty() ? n.op_type() : n.name()),
+                     FileLineColLoc::get(&ctx, path, nodeIndex + 1, 0));
+  if (!n.domain().empty() && n.domain() != "ai.onnx")
+    fail("operator domain '" + n.domain() + "' is not supported");
+  const std::string &op = n.op_type();
+  OpBuilder &b = builder;
+
+  auto unary = [&](auto tag) {
+    using Op = decltype(tag);
+    define(0, make<Op>(input(0)));
+  };
+  auto binary = [&](auto tag) {
+    using Op = decltype(tag);
+    Value l = input(0), r = input(1);
+    if (getElementTypeOrSelf(l) != getElementTypeOrSelf(r))
+      fail("operand element types differ");
+    define(0, make<Op>(l, r));
+  };
+
+  if (op == "Constant") {
+    ElementsAttr value;
+    if (const auto *a = attr("value")) {
+      value = tensorAttr(a->t());
+    } else if (const auto *a = attr("value_float")) {
+      value = DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()), a->f());
+    } else if (const auto *a = attr("value_int")) {
+      value = DenseElementsAttr::get(RankedTensorType::get({}, b.getI64Type()), int64_t(a->i()));
+    } else if (const auto *a = attr("value_ints")) {
+      SmallVector<int64_t> v(a->ints().begin(), a->ints().end());
+      value = DenseIntElementsAttr::get(RankedTensorType::get({int64_t(v.size())}, b.getI64Type()), v);
+    } else if (const auto *a = attr("value_floats")) {
+      SmallVector<float> v(a->floats().begin(), a->floats().end());
+      value = DenseElementsAttr::get(RankedTensorType::get({int64_t(v.size())}, b.getF32Type()), ArrayRef<float>(v));
+    } else {
+      fail("Constant without a supported value attribute");
+    }
+    define(0, ConstantOp::create(b, loc, value));
+  } else if (op == "Identity" || op == "Dropout") {
+    if (op == "Dropout" && n.output_size() > 1 && !n.output(1).empty())
+      fail("the Dropout mask output is not supported");
+    define(0, input(0));
+  } else if (op == "Gemm") {
+    Value c = hasInput(2) ? input(2) : Value();
+    define(0, make<GemmOp>(input(0), input(1), c,
+                                     b.getF32FloatAttr(floatAttr("alpha", 1.0f)),
+                                     b.getF32FloatAttr(floatAttr("beta", 1.0f)),
+                                     b.getBoolAttr(intAttr("transA", 0)),
+                                     b.getBoolAttr(intAttr("transB", 0))));
+  } else if (op == "MatMul") {
+    // ONNX promotes 1-D operands to matrices and drops the added dim after.
+    Value l = input(0), r = input(1);
+    bool vecL = rankOf(l) == 1, vecR = rankOf(r) == 1;
+    if (vecL)
+      l = make<UnsqueezeOp>(l, b.getDenseI64ArrayAttr({0}));
+    if (vecR)
+      r = make<UnsqueezeOp>(r, b.getDenseI64ArrayAttr({1}));
+    Value y = make<MatMulOp>(l, r);
+    int64_t rank = rankOf(y);
+    SmallVector<int64_t> drop;
+    if (vecL)
+      drop.push_back(rank - 2);
+    if (vecR)
+      drop.push_back(rank - 1);
+    if (!drop.empty())
+      y = make<SqueezeOp>(y, b.getDenseI64ArrayAttr(drop));
+    define(0, y);
+  } else if (op == "Add") {
+    binary(AddOp());
+  } else if (op == "Sub") {
+    binary(SubOp());
+  } else if (op == "Mul") {
+    binary(MulOp());
+  } else if (op == "Div") {
+    binary(DivOp());
+  } else if (op == "Relu") {
+    unary(ReluOp());
+  } else if (op == "Sigmoid") {
+    unary(SigmoidOp());
+  } else if (op == "Tanh") {
+    unary(TanhOp());
+  } else if (op == "Exp") {
+    unary(ExpOp());
+  } else if (op == "Log") {
+    unary(LogOp());
+  } else if (op == "Sqrt") {
+    unary(SqrtOp());
+  } else if (op == "Erf") {
+    unary(ErfOp());
+  } else if (op == "Neg") {
+    unary(NegOp());
+  } else if (op == "Abs") {
+    unary(AbsOp());
+  } else if (op == "Cast") {
+    Type to = elementType(intAttr("to", 0), "Cast 'to'");
+    define(0, make<CastOp>(input(0), TypeAttr::get(to)));
+  } else if (op == "Softmax") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    int64_t axis = normalizeAxis(intAttr("axis", opset < 13 ? 1 : -1), rank);
+    if (opset >= 13 || axis == rank - 1) {
+      define(0, make<SoftmaxOp>(x, b.getI64IntegerAttr(axis)));
+    } else {
+      // Before opset 13, softmax normalises over all dims from `axis` on.
+      Value flat = make<FlattenOp>(x, b.getI64IntegerAttr(axis));
+      Value sm = make<SoftmaxOp>(flat, b.getI64IntegerAttr(1));
+      Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rank));
+      define(0, make<ReshapeOp>(sm, shape));
+    }
+  } else if (op == "Concat") {
+    SmallVector<Value> ins;
+    for (int i = 0; i < n.input_size(); ++i)
+      ins.push_back(input(i));
+    if (ins.empty())
+      fail("Concat without inputs");
+    int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(ins[0]));
+    define(0, make<ConcatOp>(ins, b.getI64IntegerAttr(axis)));
+  } else if (op == "Reshape") {
+    if (intAttr("allowzero", 0))
+      fail("Reshape with allowzero=1 is not supported");
+    Value shape = opset < 5 ? constI64(*intsAttr("shape")) : input(1);
+    define(0, make<ReshapeOp>(input(0), shape));
+  } else if (op == "Flatten") {
+    Value x = input(0);
+    int64_t axis = intAttr("axis", 1);
+    if (axis < 0)
+      axis += rankOf(x);
+    if (axis < 0 || axis > rankOf(x))
+      fail("axis out of range");
+    define(0, make<FlattenOp>(x, b.getI64IntegerAttr(axis)));
+  } else if (op == "Transpose") {
+    Value x = input(0);
+    SmallVector<int64_t> perm;
+    if (auto p = intsAttr("perm"))
+      perm = *p;
+    else
+      for (int64_t i = rankOf(x) - 1; i >= 0; --i)
+        perm.push_back(i);
+    define(0, make<TransposeOp>(x, b.getDenseI64ArrayAttr(perm)));
+  } else if (op == "Gather") {
+    Value data = input(0);
+    int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
+    define(0, make<GatherOp>(data, input(1), b.getI64IntegerAttr(axis)));
+  } else if (op == "ReduceSum" || op == "ReduceMean") {
+    Value x = input(0);
+    // Axes moved from attribute to input in opset 13 (ReduceSum), 18 (others).
+    int64_t inputSince = op == "ReduceSum" ? 13 : 18;
+    SmallVector<int64_t> axes;
+    if (opset >= inputSince) {
+      if (hasInput(1))
+        axes = constantInts(1, "axes");
+    } else if (auto a = intsAttr("axes")) {
+      axes = *a;
+    }
+    if (axes.empty()) {
+      if (intAttr("noop_with_empty_axes", 0)) {
+        define(0, x);
+        return;
+      }
+      for (int64_t i = 0; i < rankOf(x); ++i)
+        axes.push_back(i);
+    }
+    axes = normalizeAxes(axes, rankOf(x));
+    auto axesAttr = b.getDenseI64ArrayAttr(axes);
+    auto keep = b.getBoolAttr(intAttr("keepdims", 1));
+    if (op == "ReduceSum")
+      define(0, make<ReduceSumOp>(x, axesAttr, keep));
+    else
+      define(0, make<ReduceMeanOp>(x, axesAttr, keep));
+  } else if (op == "Squeeze") {
+    Value x = input(0);
+    SmallVector<int64_t> axes;
+    if (opset >= 13) {
+      if (hasInput(1))
+        axes = constantInts(1, "axes");
+    } else if (auto a = intsAttr("axes")) {
+      axes = *a;
+    }
+    auto t = cast<RankedTensorType>(x.getType());
+    if (axes.empty()) {
+      for (int64_t i = 0; i < t.getRank(); ++i) {
+        if (t.isDynamicDim(i))
+          fail("Squeeze without axes needs static dims");
+        if (t.getDimSize(i) == 1)
+          axes.push_back(i);
+      }
+    }
+    axes = normalizeAxes(axes, t.getRank());
+    define(0, make<SqueezeOp>(x, b.getDenseI64ArrayAttr(axes)));
+  } else if (op == "Unsqueeze") {
+    Value x = input(0);
+    SmallVector<int64_t> axes;
+    if (opset >= 13)
+      axes = constantInts(1, "axes");
+    else if (auto a = intsAttr("axes"))
+      axes = *a;
+    else
+      fail("Unsqueeze without axes");
+    axes = normalizeAxes(axes, rankOf(x) + axes.size());
+    define(0, make<UnsqueezeOp>(x, b.getDenseI64ArrayAttr(axes)));
+  } else if (op == "Slice") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    Value starts, ends, steps;
+    SmallVector<int64_t> axes;
+    if (opset < 10) {
+      auto s = intsAttr("starts"), e = intsAttr("ends");
+      if (!s || !e)
+        fail("Slice needs starts and ends");
+      starts = constI64(*s);
+      ends = constI64(*e);
+      if (auto a = intsAttr("axes"))
+        axes = *a;
+    } else {
+      starts = input(1);
+      ends = input(2);
+      if (hasInput(3))
+        axes = constantInts(3, "axes");
+    }
+    int64_t count = cast<RankedTensorType>(starts.getType()).getDimSize(0);
+    if (count == ShapedType::kDynamic)
+      fail("Slice starts must have a known length");
+    if (axes.empty())
+      for (int64_t i = 0; i < count; ++i)
+        axes.push_back(i);
+    for (int64_t &a : axes)
+      a = normalizeAxis(a, rank);
+    steps = opset >= 10 && hasInput(4) ? input(4) : constI64(SmallVector<int64_t>(count, 1));
+    auto toI64 = [&](Value v) {
+      if (getElementTypeOrSelf(v).isInteger(64))
+        return v;
+      return make<CastOp>(v, TypeAttr::get(b.getI64Type()));
+    };
+    define(0, make<SliceOp>(x, toI64(starts), toI64(ends), toI64(steps),
+                                      b.getDenseI64ArrayAttr(axes)));
+  } else if (op == "Shape") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    auto clampDim = [&](int64_t v) {
+      if (v < 0)
+        v += rank;
+      return std::min(std::max<int64_t>(v, 0), rank);
+    };
+    int64_t start = clampDim(intAttr("start", 0)), end = clampDim(intAttr("end", rank));
+    end = std::max(start, end);
+    define(0, make<ShapeOp>(x, b.getI64IntegerAttr(start), b.getI64IntegerAttr(end)));
+  } else if (op == "Range") {
+    define(0, make<RangeOp>(input(0), input(1), input(2)));
+  } else if (op == "ConstantOfShape") {
+    TypedAttr value = b.getF32FloatAttr(0.0f);
+    if (const auto *a = attr("value")) {
+      auto elements = cast<DenseElementsAttr>(tensorAttr(a->t()));
+      if (elements.getNumElements() != 1)
+        fail("ConstantOfShape value must hold one element");
+      value = cast<TypedAttr>(elements.getValues<Attribute>()[0]);
+    }
+    define(0, make<ConstantOfShapeOp>(input(0), value));
+  } else {
+    fail("unsupported operator");
+  }
+}
+
+void Importer::importGraph(func::FuncOp &func) {
+  const onnx::GraphProto &graph = model.graph();
+  for (const auto &init : graph.initializer())
+    constants[init.name()] = &init;
+
+  SmallVector<const onnx::ValueInfoProto *> inputs;
+  SmallVector<Type> inputTypes;
+  SmallVector<bool> batchedInputs;
+  for (const auto &in : graph.input()) {
+    if (constants.count(in.name()))
+      continue; // an initialiser listed as input (old exporters)
+    bool batched = false;
+    inputTypes.push_back(valueType(in, batched));
+    inputs.push_back(&in);
+    batchedInputs.push_back(batched);
+  }
+  func.setType(builder.getFunctionType(inputTypes, {}));
+  Block *body = func.addEntryBlock();
+  builder.setInsertionPointToStart(body);
+  for (auto [i, in] : llvm::enumerate(inputs)) {
+    values[in->name()] = body->getArgument(i);
+    func.setArgAttr(i, "kiln.name", builder.getStringAttr(in->name()));
+    if (batchedInputs[i])
+      func.setArgAttr(i, "kiln.batched", builder.getUnitAttr());
+  }
+  for (const auto &init : graph.initializer()) {
+    loc = NameLoc::get(builder.getStringAttr(init.name()), FileLineColLoc::get(&ctx, path, 0, 0));
+    values[init.name()] = ConstantOp::create(builder, loc, tensorAttr(init));
+  }
+
+  for (int i = 0; i < graph.node_size(); ++i) {
+    nodeIndex = i;
+    importNode(graph.node(i));
+  }
+  node = nullptr;
+
+  SmallVector<Value> results;
+  SmallVector<bool> batched;
+  for (const auto &out : graph.output()) {
+    auto it = values.find(out.name());
+    if (it == values.end())
+      fail("graph output '" + out.name() + "' is never computed");
+    results.push_back(it->second);
+    const auto &tt = out.type().tensor_type();
+    bool declaredDynamic = tt.has_shape() && tt.shape().dim_size() > 0 &&
+                           !tt.shape().dim(0).has_dim_value();
+    auto t = cast<RankedTensorType>(it->second.getType());
+    batched.push_back(declaredDynamic || (t.getRank() > 0 && t.isDynamicDim(0)));
+  }
+  func::ReturnOp::create(builder, func.getLoc(), results);
+  func.setType(builder.getFunctionType(body->getArgumentTypes(), ValueRange(results).getTypes()));
+  for (auto [i, out] : llvm::enumerate(graph.output())) {
+    func.setResultAttr(i, "kiln.name", builder.getStringAttr(out.name()));
+    if (batched[i])
+      func.setResultAttr(i, "kiln.batched", builder.getUnitAttr());
+  }
+}
+
+OwningOpRef<ModuleOp> Importer::run() {
+  ctx.loadDialect<KilnDialect, func::FuncDialect>();
+  for (const auto &o : model.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx")
+      opset = o.version();
+  Location fileLoc = FileLineColLoc::get(&ctx, path, 0, 0);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
+  module->getOperation()->setAttr("kiln.opset", builder.getI64IntegerAttr(opset));
+  builder.setInsertionPointToEnd(module->getBody());
+  auto func = func::FuncOp::create(builder, fileLoc, "main", builder.getFunctionType({}, {}));
+  try {
+    if (opset == 0)
+      fail("the model imports no default-domain opset");
+    importGraph(func);
+  } catch (ImportError &e) {
+    emitError(fileLoc) << e.message;
+    return nullptr;
+  }
+  return module;
+}
+
+} // namespace
+
+FailureOr<onnx::ModelProto> readOnnxModel(MLIRContext &context, const std::string &path) {
+  Location loc = FileLineColLoc::get(&context, path, 0, 0);
+  std::ifstream file(path, std::ios::binary);
+  if (!file)
+    return emitError(loc) << "cannot open the model file";
+  onnx::ModelProto model;
+  if (llvm::StringRef(path).ends_with(".onnxtxt")) {
+    std::stringstream text;
+    text << file.rdbuf();
+    auto status = onnx::OnnxParser::Parse(model, text.str().c_str());
+    if (!status.IsOK())
+      return emitError(loc) << "not valid ONNX text: " << status.ErrorMessage();
+  } else if (!model.ParseFromIstream(&file)) {
+    return emitError(loc) << "not a valid ONNX model (protobuf parse failed)";
+  }
+  if (!model.has_graph())
+    return emitError(loc) << "the model has no graph";
+  return model;
+}
+
+OwningOpRef<ModuleOp> importOnnxModel(MLIRContext &context, const onnx::ModelProto &model,
+                                      const std::string &modelPath) {
+  return Importer(context, model, modelPath).run();
+}
+
+} // namespace kiln

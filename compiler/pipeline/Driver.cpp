@@ -1,0 +1,185 @@
+//===- Driver.cpp - ONNX file -> model .so --------------------------------===//
+
+#include "Driver.h"
+
+#include "codegen/cpu/EmitCpp.h"
+#include "codegen/cpu/Toolchain.h"
+#include "compiler/import/OnnxImporter.h"
+#include "dialects/KilnOps.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassInstrumentation.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/xxhash.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <chrono>
+
+using namespace mlir;
+
+namespace kiln {
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "0.0.0"
+#endif
+
+namespace {
+
+/// Prints one line per pass with its wall time, for long compiles.
+struct ProgressInstrumentation : PassInstrumentation {
+  using Clock = std::chrono::steady_clock;
+  void runBeforePass(Pass *pass, Operation *op) override {
+    if (isa<ModuleOp>(op) || depth++ == 0)
+      start = Clock::now();
+  }
+  void runAfterPass(Pass *pass, Operation *op) override { report(pass, op); }
+  void runAfterPassFailed(Pass *pass, Operation *op) override { report(pass, op); }
+  void report(Pass *pass, Operation *op) {
+    --depth;
+    // Function passes run once per bucket; report the last one. Adaptors
+    // that nest passes have no argument of their own.
+    auto func = dyn_cast<func::FuncOp>(op);
+    if ((func && func->getNextNode()) || pass->getArgument().empty())
+      return;
+    auto ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    llvm::errs() << "kiln: " << pass->getArgument() << " done in "
+                 << llvm::format("%.1f", ms) << " ms\n";
+  }
+  int depth = 0;
+  Clock::time_point start;
+};
+
+std::string modelHash(StringRef path, const CompileOptions &options) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  uint64_t h = buffer ? llvm::xxh3_64bits((*buffer)->getBuffer()) : 0;
+  for (int64_t b : options.batches)
+    h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(&b), sizeof b)) ^ (h * 31);
+  return llvm::utohexstr(h, /*LowerCase=*/true, 16);
+}
+
+LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> write) {
+  std::string error;
+  auto file = openOutputFile(path, &error);
+  if (!file) {
+    llvm::errs() << "kiln: error: " << error << "\n";
+    return failure();
+  }
+  write(file->os());
+  file->keep();
+  return success();
+}
+
+} // namespace
+
+LogicalResult compileModel(const CompileOptions &options) {
+  const auto &stages = pipelineStages();
+  if (!options.stopAfter.empty() &&
+      llvm::find(stages, options.stopAfter) == stages.end()) {
+    llvm::errs() << "kiln: error: --stop-after: unknown stage '" << options.stopAfter
+                 << "' (stages: " << llvm::join(stages, ", ") << ")\n";
+    return failure();
+  }
+  if (options.target != "cpu") {
+    llvm::errs() << "kiln: error: --target " << options.target
+                 << " is not supported yet (supported: cpu)\n";
+    return failure();
+  }
+
+  MLIRContext context;
+  context.loadDialect<KilnDialect, func::FuncDialect>();
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+
+  FailureOr<onnx::ModelProto> model = readOnnxModel(context, options.input);
+  if (failed(model))
+    return failure();
+  OwningOpRef<ModuleOp> module = importOnnxModel(context, *model, options.input);
+  if (!module)
+    return failure();
+  if (!options.quiet)
+    llvm::errs() << "kiln: import done (" << model->graph().node_size() << " nodes)\n";
+
+  bool stopsEarly = !options.stopAfter.empty() && options.stopAfter != "emit-cpp";
+  if (options.stopAfter != "import") {
+    PassManager pm(&context);
+    if (!options.quiet)
+      pm.addInstrumentation(std::make_unique<ProgressInstrumentation>());
+    buildPipeline(pm, options);
+    if (failed(pm.run(*module)))
+      return failure();
+  }
+
+  if (options.emit == "mlir" || stopsEarly) {
+    if (options.emit != "mlir") {
+      llvm::errs() << "kiln: error: --stop-after before emit-cpp needs --emit mlir\n";
+      return failure();
+    }
+    return writeOutput(options.output, [&](raw_ostream &os) { module->print(os); });
+  }
+
+  // Code generation: the source and weights go to a temporary folder.
+  SmallString<128> dir;
+  if (std::error_code ec = llvm::sys::fs::createUniqueDirectory("kiln", dir)) {
+    llvm::errs() << "kiln: error: cannot create a temporary folder: " << ec.message() << "\n";
+    return failure();
+  }
+  auto cleanup = llvm::make_scope_exit([&] {
+    if (options.keepTemps)
+      llvm::errs() << "kiln: kept temporary files in " << dir << "\n";
+    else
+      llvm::sys::fs::remove_directories(dir);
+  });
+
+  CpuModelInfo info{KILN_VERSION, modelHash(options.input, options), "kiln_weights.bin"};
+  std::string source;
+  std::vector<char> weights;
+  {
+    llvm::raw_string_ostream os(source);
+    if (failed(emitCpuModel(*module, info, os, weights)))
+      return failure();
+  }
+  if (options.emit == "cpp")
+    return writeOutput(options.output, [&](raw_ostream &os) { os << source; });
+  if (options.emit != "so") {
+    llvm::errs() << "kiln: error: --emit must be so, cpp or mlir\n";
+    return failure();
+  }
+
+  std::string error;
+  if (failed(writeOutput((dir + "/model.cpp").str(), [&](raw_ostream &os) { os << source; })) ||
+      failed(writeOutput((dir + "/kiln_weights.bin").str(),
+                         [&](raw_ostream &os) { os.write(weights.data(), weights.size()); })))
+    return failure();
+  if (failed(writeSupportHeaders(dir, error))) {
+    llvm::errs() << "kiln: error: " << error << "\n";
+    return failure();
+  }
+  if (!options.quiet)
+    llvm::errs() << "kiln: emit-cpp done (" << source.size() / 1024 << " KiB source, "
+                 << weights.size() / 1024 << " KiB weights); building " << options.output
+                 << "\n";
+  auto start = std::chrono::steady_clock::now();
+  if (failed(buildSharedLibrary(dir, "model.cpp", options.output, error))) {
+    llvm::errs() << "kiln: error: " << error << "\n";
+    return failure();
+  }
+  if (!options.quiet)
+    llvm::errs() << "kiln: wrote " << options.output << " in "
+                 << llvm::format("%.1f", std::chrono::duration<double>(
+                                             std::chrono::steady_clock::now() - start)
+                                             .count())
+                 << " s\n";
+  return success();
+}
+
+} // namespace kiln

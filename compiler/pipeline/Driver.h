@@ -1,0 +1,15 @@
+//===- Driver.h - ONNX file -> model .so ------------------------*- C++ -*-===//
+#ifndef KILN_COMPILER_PIPELINE_DRIVER_H
+#define KILN_COMPILER_PIPELINE_DRIVER_H
+
+#include "Pipeline.h"
+
+namespace kiln {
+
+/// Imports, runs the pipeline and writes what `options.emit` asks for.
+/// Errors are printed to stderr with the node or file they concern.
+mlir::LogicalResult compileModel(const CompileOptions &options);
+
+} // namespace kiln
+
+#endif

@@ -1,0 +1,70 @@
+//===- Pipeline.cpp - the kiln pass pipeline, declared once ---------------===//
+
+#include "Pipeline.h"
+
+#include "compiler/transforms/Passes.h"
+
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+namespace {
+struct Stage {
+  std::string name;
+  std::function<void(PassManager &, const CompileOptions &)> add;
+};
+
+const std::vector<Stage> &stages() {
+  static const std::vector<Stage> all = {
+      {"import", nullptr},
+      {"specialize-shapes",
+       [](PassManager &pm, const CompileOptions &o) {
+         SpecializeShapesOptions options;
+         options.batches.assign(o.batches.begin(), o.batches.end());
+         pm.addPass(createSpecializeShapes(options));
+       }},
+      {"infer-shapes",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createInferShapes());
+       }},
+      {"canonicalize",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addPass(createCanonicalizerPass());
+         pm.addPass(createCSEPass());
+       }},
+      {"bound-index-inputs",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createBoundIndexInputs());
+       }},
+      {"plan-memory",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createPlanMemory());
+       }},
+      {"emit-cpp", nullptr},
+  };
+  return all;
+}
+} // namespace
+
+const std::vector<std::string> &pipelineStages() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const Stage &s : stages())
+      out.push_back(s.name);
+    return out;
+  }();
+  return names;
+}
+
+void buildPipeline(PassManager &pm, const CompileOptions &options) {
+  for (const Stage &stage : stages()) {
+    if (stage.add)
+      stage.add(pm, options);
+    if (stage.name == options.stopAfter)
+      break;
+  }
+}
+
+} // namespace kiln

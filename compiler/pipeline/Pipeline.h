@@ -1,0 +1,34 @@
+//===- Pipeline.h - the kiln pass pipeline, declared once -------*- C++ -*-===//
+#ifndef KILN_COMPILER_PIPELINE_PIPELINE_H
+#define KILN_COMPILER_PIPELINE_PIPELINE_H
+
+#include "mlir/Pass/PassManager.h"
+
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+struct CompileOptions {
+  std::string input;
+  std::string output;
+  std::vector<int64_t> batches{1};
+  std::string target = "cpu";
+  /// "so" (the model library), "cpp" (its source) or "mlir".
+  std::string emit = "so";
+  /// The last stage to run; empty runs them all.
+  std::string stopAfter;
+  bool keepTemps = false;
+  bool quiet = false;
+};
+
+/// The stages in order: "import", then one per pass, then "emit-cpp".
+const std::vector<std::string> &pipelineStages();
+
+/// Adds the passes of the stages after import, up to and including
+/// `stopAfter` (all of them when empty).
+void buildPipeline(mlir::PassManager &pm, const CompileOptions &options);
+
+} // namespace kiln
+
+#endif

@@ -1,0 +1,59 @@
+//===- Passes.td - kiln compiler passes --------------------*- tablegen -*-===//
+
+#ifndef KILN_PASSES_TD
+#define KILN_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def SpecializeShapes : Pass<"kiln-specialize-shapes", "mlir::ModuleOp"> {
+  let summary = "Clone @main once per batch bucket with the batch dim fixed";
+  let description = [{
+    Replaces the dynamic-batch `@main` by `@main_b<N>` for each bucket N:
+    inputs marked `kiln.batched` get N as their leading dim and the function
+    records `kiln.batch = N`. Any other dynamic input dim is an error, since
+    kiln plans every buffer ahead of time.
+  }];
+  let options = [
+    ListOption<"batches", "batch", "int64_t", "Batch sizes of the buckets">
+  ];
+  let dependentDialects = ["::kiln::KilnDialect"];
+}
+
+def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
+  let summary = "Refine result types from operands, folding shape sub-graphs on the way";
+  let description = [{
+    Re-derives every kiln op's result type from its operands, top-down, and
+    folds ops whose operands became constant, so a reshape target computed by
+    Shape -> Gather -> Concat resolves as soon as its input shape is static.
+    Finally the function's result types are refined and every batched output
+    is checked to have the bucket's batch as its leading dim.
+  }];
+}
+
+def BoundIndexInputs : Pass<"kiln-bound-index-inputs", "mlir::func::FuncOp"> {
+  let summary = "Record the valid value range of inputs used as gather indices";
+  let description = [{
+    An integer input whose values reach the indices of gathers (through ops
+    that only move values: reshapes, slices, gathers of it, concats) gets `kiln.index_range = [lo, hi]`, the range every one
+    of those gathers accepts, so the runtime rejects a bad id before running.
+  }];
+}
+
+def PlanMemory : Pass<"kiln-plan-memory", "mlir::func::FuncOp"> {
+  let summary = "Assign every intermediate tensor an offset in one arena";
+  let description = [{
+    Computes buffer lifetimes in program order (reshape-like ops alias their
+    input), then places buffers greedily by decreasing size at the lowest
+    64-byte-aligned offset that does not overlap a buffer alive at the same
+    time. Records `kiln.arena_offset` on each producing op and input, and
+    `kiln.arena_bytes` and `kiln.arena_lower_bound` (the largest total of
+    simultaneously live buffers) on the function. Outputs that would alias a
+    constant, an input or another output get a `kiln.copy`.
+  }];
+  let statistics = [
+    Statistic<"arenaBytes", "arena-bytes", "Arena bytes (all buckets)">,
+    Statistic<"lowerBoundBytes", "lower-bound-bytes", "Liveness lower bound (all buckets)">
+  ];
+}
+
+#endif // KILN_PASSES_TD

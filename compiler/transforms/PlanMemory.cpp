@@ -1,0 +1,171 @@
+//===- PlanMemory.cpp - static arena offsets from buffer lifetimes -------===//
+//
+// Every tensor that is not a constant lives in one arena whose size is known
+// at compile time. Lifetimes are intervals over program order; placement is
+// greedy by decreasing size (as in TFLite Micro's planner), which stays close
+// to the liveness lower bound for the chain-like graphs of ads models.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+
+using namespace mlir;
+
+namespace kiln {
+#define GEN_PASS_DEF_PLANMEMORY
+#include "compiler/transforms/Passes.h.inc"
+
+namespace {
+constexpr int64_t kAlignment = 64;
+
+int64_t alignedBytes(RankedTensorType type) {
+  Type e = type.getElementType();
+  int64_t width = e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
+  int64_t bytes = std::max<int64_t>(type.getNumElements() * width, 1);
+  return llvm::alignTo(bytes, kAlignment);
+}
+
+struct Buffer {
+  Value root;
+  int64_t bytes, start, end, offset = -1;
+};
+
+struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    Block &body = func.getBody().front();
+    if (failed(checkStatic(func)))
+      return signalPassFailure();
+    separateOutputs(func);
+
+    // Program positions: inputs are written before op 0, outputs read after the last.
+    DenseMap<Operation *, int64_t> position;
+    for (auto [i, op] : llvm::enumerate(body.getOperations()))
+      position[&op] = i;
+    int64_t end = body.getOperations().size();
+
+    DenseMap<Value, Value> rootOf;
+    SmallVector<Buffer> buffers;
+    DenseMap<Value, size_t> bufferOf;
+    auto addBuffer = [&](Value v, int64_t start) {
+      bufferOf[v] = buffers.size();
+      buffers.push_back({v, alignedBytes(cast<RankedTensorType>(v.getType())), start, start});
+      rootOf[v] = v;
+    };
+    for (BlockArgument arg : body.getArguments())
+      addBuffer(arg, -1);
+    for (Operation &op : body.without_terminator()) {
+      if (isa<ConstantOp>(op))
+        continue;
+      Value result = op.getResult(0);
+      if (isAliasOp(&op)) {
+        auto it = rootOf.find(op.getOperand(0));
+        if (it == rootOf.end()) {
+          op.emitError("a view of a constant survived folding");
+          return signalPassFailure();
+        }
+        rootOf[result] = it->second;
+        continue;
+      }
+      addBuffer(result, position[&op]);
+    }
+    for (Operation &op : body)
+      for (Value operand : op.getOperands()) {
+        auto it = rootOf.find(operand);
+        if (it == rootOf.end())
+          continue;
+        Buffer &b = buffers[bufferOf[it->second]];
+        b.end = std::max(b.end, isa<func::ReturnOp>(op) ? end : position[&op]);
+      }
+
+    int64_t arena = place(buffers);
+    int64_t lowerBound = 0;
+    for (int64_t t = -1; t <= end; ++t) {
+      int64_t live = 0;
+      for (const Buffer &b : buffers)
+        if (b.start <= t && t <= b.end)
+          live += b.bytes;
+      lowerBound = std::max(lowerBound, live);
+    }
+
+    Builder builder(&getContext());
+    for (auto [value, root] : rootOf) {
+      auto offset = builder.getI64IntegerAttr(buffers[bufferOf[root]].offset);
+      if (auto arg = dyn_cast<BlockArgument>(value))
+        func.setArgAttr(arg.getArgNumber(), "kiln.arena_offset", offset);
+      else
+        value.getDefiningOp()->setAttr("kiln.arena_offset", offset);
+    }
+    func->setAttr("kiln.arena_bytes", builder.getI64IntegerAttr(arena));
+    func->setAttr("kiln.arena_lower_bound", builder.getI64IntegerAttr(lowerBound));
+    arenaBytes += arena;
+    lowerBoundBytes += lowerBound;
+  }
+
+  /// Static shapes are what make a compile-time plan possible.
+  LogicalResult checkStatic(func::FuncOp func) {
+    auto result = func.walk([](Operation *op) {
+      for (Value v : op->getResults())
+        if (auto t = dyn_cast<RankedTensorType>(v.getType()); !t || !t.hasStaticShape()) {
+          op->emitError("result has no static shape after specialisation: ") << v.getType();
+          return WalkResult::interrupt();
+        }
+      return WalkResult::advance();
+    });
+    return failure(result.wasInterrupted());
+  }
+
+  /// The runtime copies each output out of its own arena slot, so an output
+  /// may not be a constant, an input, or the same bytes as another output.
+  void separateOutputs(func::FuncOp func) {
+    auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+    OpBuilder builder(ret);
+    DenseSet<Value> roots;
+    for (OpOperand &operand : ret->getOpOperands()) {
+      Value root = operand.get();
+      while (Operation *def = root.getDefiningOp()) {
+        if (!isAliasOp(def))
+          break;
+        root = def->getOperand(0);
+      }
+      bool shared = !roots.insert(root).second;
+      if (shared || isa<BlockArgument>(root) || root.getDefiningOp<ConstantOp>()) {
+        Value copy = CopyOp::create(builder, ret.getLoc(), operand.get());
+        operand.set(copy);
+        roots.insert(copy);
+      }
+    }
+  }
+
+  /// Greedy by size: each buffer goes to the lowest offset free for its whole
+  /// lifetime. Returns the arena size.
+  static int64_t place(MutableArrayRef<Buffer> buffers) {
+    SmallVector<Buffer *> order;
+    for (Buffer &b : buffers)
+      order.push_back(&b);
+    llvm::stable_sort(order, [](Buffer *a, Buffer *b) { return a->bytes > b->bytes; });
+    SmallVector<Buffer *> placed;
+    int64_t arena = 0;
+    for (Buffer *b : order) {
+      SmallVector<std::pair<int64_t, int64_t>> busy;
+      for (Buffer *p : placed)
+        if (p->start <= b->end && b->start <= p->end)
+          busy.push_back({p->offset, p->offset + p->bytes});
+      llvm::sort(busy);
+      int64_t offset = 0;
+      for (auto [lo, hi] : busy) {
+        if (offset + b->bytes <= lo)
+          break;
+        offset = std::max(offset, hi);
+      }
+      b->offset = offset;
+      arena = std::max(arena, offset + b->bytes);
+      placed.push_back(b);
+    }
+    return arena;
+  }
+};
+} // namespace
+} // namespace kiln

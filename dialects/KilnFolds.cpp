@@ -1,0 +1,307 @@
+//===- KilnFolds.cpp - folders of kiln ops --------------------------------===//
+//
+// Folders evaluate small constant tensors, which is what removes an exporter's
+// shape sub-graphs (Shape -> Gather -> Concat -> Reshape) once shapes are
+// static, and turn reshape-like ops of weights into re-typed weights that
+// share the same bytes. Large tensors are never evaluated here.
+//
+//===----------------------------------------------------------------------===//
+
+#include "KilnOps.h"
+
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Matchers.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+/// Above this many elements a folder leaves the op for generated code.
+static constexpr int64_t kMaxFoldElements = 4096;
+
+static bool isSmallStatic(Type type) {
+  auto t = dyn_cast<RankedTensorType>(type);
+  return t && t.hasStaticShape() && t.getNumElements() <= kMaxFoldElements;
+}
+
+static SmallVector<int64_t> stridesOf(ArrayRef<int64_t> shape) {
+  SmallVector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = int64_t(shape.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+/// Builds a constant of `type` whose element i is `in`'s element source(i).
+static Attribute gatherElements(DenseElementsAttr in, RankedTensorType type,
+                                function_ref<int64_t(ArrayRef<int64_t>)> source) {
+  if (in.isSplat())
+    return DenseElementsAttr::get(type, in.getSplatValue<Attribute>());
+  auto values = llvm::to_vector(in.getValues<Attribute>());
+  SmallVector<Attribute> out;
+  out.reserve(type.getNumElements());
+  SmallVector<int64_t> index(type.getRank(), 0);
+  for (int64_t n = 0; n < type.getNumElements(); ++n) {
+    out.push_back(values[source(index)]);
+    for (int64_t d = type.getRank() - 1; d >= 0; --d) {
+      if (++index[d] < type.getDimSize(d))
+        break;
+      index[d] = 0;
+    }
+  }
+  return DenseElementsAttr::get(type, out);
+}
+
+/// The same constant under another static type of equal element count:
+/// resource blobs are re-typed without copying their bytes.
+static Attribute retype(Attribute value, Type type) {
+  auto t = dyn_cast<RankedTensorType>(type);
+  if (!value || !t || !t.hasStaticShape())
+    return {};
+  if (auto dense = dyn_cast<DenseElementsAttr>(value))
+    return dense.reshape(t);
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(value))
+    return DenseResourceElementsAttr::get(t, resource.getRawHandle());
+  return {};
+}
+
+/// Folds a reshape-like op: identity when the type does not change, a
+/// re-typed constant when the input is one.
+static OpFoldResult foldReshapeLike(Operation *op, Attribute input) {
+  Value in = op->getOperand(0);
+  if (in.getType() == op->getResult(0).getType() &&
+      cast<RankedTensorType>(in.getType()).hasStaticShape())
+    return in;
+  return retype(input, op->getResult(0).getType());
+}
+
+OpFoldResult ConstantOp::fold(FoldAdaptor) { return getValue(); }
+
+OpFoldResult ReshapeOp::fold(FoldAdaptor a) { return foldReshapeLike(*this, a.getInput()); }
+OpFoldResult FlattenOp::fold(FoldAdaptor a) { return foldReshapeLike(*this, a.getInput()); }
+OpFoldResult SqueezeOp::fold(FoldAdaptor a) { return foldReshapeLike(*this, a.getInput()); }
+OpFoldResult UnsqueezeOp::fold(FoldAdaptor a) { return foldReshapeLike(*this, a.getInput()); }
+
+OpFoldResult ShapeOp::fold(FoldAdaptor) {
+  auto in = getInput().getType();
+  if (!in.hasStaticShape())
+    return {};
+  auto dims = in.getShape().slice(getStart(), getEnd() - getStart());
+  return DenseIntElementsAttr::get(getType(), dims);
+}
+
+OpFoldResult TransposeOp::fold(FoldAdaptor a) {
+  if (llvm::equal(getPerm(), llvm::seq<int64_t>(0, getPerm().size())) &&
+      getInput().getType() == getType())
+    return getInput();
+  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
+  if (!in || !isSmallStatic(getType()))
+    return {};
+  auto strides = stridesOf(getInput().getType().getShape());
+  ArrayRef<int64_t> perm = getPerm();
+  return gatherElements(in, getType(), [&](ArrayRef<int64_t> idx) {
+    int64_t flat = 0;
+    for (auto [d, i] : llvm::enumerate(idx))
+      flat += i * strides[perm[d]];
+    return flat;
+  });
+}
+
+OpFoldResult ConcatOp::fold(FoldAdaptor a) {
+  if (getInputs().size() == 1 && getInputs()[0].getType() == getType())
+    return getInputs()[0];
+  if (!isSmallStatic(getType()))
+    return {};
+  SmallVector<DenseElementsAttr> inputs;
+  for (Attribute attr : a.getInputs()) {
+    auto dense = dyn_cast_if_present<DenseElementsAttr>(attr);
+    if (!dense)
+      return {};
+    inputs.push_back(dense);
+  }
+  int64_t axis = getAxis();
+  auto shape = getType().getShape();
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= shape[d];
+  for (int64_t d = axis + 1; d < int64_t(shape.size()); ++d)
+    inner *= shape[d];
+  SmallVector<Attribute> out;
+  for (int64_t o = 0; o < outer; ++o)
+    for (DenseElementsAttr in : inputs) {
+      int64_t chunk = in.getType().getDimSize(axis) * inner;
+      auto values = in.getValues<Attribute>();
+      for (int64_t i = 0; i < chunk; ++i)
+        out.push_back(values[o * chunk + i]);
+    }
+  return DenseElementsAttr::get(getType(), out);
+}
+
+OpFoldResult GatherOp::fold(FoldAdaptor a) {
+  auto data = dyn_cast_if_present<DenseElementsAttr>(a.getData());
+  auto indices = getConstantInts(getIndices());
+  if (!data || !indices || !isSmallStatic(getType()))
+    return {};
+  auto dataShape = getData().getType().getShape();
+  auto strides = stridesOf(dataShape);
+  int64_t axis = getAxis(), idxRank = getIndices().getType().getRank();
+  auto idxStrides = stridesOf(getIndices().getType().getShape());
+  for (int64_t i : *indices)
+    if (i < -dataShape[axis] || i >= dataShape[axis])
+      return {};
+  return gatherElements(data, getType(), [&](ArrayRef<int64_t> idx) {
+    int64_t flat = 0, pos = 0;
+    for (int64_t d = 0; d < axis; ++d)
+      flat += idx[d] * strides[d];
+    for (int64_t d = 0; d < idxRank; ++d)
+      pos += idx[axis + d] * idxStrides[d];
+    int64_t i = (*indices)[pos];
+    flat += (i < 0 ? i + dataShape[axis] : i) * strides[axis];
+    for (int64_t d = axis + 1; d < int64_t(dataShape.size()); ++d)
+      flat += idx[d + idxRank - 1] * strides[d];
+    return flat;
+  });
+}
+
+OpFoldResult SliceOp::fold(FoldAdaptor a) {
+  auto ranges = getSliceRanges(*this);
+  if (!ranges)
+    return {};
+  bool identity = llvm::all_of(llvm::enumerate(*ranges), [&](auto r) {
+    return r.value().start == 0 && r.value().step == 1 &&
+           r.value().count == getInput().getType().getDimSize(r.index());
+  });
+  if (identity && getInput().getType() == getType())
+    return getInput();
+  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
+  if (!in || !isSmallStatic(getType()))
+    return {};
+  auto strides = stridesOf(getInput().getType().getShape());
+  return gatherElements(in, getType(), [&](ArrayRef<int64_t> idx) {
+    int64_t flat = 0;
+    for (auto [d, i] : llvm::enumerate(idx))
+      flat += ((*ranges)[d].start + i * (*ranges)[d].step) * strides[d];
+    return flat;
+  });
+}
+
+/// Elementwise evaluation of a small constant expression in int64 or double.
+template <typename IntFn, typename FloatFn>
+static Attribute foldArithmetic(ArrayRef<Attribute> operands, RankedTensorType type,
+                                IntFn intFn, FloatFn floatFn) {
+  if (!isSmallStatic(type))
+    return {};
+  SmallVector<DenseElementsAttr> in;
+  for (Attribute attr : operands) {
+    auto dense = dyn_cast_if_present<DenseElementsAttr>(attr);
+    if (!dense)
+      return {};
+    in.push_back(dense);
+  }
+  Type element = type.getElementType();
+  auto shape = type.getShape();
+  SmallVector<Attribute> out;
+  SmallVector<int64_t> index(shape.size(), 0);
+  for (int64_t n = 0; n < type.getNumElements(); ++n) {
+    // Broadcast: operand dims align to the right; size-1 dims repeat.
+    SmallVector<int64_t> flat;
+    for (DenseElementsAttr d : in) {
+      auto s = d.getType().getShape();
+      auto strides = stridesOf(s);
+      int64_t f = 0, offset = shape.size() - s.size();
+      for (size_t k = 0; k < s.size(); ++k)
+        f += (s[k] == 1 ? 0 : index[k + offset]) * strides[k];
+      flat.push_back(f);
+    }
+    if (isa<FloatType>(element)) {
+      double l = in[0].getValues<APFloat>()[flat[0]].convertToDouble();
+      double r = in[1].getValues<APFloat>()[flat[1]].convertToDouble();
+      out.push_back(FloatAttr::get(element, floatFn(l, r)));
+    } else {
+      int64_t l = in[0].getValues<APInt>()[flat[0]].getSExtValue();
+      int64_t r = in[1].getValues<APInt>()[flat[1]].getSExtValue();
+      std::optional<int64_t> v = intFn(l, r);
+      if (!v)
+        return {};
+      out.push_back(IntegerAttr::get(element, *v));
+    }
+    for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
+      if (++index[d] < shape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  return DenseElementsAttr::get(type, out);
+}
+
+OpFoldResult AddOp::fold(FoldAdaptor a) {
+  return foldArithmetic(a.getOperands(), getType(),
+                        [](int64_t l, int64_t r) -> std::optional<int64_t> { return l + r; },
+                        [](double l, double r) { return l + r; });
+}
+OpFoldResult SubOp::fold(FoldAdaptor a) {
+  return foldArithmetic(a.getOperands(), getType(),
+                        [](int64_t l, int64_t r) -> std::optional<int64_t> { return l - r; },
+                        [](double l, double r) { return l - r; });
+}
+OpFoldResult MulOp::fold(FoldAdaptor a) {
+  return foldArithmetic(a.getOperands(), getType(),
+                        [](int64_t l, int64_t r) -> std::optional<int64_t> { return l * r; },
+                        [](double l, double r) { return l * r; });
+}
+OpFoldResult DivOp::fold(FoldAdaptor a) {
+  // Integer division truncates toward zero, as ONNX Div does.
+  return foldArithmetic(
+      a.getOperands(), getType(),
+      [](int64_t l, int64_t r) -> std::optional<int64_t> {
+        if (r == 0)
+          return std::nullopt;
+        return l / r;
+      },
+      [](double l, double r) { return l / r; });
+}
+
+OpFoldResult CastOp::fold(FoldAdaptor a) {
+  if (getInput().getType() == getType())
+    return getInput();
+  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
+  if (!in || !isSmallStatic(getType()))
+    return {};
+  Type from = in.getElementType(), to = getType().getElementType();
+  SmallVector<Attribute> out;
+  for (Attribute v : in.getValues<Attribute>()) {
+    double f = 0;
+    int64_t i = 0;
+    if (auto fa = dyn_cast<FloatAttr>(v))
+      i = int64_t(f = fa.getValueAsDouble());
+    else if (from.isInteger(1))
+      f = double(i = cast<IntegerAttr>(v).getValue().getZExtValue());
+    else
+      f = double(i = cast<IntegerAttr>(v).getValue().getSExtValue());
+    if (isa<FloatType>(to))
+      out.push_back(FloatAttr::get(to, f));
+    else if (to.isInteger(1))
+      out.push_back(IntegerAttr::get(to, f != 0));
+    else
+      out.push_back(IntegerAttr::get(to, i));
+  }
+  return DenseElementsAttr::get(getType(), out);
+}
+
+OpFoldResult RangeOp::fold(FoldAdaptor) {
+  auto s = getConstantInts(getStart()), d = getConstantInts(getDelta());
+  if (!s || !d || !isSmallStatic(getType()))
+    return {};
+  SmallVector<Attribute> out;
+  for (int64_t i = 0; i < getType().getDimSize(0); ++i)
+    out.push_back(IntegerAttr::get(getType().getElementType(), (*s)[0] + i * (*d)[0]));
+  return DenseElementsAttr::get(getType(), out);
+}
+
+OpFoldResult ConstantOfShapeOp::fold(FoldAdaptor) {
+  if (!getType().hasStaticShape())
+    return {};
+  auto value = cast<TypedAttr>(getValue());
+  return DenseElementsAttr::get(getType(), value);
+}
+
+} // namespace kiln

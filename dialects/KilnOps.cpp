@@ -1,0 +1,470 @@
+//===- KilnOps.cpp - result types and verifiers of kiln ops ---------------===//
+//
+// Each op derives its result type from its operands; a dim the operands do not
+// determine is left dynamic. Constant integer operands (reshape targets, slice
+// bounds) are read when present so that shapes resolve as soon as the shape
+// sub-graph that feeds them has folded.
+//
+//===----------------------------------------------------------------------===//
+
+#include "KilnOps.h"
+
+#include "mlir/Dialect/Traits.h"
+#include "mlir/IR/Matchers.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+static constexpr int64_t kDyn = ShapedType::kDynamic;
+
+bool areCompatibleTypes(TypeRange lhs, TypeRange rhs) {
+  if (lhs.size() != rhs.size())
+    return false;
+  for (auto [l, r] : llvm::zip(lhs, rhs))
+    if (failed(verifyCompatibleShape(l, r)) ||
+        getElementTypeOrSelf(l) != getElementTypeOrSelf(r))
+      return false;
+  return true;
+}
+
+FailureOr<SmallVector<Type>> inferResultTypes(Operation *op) {
+  auto iface = dyn_cast<InferTypeOpInterface>(op);
+  if (!iface)
+    return failure();
+  SmallVector<Type> types;
+  if (failed(iface.inferReturnTypes(op->getContext(), op->getLoc(), op->getOperands(),
+                                    op->getRawDictionaryAttrs(),
+                                    op->getPropertiesStorage(), op->getRegions(), types)))
+    return failure();
+  return types;
+}
+
+std::optional<SmallVector<int64_t>> getConstantInts(Value value) {
+  DenseIntElementsAttr attr;
+  if (!matchPattern(value, m_Constant(&attr)))
+    return std::nullopt;
+  SmallVector<int64_t> out;
+  for (const APInt &v : attr.getValues<APInt>())
+    out.push_back(v.getSExtValue());
+  return out;
+}
+
+static RankedTensorType shapeOf(Value v) {
+  return cast<RankedTensorType>(v.getType());
+}
+
+static int64_t product(ArrayRef<int64_t> dims) {
+  int64_t p = 1;
+  for (int64_t d : dims) {
+    if (d == kDyn)
+      return kDyn;
+    p *= d;
+  }
+  return p;
+}
+
+/// Merges two sizes that must agree: a static size wins over a dynamic one.
+static LogicalResult mergeDim(int64_t a, int64_t b, int64_t &out) {
+  if (a != kDyn && b != kDyn && a != b)
+    return failure();
+  out = a == kDyn ? b : a;
+  return success();
+}
+
+static LogicalResult push(SmallVectorImpl<Type> &types, ArrayRef<int64_t> shape,
+                          Type element) {
+  types.push_back(RankedTensorType::get(shape, element));
+  return success();
+}
+
+#define KILN_INFER(OP)                                                         \
+  LogicalResult OP::inferReturnTypes(                                          \
+      MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,      \
+      SmallVectorImpl<Type> &types)
+
+KILN_INFER(ConstantOp) {
+  types.push_back(adaptor.getValue().getType());
+  return success();
+}
+
+static LogicalResult inferGemm(std::optional<Location> loc, Value a, Value b,
+                               Value c, bool transA, bool transB,
+                               SmallVectorImpl<Type> &types) {
+  auto at = shapeOf(a), bt = shapeOf(b);
+  if (at.getRank() != 2 || bt.getRank() != 2)
+    return emitOptionalError(loc, "gemm operands must be 2-D");
+  int64_t m = at.getDimSize(transA ? 1 : 0), ka = at.getDimSize(transA ? 0 : 1);
+  int64_t kb = bt.getDimSize(transB ? 1 : 0), n = bt.getDimSize(transB ? 0 : 1);
+  int64_t k;
+  if (failed(mergeDim(ka, kb, k)))
+    return emitOptionalError(loc, "gemm inner dims differ: ", ka, " vs ", kb);
+  if (c) {
+    SmallVector<int64_t> out;
+    if (shapeOf(c).getRank() > 2 ||
+        !OpTrait::util::getBroadcastedShape({m, n}, shapeOf(c).getShape(), out))
+      return emitOptionalError(loc, "gemm C does not broadcast to [M, N]");
+  }
+  return push(types, {m, n}, at.getElementType());
+}
+
+KILN_INFER(GemmOp) {
+  return inferGemm(loc, adaptor.getA(), adaptor.getB(), adaptor.getC(),
+                   adaptor.getTransA(), adaptor.getTransB(), types);
+}
+
+LogicalResult GemmOp::verify() {
+  if (getA().getType().getElementType() != getB().getType().getElementType())
+    return emitOpError("element types of A and B differ");
+  return success();
+}
+
+KILN_INFER(MatMulOp) {
+  auto l = shapeOf(adaptor.getLhs()), r = shapeOf(adaptor.getRhs());
+  if (l.getRank() < 2 || r.getRank() < 2)
+    return emitOptionalError(loc, "matmul operands must have rank >= 2");
+  int64_t k;
+  if (failed(mergeDim(l.getShape().back(), r.getShape()[r.getRank() - 2], k)))
+    return emitOptionalError(loc, "matmul inner dims differ");
+  SmallVector<int64_t> batch;
+  if (!OpTrait::util::getBroadcastedShape(l.getShape().drop_back(2),
+                                          r.getShape().drop_back(2), batch))
+    return emitOptionalError(loc, "matmul batch dims do not broadcast");
+  batch.push_back(l.getShape()[l.getRank() - 2]);
+  batch.push_back(r.getShape().back());
+  return push(types, batch, l.getElementType());
+}
+
+LogicalResult MatMulOp::verify() {
+  if (getLhs().getType().getElementType() != getRhs().getType().getElementType())
+    return emitOpError("element types of operands differ");
+  return success();
+}
+
+static LogicalResult inferBinary(std::optional<Location> loc, Value lhs,
+                                 Value rhs, SmallVectorImpl<Type> &types) {
+  auto l = shapeOf(lhs), r = shapeOf(rhs);
+  if (l.getElementType() != r.getElementType())
+    return emitOptionalError(loc, "operand element types differ: ",
+                             l.getElementType(), " vs ", r.getElementType());
+  SmallVector<int64_t> out;
+  if (!OpTrait::util::getBroadcastedShape(l.getShape(), r.getShape(), out))
+    return emitOptionalError(loc, "shapes do not broadcast: ", l, " and ", r);
+  return push(types, out, l.getElementType());
+}
+
+KILN_INFER(AddOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER(SubOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER(MulOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER(DivOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+
+#define KILN_INFER_SAME(OP)                                                    \
+  KILN_INFER(OP) {                                                             \
+    types.push_back(adaptor.getInput().getType());                             \
+    return success();                                                          \
+  }
+KILN_INFER_SAME(SoftmaxOp)
+
+KILN_INFER(CastOp) {
+  return push(types, shapeOf(adaptor.getInput()).getShape(), adaptor.getTo());
+}
+
+LogicalResult SoftmaxOp::verify() {
+  if (getAxis() < 0 || getAxis() >= getInput().getType().getRank())
+    return emitOpError("axis ") << getAxis() << " out of range";
+  return success();
+}
+
+KILN_INFER(ReshapeOp) {
+  auto in = shapeOf(adaptor.getInput());
+  auto shapeType = shapeOf(adaptor.getShape());
+  if (shapeType.getRank() != 1 || shapeType.isDynamicDim(0))
+    return emitOptionalError(loc, "reshape target must be a 1-D tensor of known size");
+  auto target = getConstantInts(adaptor.getShape());
+  if (!target)
+    return push(types, SmallVector<int64_t>(shapeType.getDimSize(0), kDyn),
+                in.getElementType());
+  SmallVector<int64_t> out;
+  int inferred = -1;
+  for (auto [i, d] : llvm::enumerate(*target)) {
+    if (d == 0) {
+      if (int64_t(i) >= in.getRank())
+        return emitOptionalError(loc, "reshape: 0 at position ", i, " beyond input rank");
+      out.push_back(in.getDimSize(i));
+    } else if (d == -1) {
+      if (inferred >= 0)
+        return emitOptionalError(loc, "reshape: more than one -1");
+      inferred = i;
+      out.push_back(kDyn);
+    } else if (d < 0) {
+      return emitOptionalError(loc, "reshape: invalid size ", d);
+    } else {
+      out.push_back(d);
+    }
+  }
+  int64_t total = product(in.getShape());
+  if (inferred >= 0 && total != kDyn) {
+    SmallVector<int64_t> rest(out);
+    rest.erase(rest.begin() + inferred);
+    int64_t known = product(rest);
+    if (known != kDyn) {
+      if (known == 0 || total % known)
+        return emitOptionalError(loc, "reshape: cannot infer -1 from ", total,
+                                 " elements");
+      out[inferred] = total / known;
+    }
+  }
+  int64_t outTotal = product(out);
+  if (total != kDyn && outTotal != kDyn && total != outTotal)
+    return emitOptionalError(loc, "reshape changes the element count from ",
+                             total, " to ", outTotal);
+  return push(types, out, in.getElementType());
+}
+
+KILN_INFER(FlattenOp) {
+  auto in = shapeOf(adaptor.getInput());
+  int64_t axis = adaptor.getAxis();
+  if (axis < 0 || axis > in.getRank())
+    return emitOptionalError(loc, "flatten axis out of range");
+  return push(types,
+              {product(in.getShape().take_front(axis)),
+               product(in.getShape().drop_front(axis))},
+              in.getElementType());
+}
+
+KILN_INFER(SqueezeOp) {
+  auto in = shapeOf(adaptor.getInput());
+  SmallVector<int64_t> out;
+  ArrayRef<int64_t> axes = adaptor.getAxes();
+  for (int64_t a : axes)
+    if (a < 0 || a >= in.getRank() || (!in.isDynamicDim(a) && in.getDimSize(a) != 1))
+      return emitOptionalError(loc, "squeeze axis ", a, " is not a size-1 dim of ", in);
+  for (int64_t i = 0; i < in.getRank(); ++i)
+    if (!llvm::is_contained(axes, i))
+      out.push_back(in.getDimSize(i));
+  return push(types, out, in.getElementType());
+}
+
+KILN_INFER(UnsqueezeOp) {
+  auto in = shapeOf(adaptor.getInput());
+  ArrayRef<int64_t> axes = adaptor.getAxes();
+  int64_t rank = in.getRank() + axes.size();
+  SmallVector<int64_t> out;
+  auto dims = in.getShape();
+  for (int64_t i = 0, j = 0; i < rank; ++i) {
+    if (llvm::is_contained(axes, i)) {
+      out.push_back(1);
+    } else {
+      if (j >= in.getRank())
+        return emitOptionalError(loc, "unsqueeze axes out of range");
+      out.push_back(dims[j++]);
+    }
+  }
+  for (int64_t a : axes)
+    if (a < 0 || a >= rank)
+      return emitOptionalError(loc, "unsqueeze axis ", a, " out of range");
+  return push(types, out, in.getElementType());
+}
+
+KILN_INFER(TransposeOp) {
+  auto in = shapeOf(adaptor.getInput());
+  ArrayRef<int64_t> perm = adaptor.getPerm();
+  if (int64_t(perm.size()) != in.getRank())
+    return emitOptionalError(loc, "transpose perm has the wrong length");
+  SmallVector<int64_t> out;
+  for (int64_t p : perm) {
+    if (p < 0 || p >= in.getRank())
+      return emitOptionalError(loc, "transpose perm entry out of range");
+    out.push_back(in.getDimSize(p));
+  }
+  return push(types, out, in.getElementType());
+}
+
+LogicalResult TransposeOp::verify() {
+  SmallVector<int64_t> sorted(getPerm());
+  llvm::sort(sorted);
+  for (auto [i, p] : llvm::enumerate(sorted))
+    if (int64_t(i) != p)
+      return emitOpError("perm is not a permutation");
+  return success();
+}
+
+KILN_INFER(ConcatOp) {
+  auto inputs = adaptor.getInputs();
+  if (inputs.empty())
+    return emitOptionalError(loc, "concat needs at least one input");
+  auto first = shapeOf(inputs[0]);
+  int64_t axis = adaptor.getAxis();
+  if (axis < 0 || axis >= first.getRank())
+    return emitOptionalError(loc, "concat axis out of range");
+  SmallVector<int64_t> out(first.getShape());
+  out[axis] = 0;
+  for (Value v : inputs) {
+    auto t = shapeOf(v);
+    if (t.getRank() != first.getRank() || t.getElementType() != first.getElementType())
+      return emitOptionalError(loc, "concat inputs differ in rank or element type");
+    for (int64_t i = 0; i < t.getRank(); ++i) {
+      if (i == axis)
+        out[i] = (out[i] == kDyn || t.isDynamicDim(i)) ? kDyn : out[i] + t.getDimSize(i);
+      else if (failed(mergeDim(out[i], t.getDimSize(i), out[i])))
+        return emitOptionalError(loc, "concat inputs differ in dim ", i);
+    }
+  }
+  return push(types, out, first.getElementType());
+}
+
+KILN_INFER(GatherOp) {
+  auto data = shapeOf(adaptor.getData()), idx = shapeOf(adaptor.getIndices());
+  int64_t axis = adaptor.getAxis();
+  if (axis < 0 || axis >= data.getRank())
+    return emitOptionalError(loc, "gather axis out of range");
+  SmallVector<int64_t> out(data.getShape().take_front(axis));
+  llvm::append_range(out, idx.getShape());
+  llvm::append_range(out, data.getShape().drop_front(axis + 1));
+  return push(types, out, data.getElementType());
+}
+
+LogicalResult GatherOp::verify() {
+  auto data = getData().getType();
+  auto indices = getConstantInts(getIndices());
+  if (!indices || data.isDynamicDim(getAxis()))
+    return success();
+  int64_t n = data.getDimSize(getAxis());
+  for (int64_t i : *indices)
+    if (i < -n || i >= n)
+      return emitOpError("constant index ") << i << " out of range [" << -n
+                                            << ", " << n << ")";
+  return success();
+}
+
+static std::optional<SliceRange> clampSlice(int64_t dim, int64_t start,
+                                            int64_t end, int64_t step) {
+  if (step == 0)
+    return std::nullopt;
+  auto clamp = [&](int64_t v, int64_t lo, int64_t hi) {
+    if (v < 0)
+      v += dim;
+    return std::min(std::max(v, lo), hi);
+  };
+  int64_t s, e;
+  if (step > 0) {
+    s = clamp(start, 0, dim);
+    e = clamp(end, 0, dim);
+  } else {
+    s = clamp(start, -1, dim - 1);
+    e = clamp(end, -1, dim - 1);
+  }
+  int64_t count = step > 0 ? (e - s + step - 1) / step : (s - e - step - 1) / -step;
+  return SliceRange{s, step, std::max<int64_t>(count, 0)};
+}
+
+std::optional<SmallVector<SliceRange>> getSliceRanges(SliceOp op) {
+  auto in = op.getInput().getType();
+  auto starts = getConstantInts(op.getStarts()), ends = getConstantInts(op.getEnds()),
+       steps = getConstantInts(op.getSteps());
+  if (!starts || !ends || !steps || !in.hasStaticShape())
+    return std::nullopt;
+  SmallVector<SliceRange> ranges;
+  for (int64_t d = 0; d < in.getRank(); ++d)
+    ranges.push_back({0, 1, in.getDimSize(d)});
+  for (auto [i, axis] : llvm::enumerate(op.getAxes())) {
+    auto r = clampSlice(in.getDimSize(axis), (*starts)[i], (*ends)[i], (*steps)[i]);
+    if (!r)
+      return std::nullopt;
+    ranges[axis] = *r;
+  }
+  return ranges;
+}
+
+KILN_INFER(SliceOp) {
+  auto in = shapeOf(adaptor.getInput());
+  ArrayRef<int64_t> axes = adaptor.getAxes();
+  for (Value v : {adaptor.getStarts(), adaptor.getEnds(), adaptor.getSteps()})
+    if (shapeOf(v).getRank() != 1 || shapeOf(v).getDimSize(0) != int64_t(axes.size()))
+      return emitOptionalError(loc, "slice starts/ends/steps must have one entry per axis");
+  for (int64_t a : axes)
+    if (a < 0 || a >= in.getRank())
+      return emitOptionalError(loc, "slice axis ", a, " out of range");
+  auto starts = getConstantInts(adaptor.getStarts()),
+       ends = getConstantInts(adaptor.getEnds()),
+       steps = getConstantInts(adaptor.getSteps());
+  SmallVector<int64_t> out(in.getShape());
+  for (auto [i, axis] : llvm::enumerate(axes)) {
+    if (steps && (*steps)[i] == 0)
+      return emitOptionalError(loc, "slice step must not be 0");
+    if (!starts || !ends || !steps || in.isDynamicDim(axis)) {
+      out[axis] = kDyn;
+      continue;
+    }
+    out[axis] = clampSlice(in.getDimSize(axis), (*starts)[i], (*ends)[i], (*steps)[i])->count;
+  }
+  return push(types, out, in.getElementType());
+}
+
+static LogicalResult inferReduce(std::optional<Location> loc, Value input,
+                                 ArrayRef<int64_t> axes, bool keepdims,
+                                 SmallVectorImpl<Type> &types) {
+  auto in = shapeOf(input);
+  SmallVector<int64_t> out;
+  for (int64_t a : axes)
+    if (a < 0 || a >= in.getRank())
+      return emitOptionalError(loc, "reduce axis ", a, " out of range");
+  for (int64_t i = 0; i < in.getRank(); ++i) {
+    if (!llvm::is_contained(axes, i))
+      out.push_back(in.getDimSize(i));
+    else if (keepdims)
+      out.push_back(1);
+  }
+  return push(types, out, in.getElementType());
+}
+
+KILN_INFER(ReduceSumOp) {
+  return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
+}
+KILN_INFER(ReduceMeanOp) {
+  return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
+}
+
+KILN_INFER(ShapeOp) {
+  auto in = shapeOf(adaptor.getInput());
+  int64_t start = adaptor.getStart(), end = adaptor.getEnd();
+  if (start < 0 || end > in.getRank() || start > end)
+    return emitOptionalError(loc, "shape: [start, end) out of range");
+  return push(types, {end - start}, IntegerType::get(context, 64));
+}
+
+KILN_INFER(RangeOp) {
+  auto t = shapeOf(adaptor.getStart());
+  for (Value v : {adaptor.getStart(), adaptor.getLimit(), adaptor.getDelta()})
+    if (shapeOf(v).getRank() != 0 || shapeOf(v).getElementType() != t.getElementType())
+      return emitOptionalError(loc, "range operands must be scalars of one type");
+  int64_t count = kDyn;
+  auto s = getConstantInts(adaptor.getStart()), l = getConstantInts(adaptor.getLimit()),
+       d = getConstantInts(adaptor.getDelta());
+  if (s && l && d) {
+    if ((*d)[0] == 0)
+      return emitOptionalError(loc, "range delta must not be 0");
+    int64_t span = (*l)[0] - (*s)[0], delta = (*d)[0];
+    count = std::max<int64_t>(0, (span + delta + (delta > 0 ? -1 : 1)) / delta);
+  }
+  return push(types, {count}, t.getElementType());
+}
+
+KILN_INFER(ConstantOfShapeOp) {
+  auto shapeType = shapeOf(adaptor.getShape());
+  Type element = cast<TypedAttr>(adaptor.getValue()).getType();
+  if (shapeType.getRank() != 1 || shapeType.isDynamicDim(0))
+    return emitOptionalError(loc, "constant_of_shape needs a 1-D shape of known size");
+  if (auto dims = getConstantInts(adaptor.getShape())) {
+    for (int64_t d : *dims)
+      if (d < 0)
+        return emitOptionalError(loc, "constant_of_shape: negative size ", d);
+    return push(types, *dims, element);
+  }
+  return push(types, SmallVector<int64_t>(shapeType.getDimSize(0), kDyn), element);
+}
+
+} // namespace kiln
+
+#define GET_OP_CLASSES
+#include "KilnOps.cpp.inc"

@@ -1,0 +1,43 @@
+//===- KilnOps.h - kiln operations ------------------------------*- C++ -*-===//
+#ifndef KILN_DIALECTS_KILNOPS_H
+#define KILN_DIALECTS_KILNOPS_H
+
+#include "KilnDialect.h"
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+namespace kiln {
+
+/// True when every pair of types has the same element type and shapes that
+/// agree wherever both are static.
+bool areCompatibleTypes(mlir::TypeRange lhs, mlir::TypeRange rhs);
+
+/// The result types `op` infers from its current operands and attributes;
+/// errors are emitted at the op's location.
+mlir::FailureOr<llvm::SmallVector<mlir::Type>> inferResultTypes(mlir::Operation *op);
+
+/// The values of a constant integer tensor operand, if it is one.
+std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
+
+} // namespace kiln
+
+#define GET_OP_CLASSES
+#include "KilnOps.h.inc"
+
+namespace kiln {
+
+/// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.
+struct SliceRange {
+  int64_t start, step, count;
+};
+
+/// Every axis of a slice resolved, or nothing while a bound or size is unknown.
+std::optional<llvm::SmallVector<SliceRange>> getSliceRanges(SliceOp op);
+
+} // namespace kiln
+
+#endif

@@ -1,0 +1,274 @@
+//===- KilnOps.td - kiln operations ------------------------*- tablegen -*-===//
+//
+// Every op infers its result type (InferTypeOpInterface). The verifier accepts
+// a declared result type that is *compatible* with the inferred one (a `?`
+// may stand for a static size), which lets the importer keep dynamic batch
+// sizes and lets kiln-infer-shapes refine them later.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_OPS_TD
+#define KILN_OPS_TD
+
+include "KilnDialect.td"
+include "mlir/IR/BuiltinAttributeInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Kiln_InferType : InferTypeOpAdaptorBase<[{
+  static bool isCompatibleReturnTypes(::mlir::TypeRange l, ::mlir::TypeRange r) {
+    return ::kiln::areCompatibleTypes(l, r);
+  }
+}]>;
+
+class Kiln_Op<string mnemonic, list<Trait> traits = []>
+    : Op<Kiln_Dialect, mnemonic, !listconcat(traits, [Pure, Kiln_InferType])>;
+
+// Ops whose result type is their operand's: ODS derives the inference.
+class Kiln_SameTypeOp<string mnemonic>
+    : Op<Kiln_Dialect, mnemonic, [Pure, SameOperandsAndResultType, InferTypeOpInterface]> {
+  let extraClassDeclaration = [{
+    static bool isCompatibleReturnTypes(::mlir::TypeRange l, ::mlir::TypeRange r) {
+      return ::kiln::areCompatibleTypes(l, r);
+    }
+  }];
+}
+
+def Kiln_Tensor : RankedTensorOf<[F32, F64, I1, I8, I32, I64, UI8]>;
+def Kiln_FloatTensor : RankedTensorOf<[F32, F64]>;
+def Kiln_IndexTensor : RankedTensorOf<[I32, I64]>;
+
+//===----------------------------------------------------------------------===//
+// Constants
+//===----------------------------------------------------------------------===//
+
+def Kiln_ConstantOp : Kiln_Op<"constant", [ConstantLike]> {
+  let summary = "a constant tensor (weights live in resource blobs)";
+  let description = [{
+    Large initialisers are held as `dense_resource` blobs so that their bytes
+    are stored once, outside the MLIRContext's uniqued attribute storage.
+  }];
+  let arguments = (ins ElementsAttr:$value);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "attr-dict $value";
+}
+
+//===----------------------------------------------------------------------===//
+// Linear algebra
+//===----------------------------------------------------------------------===//
+
+def Kiln_GemmOp : Kiln_Op<"gemm"> {
+  let summary = "Y = alpha * op(A) * op(B) + beta * C, C broadcast to [M, N]";
+  let arguments = (ins Kiln_FloatTensor:$a, Kiln_FloatTensor:$b,
+                   Optional<Kiln_FloatTensor>:$c,
+                   DefaultValuedAttr<F32Attr, "1.0f">:$alpha,
+                   DefaultValuedAttr<F32Attr, "1.0f">:$beta,
+                   DefaultValuedAttr<BoolAttr, "false">:$trans_a,
+                   DefaultValuedAttr<BoolAttr, "false">:$trans_b);
+  let results = (outs Kiln_FloatTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$a `,` $b (`,` $c^)? attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_MatMulOp : Kiln_Op<"matmul"> {
+  let summary = "batched matrix product of rank >= 2 tensors, batch dims broadcast";
+  let arguments = (ins Kiln_FloatTensor:$lhs, Kiln_FloatTensor:$rhs);
+  let results = (outs Kiln_FloatTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+class Kiln_BinaryOp<string mnemonic, list<Trait> traits = []>
+    : Kiln_Op<mnemonic, traits> {
+  let summary = "numpy-broadcasting elementwise " # mnemonic;
+  let arguments = (ins Kiln_Tensor:$lhs, Kiln_Tensor:$rhs);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_AddOp : Kiln_BinaryOp<"add", [Commutative]>;
+def Kiln_SubOp : Kiln_BinaryOp<"sub">;
+def Kiln_MulOp : Kiln_BinaryOp<"mul", [Commutative]>;
+def Kiln_DivOp : Kiln_BinaryOp<"div">;
+
+class Kiln_UnaryOp<string mnemonic, Type tensorType = Kiln_FloatTensor>
+    : Kiln_SameTypeOp<mnemonic> {
+  let summary = "elementwise " # mnemonic;
+  let arguments = (ins tensorType:$input);
+  let results = (outs tensorType:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def Kiln_ReluOp : Kiln_UnaryOp<"relu">;
+def Kiln_SigmoidOp : Kiln_UnaryOp<"sigmoid">;
+def Kiln_TanhOp : Kiln_UnaryOp<"tanh">;
+def Kiln_ExpOp : Kiln_UnaryOp<"exp">;
+def Kiln_LogOp : Kiln_UnaryOp<"log">;
+def Kiln_SqrtOp : Kiln_UnaryOp<"sqrt">;
+def Kiln_ErfOp : Kiln_UnaryOp<"erf">;
+def Kiln_NegOp : Kiln_UnaryOp<"neg", Kiln_Tensor>;
+def Kiln_AbsOp : Kiln_UnaryOp<"abs", Kiln_Tensor>;
+
+def Kiln_CastOp : Kiln_Op<"cast"> {
+  let summary = "elementwise conversion to the result element type";
+  let arguments = (ins Kiln_Tensor:$input, TypeAttr:$to);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+}
+
+def Kiln_SoftmaxOp : Kiln_Op<"softmax"> {
+  let summary = "softmax along one axis";
+  let arguments = (ins Kiln_FloatTensor:$input, I64Attr:$axis);
+  let results = (outs Kiln_FloatTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Data movement (reshape-like ops are aliases after memory planning)
+//===----------------------------------------------------------------------===//
+
+def Kiln_ReshapeOp : Kiln_Op<"reshape"> {
+  let summary = "reshape to a shape given as a 1-D i64 tensor";
+  let description = [{
+    `shape` follows ONNX Reshape with allowzero = 0: a 0 copies the input's
+    size at that position and one -1 is inferred from the element count.
+  }];
+  let arguments = (ins Kiln_Tensor:$input, RankedTensorOf<[I64]>:$shape);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input `,` $shape attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_FlattenOp : Kiln_Op<"flatten"> {
+  let summary = "collapse to 2-D: dims before `axis` and dims from `axis`";
+  let arguments = (ins Kiln_Tensor:$input, I64Attr:$axis);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_SqueezeOp : Kiln_Op<"squeeze"> {
+  let summary = "remove size-1 dims listed in `axes`";
+  let arguments = (ins Kiln_Tensor:$input, DenseI64ArrayAttr:$axes);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_UnsqueezeOp : Kiln_Op<"unsqueeze"> {
+  let summary = "insert size-1 dims at the result positions listed in `axes`";
+  let arguments = (ins Kiln_Tensor:$input, DenseI64ArrayAttr:$axes);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_TransposeOp : Kiln_Op<"transpose"> {
+  let summary = "permute dims: result dim i is input dim perm[i]";
+  let arguments = (ins Kiln_Tensor:$input, DenseI64ArrayAttr:$perm);
+  let results = (outs Kiln_Tensor:$result);
+  let hasVerifier = 1;
+  let hasFolder = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_ConcatOp : Kiln_Op<"concat"> {
+  let summary = "concatenate along `axis`";
+  let arguments = (ins Variadic<Kiln_Tensor>:$inputs, I64Attr:$axis);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$inputs attr-dict `:` functional-type($inputs, results)";
+}
+
+def Kiln_GatherOp : Kiln_Op<"gather"> {
+  let summary = "ONNX Gather: take slices of `data` along `axis` at `indices`";
+  let description = [{
+    Negative indices count from the end, as in ONNX. An index outside
+    [-size, size) is a run-time error of the model, never a wild read.
+  }];
+  let arguments = (ins Kiln_Tensor:$data, Kiln_IndexTensor:$indices, I64Attr:$axis);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let hasVerifier = 1;
+  let assemblyFormat = "$data `,` $indices attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_SliceOp : Kiln_Op<"slice"> {
+  let summary = "ONNX Slice with starts/ends/steps per listed axis";
+  let description = [{
+    `starts`, `ends` and `steps` are 1-D i64 tensors aligned with `axes`
+    (non-negative); out-of-range starts/ends are clamped as in ONNX. They are
+    operands because exporters compute them; they must fold to constants
+    before code generation.
+  }];
+  let arguments = (ins Kiln_Tensor:$input, RankedTensorOf<[I64]>:$starts,
+                   RankedTensorOf<[I64]>:$ends, RankedTensorOf<[I64]>:$steps,
+                   DenseI64ArrayAttr:$axes);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input `,` $starts `,` $ends `,` $steps attr-dict `:` functional-type(operands, results)";
+}
+
+class Kiln_ReduceOp<string mnemonic> : Kiln_Op<mnemonic> {
+  let summary = "reduce (" # mnemonic # ") over `axes`";
+  let arguments = (ins Kiln_Tensor:$input, DenseI64ArrayAttr:$axes,
+                   BoolAttr:$keepdims);
+  let results = (outs Kiln_Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_ReduceSumOp : Kiln_ReduceOp<"reduce_sum">;
+def Kiln_ReduceMeanOp : Kiln_ReduceOp<"reduce_mean">;
+
+//===----------------------------------------------------------------------===//
+// Shape computations (folded away once shapes are static)
+//===----------------------------------------------------------------------===//
+
+def Kiln_ShapeOp : Kiln_Op<"shape"> {
+  let summary = "the dims [start, end) of the input's shape as a 1-D i64 tensor";
+  let arguments = (ins Kiln_Tensor:$input, I64Attr:$start, I64Attr:$end);
+  let results = (outs RankedTensorOf<[I64]>:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_RangeOp : Kiln_Op<"range"> {
+  let summary = "[start, start + delta, ...) below limit, from scalar tensors";
+  let arguments = (ins Kiln_Tensor:$start, Kiln_Tensor:$limit, Kiln_Tensor:$delta);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$start `,` $limit `,` $delta attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_ConstantOfShapeOp : Kiln_Op<"constant_of_shape"> {
+  let summary = "a tensor of the given shape filled with one value";
+  let arguments = (ins RankedTensorOf<[I64]>:$shape, TypedAttrInterface:$value);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$shape attr-dict `:` type($shape) `->` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Memory
+//===----------------------------------------------------------------------===//
+
+def Kiln_CopyOp : Kiln_SameTypeOp<"copy"> {
+  let summary = "a copy into a buffer of its own";
+  let description = [{
+    Inserted by kiln-plan-memory where a model output would otherwise alias a
+    constant, an input or another output.
+  }];
+  let arguments = (ins Kiln_Tensor:$input);
+  let results = (outs Kiln_Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+#endif // KILN_OPS_TD

@@ -1,0 +1,72 @@
+/*
+ * kiln/model_abi.h - the descriptor a compiled model exports.
+ *
+ * Shared by generated model code and the runtime, and nothing else: a model
+ * .so exports exactly one symbol, KILN_DESCRIPTOR_SYMBOL, of this type.
+ * Fields are only ever appended (ABI minor); a layout change bumps the major.
+ */
+#ifndef KILN_MODEL_ABI_H
+#define KILN_MODEL_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_ABI_MAJOR 1
+#define KILN_ABI_MINOR 0
+#define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
+#define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
+
+/* Instruction-set features a model's code needs (kiln_abi_model.isa). */
+#define KILN_ISA_AVX2 (1u << 0)
+#define KILN_ISA_FMA (1u << 1)
+
+/* Entry point of one batch bucket: runs the model over the arena, whose
+ * input slots the runtime has filled. Returns 0, or non-zero after writing a
+ * NUL-terminated reason into `message`. */
+typedef int (*kiln_entry_fn)(uint8_t *arena, const uint8_t *weights, char *message,
+                             size_t message_size);
+
+typedef struct kiln_abi_tensor {
+  const char *name;
+  int32_t dtype;  /* kiln_dtype */
+  int32_t rank;
+  const int64_t *shape; /* the leading dim is -1 when batched */
+  int32_t batched;
+  int32_t has_index_range; /* integer inputs that feed gathers */
+  int64_t index_min, index_max;
+} kiln_abi_tensor;
+
+typedef struct kiln_abi_bucket {
+  int64_t batch;
+  uint64_t arena_bytes;
+  uint64_t arena_lower_bound;
+  const uint64_t *input_offsets;
+  const uint64_t *output_offsets;
+  kiln_entry_fn entry;
+} kiln_abi_bucket;
+
+typedef struct kiln_abi_model {
+  uint32_t magic;
+  uint16_t abi_major, abi_minor;
+  const char *compiler_version;
+  const char *target;
+  uint32_t isa;
+  const char *model_hash;
+  int32_t num_inputs, num_outputs;
+  const kiln_abi_tensor *inputs;
+  const kiln_abi_tensor *outputs;
+  int32_t num_buckets; /* ascending batch */
+  const kiln_abi_bucket *buckets;
+  const uint8_t *weights;
+  uint64_t weights_bytes;
+} kiln_abi_model;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_MODEL_ABI_H */

@@ -1,0 +1,117 @@
+/*
+ * kiln/runtime.h - the C ABI for serving kiln-compiled models.
+ *
+ * A model is opened once and shared read-only; each thread creates its own
+ * session, which owns (or borrows) the one arena a request needs. kiln_run
+ * never allocates, never throws, and a failed run leaves the session usable.
+ * Every call returns a kiln_status; the reason for a failure is in the
+ * caller's error buffer (model open) or in kiln_session_error.
+ */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
+typedef enum kiln_status {
+  KILN_OK = 0,
+  KILN_ERROR_INVALID_ARGUMENT = 1, /* a bad batch, pointer, shape or index */
+  KILN_ERROR_NOT_A_MODEL = 2,      /* the file is not a loadable kiln model */
+  KILN_ERROR_ABI_MISMATCH = 3,     /* compiled for another runtime ABI major */
+  KILN_ERROR_UNSUPPORTED_TARGET = 4, /* e.g. the CPU lacks AVX2/FMA */
+  KILN_ERROR_OUT_OF_MEMORY = 5,
+  KILN_ERROR_MODEL_FAILURE = 6     /* the model's code reported an error */
+} kiln_status;
+
+typedef enum kiln_dtype {
+  KILN_DTYPE_F32 = 1,
+  KILN_DTYPE_F64 = 2,
+  KILN_DTYPE_I64 = 3,
+  KILN_DTYPE_I32 = 4,
+  KILN_DTYPE_I8 = 5,
+  KILN_DTYPE_U8 = 6,
+  KILN_DTYPE_BOOL = 7 /* one byte, 0 or 1 */
+} kiln_dtype;
+
+typedef struct kiln_model kiln_model;
+typedef struct kiln_session kiln_session;
+
+typedef struct kiln_tensor_info {
+  const char *name;
+  kiln_dtype dtype;
+  int32_t rank;
+  const int64_t *shape; /* shape[0] == -1 when the leading dim is the batch */
+  int32_t has_index_range;
+  int64_t index_min, index_max; /* valid values of an id input */
+} kiln_tensor_info;
+
+typedef struct kiln_model_info {
+  uint32_t abi_major, abi_minor;
+  const char *compiler_version;
+  const char *target;
+  const char *model_hash;
+  uint64_t weights_bytes;
+} kiln_model_info;
+
+/* Opens a compiled model. On failure *model is NULL and `error` (if not NULL)
+ * receives a NUL-terminated reason. */
+KILN_API kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
+                            size_t error_size);
+KILN_API void kiln_model_close(kiln_model *model);
+
+KILN_API void kiln_model_get_info(const kiln_model *model, kiln_model_info *info);
+KILN_API int32_t kiln_model_num_inputs(const kiln_model *model);
+KILN_API int32_t kiln_model_num_outputs(const kiln_model *model);
+KILN_API kiln_status kiln_model_input(const kiln_model *model, int32_t index, kiln_tensor_info *info);
+KILN_API kiln_status kiln_model_output(const kiln_model *model, int32_t index, kiln_tensor_info *info);
+KILN_API int32_t kiln_model_num_buckets(const kiln_model *model);
+/* Batch size of bucket `index` (ascending), or -1. */
+KILN_API int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index);
+/* Arena bytes of bucket `index` and the liveness lower bound of its plan. */
+KILN_API uint64_t kiln_model_bucket_arena_bytes(const kiln_model *model, int32_t index);
+KILN_API uint64_t kiln_model_bucket_arena_lower_bound(const kiln_model *model, int32_t index);
+/* Bytes a caller-supplied arena needs: the largest bucket's arena. */
+KILN_API uint64_t kiln_model_arena_bytes(const kiln_model *model);
+/* Required alignment of a caller-supplied arena. */
+#define KILN_ARENA_ALIGNMENT 64
+
+/* A session owns an arena allocated once here. */
+KILN_API kiln_status kiln_session_create(const kiln_model *model, kiln_session **session);
+/* A session that uses the caller's arena: at least kiln_model_arena_bytes,
+ * aligned to KILN_ARENA_ALIGNMENT, alive until the session is destroyed. */
+KILN_API kiln_status kiln_session_create_with_arena(const kiln_model *model, void *arena,
+                                           uint64_t arena_bytes, kiln_session **session);
+KILN_API void kiln_session_destroy(kiln_session *session);
+/* The reason for the session's last failed run ("" after a success). */
+KILN_API const char *kiln_session_error(const kiln_session *session);
+
+/* A dense row-major tensor supplied by the caller. */
+typedef struct kiln_tensor {
+  void *data; /* read for inputs, written for outputs */
+  kiln_dtype dtype;
+  int32_t rank;
+  const int64_t *shape;
+} kiln_tensor;
+
+/* Runs `batch` rows (1 <= batch <= the largest bucket). inputs and outputs
+ * are in the model's order; a batched tensor has `batch` as its leading dim.
+ * Every tensor's dtype and shape, and every id input's values, are checked
+ * before the arena is touched. */
+KILN_API kiln_status kiln_run(kiln_session *session, int64_t batch, const kiln_tensor *inputs,
+                     int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_RUNTIME_H */

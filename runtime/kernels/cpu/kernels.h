@@ -1,0 +1,277 @@
+// kernels.h - reference CPU kernels compiled into every kiln model .so.
+//
+// Generated code calls these with shapes known at compile time, so each call
+// site is specialised by the C++ compiler. They favour clarity and contiguous
+// inner loops the compiler vectorises (AVX2/FMA); hand-tuned micro-kernels
+// replace them behind the same signatures.
+#ifndef KILN_KERNELS_CPU_KERNELS_H
+#define KILN_KERNELS_CPU_KERNELS_H
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+namespace kiln::cpu {
+
+constexpr int kMaxRank = 8;
+
+/// Reports a failure of the model's code through the entry point's buffer.
+inline int fail(char *message, size_t size, const char *what) {
+  std::snprintf(message, size, "%s", what);
+  return 1;
+}
+
+/// Row-major strides of `shape`, with 0 where a dim of size 1 is broadcast
+/// against a larger `out` dim. `shape` is right-aligned to `rank`.
+inline void broadcastStrides(const int64_t *shape, int shapeRank, const int64_t *out,
+                             int rank, int64_t *strides) {
+  int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    int s = d - (rank - shapeRank);
+    int64_t size = s >= 0 ? shape[s] : 1;
+    strides[d] = (size == 1 && out[d] != 1) ? 0 : stride;
+    stride *= size;
+  }
+}
+
+/// out = fn(a, b) with numpy broadcasting. The innermost dim runs contiguous
+/// or broadcast, which covers bias rows and per-feature scales.
+template <typename T, typename R, typename Fn>
+void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int64_t *bShape,
+            int bRank, R *out, const int64_t *outShape, int rank, Fn fn) {
+  int64_t total = 1;
+  for (int d = 0; d < rank; ++d)
+    total *= outShape[d];
+  if (total == 0)
+    return;
+  if (rank == 0) {
+    out[0] = fn(a[0], b[0]);
+    return;
+  }
+  int64_t as[kMaxRank], bs[kMaxRank], index[kMaxRank] = {};
+  broadcastStrides(aShape, aRank, outShape, rank, as);
+  broadcastStrides(bShape, bRank, outShape, rank, bs);
+  const int64_t inner = outShape[rank - 1], ai = as[rank - 1], bi = bs[rank - 1];
+  for (int64_t done = 0; done < total; done += inner) {
+    int64_t ao = 0, bo = 0;
+    for (int d = 0; d < rank - 1; ++d) {
+      ao += index[d] * as[d];
+      bo += index[d] * bs[d];
+    }
+    R *o = out + done;
+    const T *ap = a + ao, *bp = b + bo;
+    if (ai == 1 && bi == 1)
+      for (int64_t i = 0; i < inner; ++i)
+        o[i] = fn(ap[i], bp[i]);
+    else
+      for (int64_t i = 0; i < inner; ++i)
+        o[i] = fn(ap[i * ai], bp[i * bi]);
+    for (int d = rank - 2; d >= 0; --d) {
+      if (++index[d] < outShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+template <typename T, typename Fn>
+void unary(const T *in, T *out, int64_t n, Fn fn) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = fn(in[i]);
+}
+
+template <typename From, typename To>
+void cast(const From *in, To *out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = static_cast<To>(in[i]);
+}
+
+/// Y[M,N] = alpha * op(A) op(B) + beta * C, C broadcast from [cRows, cCols].
+template <typename T>
+void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y, int64_t M,
+          int64_t N, int64_t K, bool transA, bool transB, T alpha, T beta) {
+  for (int64_t i = 0; i < M; ++i) {
+    T *y = Y + i * N;
+    if (C && beta != T(0)) {
+      const T *c = C + (cRows == 1 ? 0 : i) * cCols;
+      for (int64_t j = 0; j < N; ++j)
+        y[j] = beta * c[cCols == 1 ? 0 : j];
+    } else {
+      std::fill(y, y + N, T(0));
+    }
+    if (transB) {
+      for (int64_t j = 0; j < N; ++j) {
+        T acc = 0;
+        for (int64_t k = 0; k < K; ++k)
+          acc += (transA ? A[k * M + i] : A[i * K + k]) * B[j * K + k];
+        y[j] += alpha * acc;
+      }
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        T a = alpha * (transA ? A[k * M + i] : A[i * K + k]);
+        const T *b = B + k * N;
+        for (int64_t j = 0; j < N; ++j)
+          y[j] += a * b[j];
+      }
+    }
+  }
+}
+
+/// Batched matmul: out[batch..., M, N] with the batch dims of lhs/rhs
+/// broadcast (shapes right-aligned to the output's batch rank).
+template <typename T>
+void matmul(const T *lhs, const int64_t *lBatch, int lRank, const T *rhs, const int64_t *rBatch,
+            int rRank, T *out, const int64_t *oBatch, int batchRank, int64_t M, int64_t N,
+            int64_t K) {
+  int64_t ls[kMaxRank], rs[kMaxRank], index[kMaxRank] = {};
+  broadcastStrides(lBatch, lRank, oBatch, batchRank, ls);
+  broadcastStrides(rBatch, rRank, oBatch, batchRank, rs);
+  int64_t total = 1;
+  for (int d = 0; d < batchRank; ++d)
+    total *= oBatch[d];
+  for (int64_t n = 0; n < total; ++n) {
+    int64_t lo = 0, ro = 0;
+    for (int d = 0; d < batchRank; ++d) {
+      lo += index[d] * ls[d];
+      ro += index[d] * rs[d];
+    }
+    gemm<T>(lhs + lo * M * K, rhs + ro * K * N, nullptr, 0, 0, out + n * M * N, M, N, K, false,
+            false, T(1), T(0));
+    for (int d = batchRank - 1; d >= 0; --d) {
+      if (++index[d] < oBatch[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+template <typename T>
+void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      const T *x = in + o * axis * inner + i;
+      T *y = out + o * axis * inner + i;
+      T m = x[0];
+      for (int64_t a = 1; a < axis; ++a)
+        m = std::max(m, x[a * inner]);
+      T sum = 0;
+      for (int64_t a = 0; a < axis; ++a)
+        sum += y[a * inner] = std::exp(x[a * inner] - m);
+      for (int64_t a = 0; a < axis; ++a)
+        y[a * inner] /= sum;
+    }
+}
+
+/// out = in with dims permuted: out dim d is in dim perm[d].
+template <typename T>
+void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int rank, T *out) {
+  int64_t inStrides[kMaxRank], outShape[kMaxRank], index[kMaxRank] = {}, total = 1;
+  int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    inStrides[d] = stride;
+    stride *= inShape[d];
+  }
+  for (int d = 0; d < rank; ++d) {
+    outShape[d] = inShape[perm[d]];
+    total *= outShape[d];
+  }
+  for (int64_t n = 0; n < total; ++n) {
+    int64_t src = 0;
+    for (int d = 0; d < rank; ++d)
+      src += index[d] * inStrides[perm[d]];
+    out[n] = in[src];
+    for (int d = rank - 1; d >= 0; --d) {
+      if (++index[d] < outShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+/// Copies one concat input: `outer` chunks of `chunk` elements, placed at
+/// `offset` within output rows of `rowSize` elements.
+template <typename T>
+void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSize,
+                int64_t offset) {
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(out + o * rowSize + offset, in + o * chunk, chunk * sizeof(T));
+}
+
+/// out[o, i, n] = data[o, idx[i], n]; false on an index outside [-axis, axis).
+template <typename T, typename I>
+bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis,
+            int64_t numIndices, int64_t inner) {
+  for (int64_t i = 0; i < numIndices; ++i)
+    if (indices[i] < -axis || indices[i] >= axis)
+      return false;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < numIndices; ++i) {
+      int64_t row = indices[i] < 0 ? indices[i] + axis : indices[i];
+      std::memcpy(out + (o * numIndices + i) * inner, data + (o * axis + row) * inner,
+                  inner * sizeof(T));
+    }
+  return true;
+}
+
+/// Strided copy: out[i...] = in[start + i * step ...] per dim.
+template <typename T>
+void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int64_t *steps,
+           const int64_t *outShape, int rank, T *out) {
+  int64_t strides[kMaxRank], index[kMaxRank] = {}, total = 1, stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    strides[d] = stride;
+    stride *= inShape[d];
+  }
+  for (int d = 0; d < rank; ++d)
+    total *= outShape[d];
+  for (int64_t n = 0; n < total; ++n) {
+    int64_t src = 0;
+    for (int d = 0; d < rank; ++d)
+      src += (starts[d] + index[d] * steps[d]) * strides[d];
+    out[n] = in[src];
+    for (int d = rank - 1; d >= 0; --d) {
+      if (++index[d] < outShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+/// Sums (or averages) over the dims flagged in `reduced`; out has the kept
+/// dims in order.
+template <typename T>
+void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, T *out,
+            bool mean) {
+  int64_t outStrides[kMaxRank], index[kMaxRank] = {}, total = 1, outTotal = 1, count = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    outStrides[d] = reduced[d] ? 0 : outTotal;
+    outTotal *= reduced[d] ? 1 : inShape[d];
+    count *= reduced[d] ? inShape[d] : 1;
+    total *= inShape[d];
+  }
+  std::fill(out, out + outTotal, T(0));
+  for (int64_t n = 0; n < total; ++n) {
+    int64_t dst = 0;
+    for (int d = 0; d < rank; ++d)
+      dst += index[d] * outStrides[d];
+    out[dst] += in[n];
+    for (int d = rank - 1; d >= 0; --d) {
+      if (++index[d] < inShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  if (mean && count > 0)
+    for (int64_t i = 0; i < outTotal; ++i)
+      out[i] /= T(count);
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+} // namespace kiln::cpu
+
+#endif

@@ -1,0 +1,353 @@
+// runtime.cpp - loads kiln model .so files and runs requests over one arena.
+//
+// Everything a request does is bounded and allocation-free: validation reads
+// the caller's tensors, the inputs are copied into their planned arena slots
+// (zero-padded up to the bucket's batch), the bucket's entry point runs, and
+// the outputs are copied out. Errors are formatted into fixed buffers.
+
+#include "kiln/model_abi.h"
+#include "kiln/runtime.h"
+
+#include <dlfcn.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+struct kiln_model {
+  void *handle;
+  const kiln_abi_model *abi;
+};
+
+struct kiln_session {
+  const kiln_model *model;
+  uint8_t *arena;
+  bool owns_arena;
+  char error[512];
+};
+
+namespace {
+
+void format(char *out, size_t size, const char *fmt, ...) {
+  if (!out || size == 0)
+    return;
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(out, size, fmt, args);
+  va_end(args);
+}
+
+size_t dtypeBytes(int32_t dtype) {
+  switch (dtype) {
+  case KILN_DTYPE_F64:
+  case KILN_DTYPE_I64:
+    return 8;
+  case KILN_DTYPE_F32:
+  case KILN_DTYPE_I32:
+    return 4;
+  default:
+    return 1;
+  }
+}
+
+const char *dtypeName(int32_t dtype) {
+  static const char *names[] = {"?", "f32", "f64", "i64", "i32", "i8", "u8", "bool"};
+  return dtype >= 1 && dtype <= 7 ? names[dtype] : "?";
+}
+
+bool cpuSupports(uint32_t isa) {
+  __builtin_cpu_init();
+  if ((isa & KILN_ISA_AVX2) && !__builtin_cpu_supports("avx2"))
+    return false;
+  if ((isa & KILN_ISA_FMA) && !__builtin_cpu_supports("fma"))
+    return false;
+  return true;
+}
+
+uint64_t maxArena(const kiln_abi_model *m) {
+  uint64_t bytes = KILN_ARENA_ALIGNMENT;
+  for (int32_t i = 0; i < m->num_buckets; ++i)
+    if (m->buckets[i].arena_bytes > bytes)
+      bytes = m->buckets[i].arena_bytes;
+  return bytes;
+}
+
+void fillInfo(const kiln_abi_tensor &t, kiln_tensor_info *info) {
+  info->name = t.name;
+  info->dtype = static_cast<kiln_dtype>(t.dtype);
+  info->rank = t.rank;
+  info->shape = t.shape;
+  info->has_index_range = t.has_index_range;
+  info->index_min = t.index_min;
+  info->index_max = t.index_max;
+}
+
+/// Checks a caller's tensor against its spec at this batch; elements counts
+/// the tensor's elements.
+bool checkTensor(kiln_session *s, const char *role, const kiln_abi_tensor &spec,
+                 const kiln_tensor &t, int64_t batch, int64_t &elements) {
+  if (!t.data) {
+    format(s->error, sizeof s->error, "%s '%s': data is NULL", role, spec.name);
+    return false;
+  }
+  if (t.dtype != spec.dtype) {
+    format(s->error, sizeof s->error, "%s '%s': dtype is %s, the model expects %s", role,
+           spec.name, dtypeName(t.dtype), dtypeName(spec.dtype));
+    return false;
+  }
+  if (t.rank != spec.rank || (t.rank > 0 && !t.shape)) {
+    format(s->error, sizeof s->error, "%s '%s': rank is %d, the model expects %d", role,
+           spec.name, t.rank, spec.rank);
+    return false;
+  }
+  elements = 1;
+  for (int32_t d = 0; d < spec.rank; ++d) {
+    int64_t expected = (d == 0 && spec.batched) ? batch : spec.shape[d];
+    if (t.shape[d] != expected) {
+      format(s->error, sizeof s->error, "%s '%s': dim %d is %lld, the model expects %lld",
+             role, spec.name, d, (long long)t.shape[d], (long long)expected);
+      return false;
+    }
+    elements *= expected;
+  }
+  return true;
+}
+
+template <typename T>
+bool checkRange(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
+                int64_t elements) {
+  const T *v = static_cast<const T *>(data);
+  for (int64_t i = 0; i < elements; ++i)
+    if (v[i] < spec.index_min || v[i] > spec.index_max) {
+      format(s->error, sizeof s->error,
+             "input '%s': element %lld is %lld, outside the valid ids [%lld, %lld]", spec.name,
+             (long long)i, (long long)v[i], (long long)spec.index_min,
+             (long long)spec.index_max);
+      return false;
+    }
+  return true;
+}
+
+} // namespace
+
+extern "C" {
+
+kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
+                            size_t error_size) {
+  if (error && error_size)
+    error[0] = '\0';
+  if (!model) {
+    format(error, error_size, "model out-parameter is NULL");
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  *model = nullptr;
+  if (!path) {
+    format(error, error_size, "path is NULL");
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    format(error, error_size, "%s: not a loadable kiln model: %s", path, dlerror());
+    return KILN_ERROR_NOT_A_MODEL;
+  }
+  auto *abi = static_cast<const kiln_abi_model *>(dlsym(handle, KILN_DESCRIPTOR_SYMBOL));
+  kiln_status status = KILN_OK;
+  if (!abi || abi->magic != KILN_MODEL_MAGIC) {
+    format(error, error_size, "%s: not a kiln model (no %s descriptor)", path,
+           KILN_DESCRIPTOR_SYMBOL);
+    status = KILN_ERROR_NOT_A_MODEL;
+  } else if (abi->abi_major != KILN_ABI_MAJOR) {
+    format(error, error_size, "%s: built for kiln ABI %u.%u, this runtime speaks %d.%d",
+           path, abi->abi_major, abi->abi_minor, KILN_ABI_MAJOR, KILN_ABI_MINOR);
+    status = KILN_ERROR_ABI_MISMATCH;
+  } else if (!cpuSupports(abi->isa)) {
+    format(error, error_size, "%s: compiled for target '%s', which this CPU cannot run", path,
+           abi->target);
+    status = KILN_ERROR_UNSUPPORTED_TARGET;
+  } else if (abi->num_buckets < 1) {
+    format(error, error_size, "%s: the model has no batch buckets", path);
+    status = KILN_ERROR_NOT_A_MODEL;
+  }
+  if (status == KILN_OK) {
+    *model = new (std::nothrow) kiln_model{handle, abi};
+    if (!*model) {
+      format(error, error_size, "out of memory");
+      status = KILN_ERROR_OUT_OF_MEMORY;
+    }
+  }
+  if (status != KILN_OK)
+    dlclose(handle);
+  return status;
+}
+
+void kiln_model_close(kiln_model *model) {
+  if (!model)
+    return;
+  dlclose(model->handle);
+  delete model;
+}
+
+void kiln_model_get_info(const kiln_model *model, kiln_model_info *info) {
+  if (!model || !info)
+    return;
+  const kiln_abi_model *m = model->abi;
+  *info = {m->abi_major, m->abi_minor, m->compiler_version, m->target, m->model_hash,
+           m->weights_bytes};
+}
+
+int32_t kiln_model_num_inputs(const kiln_model *model) { return model ? model->abi->num_inputs : 0; }
+int32_t kiln_model_num_outputs(const kiln_model *model) { return model ? model->abi->num_outputs : 0; }
+
+kiln_status kiln_model_input(const kiln_model *model, int32_t index, kiln_tensor_info *info) {
+  if (!model || !info || index < 0 || index >= model->abi->num_inputs)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  fillInfo(model->abi->inputs[index], info);
+  return KILN_OK;
+}
+
+kiln_status kiln_model_output(const kiln_model *model, int32_t index, kiln_tensor_info *info) {
+  if (!model || !info || index < 0 || index >= model->abi->num_outputs)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  fillInfo(model->abi->outputs[index], info);
+  return KILN_OK;
+}
+
+int32_t kiln_model_num_buckets(const kiln_model *model) { return model ? model->abi->num_buckets : 0; }
+
+int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index) {
+  if (!model || index < 0 || index >= model->abi->num_buckets)
+    return -1;
+  return model->abi->buckets[index].batch;
+}
+
+uint64_t kiln_model_bucket_arena_bytes(const kiln_model *model, int32_t index) {
+  if (!model || index < 0 || index >= model->abi->num_buckets)
+    return 0;
+  return model->abi->buckets[index].arena_bytes;
+}
+
+uint64_t kiln_model_bucket_arena_lower_bound(const kiln_model *model, int32_t index) {
+  if (!model || index < 0 || index >= model->abi->num_buckets)
+    return 0;
+  return model->abi->buckets[index].arena_lower_bound;
+}
+
+uint64_t kiln_model_arena_bytes(const kiln_model *model) { return model ? maxArena(model->abi) : 0; }
+
+kiln_status kiln_session_create(const kiln_model *model, kiln_session **session) {
+  if (!model || !session)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  *session = nullptr;
+  uint64_t bytes = maxArena(model->abi);
+  void *arena = std::aligned_alloc(KILN_ARENA_ALIGNMENT,
+                                   (bytes + KILN_ARENA_ALIGNMENT - 1) / KILN_ARENA_ALIGNMENT *
+                                       KILN_ARENA_ALIGNMENT);
+  if (!arena)
+    return KILN_ERROR_OUT_OF_MEMORY;
+  kiln_status status = kiln_session_create_with_arena(model, arena, bytes, session);
+  if (status != KILN_OK) {
+    std::free(arena);
+    return status;
+  }
+  (*session)->owns_arena = true;
+  return KILN_OK;
+}
+
+kiln_status kiln_session_create_with_arena(const kiln_model *model, void *arena,
+                                           uint64_t arena_bytes, kiln_session **session) {
+  if (!model || !session || !arena)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  *session = nullptr;
+  if (arena_bytes < maxArena(model->abi) ||
+      reinterpret_cast<uintptr_t>(arena) % KILN_ARENA_ALIGNMENT != 0)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  auto *s = new (std::nothrow) kiln_session{model, static_cast<uint8_t *>(arena), false, {}};
+  if (!s)
+    return KILN_ERROR_OUT_OF_MEMORY;
+  *session = s;
+  return KILN_OK;
+}
+
+void kiln_session_destroy(kiln_session *session) {
+  if (!session)
+    return;
+  if (session->owns_arena)
+    std::free(session->arena);
+  delete session;
+}
+
+const char *kiln_session_error(const kiln_session *session) {
+  return session ? session->error : "session is NULL";
+}
+
+kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
+                     int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs) {
+  if (!s)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  s->error[0] = '\0';
+  const kiln_abi_model *m = s->model->abi;
+  int64_t maxBatch = m->buckets[m->num_buckets - 1].batch;
+  if (batch < 1 || batch > maxBatch) {
+    format(s->error, sizeof s->error, "batch %lld is outside [1, %lld]", (long long)batch,
+           (long long)maxBatch);
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  if (num_inputs != m->num_inputs || num_outputs != m->num_outputs ||
+      (num_inputs && !inputs) || (num_outputs && !outputs)) {
+    format(s->error, sizeof s->error, "the model takes %d inputs and %d outputs, got %d and %d",
+           m->num_inputs, m->num_outputs, num_inputs, num_outputs);
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  const kiln_abi_bucket *bucket = m->buckets;
+  while (bucket->batch < batch)
+    ++bucket;
+
+  for (int32_t i = 0; i < num_inputs; ++i) {
+    const kiln_abi_tensor &spec = m->inputs[i];
+    int64_t elements = 0;
+    if (!checkTensor(s, "input", spec, inputs[i], batch, elements))
+      return KILN_ERROR_INVALID_ARGUMENT;
+    if (!spec.has_index_range)
+      continue;
+    bool ok = spec.dtype == KILN_DTYPE_I64
+                  ? checkRange<int64_t>(s, spec, inputs[i].data, elements)
+                  : checkRange<int32_t>(s, spec, inputs[i].data, elements);
+    if (!ok)
+      return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  for (int32_t i = 0; i < num_outputs; ++i) {
+    int64_t elements = 0;
+    if (!checkTensor(s, "output", m->outputs[i], outputs[i], batch, elements))
+      return KILN_ERROR_INVALID_ARGUMENT;
+  }
+
+  // Batched rows beyond `batch` are zero: id 0 is valid for every table.
+  for (int32_t i = 0; i < num_inputs; ++i) {
+    const kiln_abi_tensor &spec = m->inputs[i];
+    size_t row = dtypeBytes(spec.dtype);
+    for (int32_t d = 1; d < spec.rank; ++d)
+      row *= spec.shape[d];
+    uint8_t *slot = s->arena + bucket->input_offsets[i];
+    if (!spec.batched) {
+      std::memcpy(slot, inputs[i].data, spec.rank ? row * spec.shape[0] : row);
+      continue;
+    }
+    std::memcpy(slot, inputs[i].data, row * batch);
+    std::memset(slot + row * batch, 0, row * (bucket->batch - batch));
+  }
+  if (bucket->entry(s->arena, m->weights, s->error, sizeof s->error) != 0)
+    return KILN_ERROR_MODEL_FAILURE;
+  for (int32_t i = 0; i < num_outputs; ++i) {
+    const kiln_abi_tensor &spec = m->outputs[i];
+    size_t row = dtypeBytes(spec.dtype);
+    for (int32_t d = 1; d < spec.rank; ++d)
+      row *= spec.shape[d];
+    size_t rows = spec.batched ? batch : (spec.rank ? spec.shape[0] : 1);
+    std::memcpy(outputs[i].data, s->arena + bucket->output_offsets[i], row * rows);
+  }
+  return KILN_OK;
+}
+
+} // extern "C"

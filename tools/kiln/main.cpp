@@ -1,0 +1,438 @@
+//===- main.cpp - the kiln command line -----------------------------------===//
+//
+// kiln compile | inspect | run | verify. Compilation goes through the
+// pipeline driver; inspect/run/verify use the runtime's C ABI exactly as a
+// serving host does.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TensorIO.h"
+
+#include "compiler/pipeline/Driver.h"
+#include "kiln/runtime.h"
+#include "kiln/runtime.hpp"
+
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+using namespace kiln;
+
+namespace {
+
+int fail(const std::string &message) {
+  llvm::errs() << "kiln: error: " << message << "\n";
+  return 1;
+}
+
+std::vector<kiln_tensor_info> tensorInfos(const kiln_model *m, bool inputs) {
+  std::vector<kiln_tensor_info> out(inputs ? kiln_model_num_inputs(m) : kiln_model_num_outputs(m));
+  for (size_t i = 0; i < out.size(); ++i)
+    (inputs ? kiln_model_input : kiln_model_output)(m, i, &out[i]);
+  return out;
+}
+
+std::string shapeString(const int64_t *shape, int rank) {
+  std::string s = "[";
+  for (int i = 0; i < rank; ++i)
+    s += (i ? ", " : "") + (shape[i] < 0 ? std::string("batch") : std::to_string(shape[i]));
+  return s + "]";
+}
+
+void inspect(const kiln_model *m, bool json) {
+  kiln_model_info info;
+  kiln_model_get_info(m, &info);
+  auto inputs = tensorInfos(m, true), outputs = tensorInfos(m, false);
+  auto &os = llvm::outs();
+  if (!json) {
+    os << "kiln model (ABI " << info.abi_major << "." << info.abi_minor << ", compiler "
+       << info.compiler_version << ")\n  target: " << info.target << "\n  hash: "
+       << info.model_hash << "\n  weights: " << info.weights_bytes << " bytes\n";
+    for (auto [label, list] : {std::pair{"input", &inputs}, std::pair{"output", &outputs}})
+      for (const auto &t : *list) {
+        os << "  " << label << " " << t.name << ": " << dtypeName(t.dtype) << " "
+           << shapeString(t.shape, t.rank);
+        if (t.has_index_range)
+          os << " ids in [" << t.index_min << ", " << t.index_max << "]";
+        os << "\n";
+      }
+    for (int32_t b = 0; b < kiln_model_num_buckets(m); ++b) {
+      uint64_t arena = kiln_model_bucket_arena_bytes(m, b),
+               bound = kiln_model_bucket_arena_lower_bound(m, b);
+      os << "  bucket batch=" << kiln_model_bucket_batch(m, b) << ": arena " << arena
+         << " bytes, liveness lower bound " << bound << " bytes ("
+         << llvm::format("%.2f", bound ? double(arena) / bound : 1.0) << "x)\n";
+    }
+    return;
+  }
+  auto str = [](const char *s) {
+    std::string out = "\"";
+    for (const char *p = s; *p; ++p) {
+      if (*p == '"' || *p == '\\')
+        out += '\\';
+      out += *p;
+    }
+    return out + "\"";
+  };
+  os << "{\n  \"abi\": \"" << info.abi_major << "." << info.abi_minor
+     << "\",\n  \"compiler_version\": " << str(info.compiler_version)
+     << ",\n  \"target\": " << str(info.target) << ",\n  \"model_hash\": " << str(info.model_hash)
+     << ",\n  \"weights_bytes\": " << info.weights_bytes;
+  for (auto [label, list] : {std::pair{"inputs", &inputs}, std::pair{"outputs", &outputs}}) {
+    os << ",\n  \"" << label << "\": [";
+    for (size_t i = 0; i < list->size(); ++i) {
+      const auto &t = (*list)[i];
+      os << (i ? ", " : "") << "{\"name\": " << str(t.name) << ", \"dtype\": \""
+         << dtypeName(t.dtype) << "\", \"shape\": [";
+      for (int d = 0; d < t.rank; ++d)
+        os << (d ? ", " : "") << t.shape[d];
+      os << "]";
+      if (t.has_index_range)
+        os << ", \"index_range\": [" << t.index_min << ", " << t.index_max << "]";
+      os << "}";
+    }
+    os << "]";
+  }
+  os << ",\n  \"buckets\": [";
+  for (int32_t b = 0; b < kiln_model_num_buckets(m); ++b)
+    os << (b ? ", " : "") << "{\"batch\": " << kiln_model_bucket_batch(m, b)
+       << ", \"arena_bytes\": " << kiln_model_bucket_arena_bytes(m, b)
+       << ", \"arena_lower_bound\": " << kiln_model_bucket_arena_lower_bound(m, b) << "}";
+  os << "]\n}\n";
+}
+
+/// Orders `given` like the model's inputs: by name for .npz, by position for
+/// a test-case folder (whose names may be empty).
+bool matchInputs(const kiln_model *m, std::vector<HostTensor> &given, bool byName,
+                 std::string &error) {
+  auto infos = tensorInfos(m, true);
+  if (given.size() != infos.size()) {
+    error = "the model has " + std::to_string(infos.size()) + " inputs, " +
+            std::to_string(given.size()) + " were given";
+    return false;
+  }
+  if (!byName)
+    return true;
+  std::vector<HostTensor> ordered;
+  for (const auto &info : infos) {
+    auto it = std::find_if(given.begin(), given.end(),
+                           [&](const HostTensor &t) { return t.name == info.name; });
+    if (it == given.end()) {
+      error = std::string("no input named '") + info.name + "'";
+      return false;
+    }
+    ordered.push_back(std::move(*it));
+  }
+  given = std::move(ordered);
+  return true;
+}
+
+bool loadInputs(const kiln_model *m, const std::string &path, std::vector<HostTensor> &inputs,
+                std::string &error) {
+  bool npz = llvm::sys::fs::is_regular_file(path);
+  if (!(npz ? readNpz(path, inputs, error) : readTestCase(path, "input", inputs, error)))
+    return false;
+  return matchInputs(m, inputs, npz, error);
+}
+
+int64_t batchOf(const kiln_model *m, const std::vector<HostTensor> &inputs) {
+  auto infos = tensorInfos(m, true);
+  for (size_t i = 0; i < infos.size(); ++i)
+    if (infos[i].rank > 0 && infos[i].shape[0] < 0 && !inputs[i].shape.empty())
+      return inputs[i].shape[0];
+  return 1;
+}
+
+std::vector<HostTensor> outputBuffers(const kiln_model *m, int64_t batch) {
+  std::vector<HostTensor> out;
+  for (const auto &info : tensorInfos(m, false)) {
+    HostTensor t;
+    t.name = info.name;
+    t.dtype = info.dtype;
+    t.shape.assign(info.shape, info.shape + info.rank);
+    if (!t.shape.empty() && t.shape[0] < 0)
+      t.shape[0] = batch;
+    t.data.resize(t.elements() * dtypeSize(t.dtype));
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+/// Runs `repeat` times; returns the median latency in microseconds.
+double runModel(Session &session, int64_t batch, std::vector<HostTensor> &inputs,
+                std::vector<HostTensor> &outputs, int repeat) {
+  std::vector<kiln_tensor> in, out;
+  for (auto &t : inputs)
+    in.push_back(t.view());
+  for (auto &t : outputs)
+    out.push_back(t.view());
+  std::vector<double> times;
+  for (int r = 0; r < std::max(repeat, 1); ++r) {
+    auto start = std::chrono::steady_clock::now();
+    session.run(batch, in.data(), in.size(), out.data(), out.size());
+    times.push_back(std::chrono::duration<double, std::micro>(
+                        std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+double element(const HostTensor &t, int64_t i) {
+  const char *p = t.data.data();
+  switch (t.dtype) {
+  case KILN_DTYPE_F32: return reinterpret_cast<const float *>(p)[i];
+  case KILN_DTYPE_F64: return reinterpret_cast<const double *>(p)[i];
+  case KILN_DTYPE_I64: return double(reinterpret_cast<const int64_t *>(p)[i]);
+  case KILN_DTYPE_I32: return reinterpret_cast<const int32_t *>(p)[i];
+  case KILN_DTYPE_I8: return reinterpret_cast<const int8_t *>(p)[i];
+  default: return reinterpret_cast<const uint8_t *>(p)[i];
+  }
+}
+
+void printOutputs(const std::vector<HostTensor> &outputs) {
+  for (const auto &t : outputs) {
+    llvm::outs() << t.name << " " << dtypeName(t.dtype) << " "
+                 << shapeString(t.shape.data(), t.shape.size()) << ":";
+    int64_t n = std::min<int64_t>(t.elements(), 8);
+    for (int64_t i = 0; i < n; ++i)
+      llvm::outs() << " " << llvm::format("%.6g", element(t, i));
+    llvm::outs() << (t.elements() > n ? " ...\n" : "\n");
+  }
+}
+
+/// Random inputs for `verify` without a test case: ids inside their valid
+/// range, floats in [-1, 1].
+std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
+  std::mt19937_64 rng(1234);
+  std::vector<HostTensor> out;
+  for (const auto &info : tensorInfos(m, true)) {
+    HostTensor t;
+    t.name = info.name;
+    t.dtype = info.dtype;
+    t.shape.assign(info.shape, info.shape + info.rank);
+    if (!t.shape.empty() && t.shape[0] < 0)
+      t.shape[0] = batch;
+    t.data.resize(t.elements() * dtypeSize(t.dtype));
+    int64_t hi = info.has_index_range ? info.index_max : 9;
+    std::uniform_int_distribution<int64_t> ints(0, std::max<int64_t>(hi, 0));
+    std::uniform_real_distribution<double> reals(-1.0, 1.0);
+    for (int64_t i = 0; i < t.elements(); ++i) {
+      char *p = t.data.data();
+      switch (t.dtype) {
+      case KILN_DTYPE_F32: reinterpret_cast<float *>(p)[i] = float(reals(rng)); break;
+      case KILN_DTYPE_F64: reinterpret_cast<double *>(p)[i] = reals(rng); break;
+      case KILN_DTYPE_I64: reinterpret_cast<int64_t *>(p)[i] = ints(rng); break;
+      case KILN_DTYPE_I32: reinterpret_cast<int32_t *>(p)[i] = int32_t(ints(rng)); break;
+      case KILN_DTYPE_BOOL: p[i] = char(ints(rng) & 1); break;
+      default: p[i] = char(ints(rng)); break;
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+/// Reference outputs from onnxruntime through the kiln Python package.
+bool onnxruntimeReference(const std::string &model, const std::string &dir,
+                          const std::vector<HostTensor> &inputs,
+                          std::vector<HostTensor> &outputs, std::string &error) {
+  std::string in = dir + "/inputs.npz", out = dir + "/reference.npz";
+  if (!writeNpz(in, inputs, error))
+    return false;
+  const char *env = std::getenv("KILN_PYTHON");
+  std::string python = env && *env ? env : "python3";
+  auto program = llvm::sys::findProgramByName(python);
+  if (!program) {
+    error = "cannot find '" + python + "' for the onnxruntime reference (set KILN_PYTHON)";
+    return false;
+  }
+  llvm::SmallVector<llvm::StringRef> args = {*program, "-m", "kiln.reference", model, in, out};
+  std::string message;
+  if (llvm::sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0, &message) != 0) {
+    error = "the onnxruntime reference failed" + (message.empty() ? "" : ": " + message);
+    return false;
+  }
+  return readNpz(out, outputs, error);
+}
+
+int verify(const std::string &modelPath, const std::string &inputsPath, int64_t batch,
+           double rtol, double atol) {
+  llvm::SmallString<128> dir;
+  if (llvm::sys::fs::createUniqueDirectory("kiln-verify", dir))
+    return fail("cannot create a temporary folder");
+  auto cleanup = llvm::make_scope_exit([&] { llvm::sys::fs::remove_directories(dir); });
+
+  std::vector<HostTensor> inputs, expected;
+  std::string error;
+  bool haveOutputs = false;
+  if (!inputsPath.empty()) {
+    if (!readTestCase(inputsPath, "input", inputs, error))
+      return fail(error);
+    haveOutputs = readTestCase(inputsPath, "output", expected, error);
+    for (const auto &t : inputs)
+      if (!t.shape.empty()) {
+        batch = t.shape[0];
+        break;
+      }
+  }
+  CompileOptions options;
+  options.input = modelPath;
+  options.output = (dir + "/model.so").str();
+  options.batches = {batch};
+  options.quiet = true;
+  if (mlir::failed(compileModel(options)))
+    return 1;
+  try {
+    Model model(options.output);
+    if (inputs.empty())
+      inputs = randomInputs(model.get(), batch);
+    else if (!matchInputs(model.get(), inputs, false, error))
+      return fail(error);
+    if (!haveOutputs && !onnxruntimeReference(modelPath, dir.str().str(), inputs, expected, error))
+      return fail(error);
+    Session session(model);
+    auto outputs = outputBuffers(model.get(), batchOf(model.get(), inputs));
+    runModel(session, batchOf(model.get(), inputs), inputs, outputs, 1);
+    if (expected.size() != outputs.size())
+      return fail("the reference has " + std::to_string(expected.size()) + " outputs, the model " +
+                  std::to_string(outputs.size()));
+    bool ok = true;
+    llvm::outs() << "verify " << modelPath << " at batch " << batch << " against "
+                 << (haveOutputs ? "the test case's outputs" : "onnxruntime") << "\n";
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const HostTensor &got = outputs[i], &want = expected[i];
+      if (got.elements() != want.elements())
+        return fail("output '" + got.name + "' has " + std::to_string(got.elements()) +
+                    " elements, the reference " + std::to_string(want.elements()));
+      double maxAbs = 0, maxRel = 0;
+      int64_t bad = 0;
+      for (int64_t k = 0; k < got.elements(); ++k) {
+        double a = element(got, k), b = element(want, k);
+        double diff = std::fabs(a - b);
+        if (std::isnan(a) != std::isnan(b))
+          diff = INFINITY;
+        else if (std::isnan(a))
+          diff = 0;
+        maxAbs = std::max(maxAbs, diff);
+        maxRel = std::max(maxRel, diff / std::max(std::fabs(b), 1e-30));
+        bad += diff > atol + rtol * std::fabs(b);
+      }
+      llvm::outs() << "  " << got.name << ": max abs error " << llvm::format("%.3g", maxAbs)
+                   << ", max rel error " << llvm::format("%.3g", maxRel) << ", "
+                   << (bad ? "FAIL" : "ok") << " (" << bad << " of " << got.elements()
+                   << " beyond rtol " << rtol << ", atol " << atol << ")\n";
+      ok &= bad == 0;
+    }
+    return ok ? 0 : 1;
+  } catch (const Error &e) {
+    return fail(e.what());
+  }
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"kiln: an ahead-of-time compiler for ads ranking models.\n"
+               "Compiles ONNX models into self-contained shared libraries served through\n"
+               "kiln's C runtime (kiln/runtime.h)."};
+  app.require_subcommand(1);
+
+  CompileOptions options;
+  std::string batches = "1";
+  auto *compile = app.add_subcommand("compile", "Compile an ONNX model into a model .so");
+  compile->add_option("model", options.input, "ONNX model (.onnx, or .onnxtxt in ONNX text syntax)")
+      ->required();
+  compile->add_option("-o,--output", options.output, "Output path ('-' for stdout with --emit mlir/cpp)")
+      ->required();
+  compile->add_option("--target", options.target, "Code generation target")
+      ->check(CLI::IsMember({"cpu"}));
+  compile->add_option("--batch", batches,
+                      "Comma-separated batch buckets, e.g. 1,8,64; a request runs in the "
+                      "smallest bucket >= its batch");
+  compile->add_option("--emit", options.emit, "What to write: so (default), cpp or mlir")
+      ->check(CLI::IsMember({"so", "cpp", "mlir"}));
+  std::string stages;
+  for (const auto &s : pipelineStages())
+    stages += (stages.empty() ? "" : ", ") + s;
+  compile->add_option("--stop-after", options.stopAfter, "Stop after this stage: " + stages);
+  compile->add_flag("--keep-temps", options.keepTemps, "Keep the generated source and weights");
+  compile->add_flag("-q,--quiet", options.quiet, "No progress output");
+
+  std::string modelPath;
+  bool json = false;
+  auto *inspectCmd = app.add_subcommand("inspect", "Print a compiled model's descriptor");
+  inspectCmd->add_option("model", modelPath, "Compiled model .so")->required();
+  inspectCmd->add_flag("--json", json, "Print JSON");
+
+  std::string inputsPath, outputPath;
+  int repeat = 20;
+  auto *runCmd = app.add_subcommand("run", "Run a compiled model on inputs");
+  runCmd->add_option("model", modelPath, "Compiled model .so")->required();
+  runCmd->add_option("--inputs", inputsPath,
+                     "ONNX test-case folder (input_N.pb) or .npz keyed by input name")
+      ->required();
+  runCmd->add_option("--output", outputPath, "Write the outputs to this .npz (keys: output names)");
+  runCmd->add_option("--repeat", repeat, "Runs to time (median latency is printed)");
+
+  int64_t verifyBatch = 8;
+  double rtol = 1e-4, atol = 1e-5;
+  auto *verifyCmd = app.add_subcommand(
+      "verify", "Compile, run and compare with a test case's outputs or with onnxruntime");
+  verifyCmd->add_option("model", modelPath, "ONNX model")->required();
+  verifyCmd->add_option("--inputs", inputsPath,
+                        "ONNX test-case folder; its output_N.pb are the reference if present, "
+                        "else onnxruntime (via KILN_PYTHON, default python3) is");
+  verifyCmd->add_option("--batch", verifyBatch, "Batch for random inputs (without --inputs)");
+  verifyCmd->add_option("--rtol", rtol, "Relative tolerance");
+  verifyCmd->add_option("--atol", atol, "Absolute tolerance");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (compile->parsed()) {
+    options.batches.clear();
+    for (llvm::StringRef rest = batches; !rest.empty();) {
+      auto [item, tail] = rest.split(',');
+      rest = tail;
+      long long v;
+      if (item.trim().getAsInteger(10, v) || v < 1)
+        return fail("--batch: '" + item.str() + "' is not a positive integer");
+      options.batches.push_back(v);
+    }
+    return mlir::succeeded(compileModel(options)) ? 0 : 1;
+  }
+  if (verifyCmd->parsed())
+    return verify(modelPath, inputsPath, verifyBatch, rtol, atol);
+
+  try {
+    Model model(modelPath);
+    if (inspectCmd->parsed()) {
+      inspect(model.get(), json);
+      return 0;
+    }
+    std::vector<HostTensor> inputs;
+    std::string error;
+    if (!loadInputs(model.get(), inputsPath, inputs, error))
+      return fail(error);
+    int64_t batch = batchOf(model.get(), inputs);
+    auto outputs = outputBuffers(model.get(), batch);
+    Session session(model);
+    double micros = runModel(session, batch, inputs, outputs, repeat);
+    printOutputs(outputs);
+    llvm::outs() << "latency (median of " << std::max(repeat, 1) << " runs, batch " << batch
+                 << "): " << llvm::format("%.1f", micros) << " us\n";
+    if (!outputPath.empty() && !writeNpz(outputPath, outputs, error))
+      return fail(error);
+    return 0;
+  } catch (const Error &e) {
+    return fail(e.what());
+  }
+}
