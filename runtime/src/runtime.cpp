@@ -58,6 +58,8 @@ const char *dtypeName(int32_t dtype) {
 }
 
 bool cpuSupports(uint32_t isa) {
+  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA))
+    return false; // a feature this runtime does not know how to check
   __builtin_cpu_init();
   if ((isa & KILN_ISA_AVX2) && !__builtin_cpu_supports("avx2"))
     return false;

@@ -1,0 +1,189 @@
+"""Python bindings for kiln: compile ONNX models and run the compiled library.
+
+    import kiln
+    kiln.compile("model.onnx", "model.so", batch=[1, 8, 64])
+    m = kiln.load("model.so")
+    outputs = m.run({"dense": dense, "ids": ids})   # {"click_prob": ndarray}
+
+The runtime is reached through its C ABI with ctypes; nothing is built here.
+The kiln binary and libkiln_runtime.so are found through KILN_BIN and
+KILN_RUNTIME_LIB, else in the build folder of the source tree this package
+lives in, else on PATH / the loader's search path.
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+
+__all__ = ["Error", "Model", "TensorInfo", "compile", "load"]
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_BUILD = os.path.join(_ROOT, "build")
+
+# kiln_dtype codes of kiln/runtime.h.
+_DTYPES = {1: np.float32, 2: np.float64, 3: np.int64, 4: np.int32, 5: np.int8, 6: np.uint8,
+           7: np.bool_}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+class Error(RuntimeError):
+    """A kiln compile or runtime failure, carrying kiln's message."""
+
+
+class _TensorInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("has_index_range", ctypes.c_int32),
+                ("index_min", ctypes.c_int64), ("index_max", ctypes.c_int64)]
+
+
+class _Tensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                ("shape", ctypes.POINTER(ctypes.c_int64))]
+
+
+def _find_binary():
+    path = os.environ.get("KILN_BIN") or os.path.join(_BUILD, "bin", "kiln")
+    if os.path.exists(path):
+        return path
+    found = shutil.which("kiln")
+    if not found:
+        raise Error("cannot find the kiln binary (build it, or set KILN_BIN)")
+    return found
+
+
+def _load_runtime():
+    path = os.environ.get("KILN_RUNTIME_LIB") or os.path.join(_BUILD, "runtime", "libkiln_runtime.so")
+    lib = ctypes.CDLL(path if os.path.exists(path) else "libkiln_runtime.so")
+    p, i32, i64, u64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64
+    for name, res, args in [
+        ("kiln_model_open", ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_size_t]),
+        ("kiln_model_close", None, [p]),
+        ("kiln_model_num_inputs", i32, [p]),
+        ("kiln_model_num_outputs", i32, [p]),
+        ("kiln_model_input", ctypes.c_int, [p, i32, ctypes.POINTER(_TensorInfo)]),
+        ("kiln_model_output", ctypes.c_int, [p, i32, ctypes.POINTER(_TensorInfo)]),
+        ("kiln_model_num_buckets", i32, [p]),
+        ("kiln_model_bucket_batch", i64, [p, i32]),
+        ("kiln_model_bucket_arena_bytes", u64, [p, i32]),
+        ("kiln_model_bucket_arena_lower_bound", u64, [p, i32]),
+        ("kiln_session_create", ctypes.c_int, [p, ctypes.POINTER(p)]),
+        ("kiln_session_destroy", None, [p]),
+        ("kiln_session_error", ctypes.c_char_p, [p]),
+        ("kiln_run", ctypes.c_int, [p, i64, ctypes.POINTER(_Tensor), i32, ctypes.POINTER(_Tensor), i32]),
+    ]:
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    return lib
+
+
+_runtime = None
+
+
+def _lib():
+    global _runtime
+    if _runtime is None:
+        _runtime = _load_runtime()
+    return _runtime
+
+
+def compile(onnx_path, out_path, batch=(1,), target="cpu", extra_args=()):
+    """Compiles `onnx_path` into the model library `out_path`; raises Error with
+    the compiler's message on failure."""
+    cmd = [_find_binary(), "compile", os.fspath(onnx_path), "-o", os.fspath(out_path),
+           "--target", target, "--batch", ",".join(str(int(b)) for b in batch), "--quiet",
+           *extra_args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Error(proc.stderr.strip() or f"kiln compile exited with {proc.returncode}")
+    return out_path
+
+
+class TensorInfo:
+    """Name, dtype and shape of a model input or output; shape[0] is None when
+    it is the batch."""
+
+    def __init__(self, info):
+        self.name = info.name.decode()
+        self.dtype = np.dtype(_DTYPES[info.dtype])
+        self.shape = tuple(None if info.shape[d] < 0 else info.shape[d] for d in range(info.rank))
+        self.index_range = (info.index_min, info.index_max) if info.has_index_range else None
+
+    def __repr__(self):
+        return f"TensorInfo({self.name!r}, {self.dtype}, {self.shape})"
+
+
+class Model:
+    """A compiled model opened through the runtime, with one session."""
+
+    def __init__(self, path):
+        lib = _lib()
+        handle, error = ctypes.c_void_p(), ctypes.create_string_buffer(1024)
+        if lib.kiln_model_open(os.fsencode(path), ctypes.byref(handle), error, len(error)) != 0:
+            raise Error(error.value.decode())
+        self._lib, self._model = lib, handle
+        self.inputs = [self._info(lib.kiln_model_input, i) for i in range(lib.kiln_model_num_inputs(handle))]
+        self.outputs = [self._info(lib.kiln_model_output, i) for i in range(lib.kiln_model_num_outputs(handle))]
+        self.buckets = [lib.kiln_model_bucket_batch(handle, b) for b in range(lib.kiln_model_num_buckets(handle))]
+        self.arena_bytes = [lib.kiln_model_bucket_arena_bytes(handle, b) for b in range(len(self.buckets))]
+        self.arena_lower_bound = [lib.kiln_model_bucket_arena_lower_bound(handle, b)
+                                  for b in range(len(self.buckets))]
+        self._session = ctypes.c_void_p()
+        if lib.kiln_session_create(handle, ctypes.byref(self._session)) != 0:
+            raise Error("cannot create a session")
+
+    def _info(self, fn, i):
+        info = _TensorInfo()
+        fn(self._model, i, ctypes.byref(info))
+        return TensorInfo(info)
+
+    def run(self, inputs):
+        """Runs one request: `inputs` maps input names to arrays whose leading
+        dim is the batch (any batch up to the largest bucket). Returns a dict of
+        output arrays; raises Error with the runtime's message."""
+        missing = [i.name for i in self.inputs if i.name not in inputs]
+        if missing:
+            raise Error(f"missing inputs: {', '.join(missing)}")
+        unknown = set(inputs) - {i.name for i in self.inputs}
+        if unknown:
+            raise Error(f"unknown inputs: {', '.join(sorted(unknown))}")
+        arrays = [np.ascontiguousarray(inputs[i.name]) for i in self.inputs]
+        batch = next((a.shape[0] for a, i in zip(arrays, self.inputs) if i.shape and i.shape[0] is None), 1)
+        outputs = [np.empty([batch if d is None else d for d in o.shape], o.dtype) for o in self.outputs]
+        keep = []
+
+        def tensor(a):
+            shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
+            keep.append(shape)
+            code = _CODES.get(a.dtype, 0)
+            return _Tensor(a.ctypes.data, code, a.ndim, shape)
+
+        ins = (_Tensor * max(len(arrays), 1))(*[tensor(a) for a in arrays])
+        outs = (_Tensor * max(len(outputs), 1))(*[tensor(a) for a in outputs])
+        status = self._lib.kiln_run(self._session, batch, ins, len(arrays), outs, len(outputs))
+        if status != 0:
+            raise Error(self._lib.kiln_session_error(self._session).decode())
+        return {o.name: a for o, a in zip(self.outputs, outputs)}
+
+    def close(self):
+        if getattr(self, "_session", None):
+            self._lib.kiln_session_destroy(self._session)
+            self._session = None
+        if getattr(self, "_model", None):
+            self._lib.kiln_model_close(self._model)
+            self._model = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+def load(path):
+    """Opens a compiled model .so."""
+    return Model(path)

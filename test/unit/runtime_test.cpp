@@ -1,0 +1,340 @@
+// Runtime tests over models compiled by kiln at build time (models/*.onnxtxt):
+// the ABI checks at open, queries, numerics against a hand-written reference,
+// input validation, caller-owned arenas, threads, and zero allocation per run.
+
+#include "kiln/runtime.h"
+#include "kiln/runtime.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+// Counts heap allocations of the whole process while `counting` is set.
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+} // namespace
+
+extern "C" void *__libc_malloc(size_t);
+extern "C" void *__libc_calloc(size_t, size_t);
+extern "C" void *__libc_realloc(void *, size_t);
+extern "C" void *__libc_memalign(size_t, size_t);
+
+extern "C" void *malloc(size_t n) {
+  if (counting)
+    ++allocations;
+  return __libc_malloc(n);
+}
+extern "C" void *calloc(size_t n, size_t s) {
+  if (counting)
+    ++allocations;
+  return __libc_calloc(n, s);
+}
+extern "C" void *realloc(void *p, size_t n) {
+  if (counting)
+    ++allocations;
+  return __libc_realloc(p, n);
+}
+extern "C" void *aligned_alloc(size_t a, size_t n) {
+  if (counting)
+    ++allocations;
+  return __libc_memalign(a, n);
+}
+
+namespace {
+
+const std::string kModels = KILN_TEST_MODELS;
+
+// The weights of models/tiny.onnxtxt.
+float tableValue(int64_t row, int col) { return float(row) + 0.1f * float(col); }
+const float kW[4][3] = {{1.0f, -1.0f, 0.5f}, {0.25f, 2.0f, -0.5f}, {-1.0f, 0.0f, 1.0f},
+                        {0.5f, 0.5f, -2.0f}};
+const float kB[3] = {0.1f, -0.2f, 0.3f};
+
+struct TinyRequest {
+  explicit TinyRequest(int64_t batch) : batch(batch), x(batch * 4), ids(batch * 2), y(batch * 3), pooled(batch * 4) {
+    for (int64_t i = 0; i < batch * 4; ++i)
+      x[i] = 0.1f * float(i % 7) - 0.3f;
+    for (int64_t i = 0; i < batch * 2; ++i)
+      ids[i] = (i * 3) % 10;
+    xShape[0] = idsShape[0] = yShape[0] = pooledShape[0] = batch;
+    inputs[0] = {x.data(), KILN_DTYPE_F32, 2, xShape};
+    inputs[1] = {ids.data(), KILN_DTYPE_I64, 2, idsShape};
+    outputs[0] = {y.data(), KILN_DTYPE_F32, 2, yShape};
+    outputs[1] = {pooled.data(), KILN_DTYPE_F32, 2, pooledShape};
+  }
+  kiln_status run(kiln_session *s) { return kiln_run(s, batch, inputs, 2, outputs, 2); }
+
+  void expectCorrect() const {
+    for (int64_t r = 0; r < batch; ++r) {
+      float h[4];
+      for (int c = 0; c < 4; ++c) {
+        float p = tableValue(ids[r * 2], c) + tableValue(ids[r * 2 + 1], c);
+        EXPECT_NEAR(pooled[r * 4 + c], p, 1e-5) << "row " << r;
+        h[c] = x[r * 4 + c] + p;
+      }
+      for (int j = 0; j < 3; ++j) {
+        float acc = kB[j];
+        for (int k = 0; k < 4; ++k)
+          acc += h[k] * kW[k][j];
+        EXPECT_NEAR(y[r * 3 + j], std::max(acc, 0.0f), 1e-4) << "row " << r << " col " << j;
+      }
+    }
+  }
+
+  int64_t batch;
+  std::vector<float> x;
+  std::vector<int64_t> ids;
+  std::vector<float> y, pooled;
+  int64_t xShape[2] = {0, 4}, idsShape[2] = {0, 2}, yShape[2] = {0, 3}, pooledShape[2] = {0, 4};
+  kiln_tensor inputs[2], outputs[2];
+};
+
+kiln_status openModel(const std::string &path, kiln_model **model, std::string &error) {
+  char buffer[512];
+  kiln_status status = kiln_model_open(path.c_str(), model, buffer, sizeof buffer);
+  error = buffer;
+  return status;
+}
+
+class TinyModel : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_EQ(openModel(kModels + "/tiny.so", &model, error), KILN_OK) << error;
+    ASSERT_EQ(kiln_session_create(model, &session), KILN_OK);
+  }
+  void TearDown() override {
+    kiln_session_destroy(session);
+    kiln_model_close(model);
+  }
+  kiln_model *model = nullptr;
+  kiln_session *session = nullptr;
+};
+
+TEST(ModelOpen, RefusesAMissingFile) {
+  kiln_model *model = reinterpret_cast<kiln_model *>(1);
+  std::string error;
+  EXPECT_EQ(openModel(kModels + "/no_such_model.so", &model, error), KILN_ERROR_NOT_A_MODEL);
+  EXPECT_EQ(model, nullptr);
+  EXPECT_NE(error.find("no_such_model.so"), std::string::npos) << error;
+}
+
+TEST(ModelOpen, RefusesAFileThatIsNotALibrary) {
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(KILN_TEST_MODELS "/../CTestTestfile.cmake", &model, error),
+            KILN_ERROR_NOT_A_MODEL);
+  EXPECT_NE(error.find("not a loadable kiln model"), std::string::npos) << error;
+}
+
+TEST(ModelOpen, RefusesALibraryWithoutDescriptor) {
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(KILN_RUNTIME_LIBRARY, &model, error), KILN_ERROR_NOT_A_MODEL);
+  EXPECT_NE(error.find("kiln_model_descriptor"), std::string::npos) << error;
+}
+
+TEST(ModelOpen, RefusesAnotherAbiMajor) {
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(kModels + "/libfake_abi_major.so", &model, error), KILN_ERROR_ABI_MISMATCH);
+  EXPECT_NE(error.find("ABI 99.0"), std::string::npos) << error;
+  EXPECT_EQ(model, nullptr);
+}
+
+TEST(ModelOpen, RefusesATargetThisCpuCannotRun) {
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(kModels + "/libfake_isa.so", &model, error), KILN_ERROR_UNSUPPORTED_TARGET);
+  EXPECT_NE(error.find("fake-target"), std::string::npos) << error;
+}
+
+TEST(ModelOpen, RejectsNullArguments) {
+  EXPECT_EQ(kiln_model_open(nullptr, nullptr, nullptr, 0), KILN_ERROR_INVALID_ARGUMENT);
+  kiln_model *model = nullptr;
+  EXPECT_EQ(kiln_model_open(nullptr, &model, nullptr, 0), KILN_ERROR_INVALID_ARGUMENT);
+}
+
+TEST_F(TinyModel, DescribesItsInterface) {
+  kiln_model_info info;
+  kiln_model_get_info(model, &info);
+  EXPECT_EQ(info.abi_major, 1u);
+  EXPECT_STREQ(info.target, "x86_64-avx2-fma");
+  EXPECT_GT(info.weights_bytes, 40u * 4);
+
+  ASSERT_EQ(kiln_model_num_inputs(model), 2);
+  ASSERT_EQ(kiln_model_num_outputs(model), 2);
+  kiln_tensor_info t;
+  ASSERT_EQ(kiln_model_input(model, 1, &t), KILN_OK);
+  EXPECT_STREQ(t.name, "ids");
+  EXPECT_EQ(t.dtype, KILN_DTYPE_I64);
+  ASSERT_EQ(t.rank, 2);
+  EXPECT_EQ(t.shape[0], -1);
+  EXPECT_EQ(t.shape[1], 2);
+  EXPECT_TRUE(t.has_index_range);
+  EXPECT_EQ(t.index_min, -10);
+  EXPECT_EQ(t.index_max, 9);
+  ASSERT_EQ(kiln_model_output(model, 0, &t), KILN_OK);
+  EXPECT_STREQ(t.name, "y");
+  EXPECT_EQ(kiln_model_output(model, 2, &t), KILN_ERROR_INVALID_ARGUMENT);
+
+  ASSERT_EQ(kiln_model_num_buckets(model), 2);
+  EXPECT_EQ(kiln_model_bucket_batch(model, 0), 1);
+  EXPECT_EQ(kiln_model_bucket_batch(model, 1), 4);
+  for (int b = 0; b < 2; ++b) {
+    EXPECT_GE(kiln_model_bucket_arena_bytes(model, b), kiln_model_bucket_arena_lower_bound(model, b));
+    EXPECT_EQ(kiln_model_bucket_arena_bytes(model, b) % 64, 0u);
+  }
+  EXPECT_EQ(kiln_model_arena_bytes(model), kiln_model_bucket_arena_bytes(model, 1));
+}
+
+TEST_F(TinyModel, RunsEveryBatchUpToTheLargestBucket) {
+  for (int64_t batch = 1; batch <= 4; ++batch) {
+    TinyRequest r(batch);
+    ASSERT_EQ(r.run(session), KILN_OK) << kiln_session_error(session);
+    r.expectCorrect();
+  }
+}
+
+TEST_F(TinyModel, AcceptsNegativeIdsAsOnnxDoes) {
+  TinyRequest r(2);
+  r.ids = {-1, 0, 3, -10};
+  ASSERT_EQ(r.run(session), KILN_OK) << kiln_session_error(session);
+  r.ids = {9, 0, 3, 0}; // what -1 and -10 mean
+  std::vector<float> y = r.y;
+  ASSERT_EQ(r.run(session), KILN_OK);
+  EXPECT_EQ(y, r.y);
+}
+
+TEST_F(TinyModel, ValidatesBeforeTouchingTheArena) {
+  TinyRequest good(2);
+  ASSERT_EQ(good.run(session), KILN_OK);
+  const std::vector<float> expected = good.y;
+
+  struct Case {
+    const char *what;
+    std::function<void(TinyRequest &)> spoil;
+    const char *message;
+  };
+  std::vector<Case> cases = {
+      {"batch 0", [](TinyRequest &r) { r.batch = 0; }, "batch 0 is outside [1, 4]"},
+      {"batch 5", [](TinyRequest &r) { r.batch = 5; }, "batch 5 is outside [1, 4]"},
+      {"dtype", [](TinyRequest &r) { r.inputs[0].dtype = KILN_DTYPE_F64; }, "input 'x': dtype is f64"},
+      {"rank", [](TinyRequest &r) { r.inputs[1].rank = 1; }, "input 'ids': rank is 1"},
+      {"dim", [](TinyRequest &r) { r.xShape[1] = 5; }, "input 'x': dim 1 is 5"},
+      {"batch dim", [](TinyRequest &r) { r.idsShape[0] = 3; }, "input 'ids': dim 0 is 3"},
+      {"null", [](TinyRequest &r) { r.inputs[0].data = nullptr; }, "input 'x': data is NULL"},
+      {"id too big", [](TinyRequest &r) { r.ids[3] = 10; }, "element 3 is 10, outside the valid ids [-10, 9]"},
+      {"id too small", [](TinyRequest &r) { r.ids[0] = -11; }, "element 0 is -11"},
+      {"output shape", [](TinyRequest &r) { r.yShape[1] = 4; }, "output 'y': dim 1 is 4"},
+  };
+  for (const Case &c : cases) {
+    TinyRequest r(2);
+    c.spoil(r);
+    std::fill(r.y.begin(), r.y.end(), -7.0f);
+    EXPECT_EQ(r.run(session), KILN_ERROR_INVALID_ARGUMENT) << c.what;
+    EXPECT_NE(std::string(kiln_session_error(session)).find(c.message), std::string::npos)
+        << c.what << ": " << kiln_session_error(session);
+    EXPECT_EQ(r.y, std::vector<float>(6, -7.0f)) << c.what << ": outputs were written";
+    // The session stays usable.
+    TinyRequest again(2);
+    ASSERT_EQ(again.run(session), KILN_OK) << c.what;
+    EXPECT_EQ(again.y, expected) << c.what;
+    EXPECT_STREQ(kiln_session_error(session), "");
+  }
+  TinyRequest r(2);
+  EXPECT_EQ(kiln_run(session, 2, r.inputs, 1, r.outputs, 2), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(kiln_run(nullptr, 2, r.inputs, 2, r.outputs, 2), KILN_ERROR_INVALID_ARGUMENT);
+}
+
+TEST_F(TinyModel, RunsInACallerSuppliedArena) {
+  uint64_t bytes = kiln_model_arena_bytes(model);
+  void *arena = std::aligned_alloc(64, bytes + 64);
+  kiln_session *s = nullptr;
+  EXPECT_EQ(kiln_session_create_with_arena(model, arena, bytes - 64, &s), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(kiln_session_create_with_arena(model, static_cast<char *>(arena) + 8, bytes, &s),
+            KILN_ERROR_INVALID_ARGUMENT);
+  ASSERT_EQ(kiln_session_create_with_arena(model, arena, bytes, &s), KILN_OK);
+  TinyRequest r(3);
+  ASSERT_EQ(r.run(s), KILN_OK) << kiln_session_error(s);
+  r.expectCorrect();
+  kiln_session_destroy(s);
+  std::free(arena);
+}
+
+TEST_F(TinyModel, RunPerformsNoHeapAllocation) {
+  TinyRequest r(3), bad(3);
+  bad.ids[0] = 99;
+  ASSERT_EQ(r.run(session), KILN_OK); // warm-up
+  allocations = 0;
+  counting = true;
+  kiln_status ok = r.run(session);
+  kiln_status failed = bad.run(session);
+  counting = false;
+  EXPECT_EQ(ok, KILN_OK);
+  EXPECT_EQ(failed, KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(allocations.load(), 0) << "kiln_run allocated";
+  // The counter itself works.
+  counting = true;
+  void *p = malloc(16);
+  counting = false;
+  free(p);
+  EXPECT_EQ(allocations.load(), 1);
+}
+
+TEST_F(TinyModel, SessionsOnThreadsShareTheModel) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      kiln_session *s = nullptr;
+      if (kiln_session_create(model, &s) != KILN_OK) {
+        ++failures;
+        return;
+      }
+      for (int i = 0; i < 200; ++i) {
+        TinyRequest r(1 + (t + i) % 4);
+        if (r.run(s) != KILN_OK)
+          ++failures;
+        else if (i % 50 == 0)
+          r.expectCorrect();
+      }
+      kiln_session_destroy(s);
+    });
+  for (auto &t : threads)
+    t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+TEST(ModelFailure, AnIndexComputedInsideTheModelIsCheckedWhenItRuns) {
+  kiln::Model model(kModels + "/computed_ids.so");
+  kiln_tensor_info info;
+  ASSERT_EQ(kiln_model_input(model.get(), 0, &info), KILN_OK);
+  EXPECT_FALSE(info.has_index_range) << "ids + 1 is not a plain id input";
+  kiln::Session session(model);
+  int64_t ids[2] = {0, 1}, idsShape[1] = {2}, yShape[2] = {2, 2};
+  float y[4];
+  kiln_tensor in = {ids, KILN_DTYPE_I64, 1, idsShape}, out = {y, KILN_DTYPE_F32, 2, yShape};
+  session.run(2, &in, 1, &out, 1);
+  EXPECT_EQ(y[0], 3.0f);
+  EXPECT_EQ(y[3], 6.0f);
+  ids[1] = 2; // 2 + 1 is beyond the 3-row table
+  try {
+    session.run(2, &in, 1, &out, 1);
+    FAIL() << "expected a model failure";
+  } catch (const kiln::Error &e) {
+    EXPECT_EQ(e.status, KILN_ERROR_MODEL_FAILURE);
+    EXPECT_NE(std::string(e.what()).find("index out of range"), std::string::npos) << e.what();
+  }
+  ids[1] = 1;
+  session.run(2, &in, 1, &out, 1);
+  EXPECT_EQ(y[3], 6.0f);
+}
+
+} // namespace
