@@ -82,8 +82,11 @@ void Importer::fail(const std::string &message) {
   if (!node)
     throw ImportError{message};
   std::ostringstream os;
-  os << "node '" << node->name() << "' (#" << nodeIndex << ", " << node->op_type()
-     << "): " << message;
+  if (!node->name().empty())
+    os << "node '" << node->name() << "' ";
+  else
+    os << "node ";
+  os << "(#" << nodeIndex << ", " << node->op_type() << "): " << message;
   throw ImportError{os.str()};
 }
 

@@ -1,0 +1,53 @@
+// RUN: kiln-opt %s --split-input-file --verify-diagnostics
+
+func.func @gather_constant_index_out_of_range(%t: tensor<4x2xf32>) -> tensor<1x2xf32> {
+  %i = kiln.constant dense<[4]> : tensor<1xi64>
+  // expected-error @below {{constant index 4 out of range [-4, 4)}}
+  %g = kiln.gather %t, %i {axis = 0 : i64} : (tensor<4x2xf32>, tensor<1xi64>) -> tensor<1x2xf32>
+  return %g : tensor<1x2xf32>
+}
+
+// -----
+
+func.func @transpose_not_a_permutation(%x: tensor<2x3xf32>) -> tensor<2x2xf32> {
+  // expected-error @below {{perm is not a permutation}}
+  %t = kiln.transpose %x {perm = array<i64: 0, 0>} : tensor<2x3xf32> -> tensor<2x2xf32>
+  return %t : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @gemm_inner_dims(%a: tensor<2x3xf32>, %b: tensor<4x5xf32>) -> tensor<2x5xf32> {
+  // expected-error @+2 {{gemm inner dims differ: 3 vs 4}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y = kiln.gemm %a, %b : (tensor<2x3xf32>, tensor<4x5xf32>) -> tensor<2x5xf32>
+  return %y : tensor<2x5xf32>
+}
+
+// -----
+
+func.func @result_contradicts_operands(%x: tensor<2x3xf32>) -> tensor<3x3xf32> {
+  // expected-error @+2 {{inferred type(s) 'tensor<2x3xf32>' are incompatible with return type(s) of operation 'tensor<3x3xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y = kiln.add %x, %x : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<3x3xf32>
+  return %y : tensor<3x3xf32>
+}
+
+// -----
+
+func.func @reshape_count(%x: tensor<2x3xf32>) -> tensor<7xf32> {
+  %s = kiln.constant dense<[7]> : tensor<1xi64>
+  // expected-error @+2 {{reshape changes the element count from 6 to 7}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y = kiln.reshape %x, %s : (tensor<2x3xf32>, tensor<1xi64>) -> tensor<7xf32>
+  return %y : tensor<7xf32>
+}
+
+// -----
+
+func.func @mixed_element_types(%x: tensor<2xf32>, %i: tensor<2xi64>) -> tensor<2xf32> {
+  // expected-error @+2 {{operand element types differ}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %y = kiln.add %x, %i : (tensor<2xf32>, tensor<2xi64>) -> tensor<2xf32>
+  return %y : tensor<2xf32>
+}

@@ -1,0 +1,64 @@
+// RUN: kiln-opt %s --canonicalize --split-input-file | FileCheck %s
+
+// Shape sub-graph ops fold once their inputs are static or constant.
+// CHECK-LABEL: func.func @shape_ops
+// CHECK-DAG: %[[S:.*]] = kiln.constant dense<[3, 4]> : tensor<2xi64>
+// CHECK-DAG: %[[R:.*]] = kiln.constant dense<[0, 2, 4]> : tensor<3xi64>
+// CHECK-DAG: %[[C:.*]] = kiln.constant dense<7> : tensor<2x3xi32>
+// CHECK-DAG: %[[G:.*]] = kiln.constant dense<4> : tensor<1xi64>
+// CHECK-DAG: %[[A:.*]] = kiln.constant dense<[13, 24]> : tensor<2xi64>
+// CHECK-DAG: %[[F:.*]] = kiln.constant dense<[3.000000e+00, 4.000000e+00]> : tensor<2xf32>
+// CHECK: return %[[S]], %[[R]], %[[C]], %[[G]], %[[A]], %[[F]]
+func.func @shape_ops(%x: tensor<2x3x4xf32>) -> (tensor<2xi64>, tensor<3xi64>, tensor<2x3xi32>, tensor<1xi64>, tensor<2xi64>, tensor<2xf32>) {
+  %s = kiln.shape %x {start = 1 : i64, end = 3 : i64} : tensor<2x3x4xf32> -> tensor<2xi64>
+  %start = kiln.constant dense<0> : tensor<i64>
+  %limit = kiln.constant dense<5> : tensor<i64>
+  %delta = kiln.constant dense<2> : tensor<i64>
+  %r = kiln.range %start, %limit, %delta : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<3xi64>
+  %dims = kiln.constant dense<[2, 3]> : tensor<2xi64>
+  %c = kiln.constant_of_shape %dims {value = 7 : i32} : tensor<2xi64> -> tensor<2x3xi32>
+  %idx = kiln.constant dense<[1]> : tensor<1xi64>
+  %g = kiln.gather %s, %idx {axis = 0 : i64} : (tensor<2xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %ten = kiln.constant dense<[10, 20]> : tensor<2xi64>
+  %a = kiln.add %s, %ten : (tensor<2xi64>, tensor<2xi64>) -> tensor<2xi64>
+  %f = kiln.cast %s {to = f32} : tensor<2xi64> to tensor<2xf32>
+  return %s, %r, %c, %g, %a, %f : tensor<2xi64>, tensor<3xi64>, tensor<2x3xi32>, tensor<1xi64>, tensor<2xi64>, tensor<2xf32>
+}
+
+// -----
+
+// Reshape-like ops of a weight become a re-typed weight sharing its blob;
+// identities fold to their input.
+// CHECK-LABEL: func.func @views
+// CHECK-DAG: %[[W:.*]] = kiln.constant dense_resource<blob> : tensor<2x4xf32>
+// CHECK-DAG: %[[T:.*]] = kiln.constant dense<{{\[\[}}1, 3], [2, 4]]> : tensor<2x2xi64>
+// CHECK: return %[[W]], %arg0, %[[T]], %arg0
+func.func @views(%x: tensor<2x3xf32>) -> (tensor<2x4xf32>, tensor<2x3xf32>, tensor<2x2xi64>, tensor<2x3xf32>) {
+  %w = kiln.constant dense_resource<blob> : tensor<8xf32>
+  %shape = kiln.constant dense<[2, 4]> : tensor<2xi64>
+  %r = kiln.reshape %w, %shape : (tensor<8xf32>, tensor<2xi64>) -> tensor<2x4xf32>
+  %t = kiln.transpose %x {perm = array<i64: 0, 1>} : tensor<2x3xf32> -> tensor<2x3xf32>
+  %m = kiln.constant dense<[[1, 2], [3, 4]]> : tensor<2x2xi64>
+  %mt = kiln.transpose %m {perm = array<i64: 1, 0>} : tensor<2x2xi64> -> tensor<2x2xi64>
+  %c = kiln.concat %x {axis = 0 : i64} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+  return %r, %t, %mt, %c : tensor<2x4xf32>, tensor<2x3xf32>, tensor<2x2xi64>, tensor<2x3xf32>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      blob: "0x040000000000803F0000004000004040000080400000A0400000C0400000E04000000041"
+    }
+  }
+#-}
+
+// -----
+
+// A constant index outside the gathered dim is not folded (the verifier
+// reports it); ops on large tensors stay for generated code.
+// CHECK-LABEL: func.func @not_folded
+// CHECK: kiln.add
+func.func @not_folded() -> tensor<5000xi64> {
+  %a = kiln.constant dense<1> : tensor<5000xi64>
+  %b = kiln.add %a, %a : (tensor<5000xi64>, tensor<5000xi64>) -> tensor<5000xi64>
+  return %b : tensor<5000xi64>
+}

@@ -1,0 +1,50 @@
+// RUN: kiln-opt %s --kiln-plan-memory --split-input-file | FileCheck %s
+
+// A chain reuses memory: each buffer is freed after its last use, reshapes
+// alias their input, and the arena meets the liveness lower bound.
+// CHECK-LABEL: func.func @chain
+// CHECK-SAME: %{{.*}}: tensor<4x16xf32> {kiln.arena_offset = [[IN:[0-9]+]] : i64}
+// CHECK-SAME: attributes {kiln.arena_bytes = 512 : i64, kiln.arena_lower_bound = 512 : i64
+// CHECK: %[[A:.*]] = kiln.relu %arg0 {kiln.arena_offset = [[A_OFF:[0-9]+]] : i64}
+// CHECK: kiln.reshape %[[A]], %{{.*}} {kiln.arena_offset = [[A_OFF]] : i64}
+// CHECK: kiln.sigmoid %{{.*}} {kiln.arena_offset = [[IN]] : i64}
+// CHECK: kiln.tanh %{{.*}} {kiln.arena_offset = [[A_OFF]] : i64}
+func.func @chain(%x: tensor<4x16xf32>) -> tensor<64xf32> {
+  %a = kiln.relu %x : tensor<4x16xf32>
+  %s = kiln.constant dense<[64]> : tensor<1xi64>
+  %r = kiln.reshape %a, %s : (tensor<4x16xf32>, tensor<1xi64>) -> tensor<64xf32>
+  %b = kiln.sigmoid %r : tensor<64xf32>
+  %c = kiln.tanh %b : tensor<64xf32>
+  return %c : tensor<64xf32>
+}
+
+// -----
+
+// Outputs get their own bytes: an input, a constant or a repeated value is copied.
+// CHECK-LABEL: func.func @outputs
+// CHECK: %[[C:.*]] = kiln.constant
+// CHECK: %[[R:.*]] = kiln.relu %arg0
+// CHECK: %[[C1:.*]] = kiln.copy %arg0 {kiln.arena_offset
+// CHECK: %[[C2:.*]] = kiln.copy %[[C]] {kiln.arena_offset
+// CHECK: %[[C3:.*]] = kiln.copy %[[R]] {kiln.arena_offset
+// CHECK: return %[[C1]], %[[C2]], %[[R]], %[[C3]]
+func.func @outputs(%x: tensor<2xf32>) -> (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) {
+  %c = kiln.constant dense<1.0> : tensor<2xf32>
+  %r = kiln.relu %x : tensor<2xf32>
+  return %x, %c, %r, %r : tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
+}
+
+// -----
+
+// Two values alive together never overlap.
+// CHECK-LABEL: func.func @overlap
+// CHECK-SAME: kiln.arena_bytes = 384 : i64, kiln.arena_lower_bound = 384 : i64
+// CHECK: kiln.relu %arg0 {kiln.arena_offset = [[R:[0-9]+]] : i64}
+// CHECK-NOT: kiln.arena_offset = [[R]] :
+// CHECK: kiln.add
+func.func @overlap(%x: tensor<32xf32>) -> tensor<32xf32> {
+  %r = kiln.relu %x : tensor<32xf32>
+  %s = kiln.sigmoid %x : tensor<32xf32>
+  %a = kiln.add %r, %s : (tensor<32xf32>, tensor<32xf32>) -> tensor<32xf32>
+  return %a : tensor<32xf32>
+}
