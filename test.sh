@@ -6,5 +6,4 @@ cd "$(dirname "$0")"
 scripts/bootstrap.sh
 
 ctest --test-dir build --output-on-failure
-export KILN_PYTHON="$PWD/.venv/bin/python"
 .venv/bin/python -m pytest -q test/e2e

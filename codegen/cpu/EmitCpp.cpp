@@ -176,10 +176,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
 
   auto binary = [&](StringRef expr) {
     Value l = op->getOperand(0), r = op->getOperand(1);
-    std::string ls = shape(l, "ls"), rs = shape(r, "rs"), os_ = shape(out, "os");
+    std::string ls = shape(l, "ls"), rs = shape(r, "rs"), outShape = shape(out, "os");
     os << "    kiln::cpu::binary<" << T << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out)
-       << ", " << os_ << ", " << rank(out) << ", [](" << T << " x, " << T << " y) { return "
+       << ", " << outShape << ", " << rank(out) << ", [](" << T << " x, " << T << " y) { return "
        << expr << "; });\n";
   };
   auto unary = [&](StringRef expr) {
@@ -192,7 +192,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
           .Case([&](AddOp) { binary("x + y"); return success(); })
           .Case([&](SubOp) { binary("x - y"); return success(); })
           .Case([&](MulOp) { binary("x * y"); return success(); })
-          .Case([&](DivOp) { binary("x / y"); return success(); })
+          .Case([&](DivOp) {
+            binary(isa<FloatType>(outType.getElementType()) ? "x / y" : "kiln::cpu::divide(x, y)");
+            return success();
+          })
           .Case([&](ReluOp) { unary("x > 0 ? x : 0"); return success(); })
           .Case([&](SigmoidOp) { unary("kiln::cpu::sigmoid(x)"); return success(); })
           .Case([&](TanhOp) { unary("std::tanh(x)"); return success(); })

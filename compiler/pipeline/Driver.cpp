@@ -35,28 +35,24 @@ namespace kiln {
 
 namespace {
 
-/// Prints one line per pass with its wall time, for long compiles.
+/// Prints one line per pass with its wall time, for long compiles. A
+/// function pass runs once per bucket and is reported after the last one.
 struct ProgressInstrumentation : PassInstrumentation {
   using Clock = std::chrono::steady_clock;
-  void runBeforePass(Pass *pass, Operation *op) override {
-    if (isa<ModuleOp>(op) || depth++ == 0)
-      start = Clock::now();
-  }
+  void runBeforePass(Pass *pass, Operation *) override { started.try_emplace(pass, Clock::now()); }
   void runAfterPass(Pass *pass, Operation *op) override { report(pass, op); }
   void runAfterPassFailed(Pass *pass, Operation *op) override { report(pass, op); }
   void report(Pass *pass, Operation *op) {
-    --depth;
-    // Function passes run once per bucket; report the last one. Adaptors
-    // that nest passes have no argument of their own.
-    auto func = dyn_cast<func::FuncOp>(op);
-    if ((func && func->getNextNode()) || pass->getArgument().empty())
+    if (isa<func::FuncOp>(op) && op->getNextNode())
       return;
-    auto ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    llvm::errs() << "kiln: " << pass->getArgument() << " done in "
-                 << llvm::format("%.1f", ms) << " ms\n";
+    auto ms = std::chrono::duration<double, std::milli>(Clock::now() - started[pass]).count();
+    started.erase(pass);
+    // Adaptors that nest passes have no argument of their own.
+    if (!pass->getArgument().empty())
+      llvm::errs() << "kiln: " << pass->getArgument() << " done in "
+                   << llvm::format("%.1f", ms) << " ms\n";
   }
-  int depth = 0;
-  Clock::time_point start;
+  DenseMap<Pass *, Clock::time_point> started;
 };
 
 std::string modelHash(StringRef path, const CompileOptions &options) {
@@ -133,7 +129,7 @@ LogicalResult compileModel(const CompileOptions &options) {
     llvm::errs() << "kiln: error: cannot create a temporary folder: " << ec.message() << "\n";
     return failure();
   }
-  auto cleanup = llvm::make_scope_exit([&] {
+  llvm::scope_exit cleanup([&] {
     if (options.keepTemps)
       llvm::errs() << "kiln: kept temporary files in " << dir << "\n";
     else

@@ -39,24 +39,6 @@ void format(char *out, size_t size, const char *fmt, ...) {
   va_end(args);
 }
 
-size_t dtypeBytes(int32_t dtype) {
-  switch (dtype) {
-  case KILN_DTYPE_F64:
-  case KILN_DTYPE_I64:
-    return 8;
-  case KILN_DTYPE_F32:
-  case KILN_DTYPE_I32:
-    return 4;
-  default:
-    return 1;
-  }
-}
-
-const char *dtypeName(int32_t dtype) {
-  static const char *names[] = {"?", "f32", "f64", "i64", "i32", "i8", "u8", "bool"};
-  return dtype >= 1 && dtype <= 7 ? names[dtype] : "?";
-}
-
 bool cpuSupports(uint32_t isa) {
   if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA))
     return false; // a feature this runtime does not know how to check
@@ -96,7 +78,7 @@ bool checkTensor(kiln_session *s, const char *role, const kiln_abi_tensor &spec,
   }
   if (t.dtype != spec.dtype) {
     format(s->error, sizeof s->error, "%s '%s': dtype is %s, the model expects %s", role,
-           spec.name, dtypeName(t.dtype), dtypeName(spec.dtype));
+           spec.name, kiln_dtype_name(t.dtype), kiln_dtype_name(static_cast<kiln_dtype>(spec.dtype)));
     return false;
   }
   if (t.rank != spec.rank || (t.rank > 0 && !t.shape)) {
@@ -135,6 +117,27 @@ bool checkRange(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
 } // namespace
 
 extern "C" {
+
+size_t kiln_dtype_size(kiln_dtype dtype) {
+  switch (dtype) {
+  case KILN_DTYPE_F64:
+  case KILN_DTYPE_I64:
+    return 8;
+  case KILN_DTYPE_F32:
+  case KILN_DTYPE_I32:
+    return 4;
+  case KILN_DTYPE_I8:
+  case KILN_DTYPE_U8:
+  case KILN_DTYPE_BOOL:
+    return 1;
+  }
+  return 0;
+}
+
+const char *kiln_dtype_name(kiln_dtype dtype) {
+  static const char *const names[] = {"?", "f32", "f64", "i64", "i32", "i8", "u8", "bool"};
+  return dtype >= 1 && dtype <= 7 ? names[dtype] : "?";
+}
 
 kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
                             size_t error_size) {
@@ -328,7 +331,7 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
   // Batched rows beyond `batch` are zero: id 0 is valid for every table.
   for (int32_t i = 0; i < num_inputs; ++i) {
     const kiln_abi_tensor &spec = m->inputs[i];
-    size_t row = dtypeBytes(spec.dtype);
+    size_t row = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
     for (int32_t d = 1; d < spec.rank; ++d)
       row *= spec.shape[d];
     uint8_t *slot = s->arena + bucket->input_offsets[i];
@@ -343,7 +346,7 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
     return KILN_ERROR_MODEL_FAILURE;
   for (int32_t i = 0; i < num_outputs; ++i) {
     const kiln_abi_tensor &spec = m->outputs[i];
-    size_t row = dtypeBytes(spec.dtype);
+    size_t row = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
     for (int32_t d = 1; d < spec.rank; ++d)
       row *= spec.shape[d];
     size_t rows = spec.batched ? batch : (spec.rank ? spec.shape[0] : 1);

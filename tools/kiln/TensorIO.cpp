@@ -25,29 +25,6 @@ int64_t HostTensor::elements() const {
   return n;
 }
 
-size_t dtypeSize(kiln_dtype dtype) {
-  switch (dtype) {
-  case KILN_DTYPE_F64:
-  case KILN_DTYPE_I64: return 8;
-  case KILN_DTYPE_F32:
-  case KILN_DTYPE_I32: return 4;
-  default: return 1;
-  }
-}
-
-const char *dtypeName(kiln_dtype dtype) {
-  switch (dtype) {
-  case KILN_DTYPE_F32: return "f32";
-  case KILN_DTYPE_F64: return "f64";
-  case KILN_DTYPE_I64: return "i64";
-  case KILN_DTYPE_I32: return "i32";
-  case KILN_DTYPE_I8: return "i8";
-  case KILN_DTYPE_U8: return "u8";
-  case KILN_DTYPE_BOOL: return "bool";
-  }
-  return "?";
-}
-
 namespace {
 
 struct DtypeCodes {
@@ -123,7 +100,7 @@ bool parseNpy(const std::string &name, llvm::StringRef bytes, HostTensor &out,
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number);
        it != std::sregex_iterator(); ++it)
     out.shape.push_back(std::stoll(it->str()));
-  size_t bytesNeeded = out.elements() * dtypeSize(out.dtype);
+  size_t bytesNeeded = out.elements() * kiln_dtype_size(out.dtype);
   llvm::StringRef payload = bytes.drop_front(headerStart + headerLen);
   if (payload.size() != bytesNeeded) {
     error = name + ": holds " + std::to_string(payload.size()) + " data bytes, its shape needs " +
@@ -208,7 +185,7 @@ bool readTensorProto(const std::string &path, HostTensor &out, std::string &erro
   out.name = t.name();
   out.dtype = code->dtype;
   out.shape.assign(t.dims().begin(), t.dims().end());
-  std::vector<char> bytes = tensorBytes(t, out.elements(), dtypeSize(out.dtype), error);
+  std::vector<char> bytes = tensorBytes(t, out.elements(), kiln_dtype_size(out.dtype), error);
   if (!error.empty()) {
     error = path + ": " + error;
     return false;

@@ -20,9 +20,6 @@ struct HostTensor {
   kiln_tensor view() { return {data.data(), dtype, int32_t(shape.size()), shape.data()}; }
 };
 
-size_t dtypeSize(kiln_dtype dtype);
-const char *dtypeName(kiln_dtype dtype);
-
 /// An ONNX TensorProto file (input_N.pb / output_N.pb of a test case).
 bool readTensorProto(const std::string &path, HostTensor &out, std::string &error);
 

@@ -59,7 +59,7 @@ void inspect(const kiln_model *m, bool json) {
        << info.model_hash << "\n  weights: " << info.weights_bytes << " bytes\n";
     for (auto [label, list] : {std::pair{"input", &inputs}, std::pair{"output", &outputs}})
       for (const auto &t : *list) {
-        os << "  " << label << " " << t.name << ": " << dtypeName(t.dtype) << " "
+        os << "  " << label << " " << t.name << ": " << kiln_dtype_name(t.dtype) << " "
            << shapeString(t.shape, t.rank);
         if (t.has_index_range)
           os << " ids in [" << t.index_min << ", " << t.index_max << "]";
@@ -92,7 +92,7 @@ void inspect(const kiln_model *m, bool json) {
     for (size_t i = 0; i < list->size(); ++i) {
       const auto &t = (*list)[i];
       os << (i ? ", " : "") << "{\"name\": " << str(t.name) << ", \"dtype\": \""
-         << dtypeName(t.dtype) << "\", \"shape\": [";
+         << kiln_dtype_name(t.dtype) << "\", \"shape\": [";
       for (int d = 0; d < t.rank; ++d)
         os << (d ? ", " : "") << t.shape[d];
       os << "]";
@@ -161,7 +161,7 @@ std::vector<HostTensor> outputBuffers(const kiln_model *m, int64_t batch) {
     t.shape.assign(info.shape, info.shape + info.rank);
     if (!t.shape.empty() && t.shape[0] < 0)
       t.shape[0] = batch;
-    t.data.resize(t.elements() * dtypeSize(t.dtype));
+    t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
     out.push_back(std::move(t));
   }
   return out;
@@ -200,7 +200,7 @@ double element(const HostTensor &t, int64_t i) {
 
 void printOutputs(const std::vector<HostTensor> &outputs) {
   for (const auto &t : outputs) {
-    llvm::outs() << t.name << " " << dtypeName(t.dtype) << " "
+    llvm::outs() << t.name << " " << kiln_dtype_name(t.dtype) << " "
                  << shapeString(t.shape.data(), t.shape.size()) << ":";
     int64_t n = std::min<int64_t>(t.elements(), 8);
     for (int64_t i = 0; i < n; ++i)
@@ -221,7 +221,7 @@ std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
     t.shape.assign(info.shape, info.shape + info.rank);
     if (!t.shape.empty() && t.shape[0] < 0)
       t.shape[0] = batch;
-    t.data.resize(t.elements() * dtypeSize(t.dtype));
+    t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
     int64_t hi = info.has_index_range ? info.index_max : 9;
     std::uniform_int_distribution<int64_t> ints(0, std::max<int64_t>(hi, 0));
     std::uniform_real_distribution<double> reals(-1.0, 1.0);
@@ -248,8 +248,11 @@ bool onnxruntimeReference(const std::string &model, const std::string &dir,
   std::string in = dir + "/inputs.npz", out = dir + "/reference.npz";
   if (!writeNpz(in, inputs, error))
     return false;
+  // The project's virtualenv has onnxruntime; elsewhere KILN_PYTHON says which.
   const char *env = std::getenv("KILN_PYTHON");
-  std::string python = env && *env ? env : "python3";
+  std::string python = env && *env ? env
+                       : llvm::sys::fs::exists(KILN_VENV_PYTHON) ? KILN_VENV_PYTHON
+                                                                : "python3";
   auto program = llvm::sys::findProgramByName(python);
   if (!program) {
     error = "cannot find '" + python + "' for the onnxruntime reference (set KILN_PYTHON)";
@@ -269,7 +272,7 @@ int verify(const std::string &modelPath, const std::string &inputsPath, int64_t 
   llvm::SmallString<128> dir;
   if (llvm::sys::fs::createUniqueDirectory("kiln-verify", dir))
     return fail("cannot create a temporary folder");
-  auto cleanup = llvm::make_scope_exit([&] { llvm::sys::fs::remove_directories(dir); });
+  llvm::scope_exit cleanup([&] { llvm::sys::fs::remove_directories(dir); });
 
   std::vector<HostTensor> inputs, expected;
   std::string error;
@@ -390,7 +393,7 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("model", modelPath, "ONNX model")->required();
   verifyCmd->add_option("--inputs", inputsPath,
                         "ONNX test-case folder; its output_N.pb are the reference if present, "
-                        "else onnxruntime (via KILN_PYTHON, default python3) is");
+                        "else onnxruntime is (run by KILN_PYTHON, default: the build's .venv, else python3)");
   verifyCmd->add_option("--batch", verifyBatch, "Batch for random inputs (without --inputs)");
   verifyCmd->add_option("--rtol", rtol, "Relative tolerance");
   verifyCmd->add_option("--atol", atol, "Absolute tolerance");

@@ -43,6 +43,10 @@ typedef enum kiln_dtype {
   KILN_DTYPE_BOOL = 7 /* one byte, 0 or 1 */
 } kiln_dtype;
 
+/* Bytes per element, and a short name ("f32", "i64", ...; "?" if unknown). */
+KILN_API size_t kiln_dtype_size(kiln_dtype dtype);
+KILN_API const char *kiln_dtype_name(kiln_dtype dtype);
+
 typedef struct kiln_model kiln_model;
 typedef struct kiln_session kiln_session;
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 namespace kiln::cpu {
 
@@ -267,6 +268,15 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
   if (mean && count > 0)
     for (int64_t i = 0; i < outTotal; ++i)
       out[i] /= T(count);
+}
+
+/// Integer division truncating toward zero, as ONNX Div; x / 0 and the one
+/// overflowing quotient are 0 instead of a trap (padded rows are zeros).
+template <typename T>
+T divide(T x, T y) {
+  if (y == 0 || (y == T(-1) && x == std::numeric_limits<T>::min()))
+    return y == 0 ? T(0) : x;
+  return x / y;
 }
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
