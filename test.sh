@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds kiln (installing what is missing) and runs every test: lit and
-# GoogleTest through ctest, then the end-to-end pytest suite.
+# GoogleTest through ctest, the same under ASan/UBSan, then the end-to-end
+# pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
 
 ctest --test-dir build --output-on-failure
+scripts/sanitize.sh
 .venv/bin/python -m pytest -q test/e2e

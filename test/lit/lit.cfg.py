@@ -6,7 +6,6 @@ config.name = "kiln"
 config.test_format = lit.formats.ShTest(execute_external=False)
 config.suffixes = [".mlir", ".onnxtxt"]
 config.test_source_root = os.path.dirname(__file__)
-config.test_exec_root = os.path.join(config.kiln_src_root, "build", "test", "lit")
 config.excludes = ["lit.cfg.py", "Inputs"]
 config.environment["PATH"] = os.pathsep.join(
     [config.kiln_bin_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])

@@ -332,7 +332,8 @@ int verify(const std::string &modelPath, const std::string &inputsPath, int64_t 
       llvm::outs() << "  " << got.name << ": max abs error " << llvm::format("%.3g", maxAbs)
                    << ", max rel error " << llvm::format("%.3g", maxRel) << ", "
                    << (bad ? "FAIL" : "ok") << " (" << bad << " of " << got.elements()
-                   << " beyond rtol " << rtol << ", atol " << atol << ")\n";
+                   << " beyond rtol " << llvm::format("%g", rtol) << ", atol "
+                   << llvm::format("%g", atol) << ")\n";
       ok &= bad == 0;
     }
     return ok ? 0 : 1;
