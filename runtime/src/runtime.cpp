@@ -99,6 +99,19 @@ bool checkTensor(kiln_session *s, const char *role, const kiln_abi_tensor &spec,
   return true;
 }
 
+/// Bytes of one leading-dim row of a tensor (all of a scalar).
+size_t rowBytes(const kiln_abi_tensor &spec) {
+  size_t bytes = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
+  for (int32_t d = 1; d < spec.rank; ++d)
+    bytes *= spec.shape[d];
+  return bytes;
+}
+
+/// Rows the caller's buffer holds at this batch.
+size_t rows(const kiln_abi_tensor &spec, int64_t batch) {
+  return spec.batched ? batch : (spec.rank ? spec.shape[0] : 1);
+}
+
 template <typename T>
 bool checkRange(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
                 int64_t elements) {
@@ -331,26 +344,18 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
   // Batched rows beyond `batch` are zero: id 0 is valid for every table.
   for (int32_t i = 0; i < num_inputs; ++i) {
     const kiln_abi_tensor &spec = m->inputs[i];
-    size_t row = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
-    for (int32_t d = 1; d < spec.rank; ++d)
-      row *= spec.shape[d];
+    size_t row = rowBytes(spec);
     uint8_t *slot = s->arena + bucket->input_offsets[i];
-    if (!spec.batched) {
-      std::memcpy(slot, inputs[i].data, spec.rank ? row * spec.shape[0] : row);
-      continue;
-    }
-    std::memcpy(slot, inputs[i].data, row * batch);
-    std::memset(slot + row * batch, 0, row * (bucket->batch - batch));
+    std::memcpy(slot, inputs[i].data, row * rows(spec, batch));
+    if (spec.batched)
+      std::memset(slot + row * batch, 0, row * (bucket->batch - batch));
   }
   if (bucket->entry(s->arena, m->weights, s->error, sizeof s->error) != 0)
     return KILN_ERROR_MODEL_FAILURE;
   for (int32_t i = 0; i < num_outputs; ++i) {
     const kiln_abi_tensor &spec = m->outputs[i];
-    size_t row = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
-    for (int32_t d = 1; d < spec.rank; ++d)
-      row *= spec.shape[d];
-    size_t rows = spec.batched ? batch : (spec.rank ? spec.shape[0] : 1);
-    std::memcpy(outputs[i].data, s->arena + bucket->output_offsets[i], row * rows);
+    std::memcpy(outputs[i].data, s->arena + bucket->output_offsets[i],
+                rowBytes(spec) * rows(spec, batch));
   }
   return KILN_OK;
 }

@@ -152,18 +152,22 @@ int64_t batchOf(const kiln_model *m, const std::vector<HostTensor> &inputs) {
   return 1;
 }
 
+/// A zeroed tensor of the model's spec at this batch.
+HostTensor tensorFor(const kiln_tensor_info &info, int64_t batch) {
+  HostTensor t;
+  t.name = info.name;
+  t.dtype = info.dtype;
+  t.shape.assign(info.shape, info.shape + info.rank);
+  if (!t.shape.empty() && t.shape[0] < 0)
+    t.shape[0] = batch;
+  t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
+  return t;
+}
+
 std::vector<HostTensor> outputBuffers(const kiln_model *m, int64_t batch) {
   std::vector<HostTensor> out;
-  for (const auto &info : tensorInfos(m, false)) {
-    HostTensor t;
-    t.name = info.name;
-    t.dtype = info.dtype;
-    t.shape.assign(info.shape, info.shape + info.rank);
-    if (!t.shape.empty() && t.shape[0] < 0)
-      t.shape[0] = batch;
-    t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
-    out.push_back(std::move(t));
-  }
+  for (const auto &info : tensorInfos(m, false))
+    out.push_back(tensorFor(info, batch));
   return out;
 }
 
@@ -215,13 +219,7 @@ std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
   std::mt19937_64 rng(1234);
   std::vector<HostTensor> out;
   for (const auto &info : tensorInfos(m, true)) {
-    HostTensor t;
-    t.name = info.name;
-    t.dtype = info.dtype;
-    t.shape.assign(info.shape, info.shape + info.rank);
-    if (!t.shape.empty() && t.shape[0] < 0)
-      t.shape[0] = batch;
-    t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
+    HostTensor t = tensorFor(info, batch);
     int64_t hi = info.has_index_range ? info.index_max : 9;
     std::uniform_int_distribution<int64_t> ints(0, std::max<int64_t>(hi, 0));
     std::uniform_real_distribution<double> reals(-1.0, 1.0);

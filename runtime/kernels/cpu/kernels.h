@@ -166,23 +166,18 @@ void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner) {
     }
 }
 
-/// out = in with dims permuted: out dim d is in dim perm[d].
+/// out[i...] = in[offset + sum_d i_d * strides[d]]: the strided read that
+/// transposes and slices are.
 template <typename T>
-void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int rank, T *out) {
-  int64_t inStrides[kMaxRank], outShape[kMaxRank], index[kMaxRank] = {}, total = 1;
-  int64_t stride = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    inStrides[d] = stride;
-    stride *= inShape[d];
-  }
-  for (int d = 0; d < rank; ++d) {
-    outShape[d] = inShape[perm[d]];
+void stridedCopy(const T *in, int64_t offset, const int64_t *strides, const int64_t *outShape,
+                 int rank, T *out) {
+  int64_t index[kMaxRank] = {}, total = 1;
+  for (int d = 0; d < rank; ++d)
     total *= outShape[d];
-  }
   for (int64_t n = 0; n < total; ++n) {
-    int64_t src = 0;
+    int64_t src = offset;
     for (int d = 0; d < rank; ++d)
-      src += index[d] * inStrides[perm[d]];
+      src += index[d] * strides[d];
     out[n] = in[src];
     for (int d = rank - 1; d >= 0; --d) {
       if (++index[d] < outShape[d])
@@ -190,6 +185,26 @@ void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int ran
       index[d] = 0;
     }
   }
+}
+
+inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
+  int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    strides[d] = stride;
+    stride *= shape[d];
+  }
+}
+
+/// out = in with dims permuted: out dim d is in dim perm[d].
+template <typename T>
+void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int rank, T *out) {
+  int64_t inStrides[kMaxRank], strides[kMaxRank], outShape[kMaxRank];
+  rowMajorStrides(inShape, rank, inStrides);
+  for (int d = 0; d < rank; ++d) {
+    outShape[d] = inShape[perm[d]];
+    strides[d] = inStrides[perm[d]];
+  }
+  stridedCopy(in, 0, strides, outShape, rank, out);
 }
 
 /// Copies one concat input: `outer` chunks of `chunk` elements, placed at
@@ -217,28 +232,17 @@ bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis
   return true;
 }
 
-/// Strided copy: out[i...] = in[start + i * step ...] per dim.
+/// out[i...] = in[start + i * step ...] per dim.
 template <typename T>
 void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int64_t *steps,
            const int64_t *outShape, int rank, T *out) {
-  int64_t strides[kMaxRank], index[kMaxRank] = {}, total = 1, stride = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    strides[d] = stride;
-    stride *= inShape[d];
+  int64_t inStrides[kMaxRank], strides[kMaxRank], offset = 0;
+  rowMajorStrides(inShape, rank, inStrides);
+  for (int d = 0; d < rank; ++d) {
+    offset += starts[d] * inStrides[d];
+    strides[d] = steps[d] * inStrides[d];
   }
-  for (int d = 0; d < rank; ++d)
-    total *= outShape[d];
-  for (int64_t n = 0; n < total; ++n) {
-    int64_t src = 0;
-    for (int d = 0; d < rank; ++d)
-      src += (starts[d] + index[d] * steps[d]) * strides[d];
-    out[n] = in[src];
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++index[d] < outShape[d])
-        break;
-      index[d] = 0;
-    }
-  }
+  stridedCopy(in, offset, strides, outShape, rank, out);
 }
 
 /// Sums (or averages) over the dims flagged in `reduced`; out has the kept
