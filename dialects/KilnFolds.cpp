@@ -1,9 +1,10 @@
-//===- KilnFolds.cpp - folders of kiln ops --------------------------------===//
+//===- KilnFolds.cpp - folders and canonicalisations of kiln ops ----------===//
 //
 // Folders evaluate small constant tensors, which is what removes an exporter's
 // shape sub-graphs (Shape -> Gather -> Concat -> Reshape) once shapes are
 // static, and turn reshape-like ops of weights into re-typed weights that
 // share the same bytes. Large tensors are never evaluated here.
+// Canonicalisations collapse chains of transposes and of reshapes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +12,7 @@
 
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
 
@@ -302,6 +304,48 @@ OpFoldResult ConstantOfShapeOp::fold(FoldAdaptor) {
     return {};
   auto value = cast<TypedAttr>(getValue());
   return DenseElementsAttr::get(getType(), value);
+}
+
+namespace {
+/// transpose(transpose(x, inner), outer) -> transpose(x, inner o outer).
+struct ComposeTransposes : OpRewritePattern<TransposeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(TransposeOp op, PatternRewriter &rewriter) const override {
+    auto inner = op.getInput().getDefiningOp<TransposeOp>();
+    if (!inner)
+      return failure();
+    SmallVector<int64_t> perm;
+    for (int64_t p : op.getPerm())
+      perm.push_back(inner.getPerm()[p]);
+    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(), inner.getInput(),
+                                             rewriter.getDenseI64ArrayAttr(perm));
+    return success();
+  }
+};
+
+/// A static reshape of a reshape-like op reshapes the original input.
+struct CollapseReshapes : OpRewritePattern<ReshapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ReshapeOp op, PatternRewriter &rewriter) const override {
+    Operation *producer = op.getInput().getDefiningOp();
+    if (!producer || !isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(producer) ||
+        !op.getType().hasStaticShape())
+      return failure();
+    auto shapeType = RankedTensorType::get({op.getType().getRank()}, rewriter.getI64Type());
+    Value shape = ConstantOp::create(rewriter, op.getLoc(),
+                                     DenseIntElementsAttr::get(shapeType, op.getType().getShape()));
+    rewriter.replaceOpWithNewOp<ReshapeOp>(op, op.getType(), producer->getOperand(0), shape);
+    return success();
+  }
+};
+} // namespace
+
+void TransposeOp::getCanonicalizationPatterns(RewritePatternSet &patterns, MLIRContext *context) {
+  patterns.add<ComposeTransposes>(context);
+}
+
+void ReshapeOp::getCanonicalizationPatterns(RewritePatternSet &patterns, MLIRContext *context) {
+  patterns.add<CollapseReshapes>(context);
 }
 
 } // namespace kiln

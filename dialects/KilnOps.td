@@ -144,6 +144,7 @@ def Kiln_ReshapeOp : Kiln_Op<"reshape"> {
   let arguments = (ins Kiln_Tensor:$input, RankedTensorOf<[I64]>:$shape);
   let results = (outs Kiln_Tensor:$result);
   let hasFolder = 1;
+  let hasCanonicalizer = 1;
   let assemblyFormat = "$input `,` $shape attr-dict `:` functional-type(operands, results)";
 }
 
@@ -177,6 +178,7 @@ def Kiln_TransposeOp : Kiln_Op<"transpose"> {
   let results = (outs Kiln_Tensor:$result);
   let hasVerifier = 1;
   let hasFolder = 1;
+  let hasCanonicalizer = 1;
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
 }
 

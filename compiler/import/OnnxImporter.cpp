@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Verifier.h"
 
 #include <onnx/defs/parser.h>
 #include <onnx/onnx_pb.h>
@@ -114,8 +115,11 @@ RankedTensorType Importer::valueType(const onnx::ValueInfoProto &info, bool &bat
   if (!tt.has_shape())
     fail("'" + info.name() + "' has no shape: kiln needs every graph input's rank");
   SmallVector<int64_t> dims;
-  for (const auto &d : tt.shape().dim())
+  for (const auto &d : tt.shape().dim()) {
+    if (d.has_dim_value() && d.dim_value() < 0)
+      fail("'" + info.name() + "' has a negative dimension");
     dims.push_back(d.has_dim_value() ? d.dim_value() : ShapedType::kDynamic);
+  }
   batched = !dims.empty() && dims[0] == ShapedType::kDynamic;
   return RankedTensorType::get(dims, element);
 }
@@ -167,6 +171,8 @@ ElementsAttr Importer::tensorAttr(const onnx::TensorProto &t) {
     fail(what + " uses external data, which kiln does not read yet");
   Type element = elementType(t.data_type(), what);
   SmallVector<int64_t> dims(t.dims().begin(), t.dims().end());
+  if (llvm::any_of(dims, [](int64_t d) { return d < 0; }))
+    fail(what + ": negative dimension");
   auto type = RankedTensorType::get(dims, element);
   size_t count = type.getNumElements();
   size_t width = element.isInteger(1) ? 1 : element.getIntOrFloatBitWidth() / 8;
@@ -266,11 +272,12 @@ Value Importer::make(Args &&...args) {
     return success();
   });
   FailureOr<SmallVector<Type>> types = inferResultTypes(op);
-  if (failed(types)) {
+  if (succeeded(types))
+    op->getResult(0).setType((*types)[0]);
+  if (failed(types) || failed(verify(op))) {
     op->erase();
     fail(diagnostic.empty() ? "invalid operands" : diagnostic);
   }
-  op->getResult(0).setType((*types)[0]);
   return op.getResult();
 }
 
@@ -395,7 +402,13 @@ void Importer::importNode(const onnx::NodeProto &n) {
   } else if (op == "Reshape") {
     if (intAttr("allowzero", 0))
       fail("Reshape with allowzero=1 is not supported");
-    Value shape = opset < 5 ? constI64(*intsAttr("shape")) : input(1);
+    Value shape;
+    if (opset >= 5)
+      shape = input(1);
+    else if (auto dims = intsAttr("shape"))
+      shape = constI64(*dims);
+    else
+      fail("Reshape without a shape attribute");
     define(0, make<ReshapeOp>(input(0), shape));
   } else if (op == "Flatten") {
     Value x = input(0);

@@ -62,3 +62,20 @@ func.func @not_folded() -> tensor<5000xi64> {
   %b = kiln.add %a, %a : (tensor<5000xi64>, tensor<5000xi64>) -> tensor<5000xi64>
   return %b : tensor<5000xi64>
 }
+
+// -----
+
+// Chains of transposes compose; chains of reshapes collapse to one.
+// CHECK-LABEL: func.func @chains
+// CHECK-DAG: %[[T:.*]] = kiln.transpose %arg0 {perm = array<i64: 2, 0, 1>} : tensor<2x3x4xf32> -> tensor<4x2x3xf32>
+// CHECK-DAG: %[[S:.*]] = kiln.constant dense<[4, 6]> : tensor<2xi64>
+// CHECK: %[[R:.*]] = kiln.reshape %arg1, %[[S]] : (tensor<2x3x4xf32>, tensor<2xi64>) -> tensor<4x6xf32>
+// CHECK: return %[[T]], %[[R]]
+func.func @chains(%x: tensor<2x3x4xf32>, %y: tensor<2x3x4xf32>) -> (tensor<4x2x3xf32>, tensor<4x6xf32>) {
+  %a = kiln.transpose %x {perm = array<i64: 1, 2, 0>} : tensor<2x3x4xf32> -> tensor<3x4x2xf32>
+  %b = kiln.transpose %a {perm = array<i64: 1, 2, 0>} : tensor<3x4x2xf32> -> tensor<4x2x3xf32>
+  %f = kiln.flatten %y {axis = 1 : i64} : tensor<2x3x4xf32> -> tensor<2x12xf32>
+  %s = kiln.constant dense<[4, -1]> : tensor<2xi64>
+  %r = kiln.reshape %f, %s : (tensor<2x12xf32>, tensor<2xi64>) -> tensor<4x6xf32>
+  return %b, %r : tensor<4x2x3xf32>, tensor<4x6xf32>
+}
