@@ -170,8 +170,9 @@ KILN_INFER(CastOp) {
 }
 
 LogicalResult SoftmaxOp::verify() {
-  if (getAxis() < 0 || getAxis() >= getInput().getType().getRank())
-    return emitOpError("axis ") << getAxis() << " out of range";
+  int64_t axis = getAxis();
+  if (axis < 0 || axis >= getInput().getType().getRank())
+    return emitOpError("axis ") << axis << " out of range";
   return success();
 }
 

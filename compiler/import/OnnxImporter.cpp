@@ -283,6 +283,7 @@ Value Importer::make(Args &&...args) {
 
 void Importer::importNode(const onnx::NodeProto &n) {
   node = &n;
+  // The line of a node's location is its 1-based position in the graph.
   loc = NameLoc::get(builder.getStringAttr(n.name().empty() ? n.op_type() : n.name()),
                      FileLineColLoc::get(&ctx, path, nodeIndex + 1, 0));
   if (!n.domain().empty() && n.domain() != "ai.onnx")

@@ -17,7 +17,6 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/xxhash.h"
 
@@ -54,6 +53,33 @@ struct ProgressInstrumentation : PassInstrumentation {
   }
   DenseMap<Pass *, Clock::time_point> started;
 };
+
+/// Prints "model.onnx: error: node 'name' (#index): message". The importer
+/// gives each op the location NameLoc(node name, model:index+1:0).
+LogicalResult printDiagnostic(Diagnostic &diag) {
+  auto &os = llvm::errs();
+  Location loc = diag.getLocation();
+  auto name = dyn_cast<NameLoc>(loc);
+  auto file = dyn_cast<FileLineColLoc>(name ? name.getChildLoc() : loc);
+  if (file)
+    os << file.getFilename().getValue() << ": ";
+  switch (diag.getSeverity()) {
+  case DiagnosticSeverity::Error: os << "error: "; break;
+  case DiagnosticSeverity::Warning: os << "warning: "; break;
+  case DiagnosticSeverity::Note: os << "note: "; break;
+  case DiagnosticSeverity::Remark: os << "remark: "; break;
+  }
+  if (name) {
+    os << "node '" << name.getName().getValue() << "'";
+    if (file && file.getLine() > 0)
+      os << " (#" << file.getLine() - 1 << ")";
+    os << ": ";
+  }
+  os << diag.str() << "\n";
+  for (const Diagnostic &note : diag.getNotes())
+    os << "  note: " << note.str() << "\n";
+  return success();
+}
 
 std::string modelHash(StringRef path, const CompileOptions &options) {
   auto buffer = llvm::MemoryBuffer::getFile(path);
@@ -93,8 +119,8 @@ LogicalResult compileModel(const CompileOptions &options) {
 
   MLIRContext context;
   context.loadDialect<KilnDialect, func::FuncDialect>();
-  llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  context.printOpOnDiagnostic(false);
+  ScopedDiagnosticHandler diagnostics(&context, printDiagnostic);
 
   FailureOr<onnx::ModelProto> model = readOnnxModel(context, options.input);
   if (failed(model))

@@ -60,6 +60,15 @@ struct InferShapesPass : impl::InferShapesBase<InferShapesPass> {
     if (::mlir::failed(applyPatternsGreedily(func, std::move(patterns), config)) || failed)
       return signalPassFailure();
 
+    // After specialisation a dim left unknown depends on run-time values.
+    for (Operation &op : func.getBody().front().without_terminator())
+      for (Value v : op.getResults())
+        if (!cast<RankedTensorType>(v.getType()).hasStaticShape()) {
+          op.emitError("result shape ") << v.getType()
+                                       << " depends on values known only at run time";
+          return signalPassFailure();
+        }
+
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
     func.setType(FunctionType::get(&getContext(), func.getArgumentTypes(),
                                    ret.getOperandTypes()));

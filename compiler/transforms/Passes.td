@@ -25,6 +25,7 @@ def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
     Re-derives every kiln op's result type from its operands, top-down, and
     folds ops whose operands became constant, so a reshape target computed by
     Shape -> Gather -> Concat resolves as soon as its input shape is static.
+    A shape still unknown then depends on run-time values and is an error.
     Finally the function's result types are refined and every batched output
     is checked to have the bucket's batch as its leading dim.
   }];
