@@ -186,10 +186,16 @@ OpFoldResult SliceOp::fold(FoldAdaptor a) {
   });
 }
 
-/// Elementwise evaluation of a small constant expression in int64 or double.
-template <typename IntFn, typename FloatFn>
-static Attribute foldArithmetic(ArrayRef<Attribute> operands, RankedTensorType type,
-                                IntFn intFn, FloatFn floatFn) {
+/// One element of a constant: integers keep their exact value in `i`.
+struct Scalar {
+  int64_t i = 0;
+  double f = 0;
+};
+
+/// Elementwise evaluation of small constant operands with numpy
+/// broadcasting. `fn(values, isFloat)` gets operand 0's kind and may decline.
+template <typename Fn>
+static Attribute foldElementwise(ArrayRef<Attribute> operands, RankedTensorType type, Fn fn) {
   if (!isSmallStatic(type))
     return {};
   SmallVector<DenseElementsAttr> in;
@@ -199,33 +205,48 @@ static Attribute foldArithmetic(ArrayRef<Attribute> operands, RankedTensorType t
       return {};
     in.push_back(dense);
   }
-  Type element = type.getElementType();
+  bool isFloat = isa<FloatType>(in[0].getElementType());
+  SmallVector<SmallVector<Scalar>> values;
+  SmallVector<SmallVector<int64_t>> strides;
   auto shape = type.getShape();
+  for (DenseElementsAttr d : in) {
+    SmallVector<Scalar> v;
+    for (Attribute e : d.getValues<Attribute>()) {
+      if (auto f = dyn_cast<FloatAttr>(e))
+        v.push_back({0, f.getValueAsDouble()});
+      else if (d.getElementType().isInteger(1))
+        v.push_back({int64_t(cast<IntegerAttr>(e).getValue().getZExtValue()), 0});
+      else
+        v.push_back({cast<IntegerAttr>(e).getValue().getSExtValue(), 0});
+      v.back().f = isa<FloatAttr>(e) ? v.back().f : double(v.back().i);
+    }
+    values.push_back(std::move(v));
+    // Broadcast strides: operand dims align right; size-1 dims repeat.
+    auto s = d.getType().getShape();
+    auto own = stridesOf(s);
+    SmallVector<int64_t> st(shape.size(), 0);
+    for (size_t k = 0; k < s.size(); ++k)
+      st[k + shape.size() - s.size()] = s[k] == 1 ? 0 : own[k];
+    strides.push_back(std::move(st));
+  }
+  Type element = type.getElementType();
   SmallVector<Attribute> out;
   SmallVector<int64_t> index(shape.size(), 0);
+  SmallVector<Scalar> args(in.size());
   for (int64_t n = 0; n < type.getNumElements(); ++n) {
-    // Broadcast: operand dims align to the right; size-1 dims repeat.
-    SmallVector<int64_t> flat;
-    for (DenseElementsAttr d : in) {
-      auto s = d.getType().getShape();
-      auto strides = stridesOf(s);
-      int64_t f = 0, offset = shape.size() - s.size();
-      for (size_t k = 0; k < s.size(); ++k)
-        f += (s[k] == 1 ? 0 : index[k + offset]) * strides[k];
-      flat.push_back(f);
+    for (size_t o = 0; o < in.size(); ++o) {
+      int64_t flat = 0;
+      for (size_t k = 0; k < shape.size(); ++k)
+        flat += index[k] * strides[o][k];
+      args[o] = values[o][flat];
     }
-    if (isa<FloatType>(element)) {
-      double l = in[0].getValues<APFloat>()[flat[0]].convertToDouble();
-      double r = in[1].getValues<APFloat>()[flat[1]].convertToDouble();
-      out.push_back(FloatAttr::get(element, floatFn(l, r)));
-    } else {
-      int64_t l = in[0].getValues<APInt>()[flat[0]].getSExtValue();
-      int64_t r = in[1].getValues<APInt>()[flat[1]].getSExtValue();
-      std::optional<int64_t> v = intFn(l, r);
-      if (!v)
-        return {};
-      out.push_back(IntegerAttr::get(element, *v));
-    }
+    std::optional<Scalar> v = fn(ArrayRef<Scalar>(args), isFloat);
+    if (!v)
+      return {};
+    if (isa<FloatType>(element))
+      out.push_back(FloatAttr::get(element, v->f));
+    else
+      out.push_back(IntegerAttr::get(element, element.isInteger(1) ? (v->i != 0) : v->i));
     for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
       if (++index[d] < shape[d])
         break;
@@ -235,31 +256,128 @@ static Attribute foldArithmetic(ArrayRef<Attribute> operands, RankedTensorType t
   return DenseElementsAttr::get(type, out);
 }
 
+/// Folds a binary op given its integer and floating-point meanings.
+template <typename IntFn, typename FloatFn>
+static Attribute foldBinary(ArrayRef<Attribute> operands, RankedTensorType type, IntFn intFn,
+                            FloatFn floatFn) {
+  return foldElementwise(operands, type,
+                         [&](ArrayRef<Scalar> v, bool isFloat) -> std::optional<Scalar> {
+                           if (isFloat)
+                             return Scalar{0, floatFn(v[0].f, v[1].f)};
+                           std::optional<int64_t> i = intFn(v[0].i, v[1].i);
+                           if (!i)
+                             return std::nullopt;
+                           return Scalar{*i, double(*i)};
+                         });
+}
+
+/// Folds a comparison: the result is i1.
+template <typename Fn>
+static Attribute foldCompare(ArrayRef<Attribute> operands, RankedTensorType type, Fn fn) {
+  return foldElementwise(operands, type, [&](ArrayRef<Scalar> v, bool isFloat) {
+    bool r = isFloat ? fn(v[0].f, v[1].f) : fn(v[0].i, v[1].i);
+    return std::optional<Scalar>(Scalar{r, double(r)});
+  });
+}
+
+using OptInt = std::optional<int64_t>;
+
 OpFoldResult AddOp::fold(FoldAdaptor a) {
-  return foldArithmetic(a.getOperands(), getType(),
-                        [](int64_t l, int64_t r) -> std::optional<int64_t> { return l + r; },
-                        [](double l, double r) { return l + r; });
+  return foldBinary(a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l + r; },
+                    [](double l, double r) { return l + r; });
 }
 OpFoldResult SubOp::fold(FoldAdaptor a) {
-  return foldArithmetic(a.getOperands(), getType(),
-                        [](int64_t l, int64_t r) -> std::optional<int64_t> { return l - r; },
-                        [](double l, double r) { return l - r; });
+  return foldBinary(a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l - r; },
+                    [](double l, double r) { return l - r; });
 }
 OpFoldResult MulOp::fold(FoldAdaptor a) {
-  return foldArithmetic(a.getOperands(), getType(),
-                        [](int64_t l, int64_t r) -> std::optional<int64_t> { return l * r; },
-                        [](double l, double r) { return l * r; });
+  return foldBinary(a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l * r; },
+                    [](double l, double r) { return l * r; });
 }
 OpFoldResult DivOp::fold(FoldAdaptor a) {
   // Integer division truncates toward zero, as ONNX Div does.
-  return foldArithmetic(
+  return foldBinary(
       a.getOperands(), getType(),
-      [](int64_t l, int64_t r) -> std::optional<int64_t> {
+      [](int64_t l, int64_t r) -> OptInt {
         if (r == 0)
           return std::nullopt;
         return l / r;
       },
       [](double l, double r) { return l / r; });
+}
+OpFoldResult MaxOp::fold(FoldAdaptor a) {
+  return foldBinary(a.getOperands(), getType(),
+                    [](int64_t l, int64_t r) -> OptInt { return std::max(l, r); },
+                    [](double l, double r) { return std::max(l, r); });
+}
+OpFoldResult MinOp::fold(FoldAdaptor a) {
+  return foldBinary(a.getOperands(), getType(),
+                    [](int64_t l, int64_t r) -> OptInt { return std::min(l, r); },
+                    [](double l, double r) { return std::min(l, r); });
+}
+OpFoldResult AndOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l && r; });
+}
+OpFoldResult OrOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l || r; });
+}
+OpFoldResult XorOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return bool(l) != bool(r); });
+}
+OpFoldResult EqualOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l == r; });
+}
+OpFoldResult LessOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l < r; });
+}
+OpFoldResult LessEqualOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l <= r; });
+}
+OpFoldResult GreaterOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l > r; });
+}
+OpFoldResult GreaterEqualOp::fold(FoldAdaptor a) {
+  return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l >= r; });
+}
+
+OpFoldResult WhereOp::fold(FoldAdaptor a) {
+  return foldElementwise(a.getOperands(), getType(), [](ArrayRef<Scalar> v, bool) {
+    return std::optional<Scalar>(v[0].i ? v[1] : v[2]);
+  });
+}
+
+OpFoldResult ExpandOp::fold(FoldAdaptor a) {
+  if (getInput().getType() == getType() && getType().hasStaticShape())
+    return getInput();
+  // Broadcasting one operand is elementwise evaluation of the identity.
+  return foldElementwise({a.getInput()}, getType(), [](ArrayRef<Scalar> v, bool) {
+    return std::optional<Scalar>(v[0]);
+  });
+}
+
+OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {
+  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
+  if (!in || !isSmallStatic(getType()) || !isSmallStatic(in.getType()) ||
+      !isa<IntegerType>(in.getElementType()))
+    return {};
+  auto shape = in.getType().getShape();
+  auto strides = stridesOf(shape);
+  auto outStrides = stridesOf(getType().getShape());
+  SmallVector<int64_t> out(getType().getNumElements(), 1);
+  auto values = llvm::to_vector(in.getValues<APInt>());
+  for (int64_t n = 0; n < in.getNumElements(); ++n) {
+    int64_t dst = 0, k = 0;
+    for (int64_t d = 0; d < int64_t(shape.size()); ++d) {
+      int64_t i = (n / strides[d]) % shape[d];
+      bool reduced = llvm::is_contained(getAxes(), d);
+      if (!reduced)
+        dst += i * outStrides[k++];
+      else if (getKeepdims())
+        ++k;
+    }
+    out[dst] *= values[n].getSExtValue();
+  }
+  return DenseIntElementsAttr::get(getType(), out);
 }
 
 OpFoldResult CastOp::fold(FoldAdaptor a) {

@@ -153,10 +153,103 @@ static LogicalResult inferBinary(std::optional<Location> loc, Value lhs,
   return push(types, out, l.getElementType());
 }
 
-KILN_INFER(AddOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
-KILN_INFER(SubOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
-KILN_INFER(MulOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
-KILN_INFER(DivOp) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+#define KILN_INFER_BINARY(OP)                                                  \
+  KILN_INFER(OP) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER_BINARY(AddOp)
+KILN_INFER_BINARY(SubOp)
+KILN_INFER_BINARY(MulOp)
+KILN_INFER_BINARY(DivOp)
+KILN_INFER_BINARY(MaxOp)
+KILN_INFER_BINARY(MinOp)
+KILN_INFER_BINARY(PowOp)
+KILN_INFER_BINARY(ModOp)
+KILN_INFER_BINARY(PReluOp)
+
+static LogicalResult inferLogical(std::optional<Location> loc, Value lhs, Value rhs,
+                                  SmallVectorImpl<Type> &types) {
+  if (!getElementTypeOrSelf(lhs).isInteger(1))
+    return emitOptionalError(loc, "logical ops take i1 operands");
+  return inferBinary(loc, lhs, rhs, types);
+}
+KILN_INFER(AndOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER(OrOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER(XorOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+
+static LogicalResult inferCompare(MLIRContext *context, std::optional<Location> loc,
+                                  Value lhs, Value rhs, SmallVectorImpl<Type> &types) {
+  if (failed(inferBinary(loc, lhs, rhs, types)))
+    return failure();
+  types.back() = cast<RankedTensorType>(types.back()).clone(IntegerType::get(context, 1));
+  return success();
+}
+#define KILN_INFER_COMPARE(OP)                                                 \
+  KILN_INFER(OP) { return inferCompare(context, loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER_COMPARE(EqualOp)
+KILN_INFER_COMPARE(LessOp)
+KILN_INFER_COMPARE(LessEqualOp)
+KILN_INFER_COMPARE(GreaterOp)
+KILN_INFER_COMPARE(GreaterEqualOp)
+
+KILN_INFER(WhereOp) {
+  auto c = shapeOf(adaptor.getCond()), x = shapeOf(adaptor.getX()), y = shapeOf(adaptor.getY());
+  if (x.getElementType() != y.getElementType())
+    return emitOptionalError(loc, "where: x and y element types differ");
+  SmallVector<int64_t> xy, out;
+  if (!OpTrait::util::getBroadcastedShape(x.getShape(), y.getShape(), xy) ||
+      !OpTrait::util::getBroadcastedShape(c.getShape(), xy, out))
+    return emitOptionalError(loc, "where: shapes do not broadcast");
+  return push(types, out, x.getElementType());
+}
+
+KILN_INFER(ExpandOp) {
+  auto in = shapeOf(adaptor.getInput());
+  auto shapeType = shapeOf(adaptor.getShape());
+  if (shapeType.getRank() != 1 || shapeType.isDynamicDim(0))
+    return emitOptionalError(loc, "expand shape must be a 1-D tensor of known size");
+  SmallVector<int64_t> target(shapeType.getDimSize(0), kDyn);
+  if (auto dims = getConstantInts(adaptor.getShape()))
+    target = *dims;
+  else if (target.size() < size_t(in.getRank()))
+    target.insert(target.begin(), in.getRank() - target.size(), kDyn);
+  SmallVector<int64_t> out;
+  if (!OpTrait::util::getBroadcastedShape(in.getShape(), target, out))
+    return emitOptionalError(loc, "expand: ", in, " does not broadcast to the target shape");
+  return push(types, out, in.getElementType());
+}
+
+KILN_INFER(LayerNormOp) {
+  auto in = shapeOf(adaptor.getInput());
+  int64_t axis = adaptor.getAxis();
+  if (axis < 0 || axis >= in.getRank())
+    return emitOptionalError(loc, "layer_norm axis out of range");
+  SmallVector<int64_t> out;
+  for (Value v : {adaptor.getScale(), adaptor.getBias()})
+    if (v && !OpTrait::util::getBroadcastedShape(in.getShape().drop_front(axis),
+                                                 shapeOf(v).getShape(), out))
+      return emitOptionalError(loc, "layer_norm scale/bias do not broadcast to the normalised dims");
+  types.push_back(in);
+  return success();
+}
+
+KILN_INFER(EmbeddingBagOp) {
+  auto table = shapeOf(adaptor.getTable());
+  auto indices = shapeOf(adaptor.getIndices());
+  auto begin = shapeOf(adaptor.getBegin()), end = shapeOf(adaptor.getEnd());
+  if (table.getRank() != 2 || indices.getRank() != 1 || begin.getRank() != 1 ||
+      end.getRank() != 1)
+    return emitOptionalError(loc, "embedding_bag takes a 2-D table and 1-D indices, begin, end");
+  int64_t bags;
+  if (failed(mergeDim(begin.getDimSize(0), end.getDimSize(0), bags)))
+    return emitOptionalError(loc, "embedding_bag begin and end differ in length");
+  if (Value w = adaptor.getWeights()) {
+    int64_t n;
+    if (shapeOf(w).getRank() != 1 || failed(mergeDim(shapeOf(w).getDimSize(0), indices.getDimSize(0), n)))
+      return emitOptionalError(loc, "embedding_bag weights must align with indices");
+  }
+  if (adaptor.getMode() > 2)
+    return emitOptionalError(loc, "embedding_bag mode must be 0 (sum), 1 (mean) or 2 (max)");
+  return push(types, {bags, table.getDimSize(1)}, table.getElementType());
+}
 
 #define KILN_INFER_SAME(OP)                                                    \
   KILN_INFER(OP) {                                                             \
@@ -423,6 +516,15 @@ KILN_INFER(ReduceSumOp) {
   return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
 }
 KILN_INFER(ReduceMeanOp) {
+  return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
+}
+KILN_INFER(ReduceMaxOp) {
+  return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
+}
+KILN_INFER(ReduceMinOp) {
+  return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
+}
+KILN_INFER(ReduceProdOp) {
   return inferReduce(loc, adaptor.getInput(), adaptor.getAxes(), adaptor.getKeepdims(), types);
 }
 

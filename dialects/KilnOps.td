@@ -88,14 +88,47 @@ class Kiln_BinaryOp<string mnemonic, list<Trait> traits = []>
   let summary = "numpy-broadcasting elementwise " # mnemonic;
   let arguments = (ins Kiln_Tensor:$lhs, Kiln_Tensor:$rhs);
   let results = (outs Kiln_Tensor:$result);
-  let hasFolder = 1;
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
 }
 
+let hasFolder = 1 in {
 def Kiln_AddOp : Kiln_BinaryOp<"add", [Commutative]>;
 def Kiln_SubOp : Kiln_BinaryOp<"sub">;
 def Kiln_MulOp : Kiln_BinaryOp<"mul", [Commutative]>;
 def Kiln_DivOp : Kiln_BinaryOp<"div">;
+def Kiln_MaxOp : Kiln_BinaryOp<"max", [Commutative]>;
+def Kiln_MinOp : Kiln_BinaryOp<"min", [Commutative]>;
+def Kiln_AndOp : Kiln_BinaryOp<"and", [Commutative]>;
+def Kiln_OrOp : Kiln_BinaryOp<"or", [Commutative]>;
+def Kiln_XorOp : Kiln_BinaryOp<"xor", [Commutative]>;
+}
+def Kiln_PowOp : Kiln_BinaryOp<"pow">;
+def Kiln_ModOp : Kiln_BinaryOp<"mod"> {
+  let description = [{ Integer remainder with the divisor's sign (ONNX Mod, fmod = 0). }];
+}
+def Kiln_PReluOp : Kiln_BinaryOp<"prelu"> {
+  let description = [{ x < 0 ? x * slope : x, the slope broadcast to x. }];
+}
+
+// Comparisons broadcast like the arithmetic ops and produce i1.
+class Kiln_CompareOp<string mnemonic, list<Trait> traits = []>
+    : Kiln_BinaryOp<mnemonic, traits> {
+  let summary = "numpy-broadcasting elementwise comparison " # mnemonic;
+  let hasFolder = 1;
+}
+def Kiln_EqualOp : Kiln_CompareOp<"equal", [Commutative]>;
+def Kiln_LessOp : Kiln_CompareOp<"less">;
+def Kiln_LessEqualOp : Kiln_CompareOp<"less_equal">;
+def Kiln_GreaterOp : Kiln_CompareOp<"greater">;
+def Kiln_GreaterEqualOp : Kiln_CompareOp<"greater_equal">;
+
+def Kiln_WhereOp : Kiln_Op<"where"> {
+  let summary = "cond ? x : y with numpy broadcasting of all three";
+  let arguments = (ins RankedTensorOf<[I1]>:$cond, Kiln_Tensor:$x, Kiln_Tensor:$y);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$cond `,` $x `,` $y attr-dict `:` functional-type(operands, results)";
+}
 
 class Kiln_UnaryOp<string mnemonic, Type tensorType = Kiln_FloatTensor>
     : Kiln_SameTypeOp<mnemonic> {
@@ -112,8 +145,34 @@ def Kiln_ExpOp : Kiln_UnaryOp<"exp">;
 def Kiln_LogOp : Kiln_UnaryOp<"log">;
 def Kiln_SqrtOp : Kiln_UnaryOp<"sqrt">;
 def Kiln_ErfOp : Kiln_UnaryOp<"erf">;
+def Kiln_FloorOp : Kiln_UnaryOp<"floor">;
+def Kiln_CeilOp : Kiln_UnaryOp<"ceil">;
+def Kiln_RoundOp : Kiln_UnaryOp<"round">;
+def Kiln_ReciprocalOp : Kiln_UnaryOp<"reciprocal">;
+def Kiln_SinOp : Kiln_UnaryOp<"sin">;
+def Kiln_CosOp : Kiln_UnaryOp<"cos">;
+def Kiln_SoftplusOp : Kiln_UnaryOp<"softplus">;
+def Kiln_SoftsignOp : Kiln_UnaryOp<"softsign">;
 def Kiln_NegOp : Kiln_UnaryOp<"neg", Kiln_Tensor>;
 def Kiln_AbsOp : Kiln_UnaryOp<"abs", Kiln_Tensor>;
+def Kiln_SignOp : Kiln_UnaryOp<"sign", Kiln_Tensor>;
+def Kiln_NotOp : Kiln_UnaryOp<"not", RankedTensorOf<[I1]>>;
+
+// Elementwise activations with two scalar parameters (ONNX defaults are set
+// by the importer): leaky_relu and elu use alpha; hard_sigmoid is
+// max(0, min(1, alpha * x + beta)); clip is min(max(x, alpha), beta); gelu
+// uses tanh's approximation when alpha != 0.
+class Kiln_ParamUnaryOp<string mnemonic> : Kiln_SameTypeOp<mnemonic> {
+  let summary = "elementwise " # mnemonic # " with parameters alpha, beta";
+  let arguments = (ins Kiln_FloatTensor:$input, F64Attr:$alpha, F64Attr:$beta);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+def Kiln_LeakyReluOp : Kiln_ParamUnaryOp<"leaky_relu">;
+def Kiln_EluOp : Kiln_ParamUnaryOp<"elu">;
+def Kiln_HardSigmoidOp : Kiln_ParamUnaryOp<"hard_sigmoid">;
+def Kiln_ClipOp : Kiln_ParamUnaryOp<"clip">;
+def Kiln_GeluOp : Kiln_ParamUnaryOp<"gelu">;
 
 def Kiln_CastOp : Kiln_Op<"cast"> {
   let summary = "elementwise conversion to the result element type";
@@ -229,6 +288,40 @@ class Kiln_ReduceOp<string mnemonic> : Kiln_Op<mnemonic> {
 
 def Kiln_ReduceSumOp : Kiln_ReduceOp<"reduce_sum">;
 def Kiln_ReduceMeanOp : Kiln_ReduceOp<"reduce_mean">;
+def Kiln_ReduceMaxOp : Kiln_ReduceOp<"reduce_max">;
+def Kiln_ReduceMinOp : Kiln_ReduceOp<"reduce_min">;
+let hasFolder = 1 in
+def Kiln_ReduceProdOp : Kiln_ReduceOp<"reduce_prod">;
+
+def Kiln_ExpandOp : Kiln_Op<"expand"> {
+  let summary = "broadcast the input to a shape given as a 1-D i64 tensor (ONNX Expand)";
+  let arguments = (ins Kiln_Tensor:$input, RankedTensorOf<[I64]>:$shape);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let assemblyFormat = "$input `,` $shape attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_LayerNormOp : Kiln_Op<"layer_norm"> {
+  let summary = "normalise over the dims from `axis` on, then scale and shift";
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$scale,
+                   Optional<Kiln_FloatTensor>:$bias, I64Attr:$axis, F64Attr:$epsilon);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $scale (`,` $bias^)? attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_EmbeddingBagOp : Kiln_Op<"embedding_bag"> {
+  let summary = "pooled rows of a table: bag b reduces table[indices[begin[b]:end[b]]]";
+  let description = [{
+    `mode` is 0 (sum), 1 (mean) or 2 (max); an empty bag is zeros. When
+    `weights` is given (per-sample weights, aligned with `indices`) each row
+    is scaled before a sum. The result is [bags, dim].
+  }];
+  let arguments = (ins Kiln_FloatTensor:$table, Kiln_IndexTensor:$indices,
+                   Kiln_IndexTensor:$begin, Kiln_IndexTensor:$end,
+                   Optional<Kiln_FloatTensor>:$weights, I64Attr:$mode);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$table `,` $indices `,` $begin `,` $end (`,` $weights^)? attr-dict `:` functional-type(operands, results)";
+}
 
 //===----------------------------------------------------------------------===//
 // Shape computations (folded away once shapes are static)

@@ -15,6 +15,8 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace kiln {
@@ -76,10 +78,15 @@ int64_t product(ArrayRef<int64_t> dims) {
   return p;
 }
 
-std::string floatLiteral(double v) {
+/// A C++ expression of type `type` for `v`, infinities and NaN included.
+std::string numberLiteral(double v, const std::string &type) {
+  if (std::isnan(v))
+    return "std::numeric_limits<" + type + ">::quiet_NaN()";
+  if (std::isinf(v))
+    return (v < 0 ? "-" : "") + std::string("std::numeric_limits<") + type + ">::infinity()";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return type + "(" + buf + ")";
 }
 
 /// Raw bytes of a constant in the runtime's layout (i1 as one byte).
@@ -174,18 +181,42 @@ LogicalResult Emitter::emitOp(Operation *op) {
   int64_t n = outType ? outType.getNumElements() : 0;
   auto rank = [](Value v) { return std::to_string(cast<RankedTensorType>(v.getType()).getRank()); };
 
+  // `x` and `y` are the operands' elements, of type In.
   auto binary = [&](StringRef expr) {
     Value l = op->getOperand(0), r = op->getOperand(1);
+    std::string In = elt(l);
     std::string ls = shape(l, "ls"), rs = shape(r, "rs"), outShape = shape(out, "os");
-    os << "    kiln::cpu::binary<" << T << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
+    os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out)
-       << ", " << outShape << ", " << rank(out) << ", [](" << T << " x, " << T << " y) { return "
-       << expr << "; });\n";
+       << ", " << outShape << ", " << rank(out) << ", [](" << In << " x, " << In
+       << " y) { return " << T << "(" << expr << "); });\n";
   };
+  // `x` is the element; `alpha` and `beta` the op's parameters, if any.
   auto unary = [&](StringRef expr) {
+    std::string params;
+    if (auto alpha = op->getAttrOfType<FloatAttr>("alpha"))
+      params = "const " + T + " alpha = " + numberLiteral(alpha.getValueAsDouble(), T) +
+               "; const " + T + " beta = " +
+               numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
+               "; (void)alpha; (void)beta; ";
     os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
-       << ", [](" << T << " x) { return " << T << "(" << expr << "); });\n";
+       << ", [](" << T << " x) { " << params << "return " << T << "(" << expr << "); });\n";
   };
+  auto reduce = [&](Value input, ArrayRef<int64_t> axes, StringRef init, StringRef combine,
+                    bool mean) {
+    auto in = cast<RankedTensorType>(input.getType());
+    SmallVector<int64_t> flags;
+    for (int64_t d = 0; d < in.getRank(); ++d)
+      flags.push_back(llvm::is_contained(axes, d));
+    std::string is = shape(input, "is");
+    os << "    static constexpr bool reduced[] = {" << list(flags) << "};\n"
+       << "    kiln::cpu::reduce<" << T << ">(" << ptr(input) << ", " << is << ", reduced, "
+       << in.getRank() << ", " << ptr(out) << ", " << init << ", [](" << T << " a, " << T
+       << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false")
+       << ");\n";
+  };
+  std::string lowest = "std::numeric_limits<" + T + ">::lowest()";
+  std::string highest = "std::numeric_limits<" + T + ">::max()";
 
   LogicalResult result =
       TypeSwitch<Operation *, LogicalResult>(op)
@@ -196,7 +227,80 @@ LogicalResult Emitter::emitOp(Operation *op) {
             binary(isa<FloatType>(outType.getElementType()) ? "x / y" : "kiln::cpu::divide(x, y)");
             return success();
           })
+          .Case([&](MaxOp) { binary("x > y ? x : y"); return success(); })
+          .Case([&](MinOp) { binary("x < y ? x : y"); return success(); })
+          .Case([&](PowOp) { binary("std::pow(x, y)"); return success(); })
+          .Case([&](ModOp) { binary("kiln::cpu::mod(x, y)"); return success(); })
+          .Case([&](PReluOp) { binary("x < 0 ? x * y : x"); return success(); })
+          .Case([&](AndOp) { binary("x && y"); return success(); })
+          .Case([&](OrOp) { binary("x || y"); return success(); })
+          .Case([&](XorOp) { binary("x != y"); return success(); })
+          .Case([&](EqualOp) { binary("x == y"); return success(); })
+          .Case([&](LessOp) { binary("x < y"); return success(); })
+          .Case([&](LessEqualOp) { binary("x <= y"); return success(); })
+          .Case([&](GreaterOp) { binary("x > y"); return success(); })
+          .Case([&](GreaterEqualOp) { binary("x >= y"); return success(); })
           .Case([&](ReluOp) { unary("x > 0 ? x : 0"); return success(); })
+          .Case([&](FloorOp) { unary("std::floor(x)"); return success(); })
+          .Case([&](CeilOp) { unary("std::ceil(x)"); return success(); })
+          .Case([&](RoundOp) { unary("std::nearbyint(x)"); return success(); })
+          .Case([&](ReciprocalOp) { unary("1 / x"); return success(); })
+          .Case([&](SinOp) { unary("std::sin(x)"); return success(); })
+          .Case([&](CosOp) { unary("std::cos(x)"); return success(); })
+          .Case([&](SoftplusOp) { unary("std::log1p(std::exp(x))"); return success(); })
+          .Case([&](SoftsignOp) { unary("x / (1 + std::fabs(x))"); return success(); })
+          .Case([&](SignOp) { unary("(x > 0) - (x < 0)"); return success(); })
+          .Case([&](NotOp) { unary("!x"); return success(); })
+          .Case([&](LeakyReluOp) { unary("x < 0 ? alpha * x : x"); return success(); })
+          .Case([&](EluOp) { unary("x < 0 ? alpha * (std::exp(x) - 1) : x"); return success(); })
+          .Case([&](HardSigmoidOp) {
+            unary("std::max(" + T + "(0), std::min(" + T + "(1), alpha * x + beta))");
+            return success();
+          })
+          .Case([&](ClipOp) { unary("std::min(std::max(x, alpha), beta)"); return success(); })
+          .Case([&](GeluOp) { unary("kiln::cpu::gelu(x, alpha != 0)"); return success(); })
+          .Case([&](WhereOp w) {
+            std::string cs = shape(w.getCond(), "cs"), xs = shape(w.getX(), "xs"),
+                        ys = shape(w.getY(), "ys"), o = shape(out, "os");
+            os << "    kiln::cpu::select<" << T << ">(" << ptr(w.getCond()) << ", " << cs << ", "
+               << rank(w.getCond()) << ", " << ptr(w.getX()) << ", " << xs << ", "
+               << rank(w.getX()) << ", " << ptr(w.getY()) << ", " << ys << ", " << rank(w.getY())
+               << ", " << ptr(out) << ", " << o << ", " << rank(out) << ");\n";
+            return success();
+          })
+          .Case([&](ExpandOp e) {
+            std::string is = shape(e.getInput(), "is"), o = shape(out, "os");
+            os << "    kiln::cpu::broadcastTo<" << T << ">(" << ptr(e.getInput()) << ", " << is
+               << ", " << rank(e.getInput()) << ", " << o << ", " << rank(out) << ", "
+               << ptr(out) << ");\n";
+            return success();
+          })
+          .Case([&](LayerNormOp l) {
+            int64_t axis = l.getAxis();
+            auto dims = outType.getShape();
+            auto size = [](Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); };
+            os << "    kiln::cpu::layerNorm<" << T << ">(" << ptr(l.getInput()) << ", "
+               << ptr(l.getScale()) << ", " << size(l.getScale()) << ", "
+               << (l.getBias() ? ptr(l.getBias()) : "nullptr") << ", "
+               << (l.getBias() ? size(l.getBias()) : 0) << ", " << ptr(out) << ", "
+               << product(dims.take_front(axis)) << ", " << product(dims.drop_front(axis))
+               << ", " << numberLiteral(l.getEpsilon().convertToDouble(), "double") << ");\n";
+            return success();
+          })
+          .Case([&](EmbeddingBagOp e) {
+            auto table = e.getTable().getType();
+            os << "    if (!kiln::cpu::embeddingBag<" << T << ", " << elt(e.getIndices()) << ">("
+               << ptr(e.getTable()) << ", " << table.getDimSize(0) << ", " << table.getDimSize(1)
+               << ", " << ptr(e.getIndices()) << ", " << e.getIndices().getType().getNumElements()
+               << ", " << ptr(e.getBegin()) << ", " << ptr(e.getEnd()) << ", "
+               << outType.getDimSize(0) << ", "
+               << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode()
+               << ", " << ptr(out) << "))\n"
+               << "      return kiln::cpu::fail(message, message_size, "
+               << cString("embedding_bag '" + nodeName + "': index or offset out of range")
+               << ");\n";
+            return success();
+          })
           .Case([&](SigmoidOp) { unary("kiln::cpu::sigmoid(x)"); return success(); })
           .Case([&](TanhOp) { unary("std::tanh(x)"); return success(); })
           .Case([&](ExpOp) { unary("std::exp(x)"); return success(); })
@@ -230,9 +334,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
             os << "    kiln::cpu::gemm<" << T << ">(" << ptr(g.getA()) << ", " << ptr(g.getB())
                << ", " << c << ", " << cRows << ", " << cCols << ", " << ptr(out) << ", " << m
                << ", " << nn << ", " << k << ", " << (g.getTransA() ? "true" : "false") << ", "
-               << (g.getTransB() ? "true" : "false") << ", " << T << "("
-               << floatLiteral(g.getAlpha().convertToDouble()) << "), " << T << "("
-               << floatLiteral(g.getBeta().convertToDouble()) << "));\n";
+               << (g.getTransB() ? "true" : "false") << ", "
+               << numberLiteral(g.getAlpha().convertToDouble(), T) << ", "
+               << numberLiteral(g.getBeta().convertToDouble(), T) << ");\n";
             return success();
           })
           .Case([&](MatMulOp mm) {
@@ -311,16 +415,24 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ");\n";
             return success();
           })
-          .Case<ReduceSumOp, ReduceMeanOp>([&](auto r) {
-            auto in = r.getInput().getType();
-            SmallVector<int64_t> flags;
-            for (int64_t d = 0; d < in.getRank(); ++d)
-              flags.push_back(llvm::is_contained(r.getAxes(), d));
-            std::string is = shape(r.getInput(), "is");
-            os << "    static constexpr bool reduced[] = {" << list(flags) << "};\n"
-               << "    kiln::cpu::reduce<" << T << ">(" << ptr(r.getInput()) << ", " << is
-               << ", reduced, " << in.getRank() << ", " << ptr(out) << ", "
-               << (isa<ReduceMeanOp>(op) ? "true" : "false") << ");\n";
+          .Case([&](ReduceSumOp r) {
+            reduce(r.getInput(), r.getAxes(), "0", "a + b", false);
+            return success();
+          })
+          .Case([&](ReduceMeanOp r) {
+            reduce(r.getInput(), r.getAxes(), "0", "a + b", true);
+            return success();
+          })
+          .Case([&](ReduceProdOp r) {
+            reduce(r.getInput(), r.getAxes(), "1", "a * b", false);
+            return success();
+          })
+          .Case([&](ReduceMaxOp r) {
+            reduce(r.getInput(), r.getAxes(), lowest, "a > b ? a : b", false);
+            return success();
+          })
+          .Case([&](ReduceMinOp r) {
+            reduce(r.getInput(), r.getAxes(), highest, "a < b ? a : b", false);
             return success();
           })
           .Default([&](Operation *other) {

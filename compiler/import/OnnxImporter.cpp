@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/Verifier.h"
 
 #include <onnx/defs/parser.h>
@@ -64,6 +65,7 @@ private:
   int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
   [[noreturn]] void fail(const std::string &message);
   void define(int output, Value value);
+  bool isUsed(const std::string &name) const;
   template <typename Op, typename... Args>
   Value make(Args &&...args);
 
@@ -256,6 +258,14 @@ Value Importer::constI64(ArrayRef<int64_t> v) {
   return ConstantOp::create(builder, loc, DenseIntElementsAttr::get(type, v));
 }
 
+bool Importer::isUsed(const std::string &name) const {
+  const onnx::GraphProto &graph = model.graph();
+  for (const auto &n : graph.node())
+    if (llvm::is_contained(n.input(), name))
+      return true;
+  return llvm::any_of(graph.output(), [&](const auto &o) { return o.name() == name; });
+}
+
 void Importer::define(int output, Value value) {
   if (output < node->output_size() && !node->output(output).empty())
     values[node->output(output)] = value;
@@ -376,6 +386,144 @@ void Importer::importNode(const onnx::NodeProto &n) {
     unary(NegOp());
   } else if (op == "Abs") {
     unary(AbsOp());
+  } else if (op == "Floor") {
+    unary(FloorOp());
+  } else if (op == "Ceil") {
+    unary(CeilOp());
+  } else if (op == "Round") {
+    unary(RoundOp());
+  } else if (op == "Reciprocal") {
+    unary(ReciprocalOp());
+  } else if (op == "Sin") {
+    unary(SinOp());
+  } else if (op == "Cos") {
+    unary(CosOp());
+  } else if (op == "Softplus") {
+    unary(SoftplusOp());
+  } else if (op == "Softsign") {
+    unary(SoftsignOp());
+  } else if (op == "Sign") {
+    unary(SignOp());
+  } else if (op == "Not") {
+    unary(NotOp());
+  } else if (op == "Pow") {
+    binary(PowOp());
+  } else if (op == "PRelu") {
+    binary(PReluOp());
+  } else if (op == "Mod") {
+    bool isFloat = isa<FloatType>(getElementTypeOrSelf(input(0)));
+    if (isFloat != bool(intAttr("fmod", 0)))
+      fail(isFloat ? "floating-point Mod needs fmod=1" : "integer Mod with fmod=1 is not supported");
+    binary(ModOp());
+  } else if (op == "And") {
+    binary(AndOp());
+  } else if (op == "Or") {
+    binary(OrOp());
+  } else if (op == "Xor") {
+    binary(XorOp());
+  } else if (op == "Equal") {
+    binary(EqualOp());
+  } else if (op == "Less") {
+    binary(LessOp());
+  } else if (op == "LessOrEqual") {
+    binary(LessEqualOp());
+  } else if (op == "Greater") {
+    binary(GreaterOp());
+  } else if (op == "GreaterOrEqual") {
+    binary(GreaterEqualOp());
+  } else if (op == "Sum" || op == "Max" || op == "Min") {
+    // Variadic forms become chains of binary ops.
+    Value acc = input(0);
+    for (int i = 1; i < n.input_size(); ++i) {
+      if (getElementTypeOrSelf(acc) != getElementTypeOrSelf(input(i)))
+        fail("operand element types differ");
+      acc = op == "Sum"   ? make<AddOp>(acc, input(i))
+            : op == "Max" ? make<MaxOp>(acc, input(i))
+                          : make<MinOp>(acc, input(i));
+    }
+    define(0, acc);
+  } else if (op == "Where") {
+    define(0, make<WhereOp>(input(0), input(1), input(2)));
+  } else if (op == "Expand") {
+    define(0, make<ExpandOp>(input(0), input(1)));
+  } else if (op == "LeakyRelu" || op == "Elu" || op == "HardSigmoid" || op == "Clip" ||
+             op == "Gelu") {
+    Value x = input(0);
+    if (!isa<FloatType>(getElementTypeOrSelf(x)))
+      fail("only floating-point inputs are supported");
+    double alpha = 0, beta = 0;
+    if (op == "LeakyRelu") {
+      alpha = floatAttr("alpha", 0.01f);
+    } else if (op == "Elu") {
+      alpha = floatAttr("alpha", 1.0f);
+    } else if (op == "HardSigmoid") {
+      alpha = floatAttr("alpha", 0.2f);
+      beta = floatAttr("beta", 0.5f);
+    } else if (op == "Gelu") {
+      const auto *a = attr("approximate");
+      alpha = a && a->s() == "tanh" ? 1.0 : 0.0;
+    } else if (opset < 11) {
+      alpha = floatAttr("min", -std::numeric_limits<float>::infinity());
+      beta = floatAttr("max", std::numeric_limits<float>::infinity());
+    } else {
+      // Clip's bounds are optional scalar inputs from opset 11.
+      auto bound = [&](int i, double fallback) {
+        if (!hasInput(i))
+          return fallback;
+        DenseElementsAttr value;
+        if (!matchPattern(input(i), m_Constant(&value)) || value.getNumElements() != 1)
+          fail("Clip bounds must be constant scalars");
+        return (*value.getValues<APFloat>().begin()).convertToDouble();
+      };
+      alpha = bound(1, -std::numeric_limits<double>::infinity());
+      beta = bound(2, std::numeric_limits<double>::infinity());
+    }
+    auto a = b.getF64FloatAttr(alpha), be = b.getF64FloatAttr(beta);
+    if (op == "LeakyRelu")
+      define(0, make<LeakyReluOp>(x, a, be));
+    else if (op == "Elu")
+      define(0, make<EluOp>(x, a, be));
+    else if (op == "HardSigmoid")
+      define(0, make<HardSigmoidOp>(x, a, be));
+    else if (op == "Gelu")
+      define(0, make<GeluOp>(x, a, be));
+    else
+      define(0, make<ClipOp>(x, a, be));
+  } else if (op == "LayerNormalization") {
+    for (int i = 1; i < n.output_size(); ++i)
+      if (!n.output(i).empty() && isUsed(n.output(i)))
+        fail("the Mean and InvStdDev outputs are not supported");
+    Value x = input(0);
+    int64_t axis = normalizeAxis(intAttr("axis", -1), rankOf(x));
+    Value bias = hasInput(2) ? input(2) : Value();
+    define(0, make<LayerNormOp>(x, input(1), bias, b.getI64IntegerAttr(axis),
+                                b.getF64FloatAttr(floatAttr("epsilon", 1e-5f))));
+  } else if (op == "Split") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    int64_t axis = normalizeAxis(intAttr("axis", 0), rank);
+    int64_t size = cast<RankedTensorType>(x.getType()).getDimSize(axis);
+    SmallVector<int64_t> sizes;
+    if (opset >= 13 && hasInput(1))
+      sizes = constantInts(1, "split");
+    else if (auto a = intsAttr("split"); a && opset < 13)
+      sizes = *a;
+    if (sizes.empty()) {
+      if (ShapedType::isDynamic(size))
+        fail("Split of a dynamic dim needs explicit sizes");
+      int64_t parts = n.output_size();
+      int64_t chunk = (size + parts - 1) / parts;
+      for (int64_t i = 0; i < parts; ++i)
+        sizes.push_back(std::max<int64_t>(0, std::min(chunk, size - i * chunk)));
+    }
+    if (int64_t(sizes.size()) != n.output_size())
+      fail("Split sizes do not match the number of outputs");
+    int64_t start = 0;
+    for (auto [i, len] : llvm::enumerate(sizes)) {
+      define(i, make<SliceOp>(x, constI64({start}), constI64({start + len}), constI64({1}),
+                              b.getDenseI64ArrayAttr({axis})));
+      start += len;
+    }
   } else if (op == "Cast") {
     Type to = elementType(intAttr("to", 0), "Cast 'to'");
     define(0, make<CastOp>(input(0), TypeAttr::get(to)));
@@ -432,7 +580,8 @@ void Importer::importNode(const onnx::NodeProto &n) {
     Value data = input(0);
     int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
     define(0, make<GatherOp>(data, input(1), b.getI64IntegerAttr(axis)));
-  } else if (op == "ReduceSum" || op == "ReduceMean") {
+  } else if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax" ||
+             op == "ReduceMin" || op == "ReduceProd") {
     Value x = input(0);
     // Axes moved from attribute to input in opset 13 (ReduceSum), 18 (others).
     int64_t inputSince = op == "ReduceSum" ? 13 : 18;
@@ -456,8 +605,14 @@ void Importer::importNode(const onnx::NodeProto &n) {
     auto keep = b.getBoolAttr(intAttr("keepdims", 1));
     if (op == "ReduceSum")
       define(0, make<ReduceSumOp>(x, axesAttr, keep));
-    else
+    else if (op == "ReduceMean")
       define(0, make<ReduceMeanOp>(x, axesAttr, keep));
+    else if (op == "ReduceMax")
+      define(0, make<ReduceMaxOp>(x, axesAttr, keep));
+    else if (op == "ReduceMin")
+      define(0, make<ReduceMinOp>(x, axesAttr, keep));
+    else
+      define(0, make<ReduceProdOp>(x, axesAttr, keep));
   } else if (op == "Squeeze") {
     Value x = input(0);
     SmallVector<int64_t> axes;

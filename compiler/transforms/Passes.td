@@ -34,9 +34,10 @@ def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
 def BoundIndexInputs : Pass<"kiln-bound-index-inputs", "mlir::func::FuncOp"> {
   let summary = "Record the valid value range of inputs used as gather indices";
   let description = [{
-    An integer input whose values reach the indices of gathers (through ops
-    that only move values: reshapes, slices, gathers of it, concats) gets `kiln.index_range = [lo, hi]`, the range every one
-    of those gathers accepts, so the runtime rejects a bad id before running.
+    An integer input whose values reach the indices of gathers or embedding
+    bags (through ops that only move values: reshapes, slices, gathers of it,
+    concats, expands) gets `kiln.index_range = [lo, hi]`, the range all of
+    them accept, so the runtime rejects a bad id before running.
   }];
 }
 

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 namespace kiln::cpu {
 
@@ -245,11 +246,11 @@ void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int
   stridedCopy(in, offset, strides, outShape, rank, out);
 }
 
-/// Sums (or averages) over the dims flagged in `reduced`; out has the kept
-/// dims in order.
-template <typename T>
+/// Reduces over the dims flagged in `reduced` with `combine`, starting from
+/// `init`; out has the kept dims in order. `mean` divides by the count.
+template <typename T, typename Combine>
 void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, T *out,
-            bool mean) {
+            T init, Combine combine, bool mean = false) {
   int64_t outStrides[kMaxRank], index[kMaxRank] = {}, total = 1, outTotal = 1, count = 1;
   for (int d = rank - 1; d >= 0; --d) {
     outStrides[d] = reduced[d] ? 0 : outTotal;
@@ -257,12 +258,12 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
     count *= reduced[d] ? inShape[d] : 1;
     total *= inShape[d];
   }
-  std::fill(out, out + outTotal, T(0));
+  std::fill(out, out + outTotal, init);
   for (int64_t n = 0; n < total; ++n) {
     int64_t dst = 0;
     for (int d = 0; d < rank; ++d)
       dst += index[d] * outStrides[d];
-    out[dst] += in[n];
+    out[dst] = combine(out[dst], in[n]);
     for (int d = rank - 1; d >= 0; --d) {
       if (++index[d] < inShape[d])
         break;
@@ -274,6 +275,100 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
       out[i] /= T(count);
 }
 
+/// out = in broadcast to outShape (ONNX Expand); `in` is right-aligned.
+template <typename T>
+void broadcastTo(const T *in, const int64_t *inShape, int inRank, const int64_t *outShape,
+                 int rank, T *out) {
+  int64_t strides[kMaxRank];
+  broadcastStrides(inShape, inRank, outShape, rank, strides);
+  stridedCopy(in, 0, strides, outShape, rank, out);
+}
+
+/// out = cond ? x : y with all three broadcast to outShape.
+template <typename T>
+void select(const bool *cond, const int64_t *cShape, int cRank, const T *x,
+            const int64_t *xShape, int xRank, const T *y, const int64_t *yShape, int yRank,
+            T *out, const int64_t *outShape, int rank) {
+  int64_t cs[kMaxRank], xs[kMaxRank], ys[kMaxRank], index[kMaxRank] = {}, total = 1;
+  broadcastStrides(cShape, cRank, outShape, rank, cs);
+  broadcastStrides(xShape, xRank, outShape, rank, xs);
+  broadcastStrides(yShape, yRank, outShape, rank, ys);
+  for (int d = 0; d < rank; ++d)
+    total *= outShape[d];
+  for (int64_t n = 0; n < total; ++n) {
+    int64_t c = 0, xo = 0, yo = 0;
+    for (int d = 0; d < rank; ++d) {
+      c += index[d] * cs[d];
+      xo += index[d] * xs[d];
+      yo += index[d] * ys[d];
+    }
+    out[n] = cond[c] ? x[xo] : y[yo];
+    for (int d = rank - 1; d >= 0; --d) {
+      if (++index[d] < outShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+/// Normalises each of `outer` rows of `inner` elements, then applies scale
+/// and bias (each `inner` long, or 1 to broadcast; bias may be null).
+template <typename T>
+void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, int64_t biasSize,
+               T *out, int64_t outer, int64_t inner, double epsilon) {
+  for (int64_t o = 0; o < outer; ++o) {
+    const T *x = in + o * inner;
+    T *y = out + o * inner;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < inner; ++i)
+      mean += x[i];
+    mean /= double(inner);
+    for (int64_t i = 0; i < inner; ++i)
+      var += (x[i] - mean) * (x[i] - mean);
+    var /= double(inner);
+    T inv = T(1.0 / std::sqrt(var + epsilon));
+    for (int64_t i = 0; i < inner; ++i) {
+      T v = (x[i] - T(mean)) * inv * scale[scaleSize == 1 ? 0 : i];
+      y[i] = bias ? v + bias[biasSize == 1 ? 0 : i] : v;
+    }
+  }
+}
+
+/// out[b] = reduce(weights[j] * table[indices[j]] for j in [begin[b], end[b])),
+/// mode 0 sum, 1 mean, 2 max; an empty bag is zeros. False on an index or
+/// offset out of range.
+template <typename T, typename I>
+bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, int64_t numIndices,
+                  const I *begin, const I *end, int64_t bags, const T *weights, int mode, T *out) {
+  for (int64_t b = 0; b < bags; ++b) {
+    if (begin[b] < 0 || end[b] < begin[b] || end[b] > numIndices)
+      return false;
+    for (I j = begin[b]; j < end[b]; ++j)
+      if (indices[j] < 0 || indices[j] >= rows)
+        return false;
+  }
+  for (int64_t b = 0; b < bags; ++b) {
+    T *y = out + b * dim;
+    std::fill(y, y + dim, T(0));
+    for (I j = begin[b]; j < end[b]; ++j) {
+      const T *row = table + int64_t(indices[j]) * dim;
+      T w = weights ? weights[j] : T(1);
+      if (mode == 2 && j == begin[b])
+        std::copy(row, row + dim, y);
+      else if (mode == 2)
+        for (int64_t d = 0; d < dim; ++d)
+          y[d] = std::max(y[d], row[d]);
+      else
+        for (int64_t d = 0; d < dim; ++d)
+          y[d] += w * row[d];
+    }
+    if (mode == 1 && end[b] > begin[b])
+      for (int64_t d = 0; d < dim; ++d)
+        y[d] /= T(end[b] - begin[b]);
+  }
+  return true;
+}
+
 /// Integer division truncating toward zero, as ONNX Div; x / 0 and the one
 /// overflowing quotient are 0 instead of a trap (padded rows are zeros).
 template <typename T>
@@ -281,6 +376,26 @@ T divide(T x, T y) {
   if (y == 0 || (y == T(-1) && x == std::numeric_limits<T>::min()))
     return y == 0 ? T(0) : x;
   return x / y;
+}
+
+/// ONNX Mod: integers take the divisor's sign (x mod 0 is 0), floats fmod.
+template <typename T>
+T mod(T x, T y) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return std::fmod(x, y);
+  } else {
+    if (y == 0)
+      return 0;
+    T r = T(x - divide(x, y) * y);
+    return (r != 0 && ((r < 0) != (y < 0))) ? T(r + y) : r;
+  }
+}
+
+template <typename T>
+T gelu(T x, bool tanhApproximation) {
+  if (tanhApproximation)
+    return T(0.5) * x * (T(1) + std::tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
+  return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));
 }
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
