@@ -33,23 +33,106 @@ static SmallVector<int64_t> stridesOf(ArrayRef<int64_t> shape) {
   return strides;
 }
 
-/// Builds a constant of `type` whose element i is `in`'s element source(i).
-static Attribute gatherElements(DenseElementsAttr in, RankedTensorType type,
-                                function_ref<int64_t(ArrayRef<int64_t>)> source) {
-  if (in.isSplat())
-    return DenseElementsAttr::get(type, in.getSplatValue<Attribute>());
-  auto values = llvm::to_vector(in.getValues<Attribute>());
-  SmallVector<Attribute> out;
-  out.reserve(type.getNumElements());
-  SmallVector<int64_t> index(type.getRank(), 0);
-  for (int64_t n = 0; n < type.getNumElements(); ++n) {
-    out.push_back(values[source(index)]);
-    for (int64_t d = type.getRank() - 1; d >= 0; --d) {
-      if (++index[d] < type.getDimSize(d))
+/// Calls fn(flat, index) for every element of `shape` in row-major order.
+static void forEachIndex(ArrayRef<int64_t> shape,
+                         function_ref<void(int64_t, ArrayRef<int64_t>)> fn) {
+  int64_t total = 1;
+  for (int64_t d : shape)
+    total *= d;
+  SmallVector<int64_t> index(shape.size(), 0);
+  for (int64_t n = 0; n < total; ++n) {
+    fn(n, index);
+    for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
+      if (++index[d] < shape[d])
         break;
       index[d] = 0;
     }
   }
+}
+
+std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
+  auto type = dyn_cast<RankedTensorType>(op->getResult(0).getType());
+  auto inType = dyn_cast<RankedTensorType>(op->getOperand(0).getType());
+  if (!type || !inType || !type.hasStaticShape() || !inType.hasStaticShape() ||
+      type.getNumElements() > kMaxTrackedElements)
+    return std::nullopt;
+  auto strides = stridesOf(inType.getShape());
+  SmallVector<int64_t> sources(type.getNumElements());
+  auto fill = [&](auto source) {
+    forEachIndex(type.getShape(), [&](int64_t n, ArrayRef<int64_t> idx) { sources[n] = source(idx); });
+    return sources;
+  };
+  if (isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp, CopyOp, CastOp>(op))
+    return fill([&, n = int64_t(0)](ArrayRef<int64_t>) mutable { return n++; });
+  if (auto t = dyn_cast<TransposeOp>(op))
+    return fill([&](ArrayRef<int64_t> idx) {
+      int64_t flat = 0;
+      for (auto [d, i] : llvm::enumerate(idx))
+        flat += i * strides[t.getPerm()[d]];
+      return flat;
+    });
+  if (auto s = dyn_cast<SliceOp>(op)) {
+    auto ranges = getSliceRanges(s);
+    if (!ranges)
+      return std::nullopt;
+    return fill([&](ArrayRef<int64_t> idx) {
+      int64_t flat = 0;
+      for (auto [d, i] : llvm::enumerate(idx))
+        flat += ((*ranges)[d].start + i * (*ranges)[d].step) * strides[d];
+      return flat;
+    });
+  }
+  if (isa<ExpandOp>(op)) {
+    auto inShape = inType.getShape();
+    int64_t offset = type.getRank() - inType.getRank();
+    return fill([&](ArrayRef<int64_t> idx) {
+      int64_t flat = 0;
+      for (int64_t d = 0; d < inType.getRank(); ++d)
+        flat += (inShape[d] == 1 ? 0 : idx[d + offset]) * strides[d];
+      return flat;
+    });
+  }
+  if (auto g = dyn_cast<GatherOp>(op)) {
+    auto indices = getConstantInts(g.getIndices());
+    if (!indices)
+      return std::nullopt;
+    auto dataShape = inType.getShape();
+    int64_t axis = g.getAxis(), idxRank = g.getIndices().getType().getRank();
+    auto idxStrides = stridesOf(g.getIndices().getType().getShape());
+    for (int64_t i : *indices)
+      if (i < -dataShape[axis] || i >= dataShape[axis])
+        return std::nullopt;
+    return fill([&](ArrayRef<int64_t> idx) {
+      int64_t flat = 0, pos = 0;
+      for (int64_t d = 0; d < axis; ++d)
+        flat += idx[d] * strides[d];
+      for (int64_t d = 0; d < idxRank; ++d)
+        pos += idx[axis + d] * idxStrides[d];
+      int64_t i = (*indices)[pos];
+      flat += (i < 0 ? i + dataShape[axis] : i) * strides[axis];
+      for (int64_t d = axis + 1; d < int64_t(dataShape.size()); ++d)
+        flat += idx[d + idxRank - 1] * strides[d];
+      return flat;
+    });
+  }
+  return std::nullopt;
+}
+
+/// Folds a data-movement op of a small constant by copying elements.
+static Attribute moveElements(Operation *op, Attribute input) {
+  auto in = dyn_cast_if_present<DenseElementsAttr>(input);
+  auto type = cast<RankedTensorType>(op->getResult(0).getType());
+  if (!in || !isSmallStatic(type))
+    return {};
+  if (in.isSplat())
+    return DenseElementsAttr::get(type, in.getSplatValue<Attribute>());
+  auto sources = getSourceIndices(op);
+  if (!sources)
+    return {};
+  auto values = llvm::to_vector(in.getValues<Attribute>());
+  SmallVector<Attribute> out;
+  for (int64_t i : *sources)
+    out.push_back(values[i]);
   return DenseElementsAttr::get(type, out);
 }
 
@@ -95,17 +178,7 @@ OpFoldResult TransposeOp::fold(FoldAdaptor a) {
   if (llvm::equal(getPerm(), llvm::seq<int64_t>(0, getPerm().size())) &&
       getInput().getType() == getType())
     return getInput();
-  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
-  if (!in || !isSmallStatic(getType()))
-    return {};
-  auto strides = stridesOf(getInput().getType().getShape());
-  ArrayRef<int64_t> perm = getPerm();
-  return gatherElements(in, getType(), [&](ArrayRef<int64_t> idx) {
-    int64_t flat = 0;
-    for (auto [d, i] : llvm::enumerate(idx))
-      flat += i * strides[perm[d]];
-    return flat;
-  });
+  return moveElements(*this, a.getInput());
 }
 
 OpFoldResult ConcatOp::fold(FoldAdaptor a) {
@@ -138,31 +211,7 @@ OpFoldResult ConcatOp::fold(FoldAdaptor a) {
   return DenseElementsAttr::get(getType(), out);
 }
 
-OpFoldResult GatherOp::fold(FoldAdaptor a) {
-  auto data = dyn_cast_if_present<DenseElementsAttr>(a.getData());
-  auto indices = getConstantInts(getIndices());
-  if (!data || !indices || !isSmallStatic(getType()))
-    return {};
-  auto dataShape = getData().getType().getShape();
-  auto strides = stridesOf(dataShape);
-  int64_t axis = getAxis(), idxRank = getIndices().getType().getRank();
-  auto idxStrides = stridesOf(getIndices().getType().getShape());
-  for (int64_t i : *indices)
-    if (i < -dataShape[axis] || i >= dataShape[axis])
-      return {};
-  return gatherElements(data, getType(), [&](ArrayRef<int64_t> idx) {
-    int64_t flat = 0, pos = 0;
-    for (int64_t d = 0; d < axis; ++d)
-      flat += idx[d] * strides[d];
-    for (int64_t d = 0; d < idxRank; ++d)
-      pos += idx[axis + d] * idxStrides[d];
-    int64_t i = (*indices)[pos];
-    flat += (i < 0 ? i + dataShape[axis] : i) * strides[axis];
-    for (int64_t d = axis + 1; d < int64_t(dataShape.size()); ++d)
-      flat += idx[d + idxRank - 1] * strides[d];
-    return flat;
-  });
-}
+OpFoldResult GatherOp::fold(FoldAdaptor a) { return moveElements(*this, a.getData()); }
 
 OpFoldResult SliceOp::fold(FoldAdaptor a) {
   auto ranges = getSliceRanges(*this);
@@ -174,16 +223,7 @@ OpFoldResult SliceOp::fold(FoldAdaptor a) {
   });
   if (identity && getInput().getType() == getType())
     return getInput();
-  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
-  if (!in || !isSmallStatic(getType()))
-    return {};
-  auto strides = stridesOf(getInput().getType().getShape());
-  return gatherElements(in, getType(), [&](ArrayRef<int64_t> idx) {
-    int64_t flat = 0;
-    for (auto [d, i] : llvm::enumerate(idx))
-      flat += ((*ranges)[d].start + i * (*ranges)[d].step) * strides[d];
-    return flat;
-  });
+  return moveElements(*this, a.getInput());
 }
 
 /// One element of a constant: integers keep their exact value in `i`.
@@ -349,10 +389,7 @@ OpFoldResult WhereOp::fold(FoldAdaptor a) {
 OpFoldResult ExpandOp::fold(FoldAdaptor a) {
   if (getInput().getType() == getType() && getType().hasStaticShape())
     return getInput();
-  // Broadcasting one operand is elementwise evaluation of the identity.
-  return foldElementwise({a.getInput()}, getType(), [](ArrayRef<Scalar> v, bool) {
-    return std::optional<Scalar>(v[0]);
-  });
+  return moveElements(*this, a.getInput());
 }
 
 OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {

@@ -38,6 +38,13 @@ struct SliceRange {
 /// Every axis of a slice resolved, or nothing while a bound or size is unknown.
 std::optional<llvm::SmallVector<SliceRange>> getSliceRanges(SliceOp op);
 
+/// Data-movement ops (reshapes, copies, casts, transposes, slices, expands,
+/// gathers with constant indices) on static shapes: for each result element,
+/// the flat index of the operand-0 element it takes. Nothing for other ops,
+/// unresolved parameters, or results over kMaxTrackedElements.
+constexpr int64_t kMaxTrackedElements = int64_t(1) << 22;
+std::optional<llvm::SmallVector<int64_t>> getSourceIndices(mlir::Operation *op);
+
 } // namespace kiln
 
 #endif

@@ -478,11 +478,22 @@ std::string tensorSpecs(func::FuncOp func, bool inputs, raw_ostream &os) {
       os << "const int64_t " << shapeName << "[] = {" << list(dims) << "};\n";
     }
     auto name = dyn_cast_if_present<StringAttr>(attr("kiln.name"));
-    auto range = dyn_cast_if_present<DenseI64ArrayAttr>(attr("kiln.index_range"));
+    std::string boundsName = "kNone";
+    if (auto bounds = dyn_cast_if_present<DenseI64ArrayAttr>(attr("kiln.index_bounds"))) {
+      boundsName = prefix + std::to_string(i) + "_bounds";
+      // INT64_MIN has no literal; unbounded ends are written as expressions.
+      os << "const int64_t " << boundsName << "[] = {";
+      llvm::interleaveComma(bounds.asArrayRef(), os, [&](int64_t v) {
+        if (v == std::numeric_limits<int64_t>::min())
+          os << "INT64_MIN";
+        else
+          os << v;
+      });
+      os << "};\n";
+    }
     t << "    {" << cString(name ? name.getValue() : prefix + std::to_string(i)) << ", "
       << dtypeCode(type.getElementType()) << ", " << type.getRank() << ", " << shapeName
-      << ", " << (batched ? 1 : 0) << ", " << (range ? 1 : 0) << ", "
-      << (range ? range[0] : 0) << ", " << (range ? range[1] : 0) << "},\n";
+      << ", " << (batched ? 1 : 0) << ", " << boundsName << "},\n";
   }
   return table;
 }

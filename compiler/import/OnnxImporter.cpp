@@ -9,6 +9,8 @@
 
 #include "OnnxImporter.h"
 
+#include "LoopIdioms.h"
+
 #include "dialects/KilnOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -498,6 +500,50 @@ void Importer::importNode(const onnx::NodeProto &n) {
     Value bias = hasInput(2) ? input(2) : Value();
     define(0, make<LayerNormOp>(x, input(1), bias, b.getI64IntegerAttr(axis),
                                 b.getF64FloatAttr(floatAttr("epsilon", 1e-5f))));
+  } else if (op == "Loop") {
+    std::string why;
+    auto outerInts = [&](const std::string &name) -> std::optional<std::vector<int64_t>> {
+      auto it = values.find(name);
+      if (it == values.end())
+        return std::nullopt;
+      auto ints = getConstantInts(it->second);
+      if (!ints)
+        return std::nullopt;
+      return std::vector<int64_t>(ints->begin(), ints->end());
+    };
+    std::optional<EmbeddingBagLoop> bag = matchEmbeddingBagLoop(n, outerInts, why);
+    if (!bag)
+      fail("this Loop is not a recognised idiom: " + why);
+    if (!hasInput(0))
+      fail("an embedding-bag Loop needs a trip count");
+    if (hasInput(1)) {
+      auto cond = getConstantInts(input(1));
+      if (!cond || cond->size() != 1 || (*cond)[0] == 0)
+        fail("an embedding-bag Loop must start with a constant true condition");
+    }
+    auto outer = [&](const std::string &name) {
+      auto it = values.find(name);
+      if (it == values.end())
+        fail("the Loop body uses '" + name + "', which is not defined before the Loop");
+      return it->second;
+    };
+    auto toI64 = [&](Value v) {
+      if (getElementTypeOrSelf(v).isInteger(64))
+        return v;
+      return make<CastOp>(v, TypeAttr::get(b.getI64Type()));
+    };
+    // Iterations 0..M-1 read begin/end from the first M entries.
+    Value count = toI64(input(0));
+    if (rankOf(count) == 0)
+      count = make<UnsqueezeOp>(count, b.getDenseI64ArrayAttr({0}));
+    auto firstM = [&](Value v) {
+      return make<SliceOp>(toI64(v), constI64({0}), count, constI64({1}),
+                           b.getDenseI64ArrayAttr({0}));
+    };
+    Value weights = bag->weights.empty() ? Value() : outer(bag->weights);
+    define(0, make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices), firstM(outer(bag->begin)),
+                                   firstM(outer(bag->end)), weights,
+                                   b.getI64IntegerAttr(bag->mode)));
   } else if (op == "Split") {
     Value x = input(0);
     int64_t rank = rankOf(x);

@@ -32,12 +32,14 @@ def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
 }
 
 def BoundIndexInputs : Pass<"kiln-bound-index-inputs", "mlir::func::FuncOp"> {
-  let summary = "Record the valid value range of inputs used as gather indices";
+  let summary = "Record the valid values of id inputs, per position in a batch row";
   let description = [{
-    An integer input whose values reach the indices of gathers or embedding
-    bags (through ops that only move values: reshapes, slices, gathers of it,
-    concats, expands) gets `kiln.index_range = [lo, hi]`, the range all of
-    them accept, so the runtime rejects a bad id before running.
+    Elements of an integer input that reach the indices of gathers or
+    embedding bags through data movement (reshapes, slices, transposes,
+    concats, expands, gathers with constant indices) are bounded by the
+    tables they index. The input gets `kiln.index_bounds = [lo0, hi0, lo1,
+    hi1, ...]`, one pair per element of a batch row (the whole tensor if it
+    is not batched), so the runtime rejects a bad id before running.
   }];
 }
 

@@ -34,8 +34,8 @@ class Error(RuntimeError):
 
 class _TensorInfo(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
-                ("shape", ctypes.POINTER(ctypes.c_int64)), ("has_index_range", ctypes.c_int32),
-                ("index_min", ctypes.c_int64), ("index_max", ctypes.c_int64)]
+                ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("index_bounds", ctypes.POINTER(ctypes.c_int64)), ("row_elements", ctypes.c_int64)]
 
 
 class _Tensor(ctypes.Structure):
@@ -102,13 +102,15 @@ def compile(onnx_path, out_path, batch=(1,), target="cpu", extra_args=()):
 
 class TensorInfo:
     """Name, dtype and shape of a model input or output; shape[0] is None when
-    it is the batch."""
+    it is the batch. index_bounds: for id inputs, an array of [lo, hi] per
+    element of a batch row (None when the values are not checked)."""
 
     def __init__(self, info):
         self.name = info.name.decode()
         self.dtype = np.dtype(_DTYPES[info.dtype])
         self.shape = tuple(None if info.shape[d] < 0 else info.shape[d] for d in range(info.rank))
-        self.index_range = (info.index_min, info.index_max) if info.has_index_range else None
+        self.index_bounds = (np.ctypeslib.as_array(info.index_bounds, (info.row_elements, 2)).copy()
+                             if info.index_bounds else None)
 
     def __repr__(self):
         return f"TensorInfo({self.name!r}, {self.dtype}, {self.shape})"

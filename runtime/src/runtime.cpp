@@ -58,14 +58,21 @@ uint64_t maxArena(const kiln_abi_model *m) {
   return bytes;
 }
 
+/// Elements of one batch row (of the whole tensor when it is not batched).
+int64_t rowElements(const kiln_abi_tensor &t) {
+  int64_t n = 1;
+  for (int32_t d = t.batched ? 1 : 0; d < t.rank; ++d)
+    n *= t.shape[d];
+  return n;
+}
+
 void fillInfo(const kiln_abi_tensor &t, kiln_tensor_info *info) {
   info->name = t.name;
   info->dtype = static_cast<kiln_dtype>(t.dtype);
   info->rank = t.rank;
   info->shape = t.shape;
-  info->has_index_range = t.has_index_range;
-  info->index_min = t.index_min;
-  info->index_max = t.index_max;
+  info->index_bounds = t.index_bounds;
+  info->row_elements = rowElements(t);
 }
 
 /// Checks a caller's tensor against its spec at this batch; elements counts
@@ -113,17 +120,21 @@ size_t rows(const kiln_abi_tensor &spec, int64_t batch) {
 }
 
 template <typename T>
-bool checkRange(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
-                int64_t elements) {
+bool checkBounds(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
+                 int64_t elements) {
   const T *v = static_cast<const T *>(data);
-  for (int64_t i = 0; i < elements; ++i)
-    if (v[i] < spec.index_min || v[i] > spec.index_max) {
+  const int64_t row = rowElements(spec);
+  for (int64_t i = 0, p = 0; i < elements; ++i, p = p + 1 == row ? 0 : p + 1) {
+    int64_t lo = spec.index_bounds[2 * p], hi = spec.index_bounds[2 * p + 1];
+    if (v[i] < lo || v[i] > hi) {
       format(s->error, sizeof s->error,
-             "input '%s': element %lld is %lld, outside the valid ids [%lld, %lld]", spec.name,
-             (long long)i, (long long)v[i], (long long)spec.index_min,
-             (long long)spec.index_max);
+             "input '%s': element %lld (row %lld, position %lld) is %lld, outside the valid "
+             "ids [%lld, %lld]",
+             spec.name, (long long)i, (long long)(i / row), (long long)p, (long long)v[i],
+             (long long)lo, (long long)hi);
       return false;
     }
+  }
   return true;
 }
 
@@ -327,11 +338,11 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
     int64_t elements = 0;
     if (!checkTensor(s, "input", spec, inputs[i], batch, elements))
       return KILN_ERROR_INVALID_ARGUMENT;
-    if (!spec.has_index_range)
+    if (!spec.index_bounds)
       continue;
     bool ok = spec.dtype == KILN_DTYPE_I64
-                  ? checkRange<int64_t>(s, spec, inputs[i].data, elements)
-                  : checkRange<int32_t>(s, spec, inputs[i].data, elements);
+                  ? checkBounds<int64_t>(s, spec, inputs[i].data, elements)
+                  : checkBounds<int32_t>(s, spec, inputs[i].data, elements);
     if (!ok)
       return KILN_ERROR_INVALID_ARGUMENT;
   }

@@ -46,7 +46,9 @@ def test_describes_inputs_outputs_and_buckets(example):
     with kiln.load(example / "model.so") as model:
         assert [(i.name, i.dtype, i.shape) for i in model.inputs] == [
             ("dense", np.float32, (None, 13)), ("ids", np.int64, (None, 8, 4))]
-        assert model.inputs[1].index_range == (-1000, 999)
+        bounds = model.inputs[1].index_bounds
+        assert bounds.shape == (8 * 4, 2)
+        assert (bounds == [-1000, 999]).all()
         assert [(o.name, o.shape) for o in model.outputs] == [("click_prob", (None, 1))]
         assert model.buckets == BUCKETS
         for arena, bound in zip(model.arena_bytes, model.arena_lower_bound):
@@ -57,7 +59,7 @@ def test_runtime_errors_raise_with_the_runtime_message(example):
     with kiln.load(example / "model.so") as model:
         bad = inputs(2, seed=0)
         bad["ids"][1, 3, 2] = 1000
-        with pytest.raises(kiln.Error, match=r"input 'ids': element 46 is 1000, outside the valid ids \[-1000, 999\]"):
+        with pytest.raises(kiln.Error, match=r"input 'ids': element 46 \(row 1, position 14\) is 1000, outside the valid ids \[-1000, 999\]"):
             model.run(bad)
         with pytest.raises(kiln.Error, match="batch 65 is outside"):
             model.run(inputs(65, seed=0))

@@ -187,9 +187,12 @@ TEST_F(TinyModel, DescribesItsInterface) {
   ASSERT_EQ(t.rank, 2);
   EXPECT_EQ(t.shape[0], -1);
   EXPECT_EQ(t.shape[1], 2);
-  EXPECT_TRUE(t.has_index_range);
-  EXPECT_EQ(t.index_min, -10);
-  EXPECT_EQ(t.index_max, 9);
+  ASSERT_NE(t.index_bounds, nullptr);
+  ASSERT_EQ(t.row_elements, 2);
+  for (int p = 0; p < 2; ++p) {
+    EXPECT_EQ(t.index_bounds[2 * p], -10);
+    EXPECT_EQ(t.index_bounds[2 * p + 1], 9);
+  }
   ASSERT_EQ(kiln_model_output(model, 0, &t), KILN_OK);
   EXPECT_STREQ(t.name, "y");
   EXPECT_EQ(kiln_model_output(model, 2, &t), KILN_ERROR_INVALID_ARGUMENT);
@@ -240,8 +243,9 @@ TEST_F(TinyModel, ValidatesBeforeTouchingTheArena) {
       {"dim", [](TinyRequest &r) { r.xShape[1] = 5; }, "input 'x': dim 1 is 5"},
       {"batch dim", [](TinyRequest &r) { r.idsShape[0] = 3; }, "input 'ids': dim 0 is 3"},
       {"null", [](TinyRequest &r) { r.inputs[0].data = nullptr; }, "input 'x': data is NULL"},
-      {"id too big", [](TinyRequest &r) { r.ids[3] = 10; }, "element 3 is 10, outside the valid ids [-10, 9]"},
-      {"id too small", [](TinyRequest &r) { r.ids[0] = -11; }, "element 0 is -11"},
+      {"id too big", [](TinyRequest &r) { r.ids[3] = 10; },
+       "element 3 (row 1, position 1) is 10, outside the valid ids [-10, 9]"},
+      {"id too small", [](TinyRequest &r) { r.ids[0] = -11; }, "element 0 (row 0, position 0) is -11"},
       {"output shape", [](TinyRequest &r) { r.yShape[1] = 4; }, "output 'y': dim 1 is 4"},
   };
   for (const Case &c : cases) {
@@ -328,7 +332,7 @@ TEST(ModelFailure, AnIndexComputedInsideTheModelIsCheckedWhenItRuns) {
   kiln::Model model(kModels + "/computed_ids.so");
   kiln_tensor_info info;
   ASSERT_EQ(kiln_model_input(model.get(), 0, &info), KILN_OK);
-  EXPECT_FALSE(info.has_index_range) << "ids + 1 is not a plain id input";
+  EXPECT_EQ(info.index_bounds, nullptr) << "ids + 1 is not a plain id input";
   kiln::Session session(model);
   int64_t ids[2] = {0, 1}, idsShape[1] = {2}, yShape[2] = {2, 2};
   float y[4];

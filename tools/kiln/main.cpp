@@ -48,6 +48,23 @@ std::string shapeString(const int64_t *shape, int rank) {
   return s + "]";
 }
 
+/// The widest [lo, hi] over a row's positions.
+std::pair<int64_t, int64_t> boundsSpan(const kiln_tensor_info &t) {
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (int64_t p = 0; p < t.row_elements; ++p) {
+    lo = std::min(lo, t.index_bounds[2 * p]);
+    hi = std::max(hi, t.index_bounds[2 * p + 1]);
+  }
+  return {lo, hi};
+}
+
+bool uniformBounds(const kiln_tensor_info &t) {
+  for (int64_t p = 1; p < t.row_elements; ++p)
+    if (t.index_bounds[2 * p] != t.index_bounds[0] || t.index_bounds[2 * p + 1] != t.index_bounds[1])
+      return false;
+  return true;
+}
+
 void inspect(const kiln_model *m, bool json) {
   kiln_model_info info;
   kiln_model_get_info(m, &info);
@@ -61,8 +78,12 @@ void inspect(const kiln_model *m, bool json) {
       for (const auto &t : *list) {
         os << "  " << label << " " << t.name << ": " << kiln_dtype_name(t.dtype) << " "
            << shapeString(t.shape, t.rank);
-        if (t.has_index_range)
-          os << " ids in [" << t.index_min << ", " << t.index_max << "]";
+        if (t.index_bounds) {
+          auto [lo, hi] = boundsSpan(t);
+          os << " ids in [" << lo << ", " << hi << "]";
+          if (!uniformBounds(t))
+            os << " (bounded per position of a row)";
+        }
         os << "\n";
       }
     for (int32_t b = 0; b < kiln_model_num_buckets(m); ++b) {
@@ -96,8 +117,13 @@ void inspect(const kiln_model *m, bool json) {
       for (int d = 0; d < t.rank; ++d)
         os << (d ? ", " : "") << t.shape[d];
       os << "]";
-      if (t.has_index_range)
-        os << ", \"index_range\": [" << t.index_min << ", " << t.index_max << "]";
+      if (t.index_bounds) {
+        os << ", \"index_bounds\": [";
+        for (int64_t p = 0; p < t.row_elements; ++p)
+          os << (p ? ", " : "") << "[" << t.index_bounds[2 * p] << ", "
+             << t.index_bounds[2 * p + 1] << "]";
+        os << "]";
+      }
       os << "}";
     }
     os << "]";
@@ -220,18 +246,21 @@ std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
   std::vector<HostTensor> out;
   for (const auto &info : tensorInfos(m, true)) {
     HostTensor t = tensorFor(info, batch);
-    int64_t hi = info.has_index_range ? info.index_max : 9;
-    std::uniform_int_distribution<int64_t> ints(0, std::max<int64_t>(hi, 0));
     std::uniform_real_distribution<double> reals(-1.0, 1.0);
     for (int64_t i = 0; i < t.elements(); ++i) {
-      char *p = t.data.data();
+      // Ids stay within their position's bounds; other integers in [0, 9].
+      int64_t p = info.row_elements ? i % info.row_elements : 0;
+      int64_t hi = info.index_bounds ? std::min<int64_t>(info.index_bounds[2 * p + 1], 1 << 30) : 9;
+      int64_t lo = info.index_bounds ? std::max<int64_t>(info.index_bounds[2 * p], 0) : 0;
+      int64_t v = std::uniform_int_distribution<int64_t>(lo, std::max(lo, hi))(rng);
+      char *data = t.data.data();
       switch (t.dtype) {
-      case KILN_DTYPE_F32: reinterpret_cast<float *>(p)[i] = float(reals(rng)); break;
-      case KILN_DTYPE_F64: reinterpret_cast<double *>(p)[i] = reals(rng); break;
-      case KILN_DTYPE_I64: reinterpret_cast<int64_t *>(p)[i] = ints(rng); break;
-      case KILN_DTYPE_I32: reinterpret_cast<int32_t *>(p)[i] = int32_t(ints(rng)); break;
-      case KILN_DTYPE_BOOL: p[i] = char(ints(rng) & 1); break;
-      default: p[i] = char(ints(rng)); break;
+      case KILN_DTYPE_F32: reinterpret_cast<float *>(data)[i] = float(reals(rng)); break;
+      case KILN_DTYPE_F64: reinterpret_cast<double *>(data)[i] = reals(rng); break;
+      case KILN_DTYPE_I64: reinterpret_cast<int64_t *>(data)[i] = v; break;
+      case KILN_DTYPE_I32: reinterpret_cast<int32_t *>(data)[i] = int32_t(v); break;
+      case KILN_DTYPE_BOOL: data[i] = char(v & 1); break;
+      default: data[i] = char(v); break;
       }
     }
     out.push_back(std::move(t));

@@ -36,8 +36,9 @@ typedef struct kiln_abi_tensor {
   int32_t rank;
   const int64_t *shape; /* the leading dim is -1 when batched */
   int32_t batched;
-  int32_t has_index_range; /* integer inputs that feed gathers */
-  int64_t index_min, index_max;
+  /* Id inputs: [lo, hi] for each element of a batch row (the whole tensor
+   * when not batched); NULL when the values are not bounded. */
+  const int64_t *index_bounds;
 } kiln_abi_tensor;
 
 typedef struct kiln_abi_bucket {

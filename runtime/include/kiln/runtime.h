@@ -55,8 +55,11 @@ typedef struct kiln_tensor_info {
   kiln_dtype dtype;
   int32_t rank;
   const int64_t *shape; /* shape[0] == -1 when the leading dim is the batch */
-  int32_t has_index_range;
-  int64_t index_min, index_max; /* valid values of an id input */
+  /* Id inputs: the valid values, as [lo, hi] pairs for each of the
+   * row_elements elements of a batch row (of the whole tensor when it is not
+   * batched); NULL when the values are not checked. */
+  const int64_t *index_bounds;
+  int64_t row_elements;
 } kiln_tensor_info;
 
 typedef struct kiln_model_info {
