@@ -96,12 +96,10 @@ class Graph:
         scale, bias = self.weight((dim,), 0.1), self.weight((dim,), 0.1)
         if opset >= 17:
             return self.node("LayerNormalization", [x, scale, bias], axis=-1, epsilon=1e-12)
-        axes = self.const(np.array([-1], np.int64))
         mean = self.node("ReduceMean", [x], axes=[-1])
         centred = self.node("Sub", [x, mean])
         var = self.node("ReduceMean", [self.node("Pow", [centred, self.const(np.float32(2.0))])], axes=[-1])
         std = self.node("Sqrt", [self.node("Add", [var, self.const(np.float32(1e-12))])])
-        del axes
         return self.node("Add", [self.node("Mul", [self.node("Div", [centred, std]), scale]), bias])
 
     def gelu(self, x):

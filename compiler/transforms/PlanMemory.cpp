@@ -2,14 +2,16 @@
 //
 // Every tensor that is not a constant lives in one arena whose size is known
 // at compile time. Lifetimes are intervals over program order; placement is
-// greedy by decreasing size (as in TFLite Micro's planner), which stays close
-// to the liveness lower bound for the chain-like graphs of ads models.
+// greedy (as in TFLite Micro's planner), tried in a few orders, keeping the
+// smallest arena: close to the liveness lower bound for ads models' graphs.
 //
 //===----------------------------------------------------------------------===//
 
 #include "compiler/transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
+
+#include <functional>
 
 using namespace mlir;
 
@@ -139,13 +141,46 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     }
   }
 
-  /// Greedy by size: each buffer goes to the lowest offset free for its whole
-  /// lifetime. Returns the arena size.
+  /// Places buffers in several greedy orders (by size, by lifetime length,
+  /// by start), first-fit and best-fit, and keeps the smallest arena.
   static int64_t place(MutableArrayRef<Buffer> buffers) {
+    using Order = std::function<bool(const Buffer *, const Buffer *)>;
+    const Order orders[] = {
+        [](const Buffer *a, const Buffer *b) { return a->bytes > b->bytes; },
+        [](const Buffer *a, const Buffer *b) {
+          return std::make_pair(a->end - a->start, a->bytes) > std::make_pair(b->end - b->start, b->bytes);
+        },
+        [](const Buffer *a, const Buffer *b) {
+          return std::make_pair(a->start, -a->bytes) < std::make_pair(b->start, -b->bytes);
+        },
+    };
+    int64_t best = std::numeric_limits<int64_t>::max();
+    SmallVector<int64_t> bestOffsets;
+    for (const Order &order : orders)
+      for (bool bestFit : {false, true}) {
+      int64_t arena = placeInOrder(buffers, order, bestFit);
+      if (arena < best) {
+        best = arena;
+        bestOffsets.clear();
+        for (const Buffer &b : buffers)
+          bestOffsets.push_back(b.offset);
+      }
+      }
+    for (auto [b, offset] : llvm::zip(buffers, bestOffsets))
+      b.offset = offset;
+    return best;
+  }
+
+  /// Each buffer, in the given order, goes to a gap free for its whole
+  /// lifetime: the lowest one, or with `bestFit` the tightest (else the
+  /// end). Returns the arena size.
+  static int64_t placeInOrder(MutableArrayRef<Buffer> buffers,
+                              function_ref<bool(const Buffer *, const Buffer *)> before,
+                              bool bestFit) {
     SmallVector<Buffer *> order;
     for (Buffer &b : buffers)
       order.push_back(&b);
-    llvm::stable_sort(order, [](Buffer *a, Buffer *b) { return a->bytes > b->bytes; });
+    llvm::stable_sort(order, before);
     SmallVector<Buffer *> placed;
     int64_t arena = 0;
     for (Buffer *b : order) {
@@ -154,13 +189,17 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
         if (p->start <= b->end && b->start <= p->end)
           busy.push_back({p->offset, p->offset + p->bytes});
       llvm::sort(busy);
-      int64_t offset = 0;
+      int64_t offset = 0, chosen = -1, chosenGap = std::numeric_limits<int64_t>::max();
       for (auto [lo, hi] : busy) {
-        if (offset + b->bytes <= lo)
-          break;
+        if (offset + b->bytes <= lo && lo - offset < chosenGap) {
+          chosen = offset;
+          chosenGap = lo - offset;
+          if (!bestFit)
+            break;
+        }
         offset = std::max(offset, hi);
       }
-      b->offset = offset;
+      b->offset = chosen >= 0 ? chosen : offset;
       arena = std::max(arena, offset + b->bytes);
       placed.push_back(b);
     }

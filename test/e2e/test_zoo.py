@@ -1,0 +1,65 @@
+"""The ads model zoo (bench/models/zoo.py): every model compiled at buckets 1,
+16, 64 and 256, compared with onnxruntime's outputs at batch 8 (padded into
+the 16 bucket) and at batch 1."""
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+import kiln
+import zoo
+
+BUCKETS = [1, 16, 64, 256]
+
+
+@pytest.fixture(scope="module", params=sorted(zoo.MODELS))
+def compiled(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    folder = zoo.write(request.param, str(out), batch=8)
+    so = os.path.join(folder, "model.so")
+    kiln.compile(os.path.join(folder, "model.onnx"), so, batch=BUCKETS)
+    return folder, so
+
+
+def case(folder):
+    model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+    data = os.path.join(folder, "test_data_set_0")
+    inputs = {i.name: numpy_helper.to_array(onnx.load_tensor(os.path.join(data, f"input_{n}.pb")))
+              for n, i in enumerate(model.graph.input)}
+    outputs = [numpy_helper.to_array(onnx.load_tensor(os.path.join(data, f"output_{n}.pb")))
+               for n in range(len(model.graph.output))]
+    return inputs, outputs
+
+
+def test_matches_onnxruntime_at_batch_8(compiled):
+    folder, so = compiled
+    inputs, expected = case(folder)
+    with kiln.load(so) as model:
+        assert model.buckets == BUCKETS
+        got = model.run(inputs)
+        for info, want in zip(model.outputs, expected):
+            np.testing.assert_allclose(got[info.name], want, rtol=1e-4, atol=1e-5)
+
+
+def test_matches_onnxruntime_at_batch_1(compiled):
+    folder, so = compiled
+    inputs, _ = case(folder)
+    feeds = {k: v[:1] for k, v in inputs.items()}
+    expected = ort.InferenceSession(os.path.join(folder, "model.onnx"),
+                                    providers=["CPUExecutionProvider"]).run(None, feeds)
+    with kiln.load(so) as model:
+        got = model.run(feeds)
+        for info, want in zip(model.outputs, expected):
+            np.testing.assert_allclose(got[info.name], want, rtol=1e-4, atol=1e-5)
+
+
+def test_arena_stays_close_to_the_liveness_bound(compiled):
+    # A regression guard at today's worst ratio (dcnv2, 1.19x); the CPU
+    # performance work targets 1.1x with concats written in place.
+    _, so = compiled
+    with kiln.load(so) as model:
+        for arena, bound in zip(model.arena_bytes, model.arena_lower_bound):
+            assert bound <= arena <= 1.2 * bound
