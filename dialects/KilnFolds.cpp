@@ -51,6 +51,8 @@ static void forEachIndex(ArrayRef<int64_t> shape,
 }
 
 std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
+  if (op->getNumResults() != 1 || op->getNumOperands() == 0)
+    return std::nullopt;
   auto type = dyn_cast<RankedTensorType>(op->getResult(0).getType());
   auto inType = dyn_cast<RankedTensorType>(op->getOperand(0).getType());
   if (!type || !inType || !type.hasStaticShape() || !inType.hasStaticShape() ||

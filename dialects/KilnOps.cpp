@@ -257,6 +257,59 @@ KILN_INFER(EmbeddingBagOp) {
     return success();                                                          \
   }
 KILN_INFER_SAME(SoftmaxOp)
+KILN_INFER_SAME(LogSoftmaxOp)
+KILN_INFER_SAME(CumSumOp)
+
+KILN_INFER(TriluOp) {
+  if (shapeOf(adaptor.getInput()).getRank() < 2)
+    return emitOptionalError(loc, "trilu needs rank >= 2");
+  types.push_back(adaptor.getInput().getType());
+  return success();
+}
+
+KILN_INFER(GatherElementsOp) {
+  auto data = shapeOf(adaptor.getData()), idx = shapeOf(adaptor.getIndices());
+  int64_t axis = adaptor.getAxis();
+  if (data.getRank() != idx.getRank() || axis < 0 || axis >= data.getRank())
+    return emitOptionalError(loc, "gather_elements: indices must have the data's rank, axis in range");
+  return push(types, idx.getShape(), data.getElementType());
+}
+
+static LogicalResult inferArg(MLIRContext *context, std::optional<Location> loc, Value input,
+                              int64_t axis, bool keepdims, SmallVectorImpl<Type> &types) {
+  auto in = shapeOf(input);
+  if (axis < 0 || axis >= in.getRank())
+    return emitOptionalError(loc, "arg axis out of range");
+  SmallVector<int64_t> out;
+  for (int64_t d = 0; d < in.getRank(); ++d)
+    if (d != axis)
+      out.push_back(in.getDimSize(d));
+    else if (keepdims)
+      out.push_back(1);
+  return push(types, out, IntegerType::get(context, 64));
+}
+KILN_INFER(ArgMaxOp) {
+  return inferArg(context, loc, adaptor.getInput(), adaptor.getAxis(), adaptor.getKeepdims(), types);
+}
+KILN_INFER(ArgMinOp) {
+  return inferArg(context, loc, adaptor.getInput(), adaptor.getAxis(), adaptor.getKeepdims(), types);
+}
+
+KILN_INFER(PadOp) {
+  auto in = shapeOf(adaptor.getInput());
+  ArrayRef<int64_t> pads = adaptor.getPads();
+  if (int64_t(pads.size()) != 2 * in.getRank())
+    return emitOptionalError(loc, "pad needs a begin and an end pad per dim");
+  SmallVector<int64_t> out;
+  for (int64_t d = 0; d < in.getRank(); ++d) {
+    int64_t size = in.getDimSize(d);
+    int64_t padded = size == kDyn ? kDyn : size + pads[d] + pads[d + in.getRank()];
+    if (padded != kDyn && padded < 0)
+      return emitOptionalError(loc, "pad removes more than dim ", d, " holds");
+    out.push_back(padded);
+  }
+  return push(types, out, in.getElementType());
+}
 
 KILN_INFER(CastOp) {
   return push(types, shapeOf(adaptor.getInput()).getShape(), adaptor.getTo());

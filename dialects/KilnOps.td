@@ -34,7 +34,7 @@ class Kiln_SameTypeOp<string mnemonic>
   }];
 }
 
-def Kiln_Tensor : RankedTensorOf<[F32, F64, I1, I8, I32, I64, UI8]>;
+def Kiln_Tensor : RankedTensorOf<[F32, F64, I1, I8, I16, I32, I64, UI8, UI16, UI32, UI64]>;
 def Kiln_FloatTensor : RankedTensorOf<[F32, F64]>;
 def Kiln_IndexTensor : RankedTensorOf<[I32, I64]>;
 
@@ -301,10 +301,59 @@ def Kiln_ExpandOp : Kiln_Op<"expand"> {
   let assemblyFormat = "$input `,` $shape attr-dict `:` functional-type(operands, results)";
 }
 
+def Kiln_LogSoftmaxOp : Kiln_Op<"log_softmax"> {
+  let summary = "log of softmax along one axis, computed stably";
+  let arguments = (ins Kiln_FloatTensor:$input, I64Attr:$axis);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_GatherElementsOp : Kiln_Op<"gather_elements"> {
+  let summary = "ONNX GatherElements: out[i] = data[i with i[axis] = indices[i]]";
+  let arguments = (ins Kiln_Tensor:$data, Kiln_IndexTensor:$indices, I64Attr:$axis);
+  let results = (outs Kiln_Tensor:$result);
+  let assemblyFormat = "$data `,` $indices attr-dict `:` functional-type(operands, results)";
+}
+
+def Kiln_TriluOp : Kiln_Op<"trilu"> {
+  let summary = "keep the upper (or lower) triangle of the last two dims from diagonal k";
+  let arguments = (ins Kiln_Tensor:$input, BoolAttr:$upper, I64Attr:$k);
+  let results = (outs Kiln_Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+class Kiln_ArgOp<string mnemonic> : Kiln_Op<mnemonic> {
+  let summary = "index (i64) of the extreme element along `axis`";
+  let arguments = (ins Kiln_Tensor:$input, I64Attr:$axis, BoolAttr:$keepdims,
+                   BoolAttr:$select_last_index);
+  let results = (outs RankedTensorOf<[I64]>:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+def Kiln_ArgMaxOp : Kiln_ArgOp<"argmax">;
+def Kiln_ArgMinOp : Kiln_ArgOp<"argmin">;
+
+def Kiln_CumSumOp : Kiln_Op<"cumsum"> {
+  let summary = "cumulative sum along `axis`, optionally exclusive and/or reversed";
+  let arguments = (ins Kiln_Tensor:$input, I64Attr:$axis, BoolAttr:$exclusive, BoolAttr:$reverse);
+  let results = (outs Kiln_Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_PadOp : Kiln_Op<"pad"> {
+  let summary = "constant padding: `pads` holds the begin pads of every dim, then the end pads";
+  let arguments = (ins Kiln_Tensor:$input, DenseI64ArrayAttr:$pads, F64Attr:$value);
+  let results = (outs Kiln_Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
 def Kiln_LayerNormOp : Kiln_Op<"layer_norm"> {
   let summary = "normalise over the dims from `axis` on, then scale and shift";
+  let description = [{
+    With `rms` the mean is not subtracted (RMSNormalization).
+  }];
   let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$scale,
-                   Optional<Kiln_FloatTensor>:$bias, I64Attr:$axis, F64Attr:$epsilon);
+                   Optional<Kiln_FloatTensor>:$bias, I64Attr:$axis, F64Attr:$epsilon,
+                   UnitAttr:$rms);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = "$input `,` $scale (`,` $bias^)? attr-dict `:` functional-type(operands, results)";
 }

@@ -24,27 +24,38 @@ namespace {
 
 constexpr size_t kWeightAlignment = 64;
 
-std::string cType(Type t) {
-  if (t.isF32()) return "float";
-  if (t.isF64()) return "double";
-  if (t.isInteger(1)) return "bool";
-  if (t.isUnsignedInteger(8)) return "uint8_t";
-  if (t.isInteger(8)) return "int8_t";
-  if (t.isInteger(32)) return "int32_t";
-  if (t.isInteger(64)) return "int64_t";
-  return "";
+/// The element types generated code handles: C++ type and kiln_dtype code
+/// (kiln/runtime.h).
+struct ElementInfo {
+  const char *cType;
+  int dtype;
+};
+
+std::optional<ElementInfo> elementInfo(Type t) {
+  if (t.isF32()) return ElementInfo{"float", 1};
+  if (t.isF64()) return ElementInfo{"double", 2};
+  if (t.isInteger(1)) return ElementInfo{"bool", 7};
+  auto i = dyn_cast<IntegerType>(t);
+  if (!i)
+    return std::nullopt;
+  bool u = i.isUnsigned();
+  switch (i.getWidth()) {
+  case 8: return u ? ElementInfo{"uint8_t", 6} : ElementInfo{"int8_t", 5};
+  case 16: return u ? ElementInfo{"uint16_t", 9} : ElementInfo{"int16_t", 8};
+  case 32: return u ? ElementInfo{"uint32_t", 10} : ElementInfo{"int32_t", 4};
+  case 64: return u ? ElementInfo{"uint64_t", 11} : ElementInfo{"int64_t", 3};
+  }
+  return std::nullopt;
 }
 
-/// kiln_dtype codes of kiln/runtime.h.
+std::string cType(Type t) {
+  auto info = elementInfo(t);
+  return info ? info->cType : "";
+}
+
 int dtypeCode(Type t) {
-  if (t.isF32()) return 1;
-  if (t.isF64()) return 2;
-  if (t.isInteger(64)) return 3;
-  if (t.isInteger(32)) return 4;
-  if (t.isUnsignedInteger(8)) return 6;
-  if (t.isInteger(8)) return 5;
-  if (t.isInteger(1)) return 7;
-  return 0;
+  auto info = elementInfo(t);
+  return info ? info->dtype : 0;
 }
 
 std::string cString(StringRef s) {
@@ -76,6 +87,12 @@ int64_t product(ArrayRef<int64_t> dims) {
   for (int64_t d : dims)
     p *= d;
   return p;
+}
+
+/// "outer, size, inner": a shape seen as [before axis, axis, after axis].
+std::string around(ArrayRef<int64_t> dims, int64_t axis) {
+  return std::to_string(product(dims.take_front(axis))) + ", " + std::to_string(dims[axis]) +
+         ", " + std::to_string(product(dims.drop_front(axis + 1)));
 }
 
 /// A C++ expression of type `type` for `v`, infinities and NaN included.
@@ -284,7 +301,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << (l.getBias() ? ptr(l.getBias()) : "nullptr") << ", "
                << (l.getBias() ? size(l.getBias()) : 0) << ", " << ptr(out) << ", "
                << product(dims.take_front(axis)) << ", " << product(dims.drop_front(axis))
-               << ", " << numberLiteral(l.getEpsilon().convertToDouble(), "double") << ");\n";
+               << ", " << numberLiteral(l.getEpsilon().convertToDouble(), "double") << ", "
+               << (l.getRms() ? "true" : "false") << ");\n";
             return success();
           })
           .Case([&](EmbeddingBagOp e) {
@@ -358,12 +376,52 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << l.getShape().back() << ");\n";
             return success();
           })
-          .Case([&](SoftmaxOp s) {
-            auto dims = outType.getShape();
-            int64_t axis = s.getAxis();
+          .Case<SoftmaxOp, LogSoftmaxOp>([&](auto s) {
             os << "    kiln::cpu::softmax<" << T << ">(" << ptr(s.getInput()) << ", " << ptr(out)
-               << ", " << product(dims.take_front(axis)) << ", " << dims[axis] << ", "
-               << product(dims.drop_front(axis + 1)) << ");\n";
+               << ", " << around(outType.getShape(), s.getAxis()) << ", "
+               << (isa<LogSoftmaxOp>(op) ? "true" : "false") << ");\n";
+            return success();
+          })
+          .Case<ArgMaxOp, ArgMinOp>([&](auto a) {
+            auto in = a.getInput().getType();
+            os << "    kiln::cpu::argExtreme<" << elt(a.getInput()) << ">(" << ptr(a.getInput())
+               << ", " << ptr(out) << ", " << around(in.getShape(), a.getAxis()) << ", "
+               << (isa<ArgMaxOp>(op) ? "true" : "false") << ", "
+               << (a.getSelectLastIndex() ? "true" : "false") << ");\n";
+            return success();
+          })
+          .Case([&](CumSumOp c) {
+            os << "    kiln::cpu::cumsum<" << T << ">(" << ptr(c.getInput()) << ", " << ptr(out)
+               << ", " << around(outType.getShape(), c.getAxis()) << ", "
+               << (c.getExclusive() ? "true" : "false") << ", "
+               << (c.getReverse() ? "true" : "false") << ");\n";
+            return success();
+          })
+          .Case([&](TriluOp t) {
+            auto dims = outType.getShape();
+            int64_t rows = dims[dims.size() - 2], cols = dims.back();
+            os << "    kiln::cpu::trilu<" << T << ">(" << ptr(t.getInput()) << ", " << ptr(out)
+               << ", " << product(dims.drop_back(2)) << ", " << rows << ", " << cols << ", "
+               << (t.getUpper() ? "true" : "false") << ", " << t.getK() << ");\n";
+            return success();
+          })
+          .Case([&](GatherElementsOp g) {
+            std::string ds = shape(g.getData(), "ds"), is = shape(g.getIndices(), "is");
+            os << "    if (!kiln::cpu::gatherElements<" << T << ", " << elt(g.getIndices()) << ">("
+               << ptr(g.getData()) << ", " << ds << ", " << ptr(g.getIndices()) << ", " << is
+               << ", " << outType.getRank() << ", " << g.getAxis() << ", " << ptr(out) << "))\n"
+               << "      return kiln::cpu::fail(message, message_size, "
+               << cString("gather_elements '" + nodeName + "': index out of range") << ");\n";
+            return success();
+          })
+          .Case([&](PadOp p) {
+            auto pads = p.getPads();
+            std::string is = shape(p.getInput(), "is"), o = shape(out, "os");
+            os << "    static constexpr int64_t begin[] = {"
+               << list(pads.take_front(outType.getRank())) << "};\n"
+               << "    kiln::cpu::pad<" << T << ">(" << ptr(p.getInput()) << ", " << is
+               << ", begin, " << o << ", " << outType.getRank() << ", "
+               << numberLiteral(p.getValue().convertToDouble(), T) << ", " << ptr(out) << ");\n";
             return success();
           })
           .Case([&](TransposeOp t) {

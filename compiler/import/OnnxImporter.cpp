@@ -103,7 +103,11 @@ Type Importer::elementType(int32_t t, const std::string &what) {
   case TP::INT64: return builder.getI64Type();
   case TP::INT32: return builder.getI32Type();
   case TP::INT8: return builder.getI8Type();
+  case TP::INT16: return builder.getI16Type();
   case TP::UINT8: return IntegerType::get(&ctx, 8, IntegerType::Unsigned);
+  case TP::UINT16: return IntegerType::get(&ctx, 16, IntegerType::Unsigned);
+  case TP::UINT32: return IntegerType::get(&ctx, 32, IntegerType::Unsigned);
+  case TP::UINT64: return IntegerType::get(&ctx, 64, IntegerType::Unsigned);
   case TP::BOOL: return builder.getI1Type();
   default:
     fail(what + ": unsupported element type " +
@@ -160,6 +164,10 @@ std::vector<char> tensorBytes(const onnx::TensorProto &t, size_t count, size_t w
   case TP::INT64: fill(t.int64_data(), [](int64_t v) { return v; }); break;
   case TP::INT32: fill(t.int32_data(), [](int32_t v) { return v; }); break;
   case TP::INT8: fill(t.int32_data(), [](int32_t v) { return int8_t(v); }); break;
+  case TP::INT16: fill(t.int32_data(), [](int32_t v) { return int16_t(v); }); break;
+  case TP::UINT16: fill(t.int32_data(), [](int32_t v) { return uint16_t(v); }); break;
+  case TP::UINT32: fill(t.uint64_data(), [](uint64_t v) { return uint32_t(v); }); break;
+  case TP::UINT64: fill(t.uint64_data(), [](uint64_t v) { return v; }); break;
   case TP::UINT8: fill(t.int32_data(), [](int32_t v) { return uint8_t(v); }); break;
   case TP::BOOL: fill(t.int32_data(), [](int32_t v) { return uint8_t(v != 0); }); break;
   default: error = "unsupported data type"; break;
@@ -260,6 +268,14 @@ Value Importer::constI64(ArrayRef<int64_t> v) {
   return ConstantOp::create(builder, loc, DenseIntElementsAttr::get(type, v));
 }
 
+/// The value of a constant one-element floating-point tensor.
+static std::optional<double> getConstantFloat(Value v) {
+  DenseFPElementsAttr attr;
+  if (!matchPattern(v, m_Constant(&attr)) || attr.getNumElements() != 1)
+    return std::nullopt;
+  return (*attr.getValues<APFloat>().begin()).convertToDouble();
+}
+
 bool Importer::isUsed(const std::string &name) const {
   const onnx::GraphProto &graph = model.graph();
   for (const auto &n : graph.node())
@@ -334,8 +350,15 @@ void Importer::importNode(const onnx::NodeProto &n) {
     }
     define(0, ConstantOp::create(b, loc, value));
   } else if (op == "Identity" || op == "Dropout") {
-    if (op == "Dropout" && n.output_size() > 1 && !n.output(1).empty())
-      fail("the Dropout mask output is not supported");
+    if (op == "Dropout") {
+      if (n.output_size() > 1 && !n.output(1).empty() && isUsed(n.output(1)))
+        fail("the Dropout mask output is not supported");
+      // Inference is the identity; training mode drops at random.
+      auto training = hasInput(2) ? getConstantInts(input(2)) : std::optional<SmallVector<int64_t>>(SmallVector<int64_t>{0});
+      auto ratio = hasInput(1) ? getConstantFloat(input(1)) : std::optional<double>(0.5);
+      if (!training || ((*training)[0] != 0 && (!ratio || *ratio != 0)))
+        fail("Dropout in training mode is not supported");
+    }
     define(0, input(0));
   } else if (op == "Gemm") {
     Value c = hasInput(2) ? input(2) : Value();
@@ -492,14 +515,27 @@ void Importer::importNode(const onnx::NodeProto &n) {
     else
       define(0, make<ClipOp>(x, a, be));
   } else if (op == "LayerNormalization") {
-    for (int i = 1; i < n.output_size(); ++i)
-      if (!n.output(i).empty() && isUsed(n.output(i)))
-        fail("the Mean and InvStdDev outputs are not supported");
     Value x = input(0);
     int64_t axis = normalizeAxis(intAttr("axis", -1), rankOf(x));
+    double epsilon = floatAttr("epsilon", 1e-5f);
     Value bias = hasInput(2) ? input(2) : Value();
     define(0, make<LayerNormOp>(x, input(1), bias, b.getI64IntegerAttr(axis),
-                                b.getF64FloatAttr(floatAttr("epsilon", 1e-5f))));
+                                b.getF64FloatAttr(epsilon), UnitAttr()));
+    if (n.output_size() > 1) {
+      // The optional Mean and InvStdDev outputs, over the normalised dims.
+      SmallVector<int64_t> dims;
+      for (int64_t d = axis; d < rankOf(x); ++d)
+        dims.push_back(d);
+      auto axes = b.getDenseI64ArrayAttr(dims);
+      auto keep = b.getBoolAttr(true);
+      Value mean = make<ReduceMeanOp>(x, axes, keep);
+      Value centred = make<SubOp>(x, mean);
+      auto scalar = RankedTensorType::get({}, getElementTypeOrSelf(x));
+      Value eps = ConstantOp::create(b, loc, DenseElementsAttr::get(scalar, b.getFloatAttr(scalar.getElementType(), epsilon)));
+      Value var = make<ReduceMeanOp>(make<MulOp>(centred, centred), axes, keep);
+      define(1, mean);
+      define(2, make<ReciprocalOp>(make<SqrtOp>(make<AddOp>(var, eps))));
+    }
   } else if (op == "Loop") {
     std::string why;
     auto outerInts = [&](const std::string &name) -> std::optional<std::vector<int64_t>> {
@@ -544,6 +580,102 @@ void Importer::importNode(const onnx::NodeProto &n) {
     define(0, make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices), firstM(outer(bag->begin)),
                                    firstM(outer(bag->end)), weights,
                                    b.getI64IntegerAttr(bag->mode)));
+  } else if (op == "Size") {
+    Value x = input(0);
+    Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rankOf(x)));
+    define(0, make<ReduceProdOp>(shape, b.getDenseI64ArrayAttr({0}), b.getBoolAttr(false)));
+  } else if (op == "CastLike") {
+    Type to = getElementTypeOrSelf(input(1));
+    define(0, make<CastOp>(input(0), TypeAttr::get(to)));
+  } else if (op == "GatherElements") {
+    Value data = input(0);
+    int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
+    define(0, make<GatherElementsOp>(data, input(1), b.getI64IntegerAttr(axis)));
+  } else if (op == "Trilu") {
+    int64_t k = 0;
+    if (hasInput(1)) {
+      auto ks = constantInts(1, "k");
+      if (ks.size() != 1)
+        fail("k must be a scalar");
+      k = ks[0];
+    }
+    define(0, make<TriluOp>(input(0), b.getBoolAttr(intAttr("upper", 1)), b.getI64IntegerAttr(k)));
+  } else if (op == "ArgMax" || op == "ArgMin") {
+    Value x = input(0);
+    auto axis = b.getI64IntegerAttr(normalizeAxis(intAttr("axis", 0), rankOf(x)));
+    auto keep = b.getBoolAttr(intAttr("keepdims", 1));
+    auto last = b.getBoolAttr(intAttr("select_last_index", 0));
+    define(0, op == "ArgMax" ? make<ArgMaxOp>(x, axis, keep, last) : make<ArgMinOp>(x, axis, keep, last));
+  } else if (op == "CumSum") {
+    Value x = input(0);
+    auto axes = constantInts(1, "axis");
+    if (axes.size() != 1)
+      fail("axis must be a scalar");
+    define(0, make<CumSumOp>(x, b.getI64IntegerAttr(normalizeAxis(axes[0], rankOf(x))),
+                             b.getBoolAttr(intAttr("exclusive", 0)), b.getBoolAttr(intAttr("reverse", 0))));
+  } else if (op == "Pad") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    const auto *mode = attr("mode");
+    if (mode && mode->s() != "constant")
+      fail("only constant padding is supported, not '" + mode->s() + "'");
+    SmallVector<int64_t> pads;
+    double value = 0;
+    if (opset < 11) {
+      if (auto p = intsAttr("pads"))
+        pads = *p;
+      value = floatAttr("value", 0.0f);
+    } else {
+      pads = constantInts(1, "pads");
+      if (hasInput(2)) {
+        DenseElementsAttr v;
+        if (!matchPattern(input(2), m_Constant(&v)) || v.getNumElements() != 1)
+          fail("the pad value must be a constant scalar");
+        Attribute e = *v.getValues<Attribute>().begin();
+        value = isa<FloatAttr>(e) ? cast<FloatAttr>(e).getValueAsDouble()
+                                  : double(cast<IntegerAttr>(e).getInt());
+      }
+    }
+    // Pads may list only some axes (opset 18); spread them over every dim.
+    SmallVector<int64_t> axes;
+    if (opset >= 18 && hasInput(3))
+      axes = constantInts(3, "axes");
+    else
+      for (int64_t i = 0; i < rank; ++i)
+        axes.push_back(i);
+    if (pads.size() != 2 * axes.size())
+      fail("pads must hold a begin and an end per axis");
+    SmallVector<int64_t> all(2 * rank, 0);
+    for (auto [i, a] : llvm::enumerate(axes)) {
+      int64_t axis = normalizeAxis(a, rank);
+      all[axis] = pads[i];
+      all[axis + rank] = pads[i + axes.size()];
+    }
+    define(0, make<PadOp>(x, b.getDenseI64ArrayAttr(all), b.getF64FloatAttr(value)));
+  } else if (op == "Mean") {
+    Value acc = input(0);
+    for (int i = 1; i < n.input_size(); ++i)
+      acc = make<AddOp>(acc, input(i));
+    auto scalar = RankedTensorType::get({}, getElementTypeOrSelf(acc));
+    if (!isa<FloatType>(scalar.getElementType()))
+      fail("Mean of integers is not supported");
+    Value count = ConstantOp::create(b, loc, DenseElementsAttr::get(scalar, b.getFloatAttr(scalar.getElementType(), n.input_size())));
+    define(0, make<DivOp>(acc, count));
+  } else if (op == "LpNormalization") {
+    Value x = input(0);
+    int64_t p = intAttr("p", 2);
+    auto axes = b.getDenseI64ArrayAttr({normalizeAxis(intAttr("axis", -1), rankOf(x))});
+    auto keep = b.getBoolAttr(true);
+    if (p != 1 && p != 2)
+      fail("p must be 1 or 2");
+    Value norm = p == 1 ? make<ReduceSumOp>(make<AbsOp>(x), axes, keep)
+                        : make<SqrtOp>(make<ReduceSumOp>(make<MulOp>(x, x), axes, keep));
+    define(0, make<DivOp>(x, norm));
+  } else if (op == "RMSNormalization") {
+    Value x = input(0);
+    int64_t axis = normalizeAxis(intAttr("axis", -1), rankOf(x));
+    define(0, make<LayerNormOp>(x, input(1), Value(), b.getI64IntegerAttr(axis),
+                                b.getF64FloatAttr(floatAttr("epsilon", 1e-5f)), b.getUnitAttr()));
   } else if (op == "Split") {
     Value x = input(0);
     int64_t rank = rankOf(x);
@@ -573,18 +705,21 @@ void Importer::importNode(const onnx::NodeProto &n) {
   } else if (op == "Cast") {
     Type to = elementType(intAttr("to", 0), "Cast 'to'");
     define(0, make<CastOp>(input(0), TypeAttr::get(to)));
-  } else if (op == "Softmax") {
+  } else if (op == "Softmax" || op == "LogSoftmax") {
     Value x = input(0);
     int64_t rank = rankOf(x);
     int64_t axis = normalizeAxis(intAttr("axis", opset < 13 ? 1 : -1), rank);
+    auto softmax = [&](Value v, int64_t a) {
+      return op == "Softmax" ? make<SoftmaxOp>(v, b.getI64IntegerAttr(a))
+                             : make<LogSoftmaxOp>(v, b.getI64IntegerAttr(a));
+    };
     if (opset >= 13 || axis == rank - 1) {
-      define(0, make<SoftmaxOp>(x, b.getI64IntegerAttr(axis)));
+      define(0, softmax(x, axis));
     } else {
       // Before opset 13, softmax normalises over all dims from `axis` on.
       Value flat = make<FlattenOp>(x, b.getI64IntegerAttr(axis));
-      Value sm = make<SoftmaxOp>(flat, b.getI64IntegerAttr(1));
       Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rank));
-      define(0, make<ReshapeOp>(sm, shape));
+      define(0, make<ReshapeOp>(softmax(flat, 1), shape));
     }
   } else if (op == "Concat") {
     SmallVector<Value> ins;
@@ -627,7 +762,8 @@ void Importer::importNode(const onnx::NodeProto &n) {
     int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
     define(0, make<GatherOp>(data, input(1), b.getI64IntegerAttr(axis)));
   } else if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax" ||
-             op == "ReduceMin" || op == "ReduceProd") {
+             op == "ReduceMin" || op == "ReduceProd" || op == "ReduceL1" || op == "ReduceL2" ||
+             op == "ReduceSumSquare" || op == "ReduceLogSum" || op == "ReduceLogSumExp") {
     Value x = input(0);
     // Axes moved from attribute to input in opset 13 (ReduceSum), 18 (others).
     int64_t inputSince = op == "ReduceSum" ? 13 : 18;
@@ -649,7 +785,22 @@ void Importer::importNode(const onnx::NodeProto &n) {
     axes = normalizeAxes(axes, rankOf(x));
     auto axesAttr = b.getDenseI64ArrayAttr(axes);
     auto keep = b.getBoolAttr(intAttr("keepdims", 1));
-    if (op == "ReduceSum")
+    // The other reductions are sums of transformed elements.
+    if (op == "ReduceL1")
+      define(0, make<ReduceSumOp>(make<AbsOp>(x), axesAttr, keep));
+    else if (op == "ReduceL2")
+      define(0, make<SqrtOp>(make<ReduceSumOp>(make<MulOp>(x, x), axesAttr, keep)));
+    else if (op == "ReduceSumSquare")
+      define(0, make<ReduceSumOp>(make<MulOp>(x, x), axesAttr, keep));
+    else if (op == "ReduceLogSum")
+      define(0, make<LogOp>(make<ReduceSumOp>(x, axesAttr, keep)));
+    else if (op == "ReduceLogSumExp") {
+      // log(sum(exp(x - max))) + max stays finite for large x.
+      Value max = make<ReduceMaxOp>(x, axesAttr, b.getBoolAttr(true));
+      Value sum = make<ReduceSumOp>(make<ExpOp>(make<SubOp>(x, max)), axesAttr, keep);
+      Value maxKept = intAttr("keepdims", 1) ? max : make<ReduceMaxOp>(x, axesAttr, keep);
+      define(0, make<AddOp>(make<LogOp>(sum), maxKept));
+    } else if (op == "ReduceSum")
       define(0, make<ReduceSumOp>(x, axesAttr, keep));
     else if (op == "ReduceMean")
       define(0, make<ReduceMeanOp>(x, axesAttr, keep));

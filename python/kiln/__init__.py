@@ -24,7 +24,7 @@ _BUILD = os.path.join(_ROOT, "build")
 
 # kiln_dtype codes of kiln/runtime.h.
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int64, 4: np.int32, 5: np.int8, 6: np.uint8,
-           7: np.bool_}
+           7: np.bool_, 8: np.int16, 9: np.uint16, 10: np.uint32, 11: np.uint64}
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
@@ -150,7 +150,7 @@ class Model:
         unknown = set(inputs) - {i.name for i in self.inputs}
         if unknown:
             raise Error(f"unknown inputs: {', '.join(sorted(unknown))}")
-        arrays = [np.ascontiguousarray(inputs[i.name]) for i in self.inputs]
+        arrays = [np.asarray(inputs[i.name], order="C") for i in self.inputs]
         batch = next((a.shape[0] for a, i in zip(arrays, self.inputs) if i.shape and i.shape[0] is None), 1)
         outputs = [np.empty([batch if d is None else d for d in o.shape], o.dtype) for o in self.outputs]
         keep = []

@@ -146,10 +146,15 @@ size_t kiln_dtype_size(kiln_dtype dtype) {
   switch (dtype) {
   case KILN_DTYPE_F64:
   case KILN_DTYPE_I64:
+  case KILN_DTYPE_U64:
     return 8;
   case KILN_DTYPE_F32:
   case KILN_DTYPE_I32:
+  case KILN_DTYPE_U32:
     return 4;
+  case KILN_DTYPE_I16:
+  case KILN_DTYPE_U16:
+    return 2;
   case KILN_DTYPE_I8:
   case KILN_DTYPE_U8:
   case KILN_DTYPE_BOOL:
@@ -159,8 +164,9 @@ size_t kiln_dtype_size(kiln_dtype dtype) {
 }
 
 const char *kiln_dtype_name(kiln_dtype dtype) {
-  static const char *const names[] = {"?", "f32", "f64", "i64", "i32", "i8", "u8", "bool"};
-  return dtype >= 1 && dtype <= 7 ? names[dtype] : "?";
+  static const char *const names[] = {"?",    "f32", "f64", "i64", "i32", "i8",
+                                      "u8",   "bool", "i16", "u16", "u32", "u64"};
+  return dtype >= 1 && dtype <= 11 ? names[dtype] : "?";
 }
 
 kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,

@@ -40,6 +40,10 @@ constexpr DtypeCodes kCodes[] = {
     {KILN_DTYPE_I8, onnx::TensorProto::INT8, "|i1"},
     {KILN_DTYPE_U8, onnx::TensorProto::UINT8, "|u1"},
     {KILN_DTYPE_BOOL, onnx::TensorProto::BOOL, "|b1"},
+    {KILN_DTYPE_I16, onnx::TensorProto::INT16, "<i2"},
+    {KILN_DTYPE_U16, onnx::TensorProto::UINT16, "<u2"},
+    {KILN_DTYPE_U32, onnx::TensorProto::UINT32, "<u4"},
+    {KILN_DTYPE_U64, onnx::TensorProto::UINT64, "<u8"},
 };
 
 /// Parses one .npy member.

@@ -224,6 +224,10 @@ double element(const HostTensor &t, int64_t i) {
   case KILN_DTYPE_I64: return double(reinterpret_cast<const int64_t *>(p)[i]);
   case KILN_DTYPE_I32: return reinterpret_cast<const int32_t *>(p)[i];
   case KILN_DTYPE_I8: return reinterpret_cast<const int8_t *>(p)[i];
+  case KILN_DTYPE_I16: return reinterpret_cast<const int16_t *>(p)[i];
+  case KILN_DTYPE_U16: return reinterpret_cast<const uint16_t *>(p)[i];
+  case KILN_DTYPE_U32: return reinterpret_cast<const uint32_t *>(p)[i];
+  case KILN_DTYPE_U64: return double(reinterpret_cast<const uint64_t *>(p)[i]);
   default: return reinterpret_cast<const uint8_t *>(p)[i];
   }
 }

@@ -40,7 +40,11 @@ typedef enum kiln_dtype {
   KILN_DTYPE_I32 = 4,
   KILN_DTYPE_I8 = 5,
   KILN_DTYPE_U8 = 6,
-  KILN_DTYPE_BOOL = 7 /* one byte, 0 or 1 */
+  KILN_DTYPE_BOOL = 7, /* one byte, 0 or 1 */
+  KILN_DTYPE_I16 = 8,
+  KILN_DTYPE_U16 = 9,
+  KILN_DTYPE_U32 = 10,
+  KILN_DTYPE_U64 = 11
 } kiln_dtype;
 
 /* Bytes per element, and a short name ("f32", "i64", ...; "?" if unknown). */

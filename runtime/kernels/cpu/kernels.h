@@ -39,6 +39,14 @@ inline void broadcastStrides(const int64_t *shape, int shapeRank, const int64_t 
   }
 }
 
+inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
+  int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    strides[d] = stride;
+    stride *= shape[d];
+  }
+}
+
 /// out = fn(a, b) with numpy broadcasting. The innermost dim runs contiguous
 /// or broadcast, which covers bias rows and per-feature scales.
 template <typename T, typename R, typename Fn>
@@ -150,8 +158,9 @@ void matmul(const T *lhs, const int64_t *lBatch, int lRank, const T *rhs, const 
   }
 }
 
+/// Softmax (or, with `log`, its logarithm) over the middle of [outer, axis, inner].
 template <typename T>
-void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner) {
+void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool log = false) {
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       const T *x = in + o * axis * inner + i;
@@ -162,9 +171,120 @@ void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner) {
       T sum = 0;
       for (int64_t a = 0; a < axis; ++a)
         sum += y[a * inner] = std::exp(x[a * inner] - m);
-      for (int64_t a = 0; a < axis; ++a)
-        y[a * inner] /= sum;
+      if (log) {
+        T logSum = std::log(sum);
+        for (int64_t a = 0; a < axis; ++a)
+          y[a * inner] = x[a * inner] - m - logSum;
+      } else {
+        for (int64_t a = 0; a < axis; ++a)
+          y[a * inner] /= sum;
+      }
     }
+}
+
+/// out[i] = data[i with i[axis] = indices[i]] (ONNX GatherElements); false
+/// on an index outside [-size, size) of the axis.
+template <typename T, typename I>
+bool gatherElements(const T *data, const int64_t *dataShape, const I *indices,
+                    const int64_t *indexShape, int rank, int axisDim, T *out) {
+  int64_t dataStrides[kMaxRank], index[kMaxRank] = {}, total = 1;
+  const int64_t axis = dataShape[axisDim];
+  rowMajorStrides(dataShape, rank, dataStrides);
+  for (int d = 0; d < rank; ++d)
+    total *= indexShape[d];
+  for (int64_t n = 0; n < total; ++n) {
+    I k = indices[n];
+    if (k < -axis || k >= axis)
+      return false;
+    int64_t src = 0;
+    for (int d = 0; d < rank; ++d)
+      src += (d == axisDim ? (k < 0 ? k + axis : k) : index[d]) * dataStrides[d];
+    out[n] = data[src];
+    for (int d = rank - 1; d >= 0; --d) {
+      if (++index[d] < indexShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  return true;
+}
+
+/// Zeroes what is outside the upper (j - i >= k) or lower (j - i <= k)
+/// triangle of each of `batch` [rows, cols] matrices.
+template <typename T>
+void trilu(const T *in, T *out, int64_t batch, int64_t rows, int64_t cols, bool upper, int64_t k) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) {
+        int64_t n = (b * rows + i) * cols + j;
+        bool keep = upper ? j - i >= k : j - i <= k;
+        out[n] = keep ? in[n] : T(0);
+      }
+}
+
+/// The index of the largest (`max`) or smallest element along the middle of
+/// [outer, axis, inner]; ties go to the first, or with `last` the last.
+template <typename T>
+void argExtreme(const T *in, int64_t *out, int64_t outer, int64_t axis, int64_t inner, bool max,
+                bool last) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      const T *x = in + o * axis * inner + i;
+      int64_t best = 0;
+      for (int64_t a = 1; a < axis; ++a) {
+        T v = x[a * inner], b = x[best * inner];
+        bool better = max ? (last ? v >= b : v > b) : (last ? v <= b : v < b);
+        if (better)
+          best = a;
+      }
+      out[o * inner + i] = best;
+    }
+}
+
+/// Running sums along the middle of [outer, axis, inner].
+template <typename T>
+void cumsum(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool exclusive,
+            bool reverse) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      T sum = 0;
+      for (int64_t s = 0; s < axis; ++s) {
+        int64_t a = reverse ? axis - 1 - s : s;
+        int64_t n = (o * axis + a) * inner + i;
+        if (exclusive) {
+          out[n] = sum;
+          sum += in[n];
+        } else {
+          sum += in[n];
+          out[n] = sum;
+        }
+      }
+    }
+}
+
+/// Constant padding: out has in's elements at offset `begin` per dim.
+template <typename T>
+void pad(const T *in, const int64_t *inShape, const int64_t *begin, const int64_t *outShape,
+         int rank, T value, T *out) {
+  int64_t inStrides[kMaxRank], index[kMaxRank] = {}, total = 1;
+  rowMajorStrides(inShape, rank, inStrides);
+  for (int d = 0; d < rank; ++d)
+    total *= outShape[d];
+  for (int64_t n = 0; n < total; ++n) {
+    int64_t src = 0;
+    bool inside = true;
+    for (int d = 0; d < rank && inside; ++d) {
+      int64_t i = index[d] - begin[d];
+      inside = i >= 0 && i < inShape[d];
+      src += i * inStrides[d];
+    }
+    out[n] = inside ? in[src] : value;
+    for (int d = rank - 1; d >= 0; --d) {
+      if (++index[d] < outShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
 }
 
 /// out[i...] = in[offset + sum_d i_d * strides[d]]: the strided read that
@@ -185,14 +305,6 @@ void stridedCopy(const T *in, int64_t offset, const int64_t *strides, const int6
         break;
       index[d] = 0;
     }
-  }
-}
-
-inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
-  int64_t stride = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    strides[d] = stride;
-    stride *= shape[d];
   }
 }
 
@@ -315,12 +427,12 @@ void select(const bool *cond, const int64_t *cShape, int cRank, const T *x,
 /// and bias (each `inner` long, or 1 to broadcast; bias may be null).
 template <typename T>
 void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, int64_t biasSize,
-               T *out, int64_t outer, int64_t inner, double epsilon) {
+               T *out, int64_t outer, int64_t inner, double epsilon, bool rms = false) {
   for (int64_t o = 0; o < outer; ++o) {
     const T *x = in + o * inner;
     T *y = out + o * inner;
     double mean = 0, var = 0;
-    for (int64_t i = 0; i < inner; ++i)
+    for (int64_t i = 0; i < inner && !rms; ++i)
       mean += x[i];
     mean /= double(inner);
     for (int64_t i = 0; i < inner; ++i)
