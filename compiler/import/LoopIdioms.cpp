@@ -18,7 +18,7 @@
 namespace kiln {
 namespace {
 
-enum class Role { Iter, CondIn, True, Const, Elem, Window, WindowColumn, Rows, Bag };
+enum class Role { Iter, CondIn, SequenceIn, True, Const, Elem, Window, WindowColumn, Rows, Bag, Sequence };
 
 struct Value {
   Role role;
@@ -185,6 +185,14 @@ bool Matcher::node(const onnx::NodeProto &n) {
     rows.weights = b->data;
     return define(rows);
   }
+  if (op == "SequenceInsert") {
+    const Value *seq = in(0), *bag = in(1);
+    if (n.input_size() != 2 || !seq || seq->role != Role::SequenceIn || !bag || bag->role != Role::Bag)
+      return false;
+    Value appended = *bag;
+    appended.role = Role::Sequence;
+    return define(appended);
+  }
   if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax") {
     const Value *v = in(0);
     const auto *keep = findAttr(n, "keepdims");
@@ -209,12 +217,17 @@ std::optional<EmbeddingBagLoop> Matcher::run(const onnx::NodeProto &loop, std::s
     return std::nullopt;
   }
   const onnx::GraphProto &g = body->g();
-  if (g.input_size() != 2 || g.output_size() != 2 || loop.output_size() != 1) {
+  // Either no carried state and one scan output, or one carried sequence.
+  bool sequence = g.input_size() == 3;
+  if (g.input_size() != 2 + sequence || g.output_size() != 2 || loop.output_size() != 1 ||
+      loop.input_size() != 2 + sequence) {
     why = "it carries state between iterations (only stacked per-iteration results are an idiom)";
     return std::nullopt;
   }
   values[g.input(0).name()] = {Role::Iter};
   values[g.input(1).name()] = {Role::CondIn};
+  if (sequence)
+    values[g.input(2).name()] = {Role::SequenceIn};
   for (const auto &n : g.node())
     for (const auto &o : n.output())
       produced[o] = true;
@@ -229,11 +242,11 @@ std::optional<EmbeddingBagLoop> Matcher::run(const onnx::NodeProto &loop, std::s
     why = "its condition is not constantly true";
     return std::nullopt;
   }
-  if (!bag || bag->role != Role::Bag) {
+  if (!bag || bag->role != (sequence ? Role::Sequence : Role::Bag)) {
     why = "its per-iteration result is not a reduction of table rows";
     return std::nullopt;
   }
-  return EmbeddingBagLoop{bag->table, bag->data, bag->x, bag->y, bag->weights, bag->mode};
+  return EmbeddingBagLoop{bag->table, bag->data, bag->x, bag->y, bag->weights, bag->mode, sequence};
 }
 
 } // namespace

@@ -15,11 +15,14 @@ class NodeProto;
 namespace kiln {
 
 /// A Loop whose iteration i computes reduce(table[indices[begin[i]:end[i]]])
-/// (rows optionally scaled by weights[begin[i]:end[i]]) and stacks it: the
-/// TorchScript exporter's nn.EmbeddingBag. Names are of outer-scope values.
+/// (rows optionally scaled by weights[begin[i]:end[i]]) and stacks it: as a
+/// scan output (TorchScript's nn.EmbeddingBag) or by SequenceInsert into a
+/// sequence that starts empty and is carried through the loop (the dynamo
+/// exporter's form). Names are of outer-scope values.
 struct EmbeddingBagLoop {
   std::string table, indices, begin, end, weights;
   int mode = 0; // 0 sum, 1 mean, 2 max
+  bool sequence = false; // the Loop's output is a sequence of the bags
 };
 
 /// The values of an outer-scope constant integer tensor, if it is one.

@@ -18,6 +18,7 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/Verifier.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <onnx/defs/parser.h>
 #include <onnx/onnx_pb.h>
@@ -78,6 +79,10 @@ private:
   int64_t opset = 0;
   llvm::StringMap<Value> values;
   llvm::StringMap<const onnx::TensorProto *> constants;
+  // Sequences exist only as embedding-bag Loop state: empty starts, and the
+  // bags a Loop stacked into its output sequence.
+  llvm::StringSet<> emptySequences;
+  llvm::StringMap<Value> bagSequences;
   const onnx::NodeProto *node = nullptr;
   int nodeIndex = 0;
   Location loc = UnknownLoc::get(&ctx);
@@ -576,10 +581,30 @@ void Importer::importNode(const onnx::NodeProto &n) {
       return make<SliceOp>(toI64(v), constI64({0}), count, constI64({1}),
                            b.getDenseI64ArrayAttr({0}));
     };
+    if (bag->sequence && !emptySequences.count(n.input(2)))
+      fail("the sequence an embedding-bag Loop appends to must start empty (SequenceEmpty)");
     Value weights = bag->weights.empty() ? Value() : outer(bag->weights);
-    define(0, make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices), firstM(outer(bag->begin)),
-                                   firstM(outer(bag->end)), weights,
-                                   b.getI64IntegerAttr(bag->mode)));
+    Value bags = make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices), firstM(outer(bag->begin)),
+                                      firstM(outer(bag->end)), weights, b.getI64IntegerAttr(bag->mode));
+    if (bag->sequence)
+      bagSequences[n.output(0)] = bags;
+    else
+      define(0, bags);
+  } else if (op == "SequenceEmpty") {
+    // Only the start of an embedding-bag Loop's sequence (checked there).
+    emptySequences.insert(n.output(0));
+  } else if (op == "ConcatFromSequence") {
+    auto it = bagSequences.find(n.input(0));
+    if (it == bagSequences.end())
+      fail("only the sequence of an embedding-bag Loop can be concatenated");
+    Value bags = it->second; // [bags, dim]: the sequence stacked on a new axis 0
+    int64_t axis = intAttr("axis", 0), newAxis = intAttr("new_axis", 0);
+    if (axis != 0)
+      fail("only axis 0 is supported for a sequence of embedding bags");
+    if (newAxis)
+      define(0, bags);
+    else
+      define(0, make<ReshapeOp>(bags, constI64({-1})));
   } else if (op == "Size") {
     Value x = input(0);
     Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rankOf(x)));
@@ -946,11 +971,14 @@ void Importer::importGraph(func::FuncOp &func) {
     if (it == values.end())
       fail("graph output '" + out.name() + "' is never computed");
     results.push_back(it->second);
+    // The declared shape says whether the leading dim is the batch; without
+    // one, a leading dim left dynamic by inference is. No batched input, no
+    // batched output.
     const auto &tt = out.type().tensor_type();
-    bool declaredDynamic = tt.has_shape() && tt.shape().dim_size() > 0 &&
-                           !tt.shape().dim(0).has_dim_value();
     auto t = cast<RankedTensorType>(it->second.getType());
-    batched.push_back(declaredDynamic || (t.getRank() > 0 && t.isDynamicDim(0)));
+    bool leadingDynamic = tt.has_shape() ? tt.shape().dim_size() > 0 && !tt.shape().dim(0).has_dim_value()
+                                         : t.getRank() > 0 && t.isDynamicDim(0);
+    batched.push_back(leadingDynamic && llvm::is_contained(batchedInputs, true));
   }
   func::ReturnOp::create(builder, func.getLoc(), results);
   func.setType(builder.getFunctionType(body->getArgumentTypes(), ValueRange(results).getTypes()));
@@ -1002,6 +1030,24 @@ FailureOr<onnx::ModelProto> readOnnxModel(MLIRContext &context, const std::strin
   if (!model.has_graph())
     return emitError(loc) << "the model has no graph";
   return model;
+}
+
+LogicalResult freezeInput(MLIRContext &context, onnx::ModelProto &model, const std::string &name,
+                          const std::string &path) {
+  Location loc = FileLineColLoc::get(&context, path, 0, 0);
+  const auto &inputs = model.graph().input();
+  auto input = llvm::find_if(inputs, [&](const auto &i) { return i.name() == name; });
+  if (input == inputs.end())
+    return emitError(loc) << "--freeze: the model has no input '" << name << "'";
+  std::ifstream file(path, std::ios::binary);
+  onnx::TensorProto tensor;
+  if (!file || !tensor.ParseFromIstream(&file))
+    return emitError(loc) << "--freeze: not a readable ONNX TensorProto";
+  if (input->type().tensor_type().elem_type() != tensor.data_type())
+    return emitError(loc) << "--freeze: the tensor's data type differs from input '" << name << "'";
+  tensor.set_name(name);
+  *model.mutable_graph()->add_initializer() = std::move(tensor);
+  return success();
 }
 
 OwningOpRef<ModuleOp> importOnnxModel(MLIRContext &context, const onnx::ModelProto &model,

@@ -19,6 +19,11 @@ namespace kiln {
 mlir::FailureOr<onnx::ModelProto> readOnnxModel(mlir::MLIRContext &context,
                                                 const std::string &path);
 
+/// Turns the graph input `name` into an initialiser holding the TensorProto
+/// in `path` (so its values are known at compile time).
+mlir::LogicalResult freezeInput(mlir::MLIRContext &context, onnx::ModelProto &model,
+                                const std::string &name, const std::string &path);
+
 /// Imports the main graph into a module holding one `func.func @main`. Graph
 /// inputs and outputs keep their names (`kiln.name`) and a dynamic leading
 /// dim marks them batched (`kiln.batched`). An unsupported op, dtype or

@@ -125,6 +125,9 @@ LogicalResult compileModel(const CompileOptions &options) {
   FailureOr<onnx::ModelProto> model = readOnnxModel(context, options.input);
   if (failed(model))
     return failure();
+  for (const auto &[name, path] : options.freeze)
+    if (failed(freezeInput(context, *model, name, path)))
+      return failure();
   OwningOpRef<ModuleOp> module = importOnnxModel(context, *model, options.input);
   if (!module)
     return failure();

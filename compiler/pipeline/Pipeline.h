@@ -20,6 +20,8 @@ struct CompileOptions {
   std::string stopAfter;
   bool keepTemps = false;
   bool quiet = false;
+  /// Graph inputs to bake in as constants: name -> TensorProto file.
+  std::vector<std::pair<std::string, std::string>> freeze;
 };
 
 /// The stages in order: "import", then one per pass, then "emit-cpp".

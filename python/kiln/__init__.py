@@ -88,12 +88,15 @@ def _lib():
     return _runtime
 
 
-def compile(onnx_path, out_path, batch=(1,), target="cpu", extra_args=()):
+def compile(onnx_path, out_path, batch=(1,), target="cpu", freeze=None, extra_args=()):
     """Compiles `onnx_path` into the model library `out_path`; raises Error with
-    the compiler's message on failure."""
+    the compiler's message on failure. `freeze` maps input names to paths of
+    ONNX TensorProto files whose values are compiled in as constants."""
     cmd = [_find_binary(), "compile", os.fspath(onnx_path), "-o", os.fspath(out_path),
            "--target", target, "--batch", ",".join(str(int(b)) for b in batch), "--quiet",
            *extra_args]
+    for name, path in (freeze or {}).items():
+        cmd += ["--freeze", f"{name}={os.fspath(path)}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise Error(proc.stderr.strip() or f"kiln compile exited with {proc.returncode}")

@@ -400,6 +400,10 @@ int main(int argc, char **argv) {
     stages += (stages.empty() ? "" : ", ") + s;
   compile->add_option("--stop-after", options.stopAfter, "Stop after this stage: " + stages);
   compile->add_flag("--keep-temps", options.keepTemps, "Keep the generated source and weights");
+  std::vector<std::string> freeze;
+  compile->add_option("--freeze", freeze,
+                      "NAME=FILE.pb: compile input NAME as the constant in that ONNX TensorProto "
+                      "(for inputs that fix axes, shapes or pads); repeatable");
   compile->add_flag("-q,--quiet", options.quiet, "No progress output");
 
   std::string modelPath;
@@ -441,6 +445,12 @@ int main(int argc, char **argv) {
       if (item.trim().getAsInteger(10, v) || v < 1)
         return fail("--batch: '" + item.str() + "' is not a positive integer");
       options.batches.push_back(v);
+    }
+    for (const std::string &f : freeze) {
+      auto [name, path] = llvm::StringRef(f).split('=');
+      if (name.empty() || path.empty())
+        return fail("--freeze: expected NAME=FILE.pb, got '" + f + "'");
+      options.freeze.emplace_back(name.str(), path.str());
     }
     return mlir::succeeded(compileModel(options)) ? 0 : 1;
   }

@@ -1,0 +1,98 @@
+"""nn.EmbeddingBag as exporters write it: a Loop over ragged bags (sum, mean,
+max, per-sample weights; scan output or the dynamo exporter's sequence),
+raised to one kiln.embedding_bag, against onnxruntime."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import kiln
+
+OFFSETS = np.array([0, 2, 3, 6], np.int64)  # four bags over eight ids
+NUM_IDS, ROWS, DIM = 8, 10, 3
+
+
+def bag_model(mode, weighted=False, sequence=False):
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((ROWS, DIM)).astype(np.float32), "table"),
+        numpy_helper.from_array(OFFSETS, "offsets"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([len(OFFSETS)], np.int64), "four"),
+        numpy_helper.from_array(np.array([NUM_IDS], np.int64), "total"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        numpy_helper.from_array(np.int64(len(OFFSETS)), "trips"),
+        numpy_helper.from_array(np.array(True), "true"),
+    ]
+    outer = [
+        helper.make_node("Slice", ["offsets", "one", "four"], ["tail"]),
+        helper.make_node("Concat", ["tail", "total"], ["ends"], axis=0),
+    ]
+    body = [
+        helper.make_node("Gather", ["offsets", "i"], ["s"], axis=0),
+        helper.make_node("Gather", ["ends", "i"], ["e"], axis=0),
+        helper.make_node("Unsqueeze", ["s", "zero"], ["s1"]),
+        helper.make_node("Unsqueeze", ["e", "zero"], ["e1"]),
+        helper.make_node("Slice", ["ids", "s1", "e1", "zero"], ["window"]),
+        helper.make_node("Gather", ["table", "window"], ["rows"], axis=0),
+    ]
+    rows = "rows"
+    if weighted:
+        body += [helper.make_node("Slice", ["weights", "s1", "e1", "zero"], ["w"]),
+                 helper.make_node("Unsqueeze", ["w", "one"], ["w1"]),
+                 helper.make_node("Mul", ["rows", "w1"], ["scaled"])]
+        rows = "scaled"
+    if mode == "sum":
+        body.append(helper.make_node("ReduceSum", [rows, "zero"], ["bag"], keepdims=0))
+    else:
+        op = "ReduceMean" if mode == "mean" else "ReduceMax"
+        body.append(helper.make_node(op, [rows], ["bag"], axes=[0], keepdims=0))
+    body.append(helper.make_node("Identity", ["c"], ["c_out"]))
+    body_inputs = [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                   helper.make_tensor_value_info("c", TensorProto.BOOL, [])]
+    if sequence:
+        body.append(helper.make_node("SequenceInsert", ["seq_in", "bag"], ["seq_out"]))
+        body_inputs.append(helper.make_tensor_sequence_value_info("seq_in", TensorProto.FLOAT, None))
+        body_outputs = [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                        helper.make_tensor_sequence_value_info("seq_out", TensorProto.FLOAT, None)]
+        outer += [helper.make_node("SequenceEmpty", [], ["empty"], dtype=TensorProto.FLOAT),
+                  helper.make_node("Loop", ["trips", "true", "empty"], ["seq"],
+                                   body=helper.make_graph(body, "body", body_inputs, body_outputs)),
+                  helper.make_node("ConcatFromSequence", ["seq"], ["pooled"], axis=0, new_axis=1)]
+    else:
+        body_outputs = [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                        helper.make_tensor_value_info("bag", TensorProto.FLOAT, [DIM])]
+        outer.append(helper.make_node("Loop", ["trips", "true"], ["pooled"],
+                                      body=helper.make_graph(body, "body", body_inputs, body_outputs)))
+    inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, [NUM_IDS])]
+    if weighted:
+        inputs.append(helper.make_tensor_value_info("weights", TensorProto.FLOAT, [NUM_IDS]))
+    graph = helper.make_graph(outer, "bags", inputs,
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [len(OFFSETS), DIM])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("mode,weighted,sequence", [
+    ("sum", False, False), ("mean", False, False), ("max", False, False),
+    ("sum", True, False), ("sum", False, True), ("mean", False, True)])
+def test_embedding_bag_loop_matches_onnxruntime(tmp_path, mode, weighted, sequence):
+    model = bag_model(mode, weighted, sequence)
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so")
+    rng = np.random.default_rng(1)
+    feeds = {"ids": rng.integers(0, ROWS, NUM_IDS).astype(np.int64)}
+    if weighted:
+        feeds["weights"] = rng.random(NUM_IDS).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    with kiln.load(tmp_path / "model.so") as compiled:
+        assert compiled.inputs[0].index_bounds.tolist() == [[0, ROWS - 1]] * NUM_IDS
+        np.testing.assert_allclose(compiled.run(feeds)["pooled"], expected, rtol=1e-5, atol=1e-6)
+        bad = dict(feeds, ids=np.full(NUM_IDS, ROWS, np.int64))
+        with pytest.raises(kiln.Error, match="outside the valid ids"):
+            compiled.run(bad)
