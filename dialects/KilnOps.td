@@ -363,11 +363,13 @@ def Kiln_EmbeddingBagOp : Kiln_Op<"embedding_bag"> {
   let description = [{
     `mode` is 0 (sum), 1 (mean) or 2 (max); an empty bag is zeros. When
     `weights` is given (per-sample weights, aligned with `indices`) each row
-    is scaled before a sum. The result is [bags, dim].
+    is scaled before a sum. The result is [bags, dim]. With `wrap_negative`
+    an id in [-rows, 0) counts from the end, as ONNX Gather's do.
   }];
   let arguments = (ins Kiln_FloatTensor:$table, Kiln_IndexTensor:$indices,
                    Kiln_IndexTensor:$begin, Kiln_IndexTensor:$end,
-                   Optional<Kiln_FloatTensor>:$weights, I64Attr:$mode);
+                   Optional<Kiln_FloatTensor>:$weights, I64Attr:$mode,
+                   UnitAttr:$wrap_negative);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = "$table `,` $indices `,` $begin `,` $end (`,` $weights^)? attr-dict `:` functional-type(operands, results)";
 }

@@ -313,7 +313,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ", " << ptr(e.getBegin()) << ", " << ptr(e.getEnd()) << ", "
                << outType.getDimSize(0) << ", "
                << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode()
-               << ", " << ptr(out) << "))\n"
+               << ", " << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << "))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("embedding_bag '" + nodeName + "': index or offset out of range")
                << ");\n";

@@ -585,7 +585,8 @@ void Importer::importNode(const onnx::NodeProto &n) {
       fail("the sequence an embedding-bag Loop appends to must start empty (SequenceEmpty)");
     Value weights = bag->weights.empty() ? Value() : outer(bag->weights);
     Value bags = make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices), firstM(outer(bag->begin)),
-                                      firstM(outer(bag->end)), weights, b.getI64IntegerAttr(bag->mode));
+                                      firstM(outer(bag->end)), weights, b.getI64IntegerAttr(bag->mode),
+                                      UnitAttr());
     if (bag->sequence)
       bagSequences[n.output(0)] = bags;
     else

@@ -34,6 +34,10 @@ const std::vector<Stage> &stages() {
          pm.addPass(createCanonicalizerPass());
          pm.addPass(createCSEPass());
        }},
+      {"raise-idioms",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
+       }},
       {"bound-index-inputs",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createBoundIndexInputs());

@@ -67,7 +67,7 @@ struct BoundIndexInputsPass : impl::BoundIndexInputsBase<BoundIndexInputsPass> {
                      bag && use.get() == bag.getIndices()) {
             int64_t rows = bag.getTable().getType().getDimSize(0);
             if (!ShapedType::isDynamic(rows))
-              bound(provenance, 0, rows - 1);
+              bound(provenance, bag.getWrapNegative() ? -rows : 0, rows - 1);
           } else if (auto next = propagate(use, provenance)) {
             worklist.push_back({user->getResult(0), std::move(*next)});
           }

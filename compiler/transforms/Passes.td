@@ -31,6 +31,16 @@ def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
   }];
 }
 
+def RaiseEmbeddingBags : Pass<"kiln-raise-embedding-bags", "mlir::func::FuncOp"> {
+  let summary = "Raise Gather + ReduceSum/Mean over the hotness axis to embedding_bag";
+  let description = [{
+    `reduce_sum(gather(table, ids), axis = rank(ids) - 1)` (or reduce_mean)
+    with static shapes pools each row of ids: it becomes one embedding_bag
+    over the flattened ids with fixed-size bags, which never materialises the
+    [..., hotness, dim] rows.
+  }];
+}
+
 def BoundIndexInputs : Pass<"kiln-bound-index-inputs", "mlir::func::FuncOp"> {
   let summary = "Record the valid values of id inputs, per position in a batch row";
   let description = [{

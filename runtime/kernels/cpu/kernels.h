@@ -447,23 +447,24 @@ void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, in
 }
 
 /// out[b] = reduce(weights[j] * table[indices[j]] for j in [begin[b], end[b])),
-/// mode 0 sum, 1 mean, 2 max; an empty bag is zeros. False on an index or
-/// offset out of range.
+/// mode 0 sum, 1 mean, 2 max; an empty bag is zeros. With `wrapNegative` ids
+/// in [-rows, 0) count from the end. False on an index or offset out of range.
 template <typename T, typename I>
 bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, int64_t numIndices,
-                  const I *begin, const I *end, int64_t bags, const T *weights, int mode, T *out) {
+                  const I *begin, const I *end, int64_t bags, const T *weights, int mode,
+                  bool wrapNegative, T *out) {
   for (int64_t b = 0; b < bags; ++b) {
     if (begin[b] < 0 || end[b] < begin[b] || end[b] > numIndices)
       return false;
     for (I j = begin[b]; j < end[b]; ++j)
-      if (indices[j] < 0 || indices[j] >= rows)
+      if (indices[j] < (wrapNegative ? -rows : 0) || indices[j] >= rows)
         return false;
   }
   for (int64_t b = 0; b < bags; ++b) {
     T *y = out + b * dim;
     std::fill(y, y + dim, T(0));
     for (I j = begin[b]; j < end[b]; ++j) {
-      const T *row = table + int64_t(indices[j]) * dim;
+      const T *row = table + (indices[j] < 0 ? indices[j] + rows : int64_t(indices[j])) * dim;
       T w = weights ? weights[j] : T(1);
       if (mode == 2 && j == begin[b])
         std::copy(row, row + dim, y);
