@@ -447,12 +447,19 @@ OpFoldResult CastOp::fold(FoldAdaptor a) {
 }
 
 OpFoldResult RangeOp::fold(FoldAdaptor) {
-  auto s = getConstantInts(getStart()), d = getConstantInts(getDelta());
-  if (!s || !d || !isSmallStatic(getType()))
+  if (!isSmallStatic(getType()))
     return {};
+  Type element = getType().getElementType();
   SmallVector<Attribute> out;
-  for (int64_t i = 0; i < getType().getDimSize(0); ++i)
-    out.push_back(IntegerAttr::get(getType().getElementType(), (*s)[0] + i * (*d)[0]));
+  if (auto s = getConstantInts(getStart()), d = getConstantInts(getDelta()); s && d) {
+    for (int64_t i = 0; i < getType().getDimSize(0); ++i)
+      out.push_back(IntegerAttr::get(element, (*s)[0] + i * (*d)[0]));
+  } else if (auto sf = getConstantFloat(getStart()), df = getConstantFloat(getDelta()); sf && df) {
+    for (int64_t i = 0; i < getType().getDimSize(0); ++i)
+      out.push_back(FloatAttr::get(element, *sf + double(i) * *df));
+  } else {
+    return {};
+  }
   return DenseElementsAttr::get(getType(), out);
 }
 

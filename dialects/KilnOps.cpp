@@ -40,6 +40,13 @@ FailureOr<SmallVector<Type>> inferResultTypes(Operation *op) {
   return types;
 }
 
+std::optional<double> getConstantFloat(Value value) {
+  DenseFPElementsAttr attr;
+  if (!matchPattern(value, m_Constant(&attr)) || attr.getNumElements() != 1)
+    return std::nullopt;
+  return (*attr.getValues<APFloat>().begin()).convertToDouble();
+}
+
 std::optional<SmallVector<int64_t>> getConstantInts(Value value) {
   DenseIntElementsAttr attr;
   if (!matchPattern(value, m_Constant(&attr)))
@@ -334,7 +341,7 @@ KILN_INFER(ReshapeOp) {
   SmallVector<int64_t> out;
   int inferred = -1;
   for (auto [i, d] : llvm::enumerate(*target)) {
-    if (d == 0) {
+    if (d == 0 && !adaptor.getAllowzero()) {
       if (int64_t(i) >= in.getRank())
         return emitOptionalError(loc, "reshape: 0 at position ", i, " beyond input rank");
       out.push_back(in.getDimSize(i));
@@ -597,11 +604,17 @@ KILN_INFER(RangeOp) {
   int64_t count = kDyn;
   auto s = getConstantInts(adaptor.getStart()), l = getConstantInts(adaptor.getLimit()),
        d = getConstantInts(adaptor.getDelta());
+  auto sf = getConstantFloat(adaptor.getStart()), lf = getConstantFloat(adaptor.getLimit()),
+       df = getConstantFloat(adaptor.getDelta());
   if (s && l && d) {
     if ((*d)[0] == 0)
       return emitOptionalError(loc, "range delta must not be 0");
     int64_t span = (*l)[0] - (*s)[0], delta = (*d)[0];
     count = std::max<int64_t>(0, (span + delta + (delta > 0 ? -1 : 1)) / delta);
+  } else if (sf && lf && df) {
+    if (*df == 0)
+      return emitOptionalError(loc, "range delta must not be 0");
+    count = std::max<int64_t>(0, int64_t(std::ceil((*lf - *sf) / *df)));
   }
   return push(types, {count}, t.getElementType());
 }

@@ -20,6 +20,9 @@ bool areCompatibleTypes(mlir::TypeRange lhs, mlir::TypeRange rhs);
 /// errors are emitted at the op's location.
 mlir::FailureOr<llvm::SmallVector<mlir::Type>> inferResultTypes(mlir::Operation *op);
 
+/// The value of a constant one-element floating-point tensor, if it is one.
+std::optional<double> getConstantFloat(mlir::Value value);
+
 /// The values of a constant integer tensor operand, if it is one.
 std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 

@@ -197,10 +197,11 @@ def Kiln_SoftmaxOp : Kiln_Op<"softmax"> {
 def Kiln_ReshapeOp : Kiln_Op<"reshape"> {
   let summary = "reshape to a shape given as a 1-D i64 tensor";
   let description = [{
-    `shape` follows ONNX Reshape with allowzero = 0: a 0 copies the input's
-    size at that position and one -1 is inferred from the element count.
+    `shape` follows ONNX Reshape: a 0 copies the input's size at that
+    position (unless `allowzero`, where it is a size of 0) and one -1 is
+    inferred from the element count.
   }];
-  let arguments = (ins Kiln_Tensor:$input, RankedTensorOf<[I64]>:$shape);
+  let arguments = (ins Kiln_Tensor:$input, RankedTensorOf<[I64]>:$shape, UnitAttr:$allowzero);
   let results = (outs Kiln_Tensor:$result);
   let hasFolder = 1;
   let hasCanonicalizer = 1;

@@ -232,8 +232,11 @@ LogicalResult Emitter::emitOp(Operation *op) {
        << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false")
        << ");\n";
   };
-  std::string lowest = "std::numeric_limits<" + T + ">::lowest()";
-  std::string highest = "std::numeric_limits<" + T + ">::max()";
+  // The identities of max and min: infinities for floats (an empty max is -inf).
+  bool isFloat = outType && isa<FloatType>(outType.getElementType());
+  std::string limits = "std::numeric_limits<" + T + ">::";
+  std::string lowest = isFloat ? "-" + limits + "infinity()" : limits + "lowest()";
+  std::string highest = isFloat ? limits + "infinity()" : limits + "max()";
 
   LogicalResult result =
       TypeSwitch<Operation *, LogicalResult>(op)

@@ -273,14 +273,6 @@ Value Importer::constI64(ArrayRef<int64_t> v) {
   return ConstantOp::create(builder, loc, DenseIntElementsAttr::get(type, v));
 }
 
-/// The value of a constant one-element floating-point tensor.
-static std::optional<double> getConstantFloat(Value v) {
-  DenseFPElementsAttr attr;
-  if (!matchPattern(v, m_Constant(&attr)) || attr.getNumElements() != 1)
-    return std::nullopt;
-  return (*attr.getValues<APFloat>().begin()).convertToDouble();
-}
-
 bool Importer::isUsed(const std::string &name) const {
   const onnx::GraphProto &graph = model.graph();
   for (const auto &n : graph.node())
@@ -437,7 +429,11 @@ void Importer::importNode(const onnx::NodeProto &n) {
   } else if (op == "Not") {
     unary(NotOp());
   } else if (op == "Pow") {
-    binary(PowOp());
+    // The exponent may have another type than the base.
+    Value base = input(0), exponent = input(1);
+    if (getElementTypeOrSelf(exponent) != getElementTypeOrSelf(base))
+      exponent = make<CastOp>(exponent, TypeAttr::get(getElementTypeOrSelf(base)));
+    define(0, make<PowOp>(base, exponent));
   } else if (op == "PRelu") {
     binary(PReluOp());
   } else if (op == "Mod") {
@@ -500,10 +496,10 @@ void Importer::importNode(const onnx::NodeProto &n) {
       auto bound = [&](int i, double fallback) {
         if (!hasInput(i))
           return fallback;
-        DenseElementsAttr value;
-        if (!matchPattern(input(i), m_Constant(&value)) || value.getNumElements() != 1)
+        std::optional<double> value = getConstantFloat(input(i));
+        if (!value)
           fail("Clip bounds must be constant scalars");
-        return (*value.getValues<APFloat>().begin()).convertToDouble();
+        return *value;
       };
       alpha = bound(1, -std::numeric_limits<double>::infinity());
       beta = bound(2, std::numeric_limits<double>::infinity());
@@ -756,8 +752,6 @@ void Importer::importNode(const onnx::NodeProto &n) {
     int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(ins[0]));
     define(0, make<ConcatOp>(ins, b.getI64IntegerAttr(axis)));
   } else if (op == "Reshape") {
-    if (intAttr("allowzero", 0))
-      fail("Reshape with allowzero=1 is not supported");
     Value shape;
     if (opset >= 5)
       shape = input(1);
@@ -765,7 +759,7 @@ void Importer::importNode(const onnx::NodeProto &n) {
       shape = constI64(*dims);
     else
       fail("Reshape without a shape attribute");
-    define(0, make<ReshapeOp>(input(0), shape));
+    define(0, make<ReshapeOp>(input(0), shape, intAttr("allowzero", 0) ? b.getUnitAttr() : UnitAttr()));
   } else if (op == "Flatten") {
     Value x = input(0);
     int64_t axis = intAttr("axis", 1);

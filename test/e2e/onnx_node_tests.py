@@ -13,8 +13,8 @@ static shapes, run on every data set, and ends as one of:
 kiln plans everything at compile time, so values that fix shapes (axes, pads,
 split sizes, reshape targets) must be constants. Where a test feeds them as
 graph inputs and kiln refuses it for that reason, the test is compiled again
-with its integer inputs frozen to the data set's values (`kiln compile
---freeze`, as a user would) and reported as "frozen" in the pass count.
+with its integer and scalar inputs frozen to the data set's values (`kiln
+compile --freeze`, as a user would) and reported as "frozen" in the pass count.
 
 Each test runs in a child process, so a crash cannot take the runner down.
 
@@ -82,7 +82,8 @@ def run_one(name):
         if failure and failure[0] == "unsupported" and any(m in failure[1] for m in NEEDS_CONSTANTS):
             first = os.path.join(folder, "test_data_set_0")
             freeze = {i.name: os.path.join(first, f"input_{n}.pb") for n, i in enumerate(inputs)
-                      if i.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)}
+                      if i.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+                      or len(i.type.tensor_type.shape.dim) == 0}
             failure = compile_test(folder, so, freeze) if freeze else failure
         if failure:
             return failure
@@ -162,8 +163,8 @@ def write_report(results, path):
         f"tests of onnx {onnx.__version__}: every test compiled by kiln at its static shapes, run on",
         "its data sets and compared with its reference outputs (rtol 1e-3, atol 1e-5).",
         "",
-        f"**{passed} of {len(results)} tests pass** ({counts['frozen']} of them with integer inputs "
-        "frozen to their test values because they fix shapes or axes); "
+        f"**{passed} of {len(results)} tests pass** ({counts['frozen']} of them with integer or scalar "
+        "inputs frozen to their test values because they fix shapes or axes); "
         f"{counts['mismatch']} mismatch, "
         f"{counts['unsupported']} are refused with a compile error, {counts['crash']} crash.",
         "",
