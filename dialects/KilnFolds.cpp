@@ -61,7 +61,8 @@ std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
   auto strides = stridesOf(inType.getShape());
   SmallVector<int64_t> sources(type.getNumElements());
   auto fill = [&](auto source) {
-    forEachIndex(type.getShape(), [&](int64_t n, ArrayRef<int64_t> idx) { sources[n] = source(idx); });
+    forEachIndex(type.getShape(),
+                 [&](int64_t n, ArrayRef<int64_t> idx) { sources[n] = source(idx); });
     return sources;
   };
   if (isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp, CopyOp, CastOp>(op))
@@ -325,16 +326,19 @@ static Attribute foldCompare(ArrayRef<Attribute> operands, RankedTensorType type
 using OptInt = std::optional<int64_t>;
 
 OpFoldResult AddOp::fold(FoldAdaptor a) {
-  return foldBinary(a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l + r; },
-                    [](double l, double r) { return l + r; });
+  return foldBinary(
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l + r; },
+      [](double l, double r) { return l + r; });
 }
 OpFoldResult SubOp::fold(FoldAdaptor a) {
-  return foldBinary(a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l - r; },
-                    [](double l, double r) { return l - r; });
+  return foldBinary(
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l - r; },
+      [](double l, double r) { return l - r; });
 }
 OpFoldResult MulOp::fold(FoldAdaptor a) {
-  return foldBinary(a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l * r; },
-                    [](double l, double r) { return l * r; });
+  return foldBinary(
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l * r; },
+      [](double l, double r) { return l * r; });
 }
 OpFoldResult DivOp::fold(FoldAdaptor a) {
   // Integer division truncates toward zero, as ONNX Div does.
@@ -348,14 +352,14 @@ OpFoldResult DivOp::fold(FoldAdaptor a) {
       [](double l, double r) { return l / r; });
 }
 OpFoldResult MaxOp::fold(FoldAdaptor a) {
-  return foldBinary(a.getOperands(), getType(),
-                    [](int64_t l, int64_t r) -> OptInt { return std::max(l, r); },
-                    [](double l, double r) { return std::max(l, r); });
+  return foldBinary(
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return std::max(l, r); },
+      [](double l, double r) { return std::max(l, r); });
 }
 OpFoldResult MinOp::fold(FoldAdaptor a) {
-  return foldBinary(a.getOperands(), getType(),
-                    [](int64_t l, int64_t r) -> OptInt { return std::min(l, r); },
-                    [](double l, double r) { return std::min(l, r); });
+  return foldBinary(
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return std::min(l, r); },
+      [](double l, double r) { return std::min(l, r); });
 }
 OpFoldResult AndOp::fold(FoldAdaptor a) {
   return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l && r; });

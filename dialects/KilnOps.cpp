@@ -22,8 +22,7 @@ bool areCompatibleTypes(TypeRange lhs, TypeRange rhs) {
   if (lhs.size() != rhs.size())
     return false;
   for (auto [l, r] : llvm::zip(lhs, rhs))
-    if (failed(verifyCompatibleShape(l, r)) ||
-        getElementTypeOrSelf(l) != getElementTypeOrSelf(r))
+    if (failed(verifyCompatibleShape(l, r)) || getElementTypeOrSelf(l) != getElementTypeOrSelf(r))
       return false;
   return true;
 }
@@ -34,8 +33,8 @@ FailureOr<SmallVector<Type>> inferResultTypes(Operation *op) {
     return failure();
   SmallVector<Type> types;
   if (failed(iface.inferReturnTypes(op->getContext(), op->getLoc(), op->getOperands(),
-                                    op->getRawDictionaryAttrs(),
-                                    op->getPropertiesStorage(), op->getRegions(), types)))
+                                    op->getRawDictionaryAttrs(), op->getPropertiesStorage(),
+                                    op->getRegions(), types)))
     return failure();
   return types;
 }
@@ -57,9 +56,7 @@ std::optional<SmallVector<int64_t>> getConstantInts(Value value) {
   return out;
 }
 
-static RankedTensorType shapeOf(Value v) {
-  return cast<RankedTensorType>(v.getType());
-}
+static RankedTensorType shapeOf(Value v) { return cast<RankedTensorType>(v.getType()); }
 
 static int64_t product(ArrayRef<int64_t> dims) {
   int64_t p = 1;
@@ -79,25 +76,22 @@ static LogicalResult mergeDim(int64_t a, int64_t b, int64_t &out) {
   return success();
 }
 
-static LogicalResult push(SmallVectorImpl<Type> &types, ArrayRef<int64_t> shape,
-                          Type element) {
+static LogicalResult push(SmallVectorImpl<Type> &types, ArrayRef<int64_t> shape, Type element) {
   types.push_back(RankedTensorType::get(shape, element));
   return success();
 }
 
-#define KILN_INFER(OP)                                                         \
-  LogicalResult OP::inferReturnTypes(                                          \
-      MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,      \
-      SmallVectorImpl<Type> &types)
+#define KILN_INFER(OP)                                                                             \
+  LogicalResult OP::inferReturnTypes(MLIRContext *context, std::optional<Location> loc,            \
+                                     Adaptor adaptor, SmallVectorImpl<Type> &types)
 
 KILN_INFER(ConstantOp) {
   types.push_back(adaptor.getValue().getType());
   return success();
 }
 
-static LogicalResult inferGemm(std::optional<Location> loc, Value a, Value b,
-                               Value c, bool transA, bool transB,
-                               SmallVectorImpl<Type> &types) {
+static LogicalResult inferGemm(std::optional<Location> loc, Value a, Value b, Value c, bool transA,
+                               bool transB, SmallVectorImpl<Type> &types) {
   auto at = shapeOf(a), bt = shapeOf(b);
   if (at.getRank() != 2 || bt.getRank() != 2)
     return emitOptionalError(loc, "gemm operands must be 2-D");
@@ -116,8 +110,8 @@ static LogicalResult inferGemm(std::optional<Location> loc, Value a, Value b,
 }
 
 KILN_INFER(GemmOp) {
-  return inferGemm(loc, adaptor.getA(), adaptor.getB(), adaptor.getC(),
-                   adaptor.getTransA(), adaptor.getTransB(), types);
+  return inferGemm(loc, adaptor.getA(), adaptor.getB(), adaptor.getC(), adaptor.getTransA(),
+                   adaptor.getTransB(), types);
 }
 
 LogicalResult GemmOp::verify() {
@@ -134,8 +128,8 @@ KILN_INFER(MatMulOp) {
   if (failed(mergeDim(l.getShape().back(), r.getShape()[r.getRank() - 2], k)))
     return emitOptionalError(loc, "matmul inner dims differ");
   SmallVector<int64_t> batch;
-  if (!OpTrait::util::getBroadcastedShape(l.getShape().drop_back(2),
-                                          r.getShape().drop_back(2), batch))
+  if (!OpTrait::util::getBroadcastedShape(l.getShape().drop_back(2), r.getShape().drop_back(2),
+                                          batch))
     return emitOptionalError(loc, "matmul batch dims do not broadcast");
   batch.push_back(l.getShape()[l.getRank() - 2]);
   batch.push_back(r.getShape().back());
@@ -148,19 +142,19 @@ LogicalResult MatMulOp::verify() {
   return success();
 }
 
-static LogicalResult inferBinary(std::optional<Location> loc, Value lhs,
-                                 Value rhs, SmallVectorImpl<Type> &types) {
+static LogicalResult inferBinary(std::optional<Location> loc, Value lhs, Value rhs,
+                                 SmallVectorImpl<Type> &types) {
   auto l = shapeOf(lhs), r = shapeOf(rhs);
   if (l.getElementType() != r.getElementType())
-    return emitOptionalError(loc, "operand element types differ: ",
-                             l.getElementType(), " vs ", r.getElementType());
+    return emitOptionalError(loc, "operand element types differ: ", l.getElementType(), " vs ",
+                             r.getElementType());
   SmallVector<int64_t> out;
   if (!OpTrait::util::getBroadcastedShape(l.getShape(), r.getShape(), out))
     return emitOptionalError(loc, "shapes do not broadcast: ", l, " and ", r);
   return push(types, out, l.getElementType());
 }
 
-#define KILN_INFER_BINARY(OP)                                                  \
+#define KILN_INFER_BINARY(OP)                                                                      \
   KILN_INFER(OP) { return inferBinary(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
 KILN_INFER_BINARY(AddOp)
 KILN_INFER_BINARY(SubOp)
@@ -182,14 +176,14 @@ KILN_INFER(AndOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(),
 KILN_INFER(OrOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
 KILN_INFER(XorOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
 
-static LogicalResult inferCompare(MLIRContext *context, std::optional<Location> loc,
-                                  Value lhs, Value rhs, SmallVectorImpl<Type> &types) {
+static LogicalResult inferCompare(MLIRContext *context, std::optional<Location> loc, Value lhs,
+                                  Value rhs, SmallVectorImpl<Type> &types) {
   if (failed(inferBinary(loc, lhs, rhs, types)))
     return failure();
   types.back() = cast<RankedTensorType>(types.back()).clone(IntegerType::get(context, 1));
   return success();
 }
-#define KILN_INFER_COMPARE(OP)                                                 \
+#define KILN_INFER_COMPARE(OP)                                                                     \
   KILN_INFER(OP) { return inferCompare(context, loc, adaptor.getLhs(), adaptor.getRhs(), types); }
 KILN_INFER_COMPARE(EqualOp)
 KILN_INFER_COMPARE(LessOp)
@@ -233,7 +227,8 @@ KILN_INFER(LayerNormOp) {
   for (Value v : {adaptor.getScale(), adaptor.getBias()})
     if (v && !OpTrait::util::getBroadcastedShape(in.getShape().drop_front(axis),
                                                  shapeOf(v).getShape(), out))
-      return emitOptionalError(loc, "layer_norm scale/bias do not broadcast to the normalised dims");
+      return emitOptionalError(loc,
+                               "layer_norm scale/bias do not broadcast to the normalised dims");
   types.push_back(in);
   return success();
 }
@@ -242,15 +237,15 @@ KILN_INFER(EmbeddingBagOp) {
   auto table = shapeOf(adaptor.getTable());
   auto indices = shapeOf(adaptor.getIndices());
   auto begin = shapeOf(adaptor.getBegin()), end = shapeOf(adaptor.getEnd());
-  if (table.getRank() != 2 || indices.getRank() != 1 || begin.getRank() != 1 ||
-      end.getRank() != 1)
+  if (table.getRank() != 2 || indices.getRank() != 1 || begin.getRank() != 1 || end.getRank() != 1)
     return emitOptionalError(loc, "embedding_bag takes a 2-D table and 1-D indices, begin, end");
   int64_t bags;
   if (failed(mergeDim(begin.getDimSize(0), end.getDimSize(0), bags)))
     return emitOptionalError(loc, "embedding_bag begin and end differ in length");
   if (Value w = adaptor.getWeights()) {
     int64_t n;
-    if (shapeOf(w).getRank() != 1 || failed(mergeDim(shapeOf(w).getDimSize(0), indices.getDimSize(0), n)))
+    if (shapeOf(w).getRank() != 1 ||
+        failed(mergeDim(shapeOf(w).getDimSize(0), indices.getDimSize(0), n)))
       return emitOptionalError(loc, "embedding_bag weights must align with indices");
   }
   if (adaptor.getMode() > 2)
@@ -258,10 +253,10 @@ KILN_INFER(EmbeddingBagOp) {
   return push(types, {bags, table.getDimSize(1)}, table.getElementType());
 }
 
-#define KILN_INFER_SAME(OP)                                                    \
-  KILN_INFER(OP) {                                                             \
-    types.push_back(adaptor.getInput().getType());                             \
-    return success();                                                          \
+#define KILN_INFER_SAME(OP)                                                                        \
+  KILN_INFER(OP) {                                                                                 \
+    types.push_back(adaptor.getInput().getType());                                                 \
+    return success();                                                                              \
   }
 KILN_INFER_SAME(SoftmaxOp)
 KILN_INFER_SAME(LogSoftmaxOp)
@@ -278,7 +273,8 @@ KILN_INFER(GatherElementsOp) {
   auto data = shapeOf(adaptor.getData()), idx = shapeOf(adaptor.getIndices());
   int64_t axis = adaptor.getAxis();
   if (data.getRank() != idx.getRank() || axis < 0 || axis >= data.getRank())
-    return emitOptionalError(loc, "gather_elements: indices must have the data's rank, axis in range");
+    return emitOptionalError(loc,
+                             "gather_elements: indices must have the data's rank, axis in range");
   return push(types, idx.getShape(), data.getElementType());
 }
 
@@ -296,10 +292,12 @@ static LogicalResult inferArg(MLIRContext *context, std::optional<Location> loc,
   return push(types, out, IntegerType::get(context, 64));
 }
 KILN_INFER(ArgMaxOp) {
-  return inferArg(context, loc, adaptor.getInput(), adaptor.getAxis(), adaptor.getKeepdims(), types);
+  return inferArg(context, loc, adaptor.getInput(), adaptor.getAxis(), adaptor.getKeepdims(),
+                  types);
 }
 KILN_INFER(ArgMinOp) {
-  return inferArg(context, loc, adaptor.getInput(), adaptor.getAxis(), adaptor.getKeepdims(), types);
+  return inferArg(context, loc, adaptor.getInput(), adaptor.getAxis(), adaptor.getKeepdims(),
+                  types);
 }
 
 KILN_INFER(PadOp) {
@@ -318,9 +316,7 @@ KILN_INFER(PadOp) {
   return push(types, out, in.getElementType());
 }
 
-KILN_INFER(CastOp) {
-  return push(types, shapeOf(adaptor.getInput()).getShape(), adaptor.getTo());
-}
+KILN_INFER(CastOp) { return push(types, shapeOf(adaptor.getInput()).getShape(), adaptor.getTo()); }
 
 LogicalResult SoftmaxOp::verify() {
   int64_t axis = getAxis();
@@ -336,8 +332,7 @@ KILN_INFER(ReshapeOp) {
     return emitOptionalError(loc, "reshape target must be a 1-D tensor of known size");
   auto target = getConstantInts(adaptor.getShape());
   if (!target)
-    return push(types, SmallVector<int64_t>(shapeType.getDimSize(0), kDyn),
-                in.getElementType());
+    return push(types, SmallVector<int64_t>(shapeType.getDimSize(0), kDyn), in.getElementType());
   SmallVector<int64_t> out;
   int inferred = -1;
   for (auto [i, d] : llvm::enumerate(*target)) {
@@ -363,15 +358,14 @@ KILN_INFER(ReshapeOp) {
     int64_t known = product(rest);
     if (known != kDyn) {
       if (known == 0 || total % known)
-        return emitOptionalError(loc, "reshape: cannot infer -1 from ", total,
-                                 " elements");
+        return emitOptionalError(loc, "reshape: cannot infer -1 from ", total, " elements");
       out[inferred] = total / known;
     }
   }
   int64_t outTotal = product(out);
   if (total != kDyn && outTotal != kDyn && total != outTotal)
-    return emitOptionalError(loc, "reshape changes the element count from ",
-                             total, " to ", outTotal);
+    return emitOptionalError(loc, "reshape changes the element count from ", total, " to ",
+                             outTotal);
   return push(types, out, in.getElementType());
 }
 
@@ -381,8 +375,7 @@ KILN_INFER(FlattenOp) {
   if (axis < 0 || axis > in.getRank())
     return emitOptionalError(loc, "flatten axis out of range");
   return push(types,
-              {product(in.getShape().take_front(axis)),
-               product(in.getShape().drop_front(axis))},
+              {product(in.getShape().take_front(axis)), product(in.getShape().drop_front(axis))},
               in.getElementType());
 }
 
@@ -486,13 +479,11 @@ LogicalResult GatherOp::verify() {
   int64_t n = data.getDimSize(getAxis());
   for (int64_t i : *indices)
     if (i < -n || i >= n)
-      return emitOpError("constant index ") << i << " out of range [" << -n
-                                            << ", " << n << ")";
+      return emitOpError("constant index ") << i << " out of range [" << -n << ", " << n << ")";
   return success();
 }
 
-static std::optional<SliceRange> clampSlice(int64_t dim, int64_t start,
-                                            int64_t end, int64_t step) {
+static std::optional<SliceRange> clampSlice(int64_t dim, int64_t start, int64_t end, int64_t step) {
   if (step == 0)
     return std::nullopt;
   auto clamp = [&](int64_t v, int64_t lo, int64_t hi) {
@@ -539,8 +530,7 @@ KILN_INFER(SliceOp) {
   for (int64_t a : axes)
     if (a < 0 || a >= in.getRank())
       return emitOptionalError(loc, "slice axis ", a, " out of range");
-  auto starts = getConstantInts(adaptor.getStarts()),
-       ends = getConstantInts(adaptor.getEnds()),
+  auto starts = getConstantInts(adaptor.getStarts()), ends = getConstantInts(adaptor.getEnds()),
        steps = getConstantInts(adaptor.getSteps());
   SmallVector<int64_t> out(in.getShape());
   for (auto [i, axis] : llvm::enumerate(axes)) {
@@ -555,9 +545,8 @@ KILN_INFER(SliceOp) {
   return push(types, out, in.getElementType());
 }
 
-static LogicalResult inferReduce(std::optional<Location> loc, Value input,
-                                 ArrayRef<int64_t> axes, bool keepdims,
-                                 SmallVectorImpl<Type> &types) {
+static LogicalResult inferReduce(std::optional<Location> loc, Value input, ArrayRef<int64_t> axes,
+                                 bool keepdims, SmallVectorImpl<Type> &types) {
   auto in = shapeOf(input);
   SmallVector<int64_t> out;
   for (int64_t a : axes)

@@ -32,18 +32,25 @@ struct ElementInfo {
 };
 
 std::optional<ElementInfo> elementInfo(Type t) {
-  if (t.isF32()) return ElementInfo{"float", 1};
-  if (t.isF64()) return ElementInfo{"double", 2};
-  if (t.isInteger(1)) return ElementInfo{"bool", 7};
+  if (t.isF32())
+    return ElementInfo{"float", 1};
+  if (t.isF64())
+    return ElementInfo{"double", 2};
+  if (t.isInteger(1))
+    return ElementInfo{"bool", 7};
   auto i = dyn_cast<IntegerType>(t);
   if (!i)
     return std::nullopt;
   bool u = i.isUnsigned();
   switch (i.getWidth()) {
-  case 8: return u ? ElementInfo{"uint8_t", 6} : ElementInfo{"int8_t", 5};
-  case 16: return u ? ElementInfo{"uint16_t", 9} : ElementInfo{"int16_t", 8};
-  case 32: return u ? ElementInfo{"uint32_t", 10} : ElementInfo{"int32_t", 4};
-  case 64: return u ? ElementInfo{"uint64_t", 11} : ElementInfo{"int64_t", 3};
+  case 8:
+    return u ? ElementInfo{"uint8_t", 6} : ElementInfo{"int8_t", 5};
+  case 16:
+    return u ? ElementInfo{"uint16_t", 9} : ElementInfo{"int16_t", 8};
+  case 32:
+    return u ? ElementInfo{"uint32_t", 10} : ElementInfo{"int32_t", 4};
+  case 64:
+    return u ? ElementInfo{"uint64_t", 11} : ElementInfo{"int64_t", 3};
   }
   return std::nullopt;
 }
@@ -91,8 +98,8 @@ int64_t product(ArrayRef<int64_t> dims) {
 
 /// "outer, size, inner": a shape seen as [before axis, axis, after axis].
 std::string around(ArrayRef<int64_t> dims, int64_t axis) {
-  return std::to_string(product(dims.take_front(axis))) + ", " + std::to_string(dims[axis]) +
-         ", " + std::to_string(product(dims.drop_front(axis + 1)));
+  return std::to_string(product(dims.take_front(axis))) + ", " + std::to_string(dims[axis]) + ", " +
+         std::to_string(product(dims.drop_front(axis + 1)));
 }
 
 /// A C++ expression of type `type` for `v`, infinities and NaN included.
@@ -165,8 +172,8 @@ int64_t Emitter::weightOffset(ElementsAttr attr) {
 std::string Emitter::ptr(Value v) {
   std::string t = elt(v);
   if (auto c = v.getDefiningOp<ConstantOp>())
-    return "reinterpret_cast<const " + t + " *>(W + " +
-           std::to_string(weightOffset(c.getValue())) + ")";
+    return "reinterpret_cast<const " + t + " *>(W + " + std::to_string(weightOffset(c.getValue())) +
+           ")";
   IntegerAttr offset;
   if (auto arg = dyn_cast<BlockArgument>(v))
     offset = cast<func::FuncOp>(arg.getOwner()->getParentOp())
@@ -204,18 +211,18 @@ LogicalResult Emitter::emitOp(Operation *op) {
     std::string In = elt(l);
     std::string ls = shape(l, "ls"), rs = shape(r, "rs"), outShape = shape(out, "os");
     os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
-       << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out)
-       << ", " << outShape << ", " << rank(out) << ", [](" << In << " x, " << In
-       << " y) { return " << T << "(" << expr << "); });\n";
+       << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out) << ", "
+       << outShape << ", " << rank(out) << ", [](" << In << " x, " << In << " y) { return " << T
+       << "(" << expr << "); });\n";
   };
   // `x` is the element; `alpha` and `beta` the op's parameters, if any.
   auto unary = [&](StringRef expr) {
     std::string params;
     if (auto alpha = op->getAttrOfType<FloatAttr>("alpha"))
-      params = "const " + T + " alpha = " + numberLiteral(alpha.getValueAsDouble(), T) +
-               "; const " + T + " beta = " +
-               numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
-               "; (void)alpha; (void)beta; ";
+      params =
+          "const " + T + " alpha = " + numberLiteral(alpha.getValueAsDouble(), T) + "; const " + T +
+          " beta = " + numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
+          "; (void)alpha; (void)beta; ";
     os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
        << ", [](" << T << " x) { " << params << "return " << T << "(" << expr << "); });\n";
   };
@@ -229,8 +236,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
     os << "    static constexpr bool reduced[] = {" << list(flags) << "};\n"
        << "    kiln::cpu::reduce<" << T << ">(" << ptr(input) << ", " << is << ", reduced, "
        << in.getRank() << ", " << ptr(out) << ", " << init << ", [](" << T << " a, " << T
-       << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false")
-       << ");\n";
+       << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false") << ");\n";
   };
   // The identities of max and min: infinities for floats (an empty max is -inf).
   bool isFloat = outType && isa<FloatType>(outType.getElementType());
@@ -240,71 +246,166 @@ LogicalResult Emitter::emitOp(Operation *op) {
 
   LogicalResult result =
       TypeSwitch<Operation *, LogicalResult>(op)
-          .Case([&](AddOp) { binary("x + y"); return success(); })
-          .Case([&](SubOp) { binary("x - y"); return success(); })
-          .Case([&](MulOp) { binary("x * y"); return success(); })
+          .Case([&](AddOp) {
+            binary("x + y");
+            return success();
+          })
+          .Case([&](SubOp) {
+            binary("x - y");
+            return success();
+          })
+          .Case([&](MulOp) {
+            binary("x * y");
+            return success();
+          })
           .Case([&](DivOp) {
             binary(isa<FloatType>(outType.getElementType()) ? "x / y" : "kiln::cpu::divide(x, y)");
             return success();
           })
-          .Case([&](MaxOp) { binary("x > y ? x : y"); return success(); })
-          .Case([&](MinOp) { binary("x < y ? x : y"); return success(); })
-          .Case([&](PowOp) { binary("std::pow(x, y)"); return success(); })
-          .Case([&](ModOp) { binary("kiln::cpu::mod(x, y)"); return success(); })
-          .Case([&](PReluOp) { binary("x < 0 ? x * y : x"); return success(); })
-          .Case([&](AndOp) { binary("x && y"); return success(); })
-          .Case([&](OrOp) { binary("x || y"); return success(); })
-          .Case([&](XorOp) { binary("x != y"); return success(); })
-          .Case([&](EqualOp) { binary("x == y"); return success(); })
-          .Case([&](LessOp) { binary("x < y"); return success(); })
-          .Case([&](LessEqualOp) { binary("x <= y"); return success(); })
-          .Case([&](GreaterOp) { binary("x > y"); return success(); })
-          .Case([&](GreaterEqualOp) { binary("x >= y"); return success(); })
-          .Case([&](ReluOp) { unary("x > 0 ? x : 0"); return success(); })
-          .Case([&](FloorOp) { unary("std::floor(x)"); return success(); })
-          .Case([&](CeilOp) { unary("std::ceil(x)"); return success(); })
-          .Case([&](RoundOp) { unary("std::nearbyint(x)"); return success(); })
-          .Case([&](ReciprocalOp) { unary("1 / x"); return success(); })
-          .Case([&](SinOp) { unary("std::sin(x)"); return success(); })
-          .Case([&](CosOp) { unary("std::cos(x)"); return success(); })
-          .Case([&](SoftplusOp) { unary("std::log1p(std::exp(x))"); return success(); })
-          .Case([&](SoftsignOp) { unary("x / (1 + std::fabs(x))"); return success(); })
-          .Case([&](SignOp) { unary("(x > 0) - (x < 0)"); return success(); })
-          .Case([&](NotOp) { unary("!x"); return success(); })
-          .Case([&](LeakyReluOp) { unary("x < 0 ? alpha * x : x"); return success(); })
-          .Case([&](EluOp) { unary("x < 0 ? alpha * (std::exp(x) - 1) : x"); return success(); })
+          .Case([&](MaxOp) {
+            binary("x > y ? x : y");
+            return success();
+          })
+          .Case([&](MinOp) {
+            binary("x < y ? x : y");
+            return success();
+          })
+          .Case([&](PowOp) {
+            binary("std::pow(x, y)");
+            return success();
+          })
+          .Case([&](ModOp) {
+            binary("kiln::cpu::mod(x, y)");
+            return success();
+          })
+          .Case([&](PReluOp) {
+            binary("x < 0 ? x * y : x");
+            return success();
+          })
+          .Case([&](AndOp) {
+            binary("x && y");
+            return success();
+          })
+          .Case([&](OrOp) {
+            binary("x || y");
+            return success();
+          })
+          .Case([&](XorOp) {
+            binary("x != y");
+            return success();
+          })
+          .Case([&](EqualOp) {
+            binary("x == y");
+            return success();
+          })
+          .Case([&](LessOp) {
+            binary("x < y");
+            return success();
+          })
+          .Case([&](LessEqualOp) {
+            binary("x <= y");
+            return success();
+          })
+          .Case([&](GreaterOp) {
+            binary("x > y");
+            return success();
+          })
+          .Case([&](GreaterEqualOp) {
+            binary("x >= y");
+            return success();
+          })
+          .Case([&](ReluOp) {
+            unary("x > 0 ? x : 0");
+            return success();
+          })
+          .Case([&](FloorOp) {
+            unary("std::floor(x)");
+            return success();
+          })
+          .Case([&](CeilOp) {
+            unary("std::ceil(x)");
+            return success();
+          })
+          .Case([&](RoundOp) {
+            unary("std::nearbyint(x)");
+            return success();
+          })
+          .Case([&](ReciprocalOp) {
+            unary("1 / x");
+            return success();
+          })
+          .Case([&](SinOp) {
+            unary("std::sin(x)");
+            return success();
+          })
+          .Case([&](CosOp) {
+            unary("std::cos(x)");
+            return success();
+          })
+          .Case([&](SoftplusOp) {
+            unary("std::log1p(std::exp(x))");
+            return success();
+          })
+          .Case([&](SoftsignOp) {
+            unary("x / (1 + std::fabs(x))");
+            return success();
+          })
+          .Case([&](SignOp) {
+            unary("(x > 0) - (x < 0)");
+            return success();
+          })
+          .Case([&](NotOp) {
+            unary("!x");
+            return success();
+          })
+          .Case([&](LeakyReluOp) {
+            unary("x < 0 ? alpha * x : x");
+            return success();
+          })
+          .Case([&](EluOp) {
+            unary("x < 0 ? alpha * (std::exp(x) - 1) : x");
+            return success();
+          })
           .Case([&](HardSigmoidOp) {
             unary("std::max(" + T + "(0), std::min(" + T + "(1), alpha * x + beta))");
             return success();
           })
-          .Case([&](ClipOp) { unary("std::min(std::max(x, alpha), beta)"); return success(); })
-          .Case([&](GeluOp) { unary("kiln::cpu::gelu(x, alpha != 0)"); return success(); })
+          .Case([&](ClipOp) {
+            unary("std::min(std::max(x, alpha), beta)");
+            return success();
+          })
+          .Case([&](GeluOp) {
+            unary("kiln::cpu::gelu(x, alpha != 0)");
+            return success();
+          })
           .Case([&](WhereOp w) {
             std::string cs = shape(w.getCond(), "cs"), xs = shape(w.getX(), "xs"),
                         ys = shape(w.getY(), "ys"), o = shape(out, "os");
             os << "    kiln::cpu::select<" << T << ">(" << ptr(w.getCond()) << ", " << cs << ", "
-               << rank(w.getCond()) << ", " << ptr(w.getX()) << ", " << xs << ", "
-               << rank(w.getX()) << ", " << ptr(w.getY()) << ", " << ys << ", " << rank(w.getY())
-               << ", " << ptr(out) << ", " << o << ", " << rank(out) << ");\n";
+               << rank(w.getCond()) << ", " << ptr(w.getX()) << ", " << xs << ", " << rank(w.getX())
+               << ", " << ptr(w.getY()) << ", " << ys << ", " << rank(w.getY()) << ", " << ptr(out)
+               << ", " << o << ", " << rank(out) << ");\n";
             return success();
           })
           .Case([&](ExpandOp e) {
             std::string is = shape(e.getInput(), "is"), o = shape(out, "os");
             os << "    kiln::cpu::broadcastTo<" << T << ">(" << ptr(e.getInput()) << ", " << is
-               << ", " << rank(e.getInput()) << ", " << o << ", " << rank(out) << ", "
-               << ptr(out) << ");\n";
+               << ", " << rank(e.getInput()) << ", " << o << ", " << rank(out) << ", " << ptr(out)
+               << ");\n";
             return success();
           })
           .Case([&](LayerNormOp l) {
             int64_t axis = l.getAxis();
             auto dims = outType.getShape();
-            auto size = [](Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); };
+            auto size = [](Value v) {
+              return cast<RankedTensorType>(v.getType()).getNumElements();
+            };
             os << "    kiln::cpu::layerNorm<" << T << ">(" << ptr(l.getInput()) << ", "
                << ptr(l.getScale()) << ", " << size(l.getScale()) << ", "
                << (l.getBias() ? ptr(l.getBias()) : "nullptr") << ", "
                << (l.getBias() ? size(l.getBias()) : 0) << ", " << ptr(out) << ", "
-               << product(dims.take_front(axis)) << ", " << product(dims.drop_front(axis))
-               << ", " << numberLiteral(l.getEpsilon().convertToDouble(), "double") << ", "
+               << product(dims.take_front(axis)) << ", " << product(dims.drop_front(axis)) << ", "
+               << numberLiteral(l.getEpsilon().convertToDouble(), "double") << ", "
                << (l.getRms() ? "true" : "false") << ");\n";
             return success();
           })
@@ -315,21 +416,45 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ", " << ptr(e.getIndices()) << ", " << e.getIndices().getType().getNumElements()
                << ", " << ptr(e.getBegin()) << ", " << ptr(e.getEnd()) << ", "
                << outType.getDimSize(0) << ", "
-               << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode()
-               << ", " << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << "))\n"
+               << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode() << ", "
+               << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << "))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("embedding_bag '" + nodeName + "': index or offset out of range")
                << ");\n";
             return success();
           })
-          .Case([&](SigmoidOp) { unary("kiln::cpu::sigmoid(x)"); return success(); })
-          .Case([&](TanhOp) { unary("std::tanh(x)"); return success(); })
-          .Case([&](ExpOp) { unary("std::exp(x)"); return success(); })
-          .Case([&](LogOp) { unary("std::log(x)"); return success(); })
-          .Case([&](SqrtOp) { unary("std::sqrt(x)"); return success(); })
-          .Case([&](ErfOp) { unary("std::erf(x)"); return success(); })
-          .Case([&](NegOp) { unary("-x"); return success(); })
-          .Case([&](AbsOp) { unary("x < 0 ? -x : x"); return success(); })
+          .Case([&](SigmoidOp) {
+            unary("kiln::cpu::sigmoid(x)");
+            return success();
+          })
+          .Case([&](TanhOp) {
+            unary("std::tanh(x)");
+            return success();
+          })
+          .Case([&](ExpOp) {
+            unary("std::exp(x)");
+            return success();
+          })
+          .Case([&](LogOp) {
+            unary("std::log(x)");
+            return success();
+          })
+          .Case([&](SqrtOp) {
+            unary("std::sqrt(x)");
+            return success();
+          })
+          .Case([&](ErfOp) {
+            unary("std::erf(x)");
+            return success();
+          })
+          .Case([&](NegOp) {
+            unary("-x");
+            return success();
+          })
+          .Case([&](AbsOp) {
+            unary("x < 0 ? -x : x");
+            return success();
+          })
           .Case([&](CopyOp c) {
             os << "    std::memcpy(" << ptr(out) << ", " << ptr(c.getInput()) << ", " << n
                << " * sizeof(" << T << "));\n";
@@ -440,9 +565,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
             int64_t outer = product(dims.take_front(axis)), row = product(dims.drop_front(axis));
             int64_t offset = 0;
             for (Value in : c.getInputs()) {
-              int64_t chunk = product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
-              os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
-                 << ", " << outer << ", " << chunk << ", " << row << ", " << offset << ");\n";
+              int64_t chunk =
+                  product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
+              os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out) << ", "
+                 << outer << ", " << chunk << ", " << row << ", " << offset << ");\n";
               offset += chunk;
             }
             return success();
@@ -452,8 +578,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
             int64_t axis = g.getAxis();
             os << "    if (!kiln::cpu::gather<" << T << ", " << elt(g.getIndices()) << ">("
                << ptr(g.getData()) << ", " << ptr(g.getIndices()) << ", " << ptr(out) << ", "
-               << product(data.getShape().take_front(axis)) << ", " << data.getDimSize(axis)
-               << ", " << g.getIndices().getType().getNumElements() << ", "
+               << product(data.getShape().take_front(axis)) << ", " << data.getDimSize(axis) << ", "
+               << g.getIndices().getType().getNumElements() << ", "
                << product(data.getShape().drop_front(axis + 1)) << "))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("gather '" + nodeName + "': index out of range") << ");\n";
@@ -525,7 +651,8 @@ std::string tensorSpecs(func::FuncOp func, bool inputs, raw_ostream &os) {
   std::string table;
   llvm::raw_string_ostream t(table);
   for (unsigned i = 0; i < count; ++i) {
-    auto type = cast<RankedTensorType>(inputs ? func.getArgumentTypes()[i] : func.getResultTypes()[i]);
+    auto type =
+        cast<RankedTensorType>(inputs ? func.getArgumentTypes()[i] : func.getResultTypes()[i]);
     auto attr = [&](StringRef name) {
       return inputs ? func.getArgAttr(i, name) : func.getResultAttr(i, name);
     };
@@ -553,8 +680,8 @@ std::string tensorSpecs(func::FuncOp func, bool inputs, raw_ostream &os) {
       os << "};\n";
     }
     t << "    {" << cString(name ? name.getValue() : prefix + std::to_string(i)) << ", "
-      << dtypeCode(type.getElementType()) << ", " << type.getRank() << ", " << shapeName
-      << ", " << (batched ? 1 : 0) << ", " << boundsName << "},\n";
+      << dtypeCode(type.getElementType()) << ", " << type.getRank() << ", " << shapeName << ", "
+      << (batched ? 1 : 0) << ", " << boundsName << "},\n";
   }
   return table;
 }
@@ -592,8 +719,10 @@ LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostrea
   os << "const int64_t *const kNone = nullptr;\n";
   std::string inputs = tensorSpecs(first, true, os);
   std::string outputs = tensorSpecs(first, false, os);
-  os << "const kiln_abi_tensor kInputs[] = {\n" << inputs << "};\n"
-     << "const kiln_abi_tensor kOutputs[] = {\n" << outputs << "};\n";
+  os << "const kiln_abi_tensor kInputs[] = {\n"
+     << inputs << "};\n"
+     << "const kiln_abi_tensor kOutputs[] = {\n"
+     << outputs << "};\n";
   for (func::FuncOp f : funcs) {
     SmallVector<int64_t> in, out;
     for (unsigned i = 0; i < f.getNumArguments(); ++i)
@@ -618,12 +747,12 @@ LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostrea
   os << "};\n\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "
         "kiln_model_descriptor = {\n"
-     << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, "
-     << cString(info.compilerVersion) << ", \"x86_64-avx2-fma\",\n"
+     << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, " << cString(info.compilerVersion)
+     << ", \"x86_64-avx2-fma\",\n"
      << "    KILN_ISA_AVX2 | KILN_ISA_FMA, " << cString(info.modelHash) << ",\n"
      << "    " << first.getNumArguments() << ", " << first.getNumResults()
-     << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, "
-     << weights.size() << "u};\n";
+     << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, " << weights.size()
+     << "u};\n";
   return success();
 }
 

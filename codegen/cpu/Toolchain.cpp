@@ -41,9 +41,9 @@ LogicalResult writeSupportHeaders(StringRef dir, std::string &error) {
     error = "cannot create " + kilnDir.str().str() + ": " + ec.message();
     return failure();
   }
-  return success(succeeded(writeFile((dir + "/kernels.h").str(), kEmbeddedKernelsHeader, error)) &&
-                 succeeded(writeFile((kilnDir + "/model_abi.h").str(),
-                                     kEmbeddedModelAbiHeader, error)));
+  return success(
+      succeeded(writeFile((dir + "/kernels.h").str(), kEmbeddedKernelsHeader, error)) &&
+      succeeded(writeFile((kilnDir + "/model_abi.h").str(), kEmbeddedModelAbiHeader, error)));
 }
 
 LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef output,
@@ -57,15 +57,17 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
   }
   std::string include = "-I" + dir.str(), asmInclude = "-Wa,-I" + dir.str();
   std::string src = (dir + "/" + source).str(), out = output.str();
-  SmallVector<StringRef> args = {*program, "-std=c++17", "-O2", "-shared", "-fPIC",
-                                 "-fvisibility=hidden", "-mavx2", "-mfma", "-w",
-                                 include, asmInclude, src, "-o", out};
+  SmallVector<StringRef> args = {
+      *program, "-std=c++17", "-O2", "-shared", "-fPIC",    "-fvisibility=hidden",
+      "-mavx2", "-mfma",      "-w",  include,   asmInclude, src,
+      "-o",     out};
   std::string log = (dir + "/compiler.log").str();
   std::optional<StringRef> redirects[] = {std::nullopt, StringRef(log), StringRef(log)};
   std::string message;
   int rc = llvm::sys::ExecuteAndWait(*program, args, std::nullopt, redirects, 0, 0, &message);
   if (rc != 0) {
-    error = "the C++ compiler failed (" + (message.empty() ? "exit " + std::to_string(rc) : message) + ")";
+    error = "the C++ compiler failed (" +
+            (message.empty() ? "exit " + std::to_string(rc) : message) + ")";
     if (auto text = llvm::MemoryBuffer::getFile(log))
       error += ":\n" + (*text)->getBuffer().take_back(4000).str();
     return failure();

@@ -18,7 +18,19 @@
 namespace kiln {
 namespace {
 
-enum class Role { Iter, CondIn, SequenceIn, True, Const, Elem, Window, WindowColumn, Rows, Bag, Sequence };
+enum class Role {
+  Iter,
+  CondIn,
+  SequenceIn,
+  True,
+  Const,
+  Elem,
+  Window,
+  WindowColumn,
+  Rows,
+  Bag,
+  Sequence
+};
 
 struct Value {
   Role role;
@@ -71,7 +83,9 @@ private:
     auto it = values.find(name);
     return it == values.end() ? nullptr : &it->second;
   }
-  bool isOuter(const std::string &name) const { return !name.empty() && !values.count(name) && !produced.count(name); }
+  bool isOuter(const std::string &name) const {
+    return !name.empty() && !values.count(name) && !produced.count(name);
+  }
   /// Axes from the attribute (old opsets) or a constant second input.
   std::optional<std::vector<int64_t>> axes(const onnx::NodeProto &n, int input) const;
 
@@ -178,8 +192,8 @@ bool Matcher::node(const onnx::NodeProto &n) {
     const Value *a = in(0), *b = in(1);
     if (a && b && b->role == Role::Rows)
       std::swap(a, b);
-    if (!a || !b || a->role != Role::Rows || !a->weights.empty() ||
-        b->role != Role::WindowColumn || a->x != b->x || a->y != b->y)
+    if (!a || !b || a->role != Role::Rows || !a->weights.empty() || b->role != Role::WindowColumn ||
+        a->x != b->x || a->y != b->y)
       return false;
     Value rows = *a;
     rows.weights = b->data;
@@ -187,7 +201,8 @@ bool Matcher::node(const onnx::NodeProto &n) {
   }
   if (op == "SequenceInsert") {
     const Value *seq = in(0), *bag = in(1);
-    if (n.input_size() != 2 || !seq || seq->role != Role::SequenceIn || !bag || bag->role != Role::Bag)
+    if (n.input_size() != 2 || !seq || seq->role != Role::SequenceIn || !bag ||
+        bag->role != Role::Bag)
       return false;
     Value appended = *bag;
     appended.role = Role::Sequence;
@@ -251,9 +266,8 @@ std::optional<EmbeddingBagLoop> Matcher::run(const onnx::NodeProto &loop, std::s
 
 } // namespace
 
-std::optional<EmbeddingBagLoop> matchEmbeddingBagLoop(const onnx::NodeProto &loop,
-                                                      const OuterInts &outerInts,
-                                                      std::string &why) {
+std::optional<EmbeddingBagLoop>
+matchEmbeddingBagLoop(const onnx::NodeProto &loop, const OuterInts &outerInts, std::string &why) {
   return Matcher(outerInts).run(loop, why);
 }
 

@@ -21,7 +21,7 @@ namespace kiln {
 /// exporter's form). Names are of outer-scope values.
 struct EmbeddingBagLoop {
   std::string table, indices, begin, end, weights;
-  int mode = 0; // 0 sum, 1 mean, 2 max
+  int mode = 0;          // 0 sum, 1 mean, 2 max
   bool sequence = false; // the Loop's output is a sequence of the bags
 };
 
@@ -31,8 +31,7 @@ using OuterInts = std::function<std::optional<std::vector<int64_t>>(const std::s
 /// Recognises `loop` by what its body computes, not by names. On a mismatch
 /// returns nothing and says in `why` which body node breaks the pattern.
 std::optional<EmbeddingBagLoop> matchEmbeddingBagLoop(const onnx::NodeProto &loop,
-                                                      const OuterInts &outerInts,
-                                                      std::string &why);
+                                                      const OuterInts &outerInts, std::string &why);
 
 } // namespace kiln
 

@@ -41,8 +41,7 @@ struct ImportError {
 
 class Importer {
 public:
-  Importer(MLIRContext &context, const onnx::ModelProto &model,
-           const std::string &path)
+  Importer(MLIRContext &context, const onnx::ModelProto &model, const std::string &path)
       : ctx(context), model(model), builder(&context), path(path) {}
 
   OwningOpRef<ModuleOp> run();
@@ -50,6 +49,12 @@ public:
 private:
   void importGraph(func::FuncOp &func);
   void importNode(const onnx::NodeProto &node);
+  bool importConstantsAndShapes(const onnx::NodeProto &n, const std::string &op);
+  bool importElementwise(const onnx::NodeProto &n, const std::string &op);
+  bool importLinearAlgebra(const onnx::NodeProto &n, const std::string &op);
+  bool importDataMovement(const onnx::NodeProto &n, const std::string &op);
+  bool importReductions(const onnx::NodeProto &n, const std::string &op);
+  bool importEmbeddingBagLoops(const onnx::NodeProto &n, const std::string &op);
   Type elementType(int32_t onnxType, const std::string &what);
   RankedTensorType valueType(const onnx::ValueInfoProto &info, bool &batched);
   ElementsAttr tensorAttr(const onnx::TensorProto &tensor);
@@ -69,8 +74,7 @@ private:
   [[noreturn]] void fail(const std::string &message);
   void define(int output, Value value);
   bool isUsed(const std::string &name) const;
-  template <typename Op, typename... Args>
-  Value make(Args &&...args);
+  template <typename Op, typename... Args> Value make(Args &&...args);
 
   MLIRContext &ctx;
   const onnx::ModelProto &model;
@@ -103,20 +107,30 @@ void Importer::fail(const std::string &message) {
 Type Importer::elementType(int32_t t, const std::string &what) {
   using TP = onnx::TensorProto;
   switch (t) {
-  case TP::FLOAT: return builder.getF32Type();
-  case TP::DOUBLE: return builder.getF64Type();
-  case TP::INT64: return builder.getI64Type();
-  case TP::INT32: return builder.getI32Type();
-  case TP::INT8: return builder.getI8Type();
-  case TP::INT16: return builder.getI16Type();
-  case TP::UINT8: return IntegerType::get(&ctx, 8, IntegerType::Unsigned);
-  case TP::UINT16: return IntegerType::get(&ctx, 16, IntegerType::Unsigned);
-  case TP::UINT32: return IntegerType::get(&ctx, 32, IntegerType::Unsigned);
-  case TP::UINT64: return IntegerType::get(&ctx, 64, IntegerType::Unsigned);
-  case TP::BOOL: return builder.getI1Type();
+  case TP::FLOAT:
+    return builder.getF32Type();
+  case TP::DOUBLE:
+    return builder.getF64Type();
+  case TP::INT64:
+    return builder.getI64Type();
+  case TP::INT32:
+    return builder.getI32Type();
+  case TP::INT8:
+    return builder.getI8Type();
+  case TP::INT16:
+    return builder.getI16Type();
+  case TP::UINT8:
+    return IntegerType::get(&ctx, 8, IntegerType::Unsigned);
+  case TP::UINT16:
+    return IntegerType::get(&ctx, 16, IntegerType::Unsigned);
+  case TP::UINT32:
+    return IntegerType::get(&ctx, 32, IntegerType::Unsigned);
+  case TP::UINT64:
+    return IntegerType::get(&ctx, 64, IntegerType::Unsigned);
+  case TP::BOOL:
+    return builder.getI1Type();
   default:
-    fail(what + ": unsupported element type " +
-         TP::DataType_Name(static_cast<TP::DataType>(t)));
+    fail(what + ": unsupported element type " + TP::DataType_Name(static_cast<TP::DataType>(t)));
   }
 }
 
@@ -145,8 +159,8 @@ std::vector<char> tensorBytes(const onnx::TensorProto &t, size_t count, size_t w
   std::vector<char> bytes(count * width);
   if (t.has_raw_data()) {
     if (t.raw_data().size() != bytes.size()) {
-      error = "raw_data holds " + std::to_string(t.raw_data().size()) +
-              " bytes, the shape needs " + std::to_string(bytes.size());
+      error = "raw_data holds " + std::to_string(t.raw_data().size()) + " bytes, the shape needs " +
+              std::to_string(bytes.size());
       return {};
     }
     std::copy(t.raw_data().begin(), t.raw_data().end(), bytes.begin());
@@ -164,18 +178,42 @@ std::vector<char> tensorBytes(const onnx::TensorProto &t, size_t count, size_t w
     }
   };
   switch (t.data_type()) {
-  case TP::FLOAT: fill(t.float_data(), [](float v) { return v; }); break;
-  case TP::DOUBLE: fill(t.double_data(), [](double v) { return v; }); break;
-  case TP::INT64: fill(t.int64_data(), [](int64_t v) { return v; }); break;
-  case TP::INT32: fill(t.int32_data(), [](int32_t v) { return v; }); break;
-  case TP::INT8: fill(t.int32_data(), [](int32_t v) { return int8_t(v); }); break;
-  case TP::INT16: fill(t.int32_data(), [](int32_t v) { return int16_t(v); }); break;
-  case TP::UINT16: fill(t.int32_data(), [](int32_t v) { return uint16_t(v); }); break;
-  case TP::UINT32: fill(t.uint64_data(), [](uint64_t v) { return uint32_t(v); }); break;
-  case TP::UINT64: fill(t.uint64_data(), [](uint64_t v) { return v; }); break;
-  case TP::UINT8: fill(t.int32_data(), [](int32_t v) { return uint8_t(v); }); break;
-  case TP::BOOL: fill(t.int32_data(), [](int32_t v) { return uint8_t(v != 0); }); break;
-  default: error = "unsupported data type"; break;
+  case TP::FLOAT:
+    fill(t.float_data(), [](float v) { return v; });
+    break;
+  case TP::DOUBLE:
+    fill(t.double_data(), [](double v) { return v; });
+    break;
+  case TP::INT64:
+    fill(t.int64_data(), [](int64_t v) { return v; });
+    break;
+  case TP::INT32:
+    fill(t.int32_data(), [](int32_t v) { return v; });
+    break;
+  case TP::INT8:
+    fill(t.int32_data(), [](int32_t v) { return int8_t(v); });
+    break;
+  case TP::INT16:
+    fill(t.int32_data(), [](int32_t v) { return int16_t(v); });
+    break;
+  case TP::UINT16:
+    fill(t.int32_data(), [](int32_t v) { return uint16_t(v); });
+    break;
+  case TP::UINT32:
+    fill(t.uint64_data(), [](uint64_t v) { return uint32_t(v); });
+    break;
+  case TP::UINT64:
+    fill(t.uint64_data(), [](uint64_t v) { return v; });
+    break;
+  case TP::UINT8:
+    fill(t.int32_data(), [](int32_t v) { return uint8_t(v); });
+    break;
+  case TP::BOOL:
+    fill(t.int32_data(), [](int32_t v) { return uint8_t(v != 0); });
+    break;
+  default:
+    error = "unsupported data type";
+    break;
   }
   return bytes;
 }
@@ -204,13 +242,11 @@ ElementsAttr Importer::tensorAttr(const onnx::TensorProto &t) {
   if (bytes.size() <= kInlineConstantBytes)
     return DenseElementsAttr::getFromRawBuffer(type, bytes);
   std::string blob = t.name().empty() ? "weight" : t.name();
-  return DenseResourceElementsAttr::get(
-      type, blob, HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64));
+  return DenseResourceElementsAttr::get(type, blob,
+                                        HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64));
 }
 
-bool Importer::hasInput(int i) const {
-  return i < node->input_size() && !node->input(i).empty();
-}
+bool Importer::hasInput(int i) const { return i < node->input_size() && !node->input(i).empty(); }
 
 Value Importer::input(int i) {
   if (!hasInput(i))
@@ -286,8 +322,7 @@ void Importer::define(int output, Value value) {
     values[node->output(output)] = value;
 }
 
-template <typename Op, typename... Args>
-Value Importer::make(Args &&...args) {
+template <typename Op, typename... Args> Value Importer::make(Args &&...args) {
   // Built with a placeholder result type, then typed by the op's own
   // inference, so a shape error becomes a message about this node.
   auto op = Op::create(builder, loc, builder.getNoneType(), std::forward<Args>(args)...);
@@ -306,16 +341,76 @@ Value Importer::make(Args &&...args) {
   return op.getResult();
 }
 
-void Importer::importNode(const onnx::NodeProto &n) {
-  node = &n;
-  // The line of a node's location is its 1-based position in the graph.
-  loc = NameLoc::get(builder.getStringAttr(n.name().empty() ? n.op_type() : n.name()),
-                     FileLineColLoc::get(&ctx, path, nodeIndex + 1, 0));
-  if (!n.domain().empty() && n.domain() != "ai.onnx")
-    fail("operator domain '" + n.domain() + "' is not supported");
-  const std::string &op = n.op_type();
+/// Constants, identities and the shape computations exporters emit. Returns false for other ops.
+bool Importer::importConstantsAndShapes(const onnx::NodeProto &n, const std::string &op) {
   OpBuilder &b = builder;
+  if (op == "Constant") {
+    ElementsAttr value;
+    if (const auto *a = attr("value")) {
+      value = tensorAttr(a->t());
+    } else if (const auto *a = attr("value_float")) {
+      value = DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()), a->f());
+    } else if (const auto *a = attr("value_int")) {
+      value = DenseElementsAttr::get(RankedTensorType::get({}, b.getI64Type()), int64_t(a->i()));
+    } else if (const auto *a = attr("value_ints")) {
+      SmallVector<int64_t> v(a->ints().begin(), a->ints().end());
+      value =
+          DenseIntElementsAttr::get(RankedTensorType::get({int64_t(v.size())}, b.getI64Type()), v);
+    } else if (const auto *a = attr("value_floats")) {
+      SmallVector<float> v(a->floats().begin(), a->floats().end());
+      value = DenseElementsAttr::get(RankedTensorType::get({int64_t(v.size())}, b.getF32Type()),
+                                     ArrayRef<float>(v));
+    } else {
+      fail("Constant without a supported value attribute");
+    }
+    define(0, ConstantOp::create(b, loc, value));
+  } else if (op == "Identity" || op == "Dropout") {
+    if (op == "Dropout") {
+      if (n.output_size() > 1 && !n.output(1).empty() && isUsed(n.output(1)))
+        fail("the Dropout mask output is not supported");
+      // Inference is the identity; training mode drops at random.
+      auto training = hasInput(2) ? getConstantInts(input(2))
+                                  : std::optional<SmallVector<int64_t>>(SmallVector<int64_t>{0});
+      auto ratio = hasInput(1) ? getConstantFloat(input(1)) : std::optional<double>(0.5);
+      if (!training || ((*training)[0] != 0 && (!ratio || *ratio != 0)))
+        fail("Dropout in training mode is not supported");
+    }
+    define(0, input(0));
+  } else if (op == "Size") {
+    Value x = input(0);
+    Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rankOf(x)));
+    define(0, make<ReduceProdOp>(shape, b.getDenseI64ArrayAttr({0}), b.getBoolAttr(false)));
+  } else if (op == "Shape") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    auto clampDim = [&](int64_t v) {
+      if (v < 0)
+        v += rank;
+      return std::min(std::max<int64_t>(v, 0), rank);
+    };
+    int64_t start = clampDim(intAttr("start", 0)), end = clampDim(intAttr("end", rank));
+    end = std::max(start, end);
+    define(0, make<ShapeOp>(x, b.getI64IntegerAttr(start), b.getI64IntegerAttr(end)));
+  } else if (op == "Range") {
+    define(0, make<RangeOp>(input(0), input(1), input(2)));
+  } else if (op == "ConstantOfShape") {
+    TypedAttr value = b.getF32FloatAttr(0.0f);
+    if (const auto *a = attr("value")) {
+      auto elements = cast<DenseElementsAttr>(tensorAttr(a->t()));
+      if (elements.getNumElements() != 1)
+        fail("ConstantOfShape value must hold one element");
+      value = cast<TypedAttr>(elements.getValues<Attribute>()[0]);
+    }
+    define(0, make<ConstantOfShapeOp>(input(0), value));
+  } else {
+    return false;
+  }
+  return true;
+}
 
+/// Elementwise arithmetic, comparisons, logic, activations and casts. Returns false for other ops.
+bool Importer::importElementwise(const onnx::NodeProto &n, const std::string &op) {
+  OpBuilder &b = builder;
   auto unary = [&](auto tag) {
     using Op = decltype(tag);
     define(0, make<Op>(input(0)));
@@ -327,62 +422,7 @@ void Importer::importNode(const onnx::NodeProto &n) {
       fail("operand element types differ");
     define(0, make<Op>(l, r));
   };
-
-  if (op == "Constant") {
-    ElementsAttr value;
-    if (const auto *a = attr("value")) {
-      value = tensorAttr(a->t());
-    } else if (const auto *a = attr("value_float")) {
-      value = DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()), a->f());
-    } else if (const auto *a = attr("value_int")) {
-      value = DenseElementsAttr::get(RankedTensorType::get({}, b.getI64Type()), int64_t(a->i()));
-    } else if (const auto *a = attr("value_ints")) {
-      SmallVector<int64_t> v(a->ints().begin(), a->ints().end());
-      value = DenseIntElementsAttr::get(RankedTensorType::get({int64_t(v.size())}, b.getI64Type()), v);
-    } else if (const auto *a = attr("value_floats")) {
-      SmallVector<float> v(a->floats().begin(), a->floats().end());
-      value = DenseElementsAttr::get(RankedTensorType::get({int64_t(v.size())}, b.getF32Type()), ArrayRef<float>(v));
-    } else {
-      fail("Constant without a supported value attribute");
-    }
-    define(0, ConstantOp::create(b, loc, value));
-  } else if (op == "Identity" || op == "Dropout") {
-    if (op == "Dropout") {
-      if (n.output_size() > 1 && !n.output(1).empty() && isUsed(n.output(1)))
-        fail("the Dropout mask output is not supported");
-      // Inference is the identity; training mode drops at random.
-      auto training = hasInput(2) ? getConstantInts(input(2)) : std::optional<SmallVector<int64_t>>(SmallVector<int64_t>{0});
-      auto ratio = hasInput(1) ? getConstantFloat(input(1)) : std::optional<double>(0.5);
-      if (!training || ((*training)[0] != 0 && (!ratio || *ratio != 0)))
-        fail("Dropout in training mode is not supported");
-    }
-    define(0, input(0));
-  } else if (op == "Gemm") {
-    Value c = hasInput(2) ? input(2) : Value();
-    define(0, make<GemmOp>(input(0), input(1), c,
-                                     b.getF32FloatAttr(floatAttr("alpha", 1.0f)),
-                                     b.getF32FloatAttr(floatAttr("beta", 1.0f)),
-                                     b.getBoolAttr(intAttr("transA", 0)),
-                                     b.getBoolAttr(intAttr("transB", 0))));
-  } else if (op == "MatMul") {
-    // ONNX promotes 1-D operands to matrices and drops the added dim after.
-    Value l = input(0), r = input(1);
-    bool vecL = rankOf(l) == 1, vecR = rankOf(r) == 1;
-    if (vecL)
-      l = make<UnsqueezeOp>(l, b.getDenseI64ArrayAttr({0}));
-    if (vecR)
-      r = make<UnsqueezeOp>(r, b.getDenseI64ArrayAttr({1}));
-    Value y = make<MatMulOp>(l, r);
-    int64_t rank = rankOf(y);
-    SmallVector<int64_t> drop;
-    if (vecL)
-      drop.push_back(rank - 2);
-    if (vecR)
-      drop.push_back(rank - 1);
-    if (!drop.empty())
-      y = make<SqueezeOp>(y, b.getDenseI64ArrayAttr(drop));
-    define(0, y);
-  } else if (op == "Add") {
+  if (op == "Add") {
     binary(AddOp());
   } else if (op == "Sub") {
     binary(SubOp());
@@ -439,7 +479,8 @@ void Importer::importNode(const onnx::NodeProto &n) {
   } else if (op == "Mod") {
     bool isFloat = isa<FloatType>(getElementTypeOrSelf(input(0)));
     if (isFloat != bool(intAttr("fmod", 0)))
-      fail(isFloat ? "floating-point Mod needs fmod=1" : "integer Mod with fmod=1 is not supported");
+      fail(isFloat ? "floating-point Mod needs fmod=1"
+                   : "integer Mod with fmod=1 is not supported");
     binary(ModOp());
   } else if (op == "And") {
     binary(AndOp());
@@ -470,8 +511,6 @@ void Importer::importNode(const onnx::NodeProto &n) {
     define(0, acc);
   } else if (op == "Where") {
     define(0, make<WhereOp>(input(0), input(1), input(2)));
-  } else if (op == "Expand") {
-    define(0, make<ExpandOp>(input(0), input(1)));
   } else if (op == "LeakyRelu" || op == "Elu" || op == "HardSigmoid" || op == "Clip" ||
              op == "Gelu") {
     Value x = input(0);
@@ -515,6 +554,56 @@ void Importer::importNode(const onnx::NodeProto &n) {
       define(0, make<GeluOp>(x, a, be));
     else
       define(0, make<ClipOp>(x, a, be));
+  } else if (op == "CastLike") {
+    Type to = getElementTypeOrSelf(input(1));
+    define(0, make<CastOp>(input(0), TypeAttr::get(to)));
+  } else if (op == "Mean") {
+    Value acc = input(0);
+    for (int i = 1; i < n.input_size(); ++i)
+      acc = make<AddOp>(acc, input(i));
+    auto scalar = RankedTensorType::get({}, getElementTypeOrSelf(acc));
+    if (!isa<FloatType>(scalar.getElementType()))
+      fail("Mean of integers is not supported");
+    Value count = ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(scalar, b.getFloatAttr(scalar.getElementType(), n.input_size())));
+    define(0, make<DivOp>(acc, count));
+  } else if (op == "Cast") {
+    Type to = elementType(intAttr("to", 0), "Cast 'to'");
+    define(0, make<CastOp>(input(0), TypeAttr::get(to)));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/// Matrix products, normalisations and softmax. Returns false for other ops.
+bool Importer::importLinearAlgebra(const onnx::NodeProto &n, const std::string &op) {
+  OpBuilder &b = builder;
+  if (op == "Gemm") {
+    Value c = hasInput(2) ? input(2) : Value();
+    define(0,
+           make<GemmOp>(input(0), input(1), c, b.getF32FloatAttr(floatAttr("alpha", 1.0f)),
+                        b.getF32FloatAttr(floatAttr("beta", 1.0f)),
+                        b.getBoolAttr(intAttr("transA", 0)), b.getBoolAttr(intAttr("transB", 0))));
+  } else if (op == "MatMul") {
+    // ONNX promotes 1-D operands to matrices and drops the added dim after.
+    Value l = input(0), r = input(1);
+    bool vecL = rankOf(l) == 1, vecR = rankOf(r) == 1;
+    if (vecL)
+      l = make<UnsqueezeOp>(l, b.getDenseI64ArrayAttr({0}));
+    if (vecR)
+      r = make<UnsqueezeOp>(r, b.getDenseI64ArrayAttr({1}));
+    Value y = make<MatMulOp>(l, r);
+    int64_t rank = rankOf(y);
+    SmallVector<int64_t> drop;
+    if (vecL)
+      drop.push_back(rank - 2);
+    if (vecR)
+      drop.push_back(rank - 1);
+    if (!drop.empty())
+      y = make<SqueezeOp>(y, b.getDenseI64ArrayAttr(drop));
+    define(0, y);
   } else if (op == "LayerNormalization") {
     Value x = input(0);
     int64_t axis = normalizeAxis(intAttr("axis", -1), rankOf(x));
@@ -532,83 +621,54 @@ void Importer::importNode(const onnx::NodeProto &n) {
       Value mean = make<ReduceMeanOp>(x, axes, keep);
       Value centred = make<SubOp>(x, mean);
       auto scalar = RankedTensorType::get({}, getElementTypeOrSelf(x));
-      Value eps = ConstantOp::create(b, loc, DenseElementsAttr::get(scalar, b.getFloatAttr(scalar.getElementType(), epsilon)));
+      Value eps = ConstantOp::create(
+          b, loc, DenseElementsAttr::get(scalar, b.getFloatAttr(scalar.getElementType(), epsilon)));
       Value var = make<ReduceMeanOp>(make<MulOp>(centred, centred), axes, keep);
       define(1, mean);
       define(2, make<ReciprocalOp>(make<SqrtOp>(make<AddOp>(var, eps))));
     }
-  } else if (op == "Loop") {
-    std::string why;
-    auto outerInts = [&](const std::string &name) -> std::optional<std::vector<int64_t>> {
-      auto it = values.find(name);
-      if (it == values.end())
-        return std::nullopt;
-      auto ints = getConstantInts(it->second);
-      if (!ints)
-        return std::nullopt;
-      return std::vector<int64_t>(ints->begin(), ints->end());
-    };
-    std::optional<EmbeddingBagLoop> bag = matchEmbeddingBagLoop(n, outerInts, why);
-    if (!bag)
-      fail("this Loop is not a recognised idiom: " + why);
-    if (!hasInput(0))
-      fail("an embedding-bag Loop needs a trip count");
-    if (hasInput(1)) {
-      auto cond = getConstantInts(input(1));
-      if (!cond || cond->size() != 1 || (*cond)[0] == 0)
-        fail("an embedding-bag Loop must start with a constant true condition");
-    }
-    auto outer = [&](const std::string &name) {
-      auto it = values.find(name);
-      if (it == values.end())
-        fail("the Loop body uses '" + name + "', which is not defined before the Loop");
-      return it->second;
-    };
-    auto toI64 = [&](Value v) {
-      if (getElementTypeOrSelf(v).isInteger(64))
-        return v;
-      return make<CastOp>(v, TypeAttr::get(b.getI64Type()));
-    };
-    // Iterations 0..M-1 read begin/end from the first M entries.
-    Value count = toI64(input(0));
-    if (rankOf(count) == 0)
-      count = make<UnsqueezeOp>(count, b.getDenseI64ArrayAttr({0}));
-    auto firstM = [&](Value v) {
-      return make<SliceOp>(toI64(v), constI64({0}), count, constI64({1}),
-                           b.getDenseI64ArrayAttr({0}));
-    };
-    if (bag->sequence && !emptySequences.count(n.input(2)))
-      fail("the sequence an embedding-bag Loop appends to must start empty (SequenceEmpty)");
-    Value weights = bag->weights.empty() ? Value() : outer(bag->weights);
-    Value bags = make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices), firstM(outer(bag->begin)),
-                                      firstM(outer(bag->end)), weights, b.getI64IntegerAttr(bag->mode),
-                                      UnitAttr());
-    if (bag->sequence)
-      bagSequences[n.output(0)] = bags;
-    else
-      define(0, bags);
-  } else if (op == "SequenceEmpty") {
-    // Only the start of an embedding-bag Loop's sequence (checked there).
-    emptySequences.insert(n.output(0));
-  } else if (op == "ConcatFromSequence") {
-    auto it = bagSequences.find(n.input(0));
-    if (it == bagSequences.end())
-      fail("only the sequence of an embedding-bag Loop can be concatenated");
-    Value bags = it->second; // [bags, dim]: the sequence stacked on a new axis 0
-    int64_t axis = intAttr("axis", 0), newAxis = intAttr("new_axis", 0);
-    if (axis != 0)
-      fail("only axis 0 is supported for a sequence of embedding bags");
-    if (newAxis)
-      define(0, bags);
-    else
-      define(0, make<ReshapeOp>(bags, constI64({-1})));
-  } else if (op == "Size") {
+  } else if (op == "LpNormalization") {
     Value x = input(0);
-    Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rankOf(x)));
-    define(0, make<ReduceProdOp>(shape, b.getDenseI64ArrayAttr({0}), b.getBoolAttr(false)));
-  } else if (op == "CastLike") {
-    Type to = getElementTypeOrSelf(input(1));
-    define(0, make<CastOp>(input(0), TypeAttr::get(to)));
+    int64_t p = intAttr("p", 2);
+    auto axes = b.getDenseI64ArrayAttr({normalizeAxis(intAttr("axis", -1), rankOf(x))});
+    auto keep = b.getBoolAttr(true);
+    if (p != 1 && p != 2)
+      fail("p must be 1 or 2");
+    Value norm = p == 1 ? make<ReduceSumOp>(make<AbsOp>(x), axes, keep)
+                        : make<SqrtOp>(make<ReduceSumOp>(make<MulOp>(x, x), axes, keep));
+    define(0, make<DivOp>(x, norm));
+  } else if (op == "RMSNormalization") {
+    Value x = input(0);
+    int64_t axis = normalizeAxis(intAttr("axis", -1), rankOf(x));
+    define(0, make<LayerNormOp>(x, input(1), Value(), b.getI64IntegerAttr(axis),
+                                b.getF64FloatAttr(floatAttr("epsilon", 1e-5f)), b.getUnitAttr()));
+  } else if (op == "Softmax" || op == "LogSoftmax") {
+    Value x = input(0);
+    int64_t rank = rankOf(x);
+    int64_t axis = normalizeAxis(intAttr("axis", opset < 13 ? 1 : -1), rank);
+    auto softmax = [&](Value v, int64_t a) {
+      return op == "Softmax" ? make<SoftmaxOp>(v, b.getI64IntegerAttr(a))
+                             : make<LogSoftmaxOp>(v, b.getI64IntegerAttr(a));
+    };
+    if (opset >= 13 || axis == rank - 1) {
+      define(0, softmax(x, axis));
+    } else {
+      // Before opset 13, softmax normalises over all dims from `axis` on.
+      Value flat = make<FlattenOp>(x, b.getI64IntegerAttr(axis));
+      Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rank));
+      define(0, make<ReshapeOp>(softmax(flat, 1), shape));
+    }
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/// Ops that move or select elements. Returns false for other ops.
+bool Importer::importDataMovement(const onnx::NodeProto &n, const std::string &op) {
+  OpBuilder &b = builder;
+  if (op == "Expand") {
+    define(0, make<ExpandOp>(input(0), input(1)));
   } else if (op == "GatherElements") {
     Value data = input(0);
     int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
@@ -622,19 +682,14 @@ void Importer::importNode(const onnx::NodeProto &n) {
       k = ks[0];
     }
     define(0, make<TriluOp>(input(0), b.getBoolAttr(intAttr("upper", 1)), b.getI64IntegerAttr(k)));
-  } else if (op == "ArgMax" || op == "ArgMin") {
-    Value x = input(0);
-    auto axis = b.getI64IntegerAttr(normalizeAxis(intAttr("axis", 0), rankOf(x)));
-    auto keep = b.getBoolAttr(intAttr("keepdims", 1));
-    auto last = b.getBoolAttr(intAttr("select_last_index", 0));
-    define(0, op == "ArgMax" ? make<ArgMaxOp>(x, axis, keep, last) : make<ArgMinOp>(x, axis, keep, last));
   } else if (op == "CumSum") {
     Value x = input(0);
     auto axes = constantInts(1, "axis");
     if (axes.size() != 1)
       fail("axis must be a scalar");
     define(0, make<CumSumOp>(x, b.getI64IntegerAttr(normalizeAxis(axes[0], rankOf(x))),
-                             b.getBoolAttr(intAttr("exclusive", 0)), b.getBoolAttr(intAttr("reverse", 0))));
+                             b.getBoolAttr(intAttr("exclusive", 0)),
+                             b.getBoolAttr(intAttr("reverse", 0))));
   } else if (op == "Pad") {
     Value x = input(0);
     int64_t rank = rankOf(x);
@@ -674,30 +729,6 @@ void Importer::importNode(const onnx::NodeProto &n) {
       all[axis + rank] = pads[i + axes.size()];
     }
     define(0, make<PadOp>(x, b.getDenseI64ArrayAttr(all), b.getF64FloatAttr(value)));
-  } else if (op == "Mean") {
-    Value acc = input(0);
-    for (int i = 1; i < n.input_size(); ++i)
-      acc = make<AddOp>(acc, input(i));
-    auto scalar = RankedTensorType::get({}, getElementTypeOrSelf(acc));
-    if (!isa<FloatType>(scalar.getElementType()))
-      fail("Mean of integers is not supported");
-    Value count = ConstantOp::create(b, loc, DenseElementsAttr::get(scalar, b.getFloatAttr(scalar.getElementType(), n.input_size())));
-    define(0, make<DivOp>(acc, count));
-  } else if (op == "LpNormalization") {
-    Value x = input(0);
-    int64_t p = intAttr("p", 2);
-    auto axes = b.getDenseI64ArrayAttr({normalizeAxis(intAttr("axis", -1), rankOf(x))});
-    auto keep = b.getBoolAttr(true);
-    if (p != 1 && p != 2)
-      fail("p must be 1 or 2");
-    Value norm = p == 1 ? make<ReduceSumOp>(make<AbsOp>(x), axes, keep)
-                        : make<SqrtOp>(make<ReduceSumOp>(make<MulOp>(x, x), axes, keep));
-    define(0, make<DivOp>(x, norm));
-  } else if (op == "RMSNormalization") {
-    Value x = input(0);
-    int64_t axis = normalizeAxis(intAttr("axis", -1), rankOf(x));
-    define(0, make<LayerNormOp>(x, input(1), Value(), b.getI64IntegerAttr(axis),
-                                b.getF64FloatAttr(floatAttr("epsilon", 1e-5f)), b.getUnitAttr()));
   } else if (op == "Split") {
     Value x = input(0);
     int64_t rank = rankOf(x);
@@ -724,25 +755,6 @@ void Importer::importNode(const onnx::NodeProto &n) {
                               b.getDenseI64ArrayAttr({axis})));
       start += len;
     }
-  } else if (op == "Cast") {
-    Type to = elementType(intAttr("to", 0), "Cast 'to'");
-    define(0, make<CastOp>(input(0), TypeAttr::get(to)));
-  } else if (op == "Softmax" || op == "LogSoftmax") {
-    Value x = input(0);
-    int64_t rank = rankOf(x);
-    int64_t axis = normalizeAxis(intAttr("axis", opset < 13 ? 1 : -1), rank);
-    auto softmax = [&](Value v, int64_t a) {
-      return op == "Softmax" ? make<SoftmaxOp>(v, b.getI64IntegerAttr(a))
-                             : make<LogSoftmaxOp>(v, b.getI64IntegerAttr(a));
-    };
-    if (opset >= 13 || axis == rank - 1) {
-      define(0, softmax(x, axis));
-    } else {
-      // Before opset 13, softmax normalises over all dims from `axis` on.
-      Value flat = make<FlattenOp>(x, b.getI64IntegerAttr(axis));
-      Value shape = make<ShapeOp>(x, b.getI64IntegerAttr(0), b.getI64IntegerAttr(rank));
-      define(0, make<ReshapeOp>(softmax(flat, 1), shape));
-    }
   } else if (op == "Concat") {
     SmallVector<Value> ins;
     for (int i = 0; i < n.input_size(); ++i)
@@ -759,7 +771,8 @@ void Importer::importNode(const onnx::NodeProto &n) {
       shape = constI64(*dims);
     else
       fail("Reshape without a shape attribute");
-    define(0, make<ReshapeOp>(input(0), shape, intAttr("allowzero", 0) ? b.getUnitAttr() : UnitAttr()));
+    define(0, make<ReshapeOp>(input(0), shape,
+                              intAttr("allowzero", 0) ? b.getUnitAttr() : UnitAttr()));
   } else if (op == "Flatten") {
     Value x = input(0);
     int64_t axis = intAttr("axis", 1);
@@ -781,55 +794,6 @@ void Importer::importNode(const onnx::NodeProto &n) {
     Value data = input(0);
     int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
     define(0, make<GatherOp>(data, input(1), b.getI64IntegerAttr(axis)));
-  } else if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax" ||
-             op == "ReduceMin" || op == "ReduceProd" || op == "ReduceL1" || op == "ReduceL2" ||
-             op == "ReduceSumSquare" || op == "ReduceLogSum" || op == "ReduceLogSumExp") {
-    Value x = input(0);
-    // Axes moved from attribute to input in opset 13 (ReduceSum), 18 (others).
-    int64_t inputSince = op == "ReduceSum" ? 13 : 18;
-    SmallVector<int64_t> axes;
-    if (opset >= inputSince) {
-      if (hasInput(1))
-        axes = constantInts(1, "axes");
-    } else if (auto a = intsAttr("axes")) {
-      axes = *a;
-    }
-    if (axes.empty()) {
-      if (intAttr("noop_with_empty_axes", 0)) {
-        define(0, x);
-        return;
-      }
-      for (int64_t i = 0; i < rankOf(x); ++i)
-        axes.push_back(i);
-    }
-    axes = normalizeAxes(axes, rankOf(x));
-    auto axesAttr = b.getDenseI64ArrayAttr(axes);
-    auto keep = b.getBoolAttr(intAttr("keepdims", 1));
-    // The other reductions are sums of transformed elements.
-    if (op == "ReduceL1")
-      define(0, make<ReduceSumOp>(make<AbsOp>(x), axesAttr, keep));
-    else if (op == "ReduceL2")
-      define(0, make<SqrtOp>(make<ReduceSumOp>(make<MulOp>(x, x), axesAttr, keep)));
-    else if (op == "ReduceSumSquare")
-      define(0, make<ReduceSumOp>(make<MulOp>(x, x), axesAttr, keep));
-    else if (op == "ReduceLogSum")
-      define(0, make<LogOp>(make<ReduceSumOp>(x, axesAttr, keep)));
-    else if (op == "ReduceLogSumExp") {
-      // log(sum(exp(x - max))) + max stays finite for large x.
-      Value max = make<ReduceMaxOp>(x, axesAttr, b.getBoolAttr(true));
-      Value sum = make<ReduceSumOp>(make<ExpOp>(make<SubOp>(x, max)), axesAttr, keep);
-      Value maxKept = intAttr("keepdims", 1) ? max : make<ReduceMaxOp>(x, axesAttr, keep);
-      define(0, make<AddOp>(make<LogOp>(sum), maxKept));
-    } else if (op == "ReduceSum")
-      define(0, make<ReduceSumOp>(x, axesAttr, keep));
-    else if (op == "ReduceMean")
-      define(0, make<ReduceMeanOp>(x, axesAttr, keep));
-    else if (op == "ReduceMax")
-      define(0, make<ReduceMaxOp>(x, axesAttr, keep));
-    else if (op == "ReduceMin")
-      define(0, make<ReduceMinOp>(x, axesAttr, keep));
-    else
-      define(0, make<ReduceProdOp>(x, axesAttr, keep));
   } else if (op == "Squeeze") {
     Value x = input(0);
     SmallVector<int64_t> axes;
@@ -895,32 +859,165 @@ void Importer::importNode(const onnx::NodeProto &n) {
       return make<CastOp>(v, TypeAttr::get(b.getI64Type()));
     };
     define(0, make<SliceOp>(x, toI64(starts), toI64(ends), toI64(steps),
-                                      b.getDenseI64ArrayAttr(axes)));
-  } else if (op == "Shape") {
-    Value x = input(0);
-    int64_t rank = rankOf(x);
-    auto clampDim = [&](int64_t v) {
-      if (v < 0)
-        v += rank;
-      return std::min(std::max<int64_t>(v, 0), rank);
-    };
-    int64_t start = clampDim(intAttr("start", 0)), end = clampDim(intAttr("end", rank));
-    end = std::max(start, end);
-    define(0, make<ShapeOp>(x, b.getI64IntegerAttr(start), b.getI64IntegerAttr(end)));
-  } else if (op == "Range") {
-    define(0, make<RangeOp>(input(0), input(1), input(2)));
-  } else if (op == "ConstantOfShape") {
-    TypedAttr value = b.getF32FloatAttr(0.0f);
-    if (const auto *a = attr("value")) {
-      auto elements = cast<DenseElementsAttr>(tensorAttr(a->t()));
-      if (elements.getNumElements() != 1)
-        fail("ConstantOfShape value must hold one element");
-      value = cast<TypedAttr>(elements.getValues<Attribute>()[0]);
-    }
-    define(0, make<ConstantOfShapeOp>(input(0), value));
+                            b.getDenseI64ArrayAttr(axes)));
   } else {
-    fail("unsupported operator");
+    return false;
   }
+  return true;
+}
+
+/// Reductions and arg-reductions. Returns false for other ops.
+bool Importer::importReductions(const onnx::NodeProto &n, const std::string &op) {
+  OpBuilder &b = builder;
+  if (op == "ArgMax" || op == "ArgMin") {
+    Value x = input(0);
+    auto axis = b.getI64IntegerAttr(normalizeAxis(intAttr("axis", 0), rankOf(x)));
+    auto keep = b.getBoolAttr(intAttr("keepdims", 1));
+    auto last = b.getBoolAttr(intAttr("select_last_index", 0));
+    define(0, op == "ArgMax" ? make<ArgMaxOp>(x, axis, keep, last)
+                             : make<ArgMinOp>(x, axis, keep, last));
+  } else if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax" || op == "ReduceMin" ||
+             op == "ReduceProd" || op == "ReduceL1" || op == "ReduceL2" ||
+             op == "ReduceSumSquare" || op == "ReduceLogSum" || op == "ReduceLogSumExp") {
+    Value x = input(0);
+    // Axes moved from attribute to input in opset 13 (ReduceSum), 18 (others).
+    int64_t inputSince = op == "ReduceSum" ? 13 : 18;
+    SmallVector<int64_t> axes;
+    if (opset >= inputSince) {
+      if (hasInput(1))
+        axes = constantInts(1, "axes");
+    } else if (auto a = intsAttr("axes")) {
+      axes = *a;
+    }
+    if (axes.empty()) {
+      if (intAttr("noop_with_empty_axes", 0)) {
+        define(0, x);
+        return true;
+      }
+      for (int64_t i = 0; i < rankOf(x); ++i)
+        axes.push_back(i);
+    }
+    axes = normalizeAxes(axes, rankOf(x));
+    auto axesAttr = b.getDenseI64ArrayAttr(axes);
+    auto keep = b.getBoolAttr(intAttr("keepdims", 1));
+    // The other reductions are sums of transformed elements.
+    if (op == "ReduceL1")
+      define(0, make<ReduceSumOp>(make<AbsOp>(x), axesAttr, keep));
+    else if (op == "ReduceL2")
+      define(0, make<SqrtOp>(make<ReduceSumOp>(make<MulOp>(x, x), axesAttr, keep)));
+    else if (op == "ReduceSumSquare")
+      define(0, make<ReduceSumOp>(make<MulOp>(x, x), axesAttr, keep));
+    else if (op == "ReduceLogSum")
+      define(0, make<LogOp>(make<ReduceSumOp>(x, axesAttr, keep)));
+    else if (op == "ReduceLogSumExp") {
+      // log(sum(exp(x - max))) + max stays finite for large x.
+      Value max = make<ReduceMaxOp>(x, axesAttr, b.getBoolAttr(true));
+      Value sum = make<ReduceSumOp>(make<ExpOp>(make<SubOp>(x, max)), axesAttr, keep);
+      Value maxKept = intAttr("keepdims", 1) ? max : make<ReduceMaxOp>(x, axesAttr, keep);
+      define(0, make<AddOp>(make<LogOp>(sum), maxKept));
+    } else if (op == "ReduceSum")
+      define(0, make<ReduceSumOp>(x, axesAttr, keep));
+    else if (op == "ReduceMean")
+      define(0, make<ReduceMeanOp>(x, axesAttr, keep));
+    else if (op == "ReduceMax")
+      define(0, make<ReduceMaxOp>(x, axesAttr, keep));
+    else if (op == "ReduceMin")
+      define(0, make<ReduceMinOp>(x, axesAttr, keep));
+    else
+      define(0, make<ReduceProdOp>(x, axesAttr, keep));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/// Loops that are embedding bags, and the sequences they stack into. Returns false for other ops.
+bool Importer::importEmbeddingBagLoops(const onnx::NodeProto &n, const std::string &op) {
+  OpBuilder &b = builder;
+  if (op == "Loop") {
+    std::string why;
+    auto outerInts = [&](const std::string &name) -> std::optional<std::vector<int64_t>> {
+      auto it = values.find(name);
+      if (it == values.end())
+        return std::nullopt;
+      auto ints = getConstantInts(it->second);
+      if (!ints)
+        return std::nullopt;
+      return std::vector<int64_t>(ints->begin(), ints->end());
+    };
+    std::optional<EmbeddingBagLoop> bag = matchEmbeddingBagLoop(n, outerInts, why);
+    if (!bag)
+      fail("this Loop is not a recognised idiom: " + why);
+    if (!hasInput(0))
+      fail("an embedding-bag Loop needs a trip count");
+    if (hasInput(1)) {
+      auto cond = getConstantInts(input(1));
+      if (!cond || cond->size() != 1 || (*cond)[0] == 0)
+        fail("an embedding-bag Loop must start with a constant true condition");
+    }
+    auto outer = [&](const std::string &name) {
+      auto it = values.find(name);
+      if (it == values.end())
+        fail("the Loop body uses '" + name + "', which is not defined before the Loop");
+      return it->second;
+    };
+    auto toI64 = [&](Value v) {
+      if (getElementTypeOrSelf(v).isInteger(64))
+        return v;
+      return make<CastOp>(v, TypeAttr::get(b.getI64Type()));
+    };
+    // Iterations 0..M-1 read begin/end from the first M entries.
+    Value count = toI64(input(0));
+    if (rankOf(count) == 0)
+      count = make<UnsqueezeOp>(count, b.getDenseI64ArrayAttr({0}));
+    auto firstM = [&](Value v) {
+      return make<SliceOp>(toI64(v), constI64({0}), count, constI64({1}),
+                           b.getDenseI64ArrayAttr({0}));
+    };
+    if (bag->sequence && !emptySequences.count(n.input(2)))
+      fail("the sequence an embedding-bag Loop appends to must start empty (SequenceEmpty)");
+    Value weights = bag->weights.empty() ? Value() : outer(bag->weights);
+    Value bags = make<EmbeddingBagOp>(outer(bag->table), outer(bag->indices),
+                                      firstM(outer(bag->begin)), firstM(outer(bag->end)), weights,
+                                      b.getI64IntegerAttr(bag->mode), UnitAttr());
+    if (bag->sequence)
+      bagSequences[n.output(0)] = bags;
+    else
+      define(0, bags);
+  } else if (op == "SequenceEmpty") {
+    // Only the start of an embedding-bag Loop's sequence (checked there).
+    emptySequences.insert(n.output(0));
+  } else if (op == "ConcatFromSequence") {
+    auto it = bagSequences.find(n.input(0));
+    if (it == bagSequences.end())
+      fail("only the sequence of an embedding-bag Loop can be concatenated");
+    Value bags = it->second; // [bags, dim]: the sequence stacked on a new axis 0
+    int64_t axis = intAttr("axis", 0), newAxis = intAttr("new_axis", 0);
+    if (axis != 0)
+      fail("only axis 0 is supported for a sequence of embedding bags");
+    if (newAxis)
+      define(0, bags);
+    else
+      define(0, make<ReshapeOp>(bags, constI64({-1})));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void Importer::importNode(const onnx::NodeProto &n) {
+  node = &n;
+  // The line of a node's location is its 1-based position in the graph.
+  loc = NameLoc::get(builder.getStringAttr(n.name().empty() ? n.op_type() : n.name()),
+                     FileLineColLoc::get(&ctx, path, nodeIndex + 1, 0));
+  if (!n.domain().empty() && n.domain() != "ai.onnx")
+    fail("operator domain '" + n.domain() + "' is not supported");
+  const std::string &op = n.op_type();
+
+  if (!importConstantsAndShapes(n, op) && !importElementwise(n, op) &&
+      !importLinearAlgebra(n, op) && !importDataMovement(n, op) && !importReductions(n, op) &&
+      !importEmbeddingBagLoops(n, op))
+    fail("unsupported operator");
 }
 
 void Importer::importGraph(func::FuncOp &func) {
@@ -971,8 +1068,9 @@ void Importer::importGraph(func::FuncOp &func) {
     // batched output.
     const auto &tt = out.type().tensor_type();
     auto t = cast<RankedTensorType>(it->second.getType());
-    bool leadingDynamic = tt.has_shape() ? tt.shape().dim_size() > 0 && !tt.shape().dim(0).has_dim_value()
-                                         : t.getRank() > 0 && t.isDynamicDim(0);
+    bool leadingDynamic = tt.has_shape()
+                              ? tt.shape().dim_size() > 0 && !tt.shape().dim(0).has_dim_value()
+                              : t.getRank() > 0 && t.isDynamicDim(0);
     batched.push_back(leadingDynamic && llvm::is_contained(batchedInputs, true));
   }
   func::ReturnOp::create(builder, func.getLoc(), results);

@@ -10,7 +10,7 @@
 namespace onnx {
 class ModelProto;
 class TensorProto;
-}
+} // namespace onnx
 
 namespace kiln {
 

@@ -12,8 +12,8 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassInstrumentation.h"
 #include "mlir/Support/FileUtilities.h"
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -48,8 +48,8 @@ struct ProgressInstrumentation : PassInstrumentation {
     started.erase(pass);
     // Adaptors that nest passes have no argument of their own.
     if (!pass->getArgument().empty())
-      llvm::errs() << "kiln: " << pass->getArgument() << " done in "
-                   << llvm::format("%.1f", ms) << " ms\n";
+      llvm::errs() << "kiln: " << pass->getArgument() << " done in " << llvm::format("%.1f", ms)
+                   << " ms\n";
   }
   DenseMap<Pass *, Clock::time_point> started;
 };
@@ -64,10 +64,18 @@ LogicalResult printDiagnostic(Diagnostic &diag) {
   if (file)
     os << file.getFilename().getValue() << ": ";
   switch (diag.getSeverity()) {
-  case DiagnosticSeverity::Error: os << "error: "; break;
-  case DiagnosticSeverity::Warning: os << "warning: "; break;
-  case DiagnosticSeverity::Note: os << "note: "; break;
-  case DiagnosticSeverity::Remark: os << "remark: "; break;
+  case DiagnosticSeverity::Error:
+    os << "error: ";
+    break;
+  case DiagnosticSeverity::Warning:
+    os << "warning: ";
+    break;
+  case DiagnosticSeverity::Note:
+    os << "note: ";
+    break;
+  case DiagnosticSeverity::Remark:
+    os << "remark: ";
+    break;
   }
   if (name) {
     os << "node '" << name.getName().getValue() << "'";
@@ -105,8 +113,7 @@ LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> writ
 
 LogicalResult compileModel(const CompileOptions &options) {
   const auto &stages = pipelineStages();
-  if (!options.stopAfter.empty() &&
-      llvm::find(stages, options.stopAfter) == stages.end()) {
+  if (!options.stopAfter.empty() && llvm::find(stages, options.stopAfter) == stages.end()) {
     llvm::errs() << "kiln: error: --stop-after: unknown stage '" << options.stopAfter
                  << "' (stages: " << llvm::join(stages, ", ") << ")\n";
     return failure();
@@ -191,19 +198,19 @@ LogicalResult compileModel(const CompileOptions &options) {
   }
   if (!options.quiet)
     llvm::errs() << "kiln: emit-cpp done (" << source.size() / 1024 << " KiB source, "
-                 << weights.size() / 1024 << " KiB weights); building " << options.output
-                 << "\n";
+                 << weights.size() / 1024 << " KiB weights); building " << options.output << "\n";
   auto start = std::chrono::steady_clock::now();
   if (failed(buildSharedLibrary(dir, "model.cpp", options.output, error))) {
     llvm::errs() << "kiln: error: " << error << "\n";
     return failure();
   }
   if (!options.quiet)
-    llvm::errs() << "kiln: wrote " << options.output << " in "
-                 << llvm::format("%.1f", std::chrono::duration<double>(
-                                             std::chrono::steady_clock::now() - start)
-                                             .count())
-                 << " s\n";
+    llvm::errs()
+        << "kiln: wrote " << options.output << " in "
+        << llvm::format(
+               "%.1f",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
+        << " s\n";
   return success();
 }
 

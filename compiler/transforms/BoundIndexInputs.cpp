@@ -111,7 +111,8 @@ struct BoundIndexInputsPass : impl::BoundIndexInputsBase<BoundIndexInputsPass> {
     }
     if (use.getOperandNumber() != 0)
       return std::nullopt;
-    if (auto cast = dyn_cast<CastOp>(user); cast && !isa<IntegerType>(cast.getType().getElementType()))
+    if (auto cast = dyn_cast<CastOp>(user);
+        cast && !isa<IntegerType>(cast.getType().getElementType()))
       return std::nullopt;
     auto sources = getSourceIndices(user);
     if (!sources)

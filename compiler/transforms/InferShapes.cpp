@@ -33,8 +33,8 @@ struct RefineResultTypes : RewritePattern {
     if (TypeRange(*types) == op->getResultTypes())
       return failure();
     if (!areCompatibleTypes(*types, op->getResultTypes())) {
-      op->emitError("inferred result type ") << (*types)[0] << " contradicts "
-                                             << op->getResult(0).getType();
+      op->emitError("inferred result type ")
+          << (*types)[0] << " contradicts " << op->getResult(0).getType();
       failed = true;
       return failure();
     }
@@ -64,14 +64,13 @@ struct InferShapesPass : impl::InferShapesBase<InferShapesPass> {
     for (Operation &op : func.getBody().front().without_terminator())
       for (Value v : op.getResults())
         if (!cast<RankedTensorType>(v.getType()).hasStaticShape()) {
-          op.emitError("result shape ") << v.getType()
-                                       << " depends on values known only at run time";
+          op.emitError("result shape ")
+              << v.getType() << " depends on values known only at run time";
           return signalPassFailure();
         }
 
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
-    func.setType(FunctionType::get(&getContext(), func.getArgumentTypes(),
-                                   ret.getOperandTypes()));
+    func.setType(FunctionType::get(&getContext(), func.getArgumentTypes(), ret.getOperandTypes()));
     auto batch = func->getAttrOfType<IntegerAttr>("kiln.batch");
     if (!batch)
       return;

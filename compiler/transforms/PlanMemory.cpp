@@ -148,7 +148,8 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     const Order orders[] = {
         [](const Buffer *a, const Buffer *b) { return a->bytes > b->bytes; },
         [](const Buffer *a, const Buffer *b) {
-          return std::make_pair(a->end - a->start, a->bytes) > std::make_pair(b->end - b->start, b->bytes);
+          return std::make_pair(a->end - a->start, a->bytes) >
+                 std::make_pair(b->end - b->start, b->bytes);
         },
         [](const Buffer *a, const Buffer *b) {
           return std::make_pair(a->start, -a->bytes) < std::make_pair(b->start, -b->bytes);
@@ -158,13 +159,13 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     SmallVector<int64_t> bestOffsets;
     for (const Order &order : orders)
       for (bool bestFit : {false, true}) {
-      int64_t arena = placeInOrder(buffers, order, bestFit);
-      if (arena < best) {
-        best = arena;
-        bestOffsets.clear();
-        for (const Buffer &b : buffers)
-          bestOffsets.push_back(b.offset);
-      }
+        int64_t arena = placeInOrder(buffers, order, bestFit);
+        if (arena < best) {
+          best = arena;
+          bestOffsets.clear();
+          for (const Buffer &b : buffers)
+            bestOffsets.push_back(b.offset);
+        }
       }
     for (auto [b, offset] : llvm::zip(buffers, bestOffsets))
       b.offset = offset;

@@ -19,8 +19,7 @@ namespace kiln {
 #include "compiler/transforms/Passes.h.inc"
 
 namespace {
-template <typename ReduceOp, int64_t Mode>
-struct RaiseGatherReduce : OpRewritePattern<ReduceOp> {
+template <typename ReduceOp, int64_t Mode> struct RaiseGatherReduce : OpRewritePattern<ReduceOp> {
   using OpRewritePattern<ReduceOp>::OpRewritePattern;
 
   LogicalResult matchAndRewrite(ReduceOp reduce, PatternRewriter &rewriter) const override {
@@ -45,8 +44,9 @@ struct RaiseGatherReduce : OpRewritePattern<ReduceOp> {
       begin.push_back(b * hotness);
       end.push_back((b + 1) * hotness);
     }
-    Value flat = ReshapeOp::create(rewriter, loc, RankedTensorType::get({count}, ids.getElementType()),
-                                   gather.getIndices(), vector({count}));
+    Value flat =
+        ReshapeOp::create(rewriter, loc, RankedTensorType::get({count}, ids.getElementType()),
+                          gather.getIndices(), vector({count}));
     auto table = gather.getData().getType();
     auto pooledType = RankedTensorType::get({bags, table.getDimSize(1)}, table.getElementType());
     Value pooled = EmbeddingBagOp::create(rewriter, loc, pooledType, gather.getData(), flat,
@@ -61,7 +61,8 @@ struct RaiseGatherReduce : OpRewritePattern<ReduceOp> {
 struct RaiseEmbeddingBagsPass : impl::RaiseEmbeddingBagsBase<RaiseEmbeddingBagsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<RaiseGatherReduce<ReduceSumOp, 0>, RaiseGatherReduce<ReduceMeanOp, 1>>(&getContext());
+    patterns.add<RaiseGatherReduce<ReduceSumOp, 0>, RaiseGatherReduce<ReduceMeanOp, 1>>(
+        &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
   }

@@ -5,8 +5,8 @@
 // (zero-padded up to the bucket's batch), the bucket's entry point runs, and
 // the outputs are copied out. Errors are formatted into fixed buffers.
 
-#include "kiln/model_abi.h"
 #include "kiln/runtime.h"
+#include "kiln/model_abi.h"
 
 #include <dlfcn.h>
 
@@ -84,21 +84,21 @@ bool checkTensor(kiln_session *s, const char *role, const kiln_abi_tensor &spec,
     return false;
   }
   if (t.dtype != spec.dtype) {
-    format(s->error, sizeof s->error, "%s '%s': dtype is %s, the model expects %s", role,
-           spec.name, kiln_dtype_name(t.dtype), kiln_dtype_name(static_cast<kiln_dtype>(spec.dtype)));
+    format(s->error, sizeof s->error, "%s '%s': dtype is %s, the model expects %s", role, spec.name,
+           kiln_dtype_name(t.dtype), kiln_dtype_name(static_cast<kiln_dtype>(spec.dtype)));
     return false;
   }
   if (t.rank != spec.rank || (t.rank > 0 && !t.shape)) {
-    format(s->error, sizeof s->error, "%s '%s': rank is %d, the model expects %d", role,
-           spec.name, t.rank, spec.rank);
+    format(s->error, sizeof s->error, "%s '%s': rank is %d, the model expects %d", role, spec.name,
+           t.rank, spec.rank);
     return false;
   }
   elements = 1;
   for (int32_t d = 0; d < spec.rank; ++d) {
     int64_t expected = (d == 0 && spec.batched) ? batch : spec.shape[d];
     if (t.shape[d] != expected) {
-      format(s->error, sizeof s->error, "%s '%s': dim %d is %lld, the model expects %lld",
-             role, spec.name, d, (long long)t.shape[d], (long long)expected);
+      format(s->error, sizeof s->error, "%s '%s': dim %d is %lld, the model expects %lld", role,
+             spec.name, d, (long long)t.shape[d], (long long)expected);
       return false;
     }
     elements *= expected;
@@ -120,8 +120,7 @@ size_t rows(const kiln_abi_tensor &spec, int64_t batch) {
 }
 
 template <typename T>
-bool checkBounds(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
-                 int64_t elements) {
+bool checkBounds(kiln_session *s, const kiln_abi_tensor &spec, const void *data, int64_t elements) {
   const T *v = static_cast<const T *>(data);
   const int64_t row = rowElements(spec);
   for (int64_t i = 0, p = 0; i < elements; ++i, p = p + 1 == row ? 0 : p + 1) {
@@ -164,13 +163,12 @@ size_t kiln_dtype_size(kiln_dtype dtype) {
 }
 
 const char *kiln_dtype_name(kiln_dtype dtype) {
-  static const char *const names[] = {"?",    "f32", "f64", "i64", "i32", "i8",
-                                      "u8",   "bool", "i16", "u16", "u32", "u64"};
+  static const char *const names[] = {"?",  "f32",  "f64", "i64", "i32", "i8",
+                                      "u8", "bool", "i16", "u16", "u32", "u64"};
   return dtype >= 1 && dtype <= 11 ? names[dtype] : "?";
 }
 
-kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
-                            size_t error_size) {
+kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, size_t error_size) {
   if (error && error_size)
     error[0] = '\0';
   if (!model) {
@@ -194,8 +192,8 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
            KILN_DESCRIPTOR_SYMBOL);
     status = KILN_ERROR_NOT_A_MODEL;
   } else if (abi->abi_major != KILN_ABI_MAJOR) {
-    format(error, error_size, "%s: built for kiln ABI %u.%u, this runtime speaks %d.%d",
-           path, abi->abi_major, abi->abi_minor, KILN_ABI_MAJOR, KILN_ABI_MINOR);
+    format(error, error_size, "%s: built for kiln ABI %u.%u, this runtime speaks %d.%d", path,
+           abi->abi_major, abi->abi_minor, KILN_ABI_MAJOR, KILN_ABI_MINOR);
     status = KILN_ERROR_ABI_MISMATCH;
   } else if (!cpuSupports(abi->isa)) {
     format(error, error_size, "%s: compiled for target '%s', which this CPU cannot run", path,
@@ -228,12 +226,16 @@ void kiln_model_get_info(const kiln_model *model, kiln_model_info *info) {
   if (!model || !info)
     return;
   const kiln_abi_model *m = model->abi;
-  *info = {m->abi_major, m->abi_minor, m->compiler_version, m->target, m->model_hash,
-           m->weights_bytes};
+  *info = {m->abi_major, m->abi_minor,  m->compiler_version,
+           m->target,    m->model_hash, m->weights_bytes};
 }
 
-int32_t kiln_model_num_inputs(const kiln_model *model) { return model ? model->abi->num_inputs : 0; }
-int32_t kiln_model_num_outputs(const kiln_model *model) { return model ? model->abi->num_outputs : 0; }
+int32_t kiln_model_num_inputs(const kiln_model *model) {
+  return model ? model->abi->num_inputs : 0;
+}
+int32_t kiln_model_num_outputs(const kiln_model *model) {
+  return model ? model->abi->num_outputs : 0;
+}
 
 kiln_status kiln_model_input(const kiln_model *model, int32_t index, kiln_tensor_info *info) {
   if (!model || !info || index < 0 || index >= model->abi->num_inputs)
@@ -249,7 +251,9 @@ kiln_status kiln_model_output(const kiln_model *model, int32_t index, kiln_tenso
   return KILN_OK;
 }
 
-int32_t kiln_model_num_buckets(const kiln_model *model) { return model ? model->abi->num_buckets : 0; }
+int32_t kiln_model_num_buckets(const kiln_model *model) {
+  return model ? model->abi->num_buckets : 0;
+}
 
 int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index) {
   if (!model || index < 0 || index >= model->abi->num_buckets)
@@ -269,16 +273,18 @@ uint64_t kiln_model_bucket_arena_lower_bound(const kiln_model *model, int32_t in
   return model->abi->buckets[index].arena_lower_bound;
 }
 
-uint64_t kiln_model_arena_bytes(const kiln_model *model) { return model ? maxArena(model->abi) : 0; }
+uint64_t kiln_model_arena_bytes(const kiln_model *model) {
+  return model ? maxArena(model->abi) : 0;
+}
 
 kiln_status kiln_session_create(const kiln_model *model, kiln_session **session) {
   if (!model || !session)
     return KILN_ERROR_INVALID_ARGUMENT;
   *session = nullptr;
   uint64_t bytes = maxArena(model->abi);
-  void *arena = std::aligned_alloc(KILN_ARENA_ALIGNMENT,
-                                   (bytes + KILN_ARENA_ALIGNMENT - 1) / KILN_ARENA_ALIGNMENT *
-                                       KILN_ARENA_ALIGNMENT);
+  void *arena =
+      std::aligned_alloc(KILN_ARENA_ALIGNMENT, (bytes + KILN_ARENA_ALIGNMENT - 1) /
+                                                   KILN_ARENA_ALIGNMENT * KILN_ARENA_ALIGNMENT);
   if (!arena)
     return KILN_ERROR_OUT_OF_MEMORY;
   kiln_status status = kiln_session_create_with_arena(model, arena, bytes, session);
@@ -317,8 +323,8 @@ const char *kiln_session_error(const kiln_session *session) {
   return session ? session->error : "session is NULL";
 }
 
-kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
-                     int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs) {
+kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, int32_t num_inputs,
+                     const kiln_tensor *outputs, int32_t num_outputs) {
   if (!s)
     return KILN_ERROR_INVALID_ARGUMENT;
   s->error[0] = '\0';
@@ -329,8 +335,8 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
            (long long)maxBatch);
     return KILN_ERROR_INVALID_ARGUMENT;
   }
-  if (num_inputs != m->num_inputs || num_outputs != m->num_outputs ||
-      (num_inputs && !inputs) || (num_outputs && !outputs)) {
+  if (num_inputs != m->num_inputs || num_outputs != m->num_outputs || (num_inputs && !inputs) ||
+      (num_outputs && !outputs)) {
     format(s->error, sizeof s->error, "the model takes %d inputs and %d outputs, got %d and %d",
            m->num_inputs, m->num_outputs, num_inputs, num_outputs);
     return KILN_ERROR_INVALID_ARGUMENT;

@@ -10,5 +10,5 @@ const kiln_abi_bucket kBuckets[] = {{1, 64, 64, kOffsets, kOffsets, &entry}};
 } // namespace
 
 extern "C" __attribute__((visibility("default"))) const kiln_abi_model kiln_model_descriptor = {
-    KILN_MODEL_MAGIC, FAKE_ABI_MAJOR, 0, "fake", "fake-target", FAKE_ISA, "0",
-    0, 0, nullptr, nullptr, 1, kBuckets, nullptr, 0};
+    KILN_MODEL_MAGIC, FAKE_ABI_MAJOR, 0, "fake",   "fake-target", FAKE_ISA, "0", 0, 0,
+    nullptr,          nullptr,        1, kBuckets, nullptr,       0};

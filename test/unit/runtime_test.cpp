@@ -62,12 +62,13 @@ const std::string kModels = KILN_TEST_MODELS;
 
 // The weights of models/tiny.onnxtxt.
 float tableValue(int64_t row, int col) { return float(row) + 0.1f * float(col); }
-const float kW[4][3] = {{1.0f, -1.0f, 0.5f}, {0.25f, 2.0f, -0.5f}, {-1.0f, 0.0f, 1.0f},
-                        {0.5f, 0.5f, -2.0f}};
+const float kW[4][3] = {
+    {1.0f, -1.0f, 0.5f}, {0.25f, 2.0f, -0.5f}, {-1.0f, 0.0f, 1.0f}, {0.5f, 0.5f, -2.0f}};
 const float kB[3] = {0.1f, -0.2f, 0.3f};
 
 struct TinyRequest {
-  explicit TinyRequest(int64_t batch) : batch(batch), x(batch * 4), ids(batch * 2), y(batch * 3), pooled(batch * 4) {
+  explicit TinyRequest(int64_t batch)
+      : batch(batch), x(batch * 4), ids(batch * 2), y(batch * 3), pooled(batch * 4) {
     for (int64_t i = 0; i < batch * 4; ++i)
       x[i] = 0.1f * float(i % 7) - 0.3f;
     for (int64_t i = 0; i < batch * 2; ++i)
@@ -201,7 +202,8 @@ TEST_F(TinyModel, DescribesItsInterface) {
   EXPECT_EQ(kiln_model_bucket_batch(model, 0), 1);
   EXPECT_EQ(kiln_model_bucket_batch(model, 1), 4);
   for (int b = 0; b < 2; ++b) {
-    EXPECT_GE(kiln_model_bucket_arena_bytes(model, b), kiln_model_bucket_arena_lower_bound(model, b));
+    EXPECT_GE(kiln_model_bucket_arena_bytes(model, b),
+              kiln_model_bucket_arena_lower_bound(model, b));
     EXPECT_EQ(kiln_model_bucket_arena_bytes(model, b) % 64, 0u);
   }
   EXPECT_EQ(kiln_model_arena_bytes(model), kiln_model_bucket_arena_bytes(model, 1));
@@ -238,14 +240,16 @@ TEST_F(TinyModel, ValidatesBeforeTouchingTheArena) {
   std::vector<Case> cases = {
       {"batch 0", [](TinyRequest &r) { r.batch = 0; }, "batch 0 is outside [1, 4]"},
       {"batch 5", [](TinyRequest &r) { r.batch = 5; }, "batch 5 is outside [1, 4]"},
-      {"dtype", [](TinyRequest &r) { r.inputs[0].dtype = KILN_DTYPE_F64; }, "input 'x': dtype is f64"},
+      {"dtype", [](TinyRequest &r) { r.inputs[0].dtype = KILN_DTYPE_F64; },
+       "input 'x': dtype is f64"},
       {"rank", [](TinyRequest &r) { r.inputs[1].rank = 1; }, "input 'ids': rank is 1"},
       {"dim", [](TinyRequest &r) { r.xShape[1] = 5; }, "input 'x': dim 1 is 5"},
       {"batch dim", [](TinyRequest &r) { r.idsShape[0] = 3; }, "input 'ids': dim 0 is 3"},
       {"null", [](TinyRequest &r) { r.inputs[0].data = nullptr; }, "input 'x': data is NULL"},
       {"id too big", [](TinyRequest &r) { r.ids[3] = 10; },
        "element 3 (row 1, position 1) is 10, outside the valid ids [-10, 9]"},
-      {"id too small", [](TinyRequest &r) { r.ids[0] = -11; }, "element 0 (row 0, position 0) is -11"},
+      {"id too small", [](TinyRequest &r) { r.ids[0] = -11; },
+       "element 0 (row 0, position 0) is -11"},
       {"output shape", [](TinyRequest &r) { r.yShape[1] = 4; }, "output 'y': dim 1 is 4"},
   };
   for (const Case &c : cases) {
@@ -271,7 +275,8 @@ TEST_F(TinyModel, RunsInACallerSuppliedArena) {
   uint64_t bytes = kiln_model_arena_bytes(model);
   void *arena = std::aligned_alloc(64, bytes + 64);
   kiln_session *s = nullptr;
-  EXPECT_EQ(kiln_session_create_with_arena(model, arena, bytes - 64, &s), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(kiln_session_create_with_arena(model, arena, bytes - 64, &s),
+            KILN_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(kiln_session_create_with_arena(model, static_cast<char *>(arena) + 8, bytes, &s),
             KILN_ERROR_INVALID_ARGUMENT);
   ASSERT_EQ(kiln_session_create_with_arena(model, arena, bytes, &s), KILN_OK);

@@ -47,8 +47,7 @@ constexpr DtypeCodes kCodes[] = {
 };
 
 /// Parses one .npy member.
-bool parseNpy(const std::string &name, llvm::StringRef bytes, HostTensor &out,
-              std::string &error) {
+bool parseNpy(const std::string &name, llvm::StringRef bytes, HostTensor &out, std::string &error) {
   if (bytes.size() < 10 || !bytes.starts_with("\x93NUMPY")) {
     error = name + ": not a .npy array";
     return false;
@@ -125,8 +124,8 @@ std::string npyBytes(const HostTensor &t) {
     shape += (i ? ", " : "") + std::to_string(t.shape[i]);
   if (t.shape.size() == 1)
     shape += ",";
-  std::string header = std::string("{'descr': '") + descr +
-                       "', 'fortran_order': False, 'shape': (" + shape + "), }";
+  std::string header =
+      std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + shape + "), }";
   while ((10 + header.size() + 1) % 64)
     header += ' ';
   header += '\n';
@@ -141,8 +140,8 @@ std::string npyBytes(const HostTensor &t) {
 }
 
 uint32_t le32(const char *p) {
-  return uint32_t(uint8_t(p[0])) | uint32_t(uint8_t(p[1])) << 8 |
-         uint32_t(uint8_t(p[2])) << 16 | uint32_t(uint8_t(p[3])) << 24;
+  return uint32_t(uint8_t(p[0])) | uint32_t(uint8_t(p[1])) << 8 | uint32_t(uint8_t(p[2])) << 16 |
+         uint32_t(uint8_t(p[3])) << 24;
 }
 uint16_t le16(const char *p) { return uint16_t(uint8_t(p[0]) | uint8_t(p[1]) << 8); }
 
@@ -198,8 +197,8 @@ bool readTensorProto(const std::string &path, HostTensor &out, std::string &erro
   return true;
 }
 
-bool readTestCase(const std::string &dir, const std::string &prefix,
-                  std::vector<HostTensor> &out, std::string &error) {
+bool readTestCase(const std::string &dir, const std::string &prefix, std::vector<HostTensor> &out,
+                  std::string &error) {
   out.clear();
   for (int i = 0;; ++i) {
     std::string path = dir + "/" + prefix + "_" + std::to_string(i) + ".pb";
@@ -280,8 +279,7 @@ bool readNpz(const std::string &path, std::vector<HostTensor> &out, std::string 
   return true;
 }
 
-bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors,
-              std::string &error) {
+bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors, std::string &error) {
   std::string zip, central;
   for (const HostTensor &t : tensors) {
     std::string name = t.name + ".npy", data = npyBytes(t);

@@ -24,13 +24,12 @@ struct HostTensor {
 bool readTensorProto(const std::string &path, HostTensor &out, std::string &error);
 
 /// The `input_N.pb` (or `output_N.pb`) files of an ONNX test-case folder, in order.
-bool readTestCase(const std::string &dir, const std::string &prefix,
-                  std::vector<HostTensor> &out, std::string &error);
+bool readTestCase(const std::string &dir, const std::string &prefix, std::vector<HostTensor> &out,
+                  std::string &error);
 
 /// A numpy .npz archive (stored or deflated members); names are the keys.
 bool readNpz(const std::string &path, std::vector<HostTensor> &out, std::string &error);
-bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors,
-              std::string &error);
+bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors, std::string &error);
 
 } // namespace kiln
 

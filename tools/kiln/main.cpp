@@ -60,7 +60,8 @@ std::pair<int64_t, int64_t> boundsSpan(const kiln_tensor_info &t) {
 
 bool uniformBounds(const kiln_tensor_info &t) {
   for (int64_t p = 1; p < t.row_elements; ++p)
-    if (t.index_bounds[2 * p] != t.index_bounds[0] || t.index_bounds[2 * p + 1] != t.index_bounds[1])
+    if (t.index_bounds[2 * p] != t.index_bounds[0] ||
+        t.index_bounds[2 * p + 1] != t.index_bounds[1])
       return false;
   return true;
 }
@@ -72,8 +73,8 @@ void inspect(const kiln_model *m, bool json) {
   auto &os = llvm::outs();
   if (!json) {
     os << "kiln model (ABI " << info.abi_major << "." << info.abi_minor << ", compiler "
-       << info.compiler_version << ")\n  target: " << info.target << "\n  hash: "
-       << info.model_hash << "\n  weights: " << info.weights_bytes << " bytes\n";
+       << info.compiler_version << ")\n  target: " << info.target << "\n  hash: " << info.model_hash
+       << "\n  weights: " << info.weights_bytes << " bytes\n";
     for (auto [label, list] : {std::pair{"input", &inputs}, std::pair{"output", &outputs}})
       for (const auto &t : *list) {
         os << "  " << label << " " << t.name << ": " << kiln_dtype_name(t.dtype) << " "
@@ -120,8 +121,8 @@ void inspect(const kiln_model *m, bool json) {
       if (t.index_bounds) {
         os << ", \"index_bounds\": [";
         for (int64_t p = 0; p < t.row_elements; ++p)
-          os << (p ? ", " : "") << "[" << t.index_bounds[2 * p] << ", "
-             << t.index_bounds[2 * p + 1] << "]";
+          os << (p ? ", " : "") << "[" << t.index_bounds[2 * p] << ", " << t.index_bounds[2 * p + 1]
+             << "]";
         os << "]";
       }
       os << "}";
@@ -209,8 +210,9 @@ double runModel(Session &session, int64_t batch, std::vector<HostTensor> &inputs
   for (int r = 0; r < std::max(repeat, 1); ++r) {
     auto start = std::chrono::steady_clock::now();
     session.run(batch, in.data(), in.size(), out.data(), out.size());
-    times.push_back(std::chrono::duration<double, std::micro>(
-                        std::chrono::steady_clock::now() - start).count());
+    times.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
@@ -219,16 +221,26 @@ double runModel(Session &session, int64_t batch, std::vector<HostTensor> &inputs
 double element(const HostTensor &t, int64_t i) {
   const char *p = t.data.data();
   switch (t.dtype) {
-  case KILN_DTYPE_F32: return reinterpret_cast<const float *>(p)[i];
-  case KILN_DTYPE_F64: return reinterpret_cast<const double *>(p)[i];
-  case KILN_DTYPE_I64: return double(reinterpret_cast<const int64_t *>(p)[i]);
-  case KILN_DTYPE_I32: return reinterpret_cast<const int32_t *>(p)[i];
-  case KILN_DTYPE_I8: return reinterpret_cast<const int8_t *>(p)[i];
-  case KILN_DTYPE_I16: return reinterpret_cast<const int16_t *>(p)[i];
-  case KILN_DTYPE_U16: return reinterpret_cast<const uint16_t *>(p)[i];
-  case KILN_DTYPE_U32: return reinterpret_cast<const uint32_t *>(p)[i];
-  case KILN_DTYPE_U64: return double(reinterpret_cast<const uint64_t *>(p)[i]);
-  default: return reinterpret_cast<const uint8_t *>(p)[i];
+  case KILN_DTYPE_F32:
+    return reinterpret_cast<const float *>(p)[i];
+  case KILN_DTYPE_F64:
+    return reinterpret_cast<const double *>(p)[i];
+  case KILN_DTYPE_I64:
+    return double(reinterpret_cast<const int64_t *>(p)[i]);
+  case KILN_DTYPE_I32:
+    return reinterpret_cast<const int32_t *>(p)[i];
+  case KILN_DTYPE_I8:
+    return reinterpret_cast<const int8_t *>(p)[i];
+  case KILN_DTYPE_I16:
+    return reinterpret_cast<const int16_t *>(p)[i];
+  case KILN_DTYPE_U16:
+    return reinterpret_cast<const uint16_t *>(p)[i];
+  case KILN_DTYPE_U32:
+    return reinterpret_cast<const uint32_t *>(p)[i];
+  case KILN_DTYPE_U64:
+    return double(reinterpret_cast<const uint64_t *>(p)[i]);
+  default:
+    return reinterpret_cast<const uint8_t *>(p)[i];
   }
 }
 
@@ -259,12 +271,24 @@ std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
       int64_t v = std::uniform_int_distribution<int64_t>(lo, std::max(lo, hi))(rng);
       char *data = t.data.data();
       switch (t.dtype) {
-      case KILN_DTYPE_F32: reinterpret_cast<float *>(data)[i] = float(reals(rng)); break;
-      case KILN_DTYPE_F64: reinterpret_cast<double *>(data)[i] = reals(rng); break;
-      case KILN_DTYPE_I64: reinterpret_cast<int64_t *>(data)[i] = v; break;
-      case KILN_DTYPE_I32: reinterpret_cast<int32_t *>(data)[i] = int32_t(v); break;
-      case KILN_DTYPE_BOOL: data[i] = char(v & 1); break;
-      default: data[i] = char(v); break;
+      case KILN_DTYPE_F32:
+        reinterpret_cast<float *>(data)[i] = float(reals(rng));
+        break;
+      case KILN_DTYPE_F64:
+        reinterpret_cast<double *>(data)[i] = reals(rng);
+        break;
+      case KILN_DTYPE_I64:
+        reinterpret_cast<int64_t *>(data)[i] = v;
+        break;
+      case KILN_DTYPE_I32:
+        reinterpret_cast<int32_t *>(data)[i] = int32_t(v);
+        break;
+      case KILN_DTYPE_BOOL:
+        data[i] = char(v & 1);
+        break;
+      default:
+        data[i] = char(v);
+        break;
       }
     }
     out.push_back(std::move(t));
@@ -274,16 +298,16 @@ std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
 
 /// Reference outputs from onnxruntime through the kiln Python package.
 bool onnxruntimeReference(const std::string &model, const std::string &dir,
-                          const std::vector<HostTensor> &inputs,
-                          std::vector<HostTensor> &outputs, std::string &error) {
+                          const std::vector<HostTensor> &inputs, std::vector<HostTensor> &outputs,
+                          std::string &error) {
   std::string in = dir + "/inputs.npz", out = dir + "/reference.npz";
   if (!writeNpz(in, inputs, error))
     return false;
   // The project's virtualenv has onnxruntime; elsewhere KILN_PYTHON says which.
   const char *env = std::getenv("KILN_PYTHON");
-  std::string python = env && *env ? env
+  std::string python = env && *env                               ? env
                        : llvm::sys::fs::exists(KILN_VENV_PYTHON) ? KILN_VENV_PYTHON
-                                                                : "python3";
+                                                                 : "python3";
   auto program = llvm::sys::findProgramByName(python);
   if (!program) {
     error = "cannot find '" + python + "' for the onnxruntime reference (set KILN_PYTHON)";
@@ -298,8 +322,8 @@ bool onnxruntimeReference(const std::string &model, const std::string &dir,
   return readNpz(out, outputs, error);
 }
 
-int verify(const std::string &modelPath, const std::string &inputsPath, int64_t batch,
-           double rtol, double atol) {
+int verify(const std::string &modelPath, const std::string &inputsPath, int64_t batch, double rtol,
+           double atol) {
   llvm::SmallString<128> dir;
   if (llvm::sys::fs::createUniqueDirectory("kiln-verify", dir))
     return fail("cannot create a temporary folder");
@@ -386,7 +410,9 @@ int main(int argc, char **argv) {
   auto *compile = app.add_subcommand("compile", "Compile an ONNX model into a model .so");
   compile->add_option("model", options.input, "ONNX model (.onnx, or .onnxtxt in ONNX text syntax)")
       ->required();
-  compile->add_option("-o,--output", options.output, "Output path ('-' for stdout with --emit mlir/cpp)")
+  compile
+      ->add_option("-o,--output", options.output,
+                   "Output path ('-' for stdout with --emit mlir/cpp)")
       ->required();
   compile->add_option("--target", options.target, "Code generation target")
       ->check(CLI::IsMember({"cpu"}));
@@ -416,8 +442,9 @@ int main(int argc, char **argv) {
   int repeat = 20;
   auto *runCmd = app.add_subcommand("run", "Run a compiled model on inputs");
   runCmd->add_option("model", modelPath, "Compiled model .so")->required();
-  runCmd->add_option("--inputs", inputsPath,
-                     "ONNX test-case folder (input_N.pb) or .npz keyed by input name")
+  runCmd
+      ->add_option("--inputs", inputsPath,
+                   "ONNX test-case folder (input_N.pb) or .npz keyed by input name")
       ->required();
   runCmd->add_option("--output", outputPath, "Write the outputs to this .npz (keys: output names)");
   runCmd->add_option("--repeat", repeat, "Runs to time (median latency is printed)");
@@ -427,9 +454,10 @@ int main(int argc, char **argv) {
   auto *verifyCmd = app.add_subcommand(
       "verify", "Compile, run and compare with a test case's outputs or with onnxruntime");
   verifyCmd->add_option("model", modelPath, "ONNX model")->required();
-  verifyCmd->add_option("--inputs", inputsPath,
-                        "ONNX test-case folder; its output_N.pb are the reference if present, "
-                        "else onnxruntime is (run by KILN_PYTHON, default: the build's .venv, else python3)");
+  verifyCmd->add_option(
+      "--inputs", inputsPath,
+      "ONNX test-case folder; its output_N.pb are the reference if present, "
+      "else onnxruntime is (run by KILN_PYTHON, default: the build's .venv, else python3)");
   verifyCmd->add_option("--batch", verifyBatch, "Batch for random inputs (without --inputs)");
   verifyCmd->add_option("--rtol", rtol, "Relative tolerance");
   verifyCmd->add_option("--atol", atol, "Absolute tolerance");

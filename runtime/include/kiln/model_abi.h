@@ -32,7 +32,7 @@ typedef int (*kiln_entry_fn)(uint8_t *arena, const uint8_t *weights, char *messa
 
 typedef struct kiln_abi_tensor {
   const char *name;
-  int32_t dtype;  /* kiln_dtype */
+  int32_t dtype; /* kiln_dtype */
   int32_t rank;
   const int64_t *shape; /* the leading dim is -1 when batched */
   int32_t batched;

@@ -25,12 +25,12 @@ extern "C" {
 
 typedef enum kiln_status {
   KILN_OK = 0,
-  KILN_ERROR_INVALID_ARGUMENT = 1, /* a bad batch, pointer, shape or index */
-  KILN_ERROR_NOT_A_MODEL = 2,      /* the file is not a loadable kiln model */
-  KILN_ERROR_ABI_MISMATCH = 3,     /* compiled for another runtime ABI major */
+  KILN_ERROR_INVALID_ARGUMENT = 1,   /* a bad batch, pointer, shape or index */
+  KILN_ERROR_NOT_A_MODEL = 2,        /* the file is not a loadable kiln model */
+  KILN_ERROR_ABI_MISMATCH = 3,       /* compiled for another runtime ABI major */
   KILN_ERROR_UNSUPPORTED_TARGET = 4, /* e.g. the CPU lacks AVX2/FMA */
   KILN_ERROR_OUT_OF_MEMORY = 5,
-  KILN_ERROR_MODEL_FAILURE = 6     /* the model's code reported an error */
+  KILN_ERROR_MODEL_FAILURE = 6 /* the model's code reported an error */
 } kiln_status;
 
 typedef enum kiln_dtype {
@@ -77,14 +77,16 @@ typedef struct kiln_model_info {
 /* Opens a compiled model. On failure *model is NULL and `error` (if not NULL)
  * receives a NUL-terminated reason. */
 KILN_API kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
-                            size_t error_size);
+                                     size_t error_size);
 KILN_API void kiln_model_close(kiln_model *model);
 
 KILN_API void kiln_model_get_info(const kiln_model *model, kiln_model_info *info);
 KILN_API int32_t kiln_model_num_inputs(const kiln_model *model);
 KILN_API int32_t kiln_model_num_outputs(const kiln_model *model);
-KILN_API kiln_status kiln_model_input(const kiln_model *model, int32_t index, kiln_tensor_info *info);
-KILN_API kiln_status kiln_model_output(const kiln_model *model, int32_t index, kiln_tensor_info *info);
+KILN_API kiln_status kiln_model_input(const kiln_model *model, int32_t index,
+                                      kiln_tensor_info *info);
+KILN_API kiln_status kiln_model_output(const kiln_model *model, int32_t index,
+                                       kiln_tensor_info *info);
 KILN_API int32_t kiln_model_num_buckets(const kiln_model *model);
 /* Batch size of bucket `index` (ascending), or -1. */
 KILN_API int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index);
@@ -101,7 +103,7 @@ KILN_API kiln_status kiln_session_create(const kiln_model *model, kiln_session *
 /* A session that uses the caller's arena: at least kiln_model_arena_bytes,
  * aligned to KILN_ARENA_ALIGNMENT, alive until the session is destroyed. */
 KILN_API kiln_status kiln_session_create_with_arena(const kiln_model *model, void *arena,
-                                           uint64_t arena_bytes, kiln_session **session);
+                                                    uint64_t arena_bytes, kiln_session **session);
 KILN_API void kiln_session_destroy(kiln_session *session);
 /* The reason for the session's last failed run ("" after a success). */
 KILN_API const char *kiln_session_error(const kiln_session *session);
@@ -119,7 +121,7 @@ typedef struct kiln_tensor {
  * Every tensor's dtype and shape, and every id input's values, are checked
  * before the arena is touched. */
 KILN_API kiln_status kiln_run(kiln_session *session, int64_t batch, const kiln_tensor *inputs,
-                     int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs);
+                              int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs);
 
 #ifdef __cplusplus
 }

@@ -46,10 +46,9 @@ public:
     session_.reset(session);
   }
   /// Runs one request; throws kiln::Error with the runtime's message.
-  void run(int64_t batch, const kiln_tensor *inputs, int32_t numInputs,
-           const kiln_tensor *outputs, int32_t numOutputs) {
-    kiln_status status =
-        kiln_run(session_.get(), batch, inputs, numInputs, outputs, numOutputs);
+  void run(int64_t batch, const kiln_tensor *inputs, int32_t numInputs, const kiln_tensor *outputs,
+           int32_t numOutputs) {
+    kiln_status status = kiln_run(session_.get(), batch, inputs, numInputs, outputs, numOutputs);
     if (status != KILN_OK)
       throw Error(status, kiln_session_error(session_.get()));
   }

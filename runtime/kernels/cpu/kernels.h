@@ -28,8 +28,8 @@ inline int fail(char *message, size_t size, const char *what) {
 
 /// Row-major strides of `shape`, with 0 where a dim of size 1 is broadcast
 /// against a larger `out` dim. `shape` is right-aligned to `rank`.
-inline void broadcastStrides(const int64_t *shape, int shapeRank, const int64_t *out,
-                             int rank, int64_t *strides) {
+inline void broadcastStrides(const int64_t *shape, int shapeRank, const int64_t *out, int rank,
+                             int64_t *strides) {
   int64_t stride = 1;
   for (int d = rank - 1; d >= 0; --d) {
     int s = d - (rank - shapeRank);
@@ -87,14 +87,12 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
   }
 }
 
-template <typename T, typename Fn>
-void unary(const T *in, T *out, int64_t n, Fn fn) {
+template <typename T, typename Fn> void unary(const T *in, T *out, int64_t n, Fn fn) {
   for (int64_t i = 0; i < n; ++i)
     out[i] = fn(in[i]);
 }
 
-template <typename From, typename To>
-void cast(const From *in, To *out, int64_t n) {
+template <typename From, typename To> void cast(const From *in, To *out, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     out[i] = static_cast<To>(in[i]);
 }
@@ -361,8 +359,8 @@ void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int
 /// Reduces over the dims flagged in `reduced` with `combine`, starting from
 /// `init`; out has the kept dims in order. `mean` divides by the count.
 template <typename T, typename Combine>
-void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, T *out,
-            T init, Combine combine, bool mean = false) {
+void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, T *out, T init,
+            Combine combine, bool mean = false) {
   int64_t outStrides[kMaxRank], index[kMaxRank] = {}, total = 1, outTotal = 1, count = 1;
   for (int d = rank - 1; d >= 0; --d) {
     outStrides[d] = reduced[d] ? 0 : outTotal;
@@ -389,8 +387,8 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
 
 /// out = in broadcast to outShape (ONNX Expand); `in` is right-aligned.
 template <typename T>
-void broadcastTo(const T *in, const int64_t *inShape, int inRank, const int64_t *outShape,
-                 int rank, T *out) {
+void broadcastTo(const T *in, const int64_t *inShape, int inRank, const int64_t *outShape, int rank,
+                 T *out) {
   int64_t strides[kMaxRank];
   broadcastStrides(inShape, inRank, outShape, rank, strides);
   stridedCopy(in, 0, strides, outShape, rank, out);
@@ -398,9 +396,9 @@ void broadcastTo(const T *in, const int64_t *inShape, int inRank, const int64_t 
 
 /// out = cond ? x : y with all three broadcast to outShape.
 template <typename T>
-void select(const bool *cond, const int64_t *cShape, int cRank, const T *x,
-            const int64_t *xShape, int xRank, const T *y, const int64_t *yShape, int yRank,
-            T *out, const int64_t *outShape, int rank) {
+void select(const bool *cond, const int64_t *cShape, int cRank, const T *x, const int64_t *xShape,
+            int xRank, const T *y, const int64_t *yShape, int yRank, T *out,
+            const int64_t *outShape, int rank) {
   int64_t cs[kMaxRank], xs[kMaxRank], ys[kMaxRank], index[kMaxRank] = {}, total = 1;
   broadcastStrides(cShape, cRank, outShape, rank, cs);
   broadcastStrides(xShape, xRank, outShape, rank, xs);
@@ -484,16 +482,14 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
 
 /// Integer division truncating toward zero, as ONNX Div; x / 0 and the one
 /// overflowing quotient are 0 instead of a trap (padded rows are zeros).
-template <typename T>
-T divide(T x, T y) {
+template <typename T> T divide(T x, T y) {
   if (y == 0 || (y == T(-1) && x == std::numeric_limits<T>::min()))
     return y == 0 ? T(0) : x;
   return x / y;
 }
 
 /// ONNX Mod: integers take the divisor's sign (x mod 0 is 0), floats fmod.
-template <typename T>
-T mod(T x, T y) {
+template <typename T> T mod(T x, T y) {
   if constexpr (std::is_floating_point_v<T>) {
     return std::fmod(x, y);
   } else {
@@ -504,8 +500,7 @@ T mod(T x, T y) {
   }
 }
 
-template <typename T>
-T gelu(T x, bool tanhApproximation) {
+template <typename T> T gelu(T x, bool tanhApproximation) {
   if (tanhApproximation)
     return T(0.5) * x * (T(1) + std::tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
   return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));
