@@ -58,7 +58,7 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
   std::string include = "-I" + dir.str(), asmInclude = "-Wa,-I" + dir.str();
   std::string src = (dir + "/" + source).str(), out = output.str();
   SmallVector<StringRef> args = {
-      *program, "-std=c++17", "-O2", "-shared", "-fPIC",    "-fvisibility=hidden",
+      *program, "-std=c++17", "-O3", "-fno-math-errno", "-shared", "-fPIC",    "-fvisibility=hidden",
       "-mavx2", "-mfma",      "-w",  include,   asmInclude, src,
       "-o",     out};
   std::string log = (dir + "/compiler.log").str();

@@ -16,6 +16,10 @@
 #include <limits>
 #include <type_traits>
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 namespace kiln::cpu {
 
 constexpr int kMaxRank = 8;
@@ -97,6 +101,108 @@ template <typename From, typename To> void cast(const From *in, To *out, int64_t
     out[i] = static_cast<To>(in[i]);
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+/// Register-blocked AVX2/FMA inner products for f32 (no packing yet): R rows
+/// of Y at a time, so each loaded B vector feeds R fused multiply-adds.
+namespace avx2 {
+
+inline float horizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+/// Y[R rows, N] += alpha * A[R rows, K] * B[K, N].
+template <int R>
+void rowsTimesMatrix(const float *A, const float *B, float *Y, int64_t N, int64_t K, float alpha) {
+  int64_t j = 0;
+  for (; j + 16 <= N; j += 16) {
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_loadu_ps(Y + r * N + j);
+      acc[r][1] = _mm256_loadu_ps(Y + r * N + j + 8);
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      __m256 b0 = _mm256_loadu_ps(B + k * N + j), b1 = _mm256_loadu_ps(B + k * N + j + 8);
+      for (int r = 0; r < R; ++r) {
+        __m256 a = _mm256_set1_ps(alpha * A[r * K + k]);
+        acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm256_storeu_ps(Y + r * N + j, acc[r][0]);
+      _mm256_storeu_ps(Y + r * N + j + 8, acc[r][1]);
+    }
+  }
+  for (; j < N; ++j)
+    for (int r = 0; r < R; ++r) {
+      float acc = 0;
+      for (int64_t k = 0; k < K; ++k)
+        acc += A[r * K + k] * B[k * N + j];
+      Y[r * N + j] += alpha * acc;
+    }
+}
+
+/// Y[R rows, N] += alpha * A[R rows, K] * B[N, K]^T: dot products, 4 columns at a time.
+template <int R>
+void rowsTimesTransposed(const float *A, const float *B, float *Y, int64_t N, int64_t K,
+                         float alpha) {
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4) {
+    __m256 acc[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < 4; ++c)
+        acc[r][c] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      __m256 b[4];
+      for (int c = 0; c < 4; ++c)
+        b[c] = _mm256_loadu_ps(B + (j + c) * K + k);
+      for (int r = 0; r < R; ++r) {
+        __m256 a = _mm256_loadu_ps(A + r * K + k);
+        for (int c = 0; c < 4; ++c)
+          acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < 4; ++c) {
+        float sum = horizontalSum(acc[r][c]);
+        for (int64_t kk = k; kk < K; ++kk)
+          sum += A[r * K + kk] * B[(j + c) * K + kk];
+        Y[r * N + j + c] += alpha * sum;
+      }
+  }
+  for (; j < N; ++j)
+    for (int r = 0; r < R; ++r) {
+      float sum = 0;
+      for (int64_t k = 0; k < K; ++k)
+        sum += A[r * K + k] * B[j * K + k];
+      Y[r * N + j] += alpha * sum;
+    }
+}
+
+/// Y[M, N] += alpha * A * op(B), A not transposed.
+inline void accumulate(const float *A, const float *B, float *Y, int64_t M, int64_t N, int64_t K,
+                       bool transB, float alpha) {
+  int64_t i = 0;
+  if (transB) {
+    for (; i + 2 <= M; i += 2)
+      rowsTimesTransposed<2>(A + i * K, B, Y + i * N, N, K, alpha);
+    for (; i < M; ++i)
+      rowsTimesTransposed<1>(A + i * K, B, Y + i * N, N, K, alpha);
+  } else {
+    for (; i + 4 <= M; i += 4)
+      rowsTimesMatrix<4>(A + i * K, B, Y + i * N, N, K, alpha);
+    for (; i < M; ++i)
+      rowsTimesMatrix<1>(A + i * K, B, Y + i * N, N, K, alpha);
+  }
+}
+
+} // namespace avx2
+#endif
+
 /// Y[M,N] = alpha * op(A) op(B) + beta * C, C broadcast from [cRows, cCols].
 template <typename T>
 void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y, int64_t M,
@@ -110,6 +216,17 @@ void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y
     } else {
       std::fill(y, y + N, T(0));
     }
+  }
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (!transA) {
+      avx2::accumulate(A, B, Y, M, N, K, transB, alpha);
+      return;
+    }
+  }
+#endif
+  for (int64_t i = 0; i < M; ++i) {
+    T *y = Y + i * N;
     if (transB) {
       for (int64_t j = 0; j < N; ++j) {
         T acc = 0;
