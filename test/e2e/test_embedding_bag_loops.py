@@ -1,6 +1,7 @@
 """nn.EmbeddingBag as exporters write it: a Loop over ragged bags (sum, mean,
-max, per-sample weights; scan output or the dynamo exporter's sequence),
-raised to one kiln.embedding_bag, against onnxruntime."""
+max, per-sample weights; scan output or the dynamo exporter's sequence; bag
+offsets fixed in the model or given with each request), raised to one
+kiln.embedding_bag, against onnxruntime."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -13,11 +14,10 @@ OFFSETS = np.array([0, 2, 3, 6], np.int64)  # four bags over eight ids
 NUM_IDS, ROWS, DIM = 8, 10, 3
 
 
-def bag_model(mode, weighted=False, sequence=False):
+def bag_model(mode, weighted=False, sequence=False, offsets_input=False):
     rng = np.random.default_rng(0)
     inits = [
         numpy_helper.from_array(rng.standard_normal((ROWS, DIM)).astype(np.float32), "table"),
-        numpy_helper.from_array(OFFSETS, "offsets"),
         numpy_helper.from_array(np.array([1], np.int64), "one"),
         numpy_helper.from_array(np.array([len(OFFSETS)], np.int64), "four"),
         numpy_helper.from_array(np.array([NUM_IDS], np.int64), "total"),
@@ -66,6 +66,10 @@ def bag_model(mode, weighted=False, sequence=False):
         outer.append(helper.make_node("Loop", ["trips", "true"], ["pooled"],
                                       body=helper.make_graph(body, "body", body_inputs, body_outputs)))
     inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, [NUM_IDS])]
+    if offsets_input:
+        inputs.append(helper.make_tensor_value_info("offsets", TensorProto.INT64, [len(OFFSETS)]))
+    else:
+        inits.append(numpy_helper.from_array(OFFSETS, "offsets"))
     if weighted:
         inputs.append(helper.make_tensor_value_info("weights", TensorProto.FLOAT, [NUM_IDS]))
     graph = helper.make_graph(outer, "bags", inputs,
@@ -96,3 +100,21 @@ def test_embedding_bag_loop_matches_onnxruntime(tmp_path, mode, weighted, sequen
         bad = dict(feeds, ids=np.full(NUM_IDS, ROWS, np.int64))
         with pytest.raises(kiln.Error, match="outside the valid ids"):
             compiled.run(bad)
+
+
+def test_offsets_given_with_the_request(tmp_path):
+    model = bag_model("sum", offsets_input=True)
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, ROWS, NUM_IDS).astype(np.int64)
+    with kiln.load(tmp_path / "model.so") as compiled:
+        for offsets in ([0, 1, 2, 3], [0, 4, 4, 7], [0, 0, 0, 0]):
+            feeds = {"ids": ids, "offsets": np.array(offsets, np.int64)}
+            expected = session.run(None, feeds)[0]
+            np.testing.assert_allclose(compiled.run(feeds)["pooled"], expected, rtol=1e-5, atol=1e-6)
+        # Offsets past the ids are caught by the kernel, and the session survives.
+        with pytest.raises(kiln.Error, match="embedding_bag .* index or offset out of range"):
+            compiled.run({"ids": ids, "offsets": np.array([0, 2, 9, 3], np.int64)})
+        assert compiled.run({"ids": ids, "offsets": np.array([0, 1, 2, 3], np.int64)})["pooled"].shape == (4, DIM)
