@@ -58,9 +58,10 @@ def PlanMemory : Pass<"kiln-plan-memory", "mlir::func::FuncOp"> {
   let description = [{
     Computes buffer lifetimes in program order (reshape-like ops alias their
     input), then places buffers greedily at the lowest 64-byte-aligned offset
-    that does not overlap a buffer alive at the same time, trying a few
-    orders (by size, lifetime, start) and keeping the smallest arena. Records `kiln.arena_offset` on each producing op and input, and
-    `kiln.arena_bytes` and `kiln.arena_lower_bound` (the largest total of
+    that does not overlap a buffer alive at the same time (or the tightest
+    such gap), trying a few orders (by size, lifetime, start) and keeping the
+    smallest arena. Records `kiln.arena_offset` on each producing op and
+    input, and `kiln.arena_bytes` and `kiln.arena_lower_bound` (the largest total of
     simultaneously live buffers) on the function. Outputs that would alias a
     constant, an input or another output get a `kiln.copy`.
   }];
