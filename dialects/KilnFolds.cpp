@@ -65,7 +65,7 @@ std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
                  [&](int64_t n, ArrayRef<int64_t> idx) { sources[n] = source(idx); });
     return sources;
   };
-  if (isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp, CopyOp, CastOp>(op))
+  if (isReshapeLike(op) || isa<CopyOp, CastOp>(op))
     return fill([&, n = int64_t(0)](ArrayRef<int64_t>) mutable { return n++; });
   if (auto t = dyn_cast<TransposeOp>(op))
     return fill([&](ArrayRef<int64_t> idx) {
@@ -274,9 +274,11 @@ static Attribute foldElementwise(ArrayRef<Attribute> operands, RankedTensorType 
   }
   Type element = type.getElementType();
   SmallVector<Attribute> out;
-  SmallVector<int64_t> index(shape.size(), 0);
   SmallVector<Scalar> args(in.size());
-  for (int64_t n = 0; n < type.getNumElements(); ++n) {
+  bool declined = false;
+  forEachIndex(shape, [&](int64_t, ArrayRef<int64_t> index) {
+    if (declined)
+      return;
     for (size_t o = 0; o < in.size(); ++o) {
       int64_t flat = 0;
       for (size_t k = 0; k < shape.size(); ++k)
@@ -284,18 +286,17 @@ static Attribute foldElementwise(ArrayRef<Attribute> operands, RankedTensorType 
       args[o] = values[o][flat];
     }
     std::optional<Scalar> v = fn(ArrayRef<Scalar>(args), isFloat);
-    if (!v)
-      return {};
+    if (!v) {
+      declined = true;
+      return;
+    }
     if (isa<FloatType>(element))
       out.push_back(FloatAttr::get(element, v->f));
     else
       out.push_back(IntegerAttr::get(element, element.isInteger(1) ? (v->i != 0) : v->i));
-    for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
-      if (++index[d] < shape[d])
-        break;
-      index[d] = 0;
-    }
-  }
+  });
+  if (declined)
+    return {};
   return DenseElementsAttr::get(type, out);
 }
 
@@ -496,8 +497,7 @@ struct CollapseReshapes : OpRewritePattern<ReshapeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(ReshapeOp op, PatternRewriter &rewriter) const override {
     Operation *producer = op.getInput().getDefiningOp();
-    if (!producer || !isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(producer) ||
-        !op.getType().hasStaticShape())
+    if (!producer || !isReshapeLike(producer) || !op.getType().hasStaticShape())
       return failure();
     auto shapeType = RankedTensorType::get({op.getType().getRank()}, rewriter.getI64Type());
     Value shape = ConstantOp::create(rewriter, op.getLoc(),

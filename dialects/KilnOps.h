@@ -33,6 +33,11 @@ std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 
 namespace kiln {
 
+/// True for ops whose result is their input's bytes under another shape.
+inline bool isReshapeLike(mlir::Operation *op) {
+  return mlir::isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(op);
+}
+
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.
 struct SliceRange {
   int64_t start, step, count;

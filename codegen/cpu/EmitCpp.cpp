@@ -147,6 +147,7 @@ public:
 private:
   LogicalResult emitOp(Operation *op);
   std::string ptr(Value v);
+  std::string dimsArray(ArrayRef<int64_t> dims, StringRef name);
   std::string shape(Value v, StringRef name);
   std::string elt(Value v) { return cType(getElementTypeOrSelf(v)); }
   int64_t weightOffset(ElementsAttr attr);
@@ -183,17 +184,22 @@ std::string Emitter::ptr(Value v) {
   return "reinterpret_cast<" + t + " *>(A + " + std::to_string(offset.getInt()) + ")";
 }
 
-/// Declares `name` as the static shape of `v`; returns the expression.
-std::string Emitter::shape(Value v, StringRef name) {
-  auto dims = cast<RankedTensorType>(v.getType()).getShape();
+/// Declares `name` as a constant array of `dims`; returns the expression
+/// (nullptr for no dims).
+std::string Emitter::dimsArray(ArrayRef<int64_t> dims, StringRef name) {
   if (dims.empty())
     return "nullptr";
   os << "    static constexpr int64_t " << name << "[] = {" << list(dims) << "};\n";
   return name.str();
 }
 
+/// Declares `name` as the static shape of `v`; returns the expression.
+std::string Emitter::shape(Value v, StringRef name) {
+  return dimsArray(cast<RankedTensorType>(v.getType()).getShape(), name);
+}
+
 LogicalResult Emitter::emitOp(Operation *op) {
-  if (isa<ConstantOp>(op) || isAliasOp(op))
+  if (isa<ConstantOp>(op) || isReshapeLike(op))
     return success();
   nodeName = "op";
   if (auto name = dyn_cast<NameLoc>(op->getLoc()))
@@ -488,15 +494,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
           .Case([&](MatMulOp mm) {
             auto l = mm.getLhs().getType(), r = mm.getRhs().getType();
             int64_t batchRank = outType.getRank() - 2;
-            auto decl = [&](StringRef name, ArrayRef<int64_t> dims) -> std::string {
-              if (dims.empty())
-                return "nullptr";
-              os << "    static constexpr int64_t " << name << "[] = {" << list(dims) << "};\n";
-              return name.str();
-            };
-            std::string lb = decl("lb", l.getShape().drop_back(2)),
-                        rb = decl("rb", r.getShape().drop_back(2)),
-                        ob = decl("ob", outType.getShape().drop_back(2));
+            std::string lb = dimsArray(l.getShape().drop_back(2), "lb"),
+                        rb = dimsArray(r.getShape().drop_back(2), "rb"),
+                        ob = dimsArray(outType.getShape().drop_back(2), "ob");
             os << "    kiln::cpu::matmul<" << T << ">(" << ptr(mm.getLhs()) << ", " << lb << ", "
                << l.getRank() - 2 << ", " << ptr(mm.getRhs()) << ", " << rb << ", "
                << r.getRank() - 2 << ", " << ptr(out) << ", " << ob << ", " << batchRank << ", "

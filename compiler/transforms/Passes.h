@@ -14,11 +14,6 @@ namespace kiln {
 #define GEN_PASS_REGISTRATION
 #include "compiler/transforms/Passes.h.inc"
 
-/// True for ops whose result is a view of their input's bytes.
-inline bool isAliasOp(mlir::Operation *op) {
-  return mlir::isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(op);
-}
-
 } // namespace kiln
 
 #endif

@@ -62,7 +62,7 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
       if (isa<ConstantOp>(op))
         continue;
       Value result = op.getResult(0);
-      if (isAliasOp(&op)) {
+      if (isReshapeLike(&op)) {
         auto it = rootOf.find(op.getOperand(0));
         if (it == rootOf.end()) {
           op.emitError("a view of a constant survived folding");
@@ -128,7 +128,7 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     for (OpOperand &operand : ret->getOpOperands()) {
       Value root = operand.get();
       while (Operation *def = root.getDefiningOp()) {
-        if (!isAliasOp(def))
+        if (!isReshapeLike(def))
           break;
         root = def->getOperand(0);
       }

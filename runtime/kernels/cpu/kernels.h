@@ -43,6 +43,15 @@ inline void broadcastStrides(const int64_t *shape, int shapeRank, const int64_t 
   }
 }
 
+/// Advances a row-major multi-index over `shape` (its first `rank` dims).
+inline void nextIndex(int64_t *index, const int64_t *shape, int rank) {
+  for (int d = rank - 1; d >= 0; --d) {
+    if (++index[d] < shape[d])
+      return;
+    index[d] = 0;
+  }
+}
+
 inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
   int64_t stride = 1;
   for (int d = rank - 1; d >= 0; --d) {
@@ -83,11 +92,7 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
     else
       for (int64_t i = 0; i < inner; ++i)
         o[i] = fn(ap[i * ai], bp[i * bi]);
-    for (int d = rank - 2; d >= 0; --d) {
-      if (++index[d] < outShape[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, outShape, rank - 1);
   }
 }
 
@@ -265,11 +270,7 @@ void matmul(const T *lhs, const int64_t *lBatch, int lRank, const T *rhs, const 
     }
     gemm<T>(lhs + lo * M * K, rhs + ro * K * N, nullptr, 0, 0, out + n * M * N, M, N, K, false,
             false, T(1), T(0));
-    for (int d = batchRank - 1; d >= 0; --d) {
-      if (++index[d] < oBatch[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, oBatch, batchRank);
   }
 }
 
@@ -315,11 +316,7 @@ bool gatherElements(const T *data, const int64_t *dataShape, const I *indices,
     for (int d = 0; d < rank; ++d)
       src += (d == axisDim ? (k < 0 ? k + axis : k) : index[d]) * dataStrides[d];
     out[n] = data[src];
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++index[d] < indexShape[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, indexShape, rank);
   }
   return true;
 }
@@ -394,11 +391,7 @@ void pad(const T *in, const int64_t *inShape, const int64_t *begin, const int64_
       src += i * inStrides[d];
     }
     out[n] = inside ? in[src] : value;
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++index[d] < outShape[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, outShape, rank);
   }
 }
 
@@ -415,11 +408,7 @@ void stridedCopy(const T *in, int64_t offset, const int64_t *strides, const int6
     for (int d = 0; d < rank; ++d)
       src += index[d] * strides[d];
     out[n] = in[src];
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++index[d] < outShape[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, outShape, rank);
   }
 }
 
@@ -491,11 +480,7 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
     for (int d = 0; d < rank; ++d)
       dst += index[d] * outStrides[d];
     out[dst] = combine(out[dst], in[n]);
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++index[d] < inShape[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, inShape, rank);
   }
   if (mean && count > 0)
     for (int64_t i = 0; i < outTotal; ++i)
@@ -530,11 +515,7 @@ void select(const bool *cond, const int64_t *cShape, int cRank, const T *x, cons
       yo += index[d] * ys[d];
     }
     out[n] = cond[c] ? x[xo] : y[yo];
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++index[d] < outShape[d])
-        break;
-      index[d] = 0;
-    }
+    nextIndex(index, outShape, rank);
   }
 }
 
