@@ -10,6 +10,7 @@
 #include "KilnOps.h"
 
 #include "mlir/Dialect/Traits.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Matchers.h"
 
 using namespace mlir;
@@ -139,6 +140,88 @@ KILN_INFER(MatMulOp) {
 LogicalResult MatMulOp::verify() {
   if (getLhs().getType().getElementType() != getRhs().getType().getElementType())
     return emitOpError("element types of operands differ");
+  return success();
+}
+
+/// Raw bytes of a constant in the runtime's layout (i1 as one byte).
+std::vector<char> constantBytes(ElementsAttr attr) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
+    ArrayRef<char> data = resource.getRawHandle().getBlob()->getData();
+    return {data.begin(), data.end()};
+  }
+  auto dense = cast<DenseElementsAttr>(attr);
+  auto type = dense.getType();
+  Type e = type.getElementType();
+  std::vector<char> bytes;
+  if (e.isInteger(1)) {
+    for (bool b : dense.getValues<bool>())
+      bytes.push_back(b ? 1 : 0);
+    return bytes;
+  }
+  size_t width = e.getIntOrFloatBitWidth() / 8;
+  ArrayRef<char> raw = dense.getRawData();
+  if (dense.isSplat()) {
+    for (int64_t i = 0; i < type.getNumElements(); ++i)
+      bytes.insert(bytes.end(), raw.begin(), raw.begin() + width);
+    return bytes;
+  }
+  return {raw.begin(), raw.end()};
+}
+
+ElementsAttr makeConstant(RankedTensorType type, ArrayRef<char> bytes, StringRef name) {
+  constexpr size_t kInlineBytes = 256;
+  if (type.getElementType().isInteger(1)) {
+    SmallVector<bool> bits(bytes.begin(), bytes.end());
+    return DenseElementsAttr::get(type, ArrayRef<bool>(bits));
+  }
+  if (bytes.size() <= kInlineBytes)
+    return DenseElementsAttr::getFromRawBuffer(type, bytes);
+  return DenseResourceElementsAttr::get(type, name,
+                                        HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64));
+}
+
+KILN_INFER(DenseOp) {
+  auto in = shapeOf(adaptor.getInput());
+  if (in.getRank() < 1)
+    return emitOptionalError(loc, "dense input must have rank >= 1");
+  SmallVector<int64_t> shape(in.getShape());
+  shape.back() = adaptor.getUnits();
+  return push(types, shape, in.getElementType());
+}
+
+/// The activations kiln.dense accepts, in the order of the kernels'
+/// kiln::cpu::Activation enum.
+static constexpr StringLiteral kDenseActivations[] = {"none", "relu", "sigmoid",
+                                                       "tanh", "gelu", "gelu_tanh"};
+
+int32_t denseActivationCode(StringRef name) {
+  for (auto [i, a] : llvm::enumerate(kDenseActivations))
+    if (a == name)
+      return int32_t(i);
+  return -1;
+}
+
+LogicalResult DenseOp::verify() {
+  int64_t k = getDepth(), n = getUnits();
+  auto w = getWeight().getType();
+  if (n < 1)
+    return emitOpError("units must be positive");
+  if (w.getRank() == 2) {
+    if (w.getDimSize(0) != k || w.getDimSize(1) != n)
+      return emitOpError("weight must be [") << k << ", " << n << "], got " << w;
+  } else if (w.getRank() == 3) {
+    if (w.getDimSize(0) != (n + 15) / 16 || w.getDimSize(1) != k || w.getDimSize(2) != 16)
+      return emitOpError("packed weight must be [") << (n + 15) / 16 << ", " << k << ", 16], got "
+                                                    << w;
+  } else {
+    return emitOpError("weight must be [K, units] or packed [ceil(units/16), K, 16]");
+  }
+  if (Value b = getBias(); b && (cast<RankedTensorType>(b.getType()).getShape() != ArrayRef(n)))
+    return emitOpError("bias must be [") << n << "]";
+  if (Value r = getResidual(); r && r.getType() != getType())
+    return emitOpError("residual must have the result type ") << getType();
+  if (denseActivationCode(getActivation()) < 0)
+    return emitOpError("unknown activation '") << getActivation() << "'";
   return success();
 }
 

@@ -26,6 +26,18 @@ std::optional<double> getConstantFloat(mlir::Value value);
 /// The values of a constant integer tensor operand, if it is one.
 std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 
+/// Raw bytes of a constant in the runtime's layout (i1 as one byte).
+std::vector<char> constantBytes(mlir::ElementsAttr attr);
+
+/// A constant holding `bytes` (in the runtime's layout) as `type`; above a
+/// few hundred bytes it is a 64-byte aligned dense_resource blob named `name`.
+mlir::ElementsAttr makeConstant(mlir::RankedTensorType type, llvm::ArrayRef<char> bytes,
+                                llvm::StringRef name);
+
+/// kiln.dense's activation as the kernels' kiln::cpu::Activation value, or
+/// -1 for an unknown name.
+int32_t denseActivationCode(llvm::StringRef name);
+
 } // namespace kiln
 
 #define GET_OP_CLASSES

@@ -79,6 +79,33 @@ def Kiln_MatMulOp : Kiln_Op<"matmul"> {
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
 }
 
+def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
+  let summary = "result[..., n] = act(input[..., :] * W[:, n] + bias[n]) + residual[..., n]";
+  let description = [{
+    A layer against constant weights, formed from matmul/gemm by
+    kiln-form-dense, with its bias, activation and residual add fused by
+    kiln-fuse-epilogues. `weight` is op(B) as [K, `units`], or after
+    kiln-pack-weights the packed layout of the CPU kernels:
+    [ceil(units / 16), K, 16] (see runtime/kernels/cpu/gemm.h). `activation`
+    is one of none, relu, sigmoid, tanh, gelu (erf form), gelu_tanh; the
+    residual is added after it.
+  }];
+  let arguments = (ins F32Tensor:$input, F32Tensor:$weight, Optional<F32Tensor>:$bias,
+                   Optional<F32Tensor>:$residual, I64Attr:$units,
+                   DefaultValuedStrAttr<StrAttr, "none">:$activation);
+  let results = (outs F32Tensor:$result);
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The depth K of the product.
+    int64_t getDepth() { return getInput().getType().getShape().back(); }
+    bool isPacked() { return getWeight().getType().getRank() == 3; }
+  }];
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? (`residual` $residual^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // Elementwise
 //===----------------------------------------------------------------------===//

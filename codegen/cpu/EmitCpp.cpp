@@ -113,30 +113,6 @@ std::string numberLiteral(double v, const std::string &type) {
   return type + "(" + buf + ")";
 }
 
-/// Raw bytes of a constant in the runtime's layout (i1 as one byte).
-std::vector<char> constantBytes(ElementsAttr attr) {
-  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
-    ArrayRef<char> data = resource.getRawHandle().getBlob()->getData();
-    return {data.begin(), data.end()};
-  }
-  auto dense = cast<DenseElementsAttr>(attr);
-  auto type = dense.getType();
-  Type e = type.getElementType();
-  std::vector<char> bytes;
-  if (e.isInteger(1)) {
-    for (bool b : dense.getValues<bool>())
-      bytes.push_back(b ? 1 : 0);
-    return bytes;
-  }
-  size_t width = e.getIntOrFloatBitWidth() / 8;
-  ArrayRef<char> raw = dense.getRawData();
-  if (dense.isSplat()) {
-    for (int64_t i = 0; i < type.getNumElements(); ++i)
-      bytes.insert(bytes.end(), raw.begin(), raw.begin() + width);
-    return bytes;
-  }
-  return {raw.begin(), raw.end()};
-}
 
 class Emitter {
 public:
@@ -491,6 +467,23 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << numberLiteral(g.getBeta().convertToDouble(), T) << ");\n";
             return success();
           })
+          .Case([&](DenseOp d) {
+            if (!d.isPacked())
+              return d.emitOpError("weight is not packed (run kiln-pack-weights)"), failure();
+            int64_t k = d.getDepth(), units = d.getUnits();
+            os << "    kiln::cpu::Epilogue ep;\n";
+            if (Value b = d.getBias())
+              os << "    ep.bias = " << ptr(b) << ";\n";
+            if (Value r = d.getResidual())
+              os << "    ep.residual = " << ptr(r) << ";\n    ep.residualStride = " << units
+                 << ";\n";
+            os << "    ep.activation = kiln::cpu::Activation("
+               << denseActivationCode(d.getActivation()) << ");\n";
+            os << "    kiln::cpu::dense(" << ptr(d.getInput()) << ", " << k << ", "
+               << ptr(d.getWeight()) << ", " << k << ", " << units << ", " << ptr(out) << ", "
+               << units << ", " << n / units << ", ep, exec);\n";
+            return success();
+          })
           .Case([&](MatMulOp mm) {
             auto l = mm.getLhs().getType(), r = mm.getRhs().getType();
             int64_t batchRank = outType.getRank() - 2;
@@ -636,8 +629,9 @@ LogicalResult Emitter::emitFunction(func::FuncOp func) {
     if (op.getNumResults() && cType(getElementTypeOrSelf(op.getResult(0))).empty())
       return op.emitError("element type has no CPU representation");
   os << "int " << func.getSymName()
-     << "(uint8_t *A, const uint8_t *W, char *message, size_t message_size) {\n"
-     << "  (void)A; (void)W; (void)message; (void)message_size;\n";
+     << "(uint8_t *A, const uint8_t *W, const kiln_abi_exec *exec, char *message, size_t "
+        "message_size) {\n"
+     << "  (void)A; (void)W; (void)exec; (void)message; (void)message_size;\n";
   for (Operation &op : func.getBody().front().without_terminator())
     if (failed(emitOp(&op)))
       return failure();

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Toolchain.h"
+#include "EmbeddedFiles.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -19,10 +20,6 @@ using namespace mlir;
 
 namespace kiln {
 
-// Defined in the generated EmbeddedHeaders.cpp.
-extern const char *const kEmbeddedKernelsHeader;
-extern const char *const kEmbeddedModelAbiHeader;
-
 static LogicalResult writeFile(StringRef path, StringRef text, std::string &error) {
   std::error_code ec;
   llvm::raw_fd_ostream os(path, ec);
@@ -35,15 +32,17 @@ static LogicalResult writeFile(StringRef path, StringRef text, std::string &erro
 }
 
 LogicalResult writeSupportHeaders(StringRef dir, std::string &error) {
-  SmallString<256> kilnDir(dir);
-  llvm::sys::path::append(kilnDir, "kiln");
-  if (std::error_code ec = llvm::sys::fs::create_directories(kilnDir)) {
-    error = "cannot create " + kilnDir.str().str() + ": " + ec.message();
-    return failure();
+  for (int i = 0; i < kNumEmbeddedFiles; ++i) {
+    SmallString<256> path(dir);
+    llvm::sys::path::append(path, kEmbeddedFiles[i].path);
+    if (std::error_code ec = llvm::sys::fs::create_directories(llvm::sys::path::parent_path(path))) {
+      error = "cannot create the folder of " + path.str().str() + ": " + ec.message();
+      return failure();
+    }
+    if (failed(writeFile(path, kEmbeddedFiles[i].text, error)))
+      return failure();
   }
-  return success(
-      succeeded(writeFile((dir + "/kernels.h").str(), kEmbeddedKernelsHeader, error)) &&
-      succeeded(writeFile((kilnDir + "/model_abi.h").str(), kEmbeddedModelAbiHeader, error)));
+  return success();
 }
 
 LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef output,

@@ -32,7 +32,6 @@ namespace kiln {
 namespace {
 
 /// Initialisers up to this size stay ordinary (foldable) dense attributes.
-constexpr size_t kInlineConstantBytes = 256;
 
 /// Reported as "node 'name' (#index, OpType): message".
 struct ImportError {
@@ -235,15 +234,7 @@ ElementsAttr Importer::tensorAttr(const onnx::TensorProto &t) {
   std::vector<char> bytes = tensorBytes(t, count, width, error);
   if (!error.empty())
     fail(what + ": " + error);
-  if (element.isInteger(1)) {
-    SmallVector<bool> bits(bytes.begin(), bytes.end());
-    return DenseElementsAttr::get(type, ArrayRef<bool>(bits));
-  }
-  if (bytes.size() <= kInlineConstantBytes)
-    return DenseElementsAttr::getFromRawBuffer(type, bytes);
-  std::string blob = t.name().empty() ? "weight" : t.name();
-  return DenseResourceElementsAttr::get(type, blob,
-                                        HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64));
+  return makeConstant(type, bytes, t.name().empty() ? "weight" : t.name());
 }
 
 bool Importer::hasInput(int i) const { return i < node->input_size() && !node->input(i).empty(); }

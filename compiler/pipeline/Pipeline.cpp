@@ -38,6 +38,14 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
        }},
+      {"form-dense",
+       [](PassManager &pm, const CompileOptions &) { pm.addPass(createFormDense()); }},
+      {"fuse-epilogues",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createFuseEpilogues());
+       }},
+      {"pack-weights",
+       [](PassManager &pm, const CompileOptions &) { pm.addPass(createPackWeights()); }},
       {"bound-index-inputs",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createBoundIndexInputs());

@@ -41,6 +41,35 @@ def RaiseEmbeddingBags : Pass<"kiln-raise-embedding-bags", "mlir::func::FuncOp">
   }];
 }
 
+def FormDense : Pass<"kiln-form-dense", "mlir::ModuleOp"> {
+  let summary = "Turn matmul/gemm against constant matrices into kiln.dense";
+  let description = [{
+    A product whose right operand is a constant 2-D f32 matrix becomes
+    `kiln.dense` with weight alpha * op(B) as [K, N]. A Gemm's constant C
+    that broadcasts along rows becomes the bias (times beta); a C of the
+    result's shape with beta = 1 becomes the residual. A weight used by
+    several ops or bucket functions is transformed once.
+  }];
+}
+
+def FuseEpilogues : Pass<"kiln-fuse-epilogues", "mlir::func::FuncOp"> {
+  let summary = "Fuse bias add, activation and residual add into kiln.dense";
+  let description = [{
+    When a dense's only user is an add of a constant vector along its last
+    dim, it becomes the bias; then relu, sigmoid, tanh or gelu, the
+    activation; then an add of a same-shaped tensor, the residual. The
+    fused op computes act(x W + bias) + residual in the kernel's epilogue.
+  }];
+}
+
+def PackWeights : Pass<"kiln-pack-weights", "mlir::ModuleOp"> {
+  let summary = "Pack kiln.dense weights into the CPU kernels' panel layout";
+  let description = [{
+    Rewrites each dense's [K, N] constant weight as [ceil(N/16), K, 16]
+    panels (runtime/kernels/cpu/gemm.h), packing each distinct weight once.
+  }];
+}
+
 def BoundIndexInputs : Pass<"kiln-bound-index-inputs", "mlir::func::FuncOp"> {
   let summary = "Record the valid values of id inputs, per position in a batch row";
   let description = [{

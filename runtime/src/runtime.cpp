@@ -7,6 +7,7 @@
 
 #include "kiln/runtime.h"
 #include "kiln/model_abi.h"
+#include "thread_pool.h"
 
 #include <dlfcn.h>
 
@@ -25,6 +26,8 @@ struct kiln_session {
   const kiln_model *model;
   uint8_t *arena;
   bool owns_arena;
+  kiln::ThreadPool *pool; // null for one thread
+  kiln_abi_exec exec;
   char error[512];
 };
 
@@ -277,46 +280,74 @@ uint64_t kiln_model_arena_bytes(const kiln_model *model) {
   return model ? maxArena(model->abi) : 0;
 }
 
-kiln_status kiln_session_create(const kiln_model *model, kiln_session **session) {
-  if (!model || !session)
+void kiln_session_options_init(kiln_session_options *options) {
+  if (options)
+    *options = kiln_session_options{1, nullptr, 0};
+}
+
+kiln_status kiln_session_create_with_options(const kiln_model *model,
+                                             const kiln_session_options *options,
+                                             kiln_session **session) {
+  if (!model || !options || !session)
     return KILN_ERROR_INVALID_ARGUMENT;
   *session = nullptr;
   uint64_t bytes = maxArena(model->abi);
-  void *arena =
-      std::aligned_alloc(KILN_ARENA_ALIGNMENT, (bytes + KILN_ARENA_ALIGNMENT - 1) /
-                                                   KILN_ARENA_ALIGNMENT * KILN_ARENA_ALIGNMENT);
-  if (!arena)
+  if (options->num_threads < 0 || options->num_threads > 256)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  if (options->arena && (options->arena_bytes < bytes ||
+                         reinterpret_cast<uintptr_t>(options->arena) % KILN_ARENA_ALIGNMENT != 0))
+    return KILN_ERROR_INVALID_ARGUMENT;
+  auto *s = new (std::nothrow) kiln_session{model, static_cast<uint8_t *>(options->arena), false,
+                                            nullptr, {nullptr, 1, nullptr}, {}};
+  if (!s)
     return KILN_ERROR_OUT_OF_MEMORY;
-  kiln_status status = kiln_session_create_with_arena(model, arena, bytes, session);
-  if (status != KILN_OK) {
-    std::free(arena);
-    return status;
+  if (!s->arena) {
+    s->arena = static_cast<uint8_t *>(
+        std::aligned_alloc(KILN_ARENA_ALIGNMENT, (bytes + KILN_ARENA_ALIGNMENT - 1) /
+                                                     KILN_ARENA_ALIGNMENT * KILN_ARENA_ALIGNMENT));
+    s->owns_arena = true;
   }
-  (*session)->owns_arena = true;
+  if (options->num_threads > 1) {
+    s->pool = new (std::nothrow) kiln::ThreadPool;
+    if (s->pool && s->pool->start(options->num_threads))
+      s->exec = {s->pool, s->pool->size(), &kiln::ThreadPool::parallelFor};
+  }
+  if (!s->arena || (options->num_threads > 1 && !s->exec.parallel_for)) {
+    kiln_session_destroy(s);
+    return KILN_ERROR_OUT_OF_MEMORY;
+  }
+  *session = s;
   return KILN_OK;
+}
+
+kiln_status kiln_session_create(const kiln_model *model, kiln_session **session) {
+  kiln_session_options options;
+  kiln_session_options_init(&options);
+  return kiln_session_create_with_options(model, &options, session);
 }
 
 kiln_status kiln_session_create_with_arena(const kiln_model *model, void *arena,
                                            uint64_t arena_bytes, kiln_session **session) {
-  if (!model || !session || !arena)
+  if (!arena)
     return KILN_ERROR_INVALID_ARGUMENT;
-  *session = nullptr;
-  if (arena_bytes < maxArena(model->abi) ||
-      reinterpret_cast<uintptr_t>(arena) % KILN_ARENA_ALIGNMENT != 0)
-    return KILN_ERROR_INVALID_ARGUMENT;
-  auto *s = new (std::nothrow) kiln_session{model, static_cast<uint8_t *>(arena), false, {}};
-  if (!s)
-    return KILN_ERROR_OUT_OF_MEMORY;
-  *session = s;
-  return KILN_OK;
+  kiln_session_options options;
+  kiln_session_options_init(&options);
+  options.arena = arena;
+  options.arena_bytes = arena_bytes;
+  return kiln_session_create_with_options(model, &options, session);
 }
 
 void kiln_session_destroy(kiln_session *session) {
   if (!session)
     return;
+  delete session->pool;
   if (session->owns_arena)
     std::free(session->arena);
   delete session;
+}
+
+int32_t kiln_session_num_threads(const kiln_session *session) {
+  return session ? session->exec.num_threads : 0;
 }
 
 const char *kiln_session_error(const kiln_session *session) {
@@ -373,7 +404,7 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
     if (spec.batched)
       std::memset(slot + row * batch, 0, row * (bucket->batch - batch));
   }
-  if (bucket->entry(s->arena, m->weights, s->error, sizeof s->error) != 0)
+  if (bucket->entry(s->arena, m->weights, &s->exec, s->error, sizeof s->error) != 0)
     return KILN_ERROR_MODEL_FAILURE;
   for (int32_t i = 0; i < num_outputs; ++i) {
     const kiln_abi_tensor &spec = m->outputs[i];

@@ -4,7 +4,7 @@
 #include "kiln/model_abi.h"
 
 namespace {
-int entry(uint8_t *, const uint8_t *, char *, size_t) { return 0; }
+int entry(uint8_t *, const uint8_t *, const kiln_abi_exec *, char *, size_t) { return 0; }
 const uint64_t kOffsets[] = {0};
 const kiln_abi_bucket kBuckets[] = {{1, 64, 64, kOffsets, kOffsets, &entry}};
 } // namespace

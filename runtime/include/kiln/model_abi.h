@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define KILN_ABI_MAJOR 1
+#define KILN_ABI_MAJOR 2
 #define KILN_ABI_MINOR 0
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
@@ -24,11 +24,21 @@ extern "C" {
 #define KILN_ISA_AVX2 (1u << 0)
 #define KILN_ISA_FMA (1u << 1)
 
+/* The session's threads as a model sees them. parallel_for runs
+ * fn(ctx, task) for every task in [0, tasks) on up to num_threads threads
+ * (the calling one included) and returns when all have finished; it never
+ * allocates. A model with parallel_for NULL runs on the calling thread. */
+typedef struct kiln_abi_exec {
+  void *pool;
+  int32_t num_threads;
+  void (*parallel_for)(void *pool, int64_t tasks, void (*fn)(void *ctx, int64_t task), void *ctx);
+} kiln_abi_exec;
+
 /* Entry point of one batch bucket: runs the model over the arena, whose
  * input slots the runtime has filled. Returns 0, or non-zero after writing a
  * NUL-terminated reason into `message`. */
-typedef int (*kiln_entry_fn)(uint8_t *arena, const uint8_t *weights, char *message,
-                             size_t message_size);
+typedef int (*kiln_entry_fn)(uint8_t *arena, const uint8_t *weights, const kiln_abi_exec *exec,
+                             char *message, size_t message_size);
 
 typedef struct kiln_abi_tensor {
   const char *name;

@@ -98,10 +98,31 @@ KILN_API uint64_t kiln_model_arena_bytes(const kiln_model *model);
 /* Required alignment of a caller-supplied arena. */
 #define KILN_ARENA_ALIGNMENT 64
 
-/* A session owns an arena allocated once here. */
+/* How a session runs. Initialise with kiln_session_options_init, then set
+ * what differs from the defaults. */
+typedef struct kiln_session_options {
+  /* Threads a run uses, the calling thread included (default 1). They are
+   * started with the session and kept until it is destroyed; kernels split
+   * large batches and layers across them. */
+  int32_t num_threads;
+  /* The caller's arena (NULL: the session allocates one): at least
+   * kiln_model_arena_bytes, aligned to KILN_ARENA_ALIGNMENT, alive until the
+   * session is destroyed. */
+  void *arena;
+  uint64_t arena_bytes;
+} kiln_session_options;
+
+KILN_API void kiln_session_options_init(kiln_session_options *options);
+KILN_API kiln_status kiln_session_create_with_options(const kiln_model *model,
+                                                      const kiln_session_options *options,
+                                                      kiln_session **session);
+/* The session's thread count (1 unless num_threads asked for more). */
+KILN_API int32_t kiln_session_num_threads(const kiln_session *session);
+
+/* A one-thread session that owns an arena allocated once here. */
 KILN_API kiln_status kiln_session_create(const kiln_model *model, kiln_session **session);
-/* A session that uses the caller's arena: at least kiln_model_arena_bytes,
- * aligned to KILN_ARENA_ALIGNMENT, alive until the session is destroyed. */
+/* A one-thread session that uses the caller's arena (see
+ * kiln_session_options.arena). */
 KILN_API kiln_status kiln_session_create_with_arena(const kiln_model *model, void *arena,
                                                     uint64_t arena_bytes, kiln_session **session);
 KILN_API void kiln_session_destroy(kiln_session *session);

@@ -16,9 +16,8 @@
 #include <limits>
 #include <type_traits>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
+#include "gemm.h"
+#include "vmath.h"
 
 namespace kiln::cpu {
 
@@ -106,7 +105,7 @@ template <typename From, typename To> void cast(const From *in, To *out, int64_t
     out[i] = static_cast<To>(in[i]);
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef KILN_AVX2
 /// Register-blocked AVX2/FMA inner products for f32 (no packing yet): R rows
 /// of Y at a time, so each loaded B vector feeds R fused multiply-adds.
 namespace avx2 {
@@ -222,7 +221,7 @@ void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y
       std::fill(y, y + N, T(0));
     }
   }
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef KILN_AVX2
   if constexpr (std::is_same_v<T, float>) {
     if (!transA) {
       avx2::accumulate(A, B, Y, M, N, K, transB, alpha);
@@ -598,13 +597,12 @@ template <typename T> T mod(T x, T y) {
   }
 }
 
-template <typename T> T gelu(T x, bool tanhApproximation) {
+inline double gelu(double x, bool tanhApproximation) {
   if (tanhApproximation)
-    return T(0.5) * x * (T(1) + std::tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
-  return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));
+    return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1.0 + std::erf(x * 0.7071067811865476));
 }
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 } // namespace kiln::cpu

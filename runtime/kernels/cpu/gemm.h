@@ -1,0 +1,233 @@
+// gemm.h - dense layers: f32 GEMM on weights packed at compile time, with
+// fused epilogues.
+//
+// Packed layout (kiln.dense's weight operand, tensor<P x K x 16>): op(B), a
+// K x N matrix, cut into P = ceil(N / 16) panels of 16 columns; a panel is
+// [K][16] row-major and the columns past N are zero. A micro-kernel reads a
+// block of k rows of one panel as one contiguous stream, so weights come in
+// at full memory bandwidth whatever N is. The compiler packs with
+// packWeights below; int8 or CUDA kernels get their own layouts the same way.
+//
+// Micro-kernels keep an R x 16 (or, for 1-2 rows, R x 32/64) tile of C in
+// registers: each k broadcasts R values of A and issues R x 2 FMAs per panel.
+// Large M runs in blocks of kRowBlock rows and kDepthBlock k (the A block
+// stays in L2, the panel block in L1); small M (1-16 rows) streams each
+// panel once over the whole depth. The epilogue (bias, activation, residual
+// add) is applied to the registers before the one store of C.
+#ifndef KILN_KERNELS_CPU_GEMM_H
+#define KILN_KERNELS_CPU_GEMM_H
+
+#include "parallel.h"
+#include "vmath.h"
+
+#include <algorithm>
+#include <cstdint>
+
+namespace kiln::cpu {
+
+constexpr int64_t kPanelWidth = 16;
+constexpr int64_t kRowBlock = 48;   // rows of A per cache block (multiple of 6)
+constexpr int64_t kDepthBlock = 512; // depth per cache block
+
+inline int64_t panelCount(int64_t n) { return (n + kPanelWidth - 1) / kPanelWidth; }
+
+/// out[P][K][16] = alpha * op(B), B being [K, N] or, with transB, [N, K].
+template <typename T>
+void packWeights(const T *B, bool transB, int64_t K, int64_t N, T alpha, T *out) {
+  for (int64_t p = 0, P = panelCount(N); p < P; ++p)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < kPanelWidth; ++c) {
+        int64_t n = p * kPanelWidth + c;
+        out[(p * K + k) * kPanelWidth + c] =
+            n < N ? alpha * (transB ? B[n * K + k] : B[k * N + n]) : T(0);
+      }
+}
+
+/// What a dense layer applies to each result before storing it:
+/// act(acc + bias[n]) + residual[m, n].
+struct Epilogue {
+  const float *bias = nullptr;     // N values, or null
+  const float *residual = nullptr; // rows of residualStride values, or null
+  int64_t residualStride = 0;
+  Activation activation = Activation::None;
+};
+
+namespace detail {
+
+inline float applyEpilogue(float x, const Epilogue &ep, int64_t m, int64_t n) {
+  if (ep.bias)
+    x += ep.bias[n];
+  x = activate(x, ep.activation);
+  if (ep.residual)
+    x += ep.residual[m * ep.residualStride + n];
+  return x;
+}
+
+#ifdef KILN_AVX2
+/// Lanes [0, n) set.
+inline __m256i laneMask(int64_t n) {
+  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                0,  0,  0,  0,  0,  0,  0,  0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(table + 8 - n));
+}
+
+/// C[R rows, up to 16 P columns] (+)= A[R, kc] * W[kc, 16 P], W being P panels
+/// `panelStride` floats apart and A[r, k] at A[r * rowStride + k * depthStride].
+/// `cols` is how many columns are real; `ep` (set on the last depth block) is
+/// applied before the store.
+template <int R, int P>
+inline void tile(const float *A, int64_t rowStride, int64_t depthStride, const float *W,
+                 int64_t panelStride, int64_t kc,
+                 float *C, int64_t ldc, int64_t cols, bool accumulate, const Epilogue *ep,
+                 int64_t row, int64_t col) {
+  __m256 acc[R][2 * P];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2 * P; ++v)
+      acc[r][v] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 b[2 * P];
+    for (int p = 0; p < P; ++p) {
+      b[2 * p] = _mm256_loadu_ps(W + p * panelStride + k * kPanelWidth);
+      b[2 * p + 1] = _mm256_loadu_ps(W + p * panelStride + k * kPanelWidth + 8);
+    }
+    for (int r = 0; r < R; ++r) {
+      __m256 a = _mm256_broadcast_ss(A + r * rowStride + k * depthStride);
+      for (int v = 0; v < 2 * P; ++v)
+        acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  // The epilogue reads the tile back from the stack, so that acc is never
+  // indexed dynamically and stays in registers during the loop above.
+  alignas(32) float out[R][2 * P][8];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2 * P; ++v)
+      _mm256_store_ps(out[r][v], acc[r][v]);
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2 * P && v * 8 < cols; ++v) {
+      int64_t n = std::min<int64_t>(8, cols - v * 8), c = col + v * 8, m = row + r;
+      float *dst = C + r * ldc + v * 8;
+      __m256i mask = laneMask(n);
+      __m256 x = _mm256_load_ps(out[r][v]);
+      if (accumulate)
+        x = _mm256_add_ps(x, _mm256_maskload_ps(dst, mask));
+      if (ep) {
+        if (ep->bias)
+          x = _mm256_add_ps(x, _mm256_maskload_ps(ep->bias + c, mask));
+        x = avx2::activate(x, ep->activation);
+        if (ep->residual)
+          x = _mm256_add_ps(
+              x, _mm256_maskload_ps(ep->residual + m * ep->residualStride + c, mask));
+      }
+      if (n == 8)
+        _mm256_storeu_ps(dst, x);
+      else
+        _mm256_maskstore_ps(dst, mask, x);
+    }
+}
+
+template <int P>
+inline void tileRows(int64_t rows, const float *A, int64_t rowStride, int64_t depthStride,
+                     const float *W, int64_t panelStride, int64_t kc, float *C, int64_t ldc, int64_t cols,
+                     bool accumulate, const Epilogue *ep, int64_t row, int64_t col) {
+  switch (rows) {
+#define KILN_TILE_CASE(R)                                                                          \
+  case R:                                                                                          \
+    return tile<R, P>(A, rowStride, depthStride, W, panelStride, kc, C, ldc, cols, accumulate, ep, \
+                      row, col);
+    KILN_TILE_CASE(1)
+    KILN_TILE_CASE(2)
+    KILN_TILE_CASE(3)
+    KILN_TILE_CASE(4)
+    KILN_TILE_CASE(5)
+    KILN_TILE_CASE(6)
+#undef KILN_TILE_CASE
+  }
+}
+#endif
+
+/// Rows [m0, m1) and panels [p0, p1) of C = epilogue(A W).
+inline void denseBlock(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
+                       float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                       const Epilogue &ep) {
+  const int64_t panelStride = K * kPanelWidth;
+#ifdef KILN_AVX2
+  // Few rows: stream every panel once over the whole depth, several panels
+  // per tile so that enough FMAs are in flight.
+  const bool streaming = m1 - m0 <= 16;
+  const int64_t depthBlock = streaming ? std::max<int64_t>(K, 1) : kDepthBlock;
+  const int64_t rowBlock = streaming ? m1 - m0 : kRowBlock;
+  // Large blocks of A are packed as 6-row slivers, [k][6], so that the
+  // broadcasts read one contiguous stream whatever lda is.
+  alignas(32) float packedA[kRowBlock * kDepthBlock];
+  for (int64_t mb = m0; mb < m1; mb += rowBlock) {
+    int64_t me = std::min(mb + rowBlock, m1);
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += depthBlock) {
+      int64_t kc = std::min(depthBlock, K - k0);
+      bool first = k0 == 0, last = k0 + kc >= K;
+      const Epilogue *epilogue = last ? &ep : nullptr;
+      if (!streaming)
+        for (int64_t i = mb; i < me; i += 6)
+          for (int64_t k = 0; k < kc; ++k)
+            for (int64_t r = 0; r < 6; ++r)
+              packedA[(i - mb) * kc + k * 6 + r] = i + r < me ? A[(i + r) * lda + k0 + k] : 0.0f;
+      int64_t p = p0;
+      auto run = [&](auto panels, int64_t i, int64_t rows) {
+        constexpr int PP = decltype(panels)::value;
+        int64_t col = p * kPanelWidth;
+        const float *a = streaming ? A + i * lda + k0 : packedA + (i - mb) * kc;
+        tileRows<PP>(rows, a, streaming ? lda : 1, streaming ? 1 : 6,
+                     W + p * panelStride + k0 * kPanelWidth, panelStride, kc, C + i * ldc + col,
+                     ldc, std::min(N - col, PP * kPanelWidth), !first, epilogue, i, col);
+      };
+      if (me - mb == 1)
+        for (; p + 4 <= p1; p += 4)
+          run(std::integral_constant<int, 4>(), mb, 1);
+      else if (me - mb == 2)
+        for (; p + 2 <= p1; p += 2)
+          run(std::integral_constant<int, 2>(), mb, 2);
+      for (; p < p1; ++p)
+        for (int64_t i = mb; i < me; i += 6)
+          run(std::integral_constant<int, 1>(), i, std::min<int64_t>(6, me - i));
+    }
+  }
+#else
+  for (int64_t m = m0; m < m1; ++m)
+    for (int64_t n = p0 * kPanelWidth; n < std::min(p1 * kPanelWidth, N); ++n) {
+      const float *w = W + (n / kPanelWidth) * panelStride + n % kPanelWidth;
+      float acc = 0;
+      for (int64_t k = 0; k < K; ++k)
+        acc += A[m * lda + k] * w[k * kPanelWidth];
+      C[m * ldc + n] = applyEpilogue(acc, ep, m, n);
+    }
+#endif
+}
+
+} // namespace detail
+
+/// C[M, N] = epilogue(A[M, K] * W) for W packed by packWeights. Rows of A
+/// and C are lda and ldc floats apart; C may not overlap A. Large M is split
+/// over the session's threads by rows, small M by panels.
+inline void dense(const float *A, int64_t lda, const float *W, int64_t K, int64_t N, float *C,
+                  int64_t ldc, int64_t M, const Epilogue &ep, const kiln_abi_exec *exec) {
+  const int64_t P = panelCount(N), threads = threadCount(exec);
+  // Below ~64k multiply-adds per thread a split costs more than it saves.
+  if (threads > 1 && M * N * K >= threads * 65536) {
+    if (M >= 16 * threads) {
+      parallelRange(exec, M, 16, 6, [&](int64_t m0, int64_t m1) {
+        detail::denseBlock(A, lda, W, K, N, C, ldc, m0, m1, 0, P, ep);
+      });
+      return;
+    }
+    if (P >= 2) {
+      parallelRange(exec, P, 1, 1, [&](int64_t p0, int64_t p1) {
+        detail::denseBlock(A, lda, W, K, N, C, ldc, 0, M, p0, p1, ep);
+      });
+      return;
+    }
+  }
+  detail::denseBlock(A, lda, W, K, N, C, ldc, 0, M, 0, P, ep);
+}
+
+} // namespace kiln::cpu
+
+#endif
