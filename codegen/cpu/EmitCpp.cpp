@@ -208,6 +208,19 @@ LogicalResult Emitter::emitOp(Operation *op) {
     os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
        << ", [](" << T << " x) { " << params << "return " << T << "(" << expr << "); });\n";
   };
+  // f32 ops with a vectorised kernel (`call` taking in, out, n), others `expr`.
+  auto vectorUnary = [&](StringRef call, StringRef expr) {
+    if (T != "float")
+      return unary(expr);
+    os << "    " << call << "(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
+       << ");\n";
+  };
+  auto activation = [&](StringRef name, StringRef expr) {
+    if (T != "float")
+      return unary(expr);
+    os << "    kiln::cpu::activate(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
+       << ", kiln::cpu::Activation::" << name << ");\n";
+  };
   auto reduce = [&](Value input, ArrayRef<int64_t> axes, StringRef init, StringRef combine,
                     bool mean) {
     auto in = cast<RankedTensorType>(input.getType());
@@ -356,8 +369,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
             unary("std::min(std::max(x, alpha), beta)");
             return success();
           })
-          .Case([&](GeluOp) {
-            unary("kiln::cpu::gelu(x, alpha != 0)");
+          .Case([&](GeluOp g) {
+            activation(g.getAlpha().convertToDouble() != 0 ? "GeluTanh" : "GeluErf",
+                       "kiln::cpu::gelu(x, alpha != 0)");
             return success();
           })
           .Case([&](WhereOp w) {
@@ -406,15 +420,15 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](SigmoidOp) {
-            unary("kiln::cpu::sigmoid(x)");
+            activation("Sigmoid", "kiln::cpu::sigmoid(x)");
             return success();
           })
           .Case([&](TanhOp) {
-            unary("std::tanh(x)");
+            activation("Tanh", "std::tanh(x)");
             return success();
           })
           .Case([&](ExpOp) {
-            unary("std::exp(x)");
+            vectorUnary("kiln::cpu::exp", "std::exp(x)");
             return success();
           })
           .Case([&](LogOp) {
@@ -426,7 +440,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](ErfOp) {
-            unary("std::erf(x)");
+            vectorUnary("kiln::cpu::erf", "std::erf(x)");
             return success();
           })
           .Case([&](NegOp) {

@@ -37,6 +37,7 @@ const std::vector<Stage> &stages() {
       {"raise-idioms",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
+         pm.addNestedPass<func::FuncOp>(createRaiseLayerIdioms());
        }},
       {"form-dense",
        [](PassManager &pm, const CompileOptions &) { pm.addPass(createFormDense()); }},

@@ -41,6 +41,18 @@ def RaiseEmbeddingBags : Pass<"kiln-raise-embedding-bags", "mlir::func::FuncOp">
   }];
 }
 
+def RaiseLayerIdioms : Pass<"kiln-raise-layer-idioms", "mlir::func::FuncOp"> {
+  let summary = "Raise decomposed GELU and LayerNorm to kiln.gelu and kiln.layer_norm";
+  let description = [{
+    `x * 0.5 * (1 + erf(x / sqrt(2)))` (any multiplication order, or
+    `x * (1/sqrt 2)`) becomes `kiln.gelu`. `(x - mean(x)) / sqrt(mean((x -
+    mean(x))^2) + eps)` over the last dim, with an optional following
+    multiply and add by constant vectors, becomes `kiln.layer_norm`. Both
+    then run as one vectorised loop, and a GELU after a dense can fuse into
+    its epilogue.
+  }];
+}
+
 def FormDense : Pass<"kiln-form-dense", "mlir::ModuleOp"> {
   let summary = "Turn matmul/gemm against constant matrices into kiln.dense";
   let description = [{

@@ -204,6 +204,63 @@ inline void accumulate(const float *A, const float *B, float *Y, int64_t M, int6
   }
 }
 
+/// Eight partial sums of row[0, n), n a multiple of 8, reduced.
+template <typename Fn> float sumOf(int64_t n, Fn term) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8)
+    acc = _mm256_add_ps(acc, term(i));
+  return horizontalSum(acc);
+}
+
+/// Layer norm of `outer` rows of `inner` floats (inner % 8 == 0) with
+/// per-element scale and optional bias.
+inline void layerNorm(const float *in, const float *scale, const float *bias, float *out,
+                      int64_t outer, int64_t inner, float epsilon, bool rms) {
+  for (int64_t o = 0; o < outer; ++o) {
+    const float *x = in + o * inner;
+    float *y = out + o * inner;
+    float mean = rms ? 0.0f : sumOf(inner, [&](int64_t i) { return _mm256_loadu_ps(x + i); }) / inner;
+    __m256 m = _mm256_set1_ps(mean);
+    float var = sumOf(inner, [&](int64_t i) {
+                  __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
+                  return _mm256_mul_ps(d, d);
+                }) /
+                inner;
+    __m256 inv = _mm256_set1_ps(1.0f / std::sqrt(var + epsilon));
+    for (int64_t i = 0; i < inner; i += 8) {
+      __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m), inv),
+                               _mm256_loadu_ps(scale + i));
+      if (bias)
+        v = _mm256_add_ps(v, _mm256_loadu_ps(bias + i));
+      _mm256_storeu_ps(y + i, v);
+    }
+  }
+}
+
+/// Softmax of each of `rows` contiguous rows of `n` floats.
+inline void softmaxRows(const float *in, float *out, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *x = in + r * n;
+    float *y = out + r * n;
+    float m = x[0];
+    for (int64_t i = 1; i < n; ++i)
+      m = std::max(m, x[i]);
+    int64_t i = 0;
+    __m256 acc = _mm256_setzero_ps(), mv = _mm256_set1_ps(m);
+    for (; i + 8 <= n; i += 8) {
+      __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+      _mm256_storeu_ps(y + i, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    float sum = horizontalSum(acc);
+    for (; i < n; ++i)
+      sum += y[i] = std::exp(x[i] - m);
+    float inv = 1.0f / sum;
+    for (i = 0; i < n; ++i)
+      y[i] *= inv;
+  }
+}
+
 } // namespace avx2
 #endif
 
@@ -276,6 +333,14 @@ void matmul(const T *lhs, const int64_t *lBatch, int lRank, const T *rhs, const 
 /// Softmax (or, with `log`, its logarithm) over the middle of [outer, axis, inner].
 template <typename T>
 void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool log = false) {
+#ifdef KILN_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    if (inner == 1 && !log) {
+      avx2::softmaxRows(in, out, outer, axis);
+      return;
+    }
+  }
+#endif
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       const T *x = in + o * axis * inner + i;
@@ -523,6 +588,14 @@ void select(const bool *cond, const int64_t *cShape, int cRank, const T *x, cons
 template <typename T>
 void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, int64_t biasSize,
                T *out, int64_t outer, int64_t inner, double epsilon, bool rms = false) {
+#ifdef KILN_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    if (scaleSize == inner && (!bias || biasSize == inner) && inner % 8 == 0) {
+      avx2::layerNorm(in, scale, bias, out, outer, inner, float(epsilon), rms);
+      return;
+    }
+  }
+#endif
   for (int64_t o = 0; o < outer; ++o) {
     const T *x = in + o * inner;
     T *y = out + o * inner;

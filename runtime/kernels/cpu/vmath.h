@@ -170,15 +170,39 @@ inline __m256 activate(__m256 x, Activation act) {
 } // namespace avx2
 #endif
 
-/// out[i] = act(in[i]); in and out may be the same buffer.
-inline void activate(const float *in, float *out, int64_t n, Activation act) {
+/// out[i] = f(in[i]), eight at a time with `vector` and the tail with
+/// `scalar`; in and out may be the same buffer.
+template <typename Vector, typename Scalar>
+inline void mapFloats(const float *in, float *out, int64_t n, Vector vector, Scalar scalar) {
   int64_t i = 0;
 #ifdef KILN_AVX2
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, avx2::activate(_mm256_loadu_ps(in + i), act));
+    _mm256_storeu_ps(out + i, vector(_mm256_loadu_ps(in + i)));
+#else
+  (void)vector;
 #endif
   for (; i < n; ++i)
-    out[i] = activate(in[i], act);
+    out[i] = scalar(in[i]);
+}
+
+#ifdef KILN_AVX2
+#define KILN_VECTOR(expr) [&](__m256 v) { return expr; }
+#else
+#define KILN_VECTOR(expr) [&](float) { return 0.0f; }
+#endif
+
+/// out[i] = act(in[i]).
+inline void activate(const float *in, float *out, int64_t n, Activation act) {
+  mapFloats(in, out, n, KILN_VECTOR(avx2::activate(v, act)),
+            [&](float x) { return activate(x, act); });
+}
+
+inline void exp(const float *in, float *out, int64_t n) {
+  mapFloats(in, out, n, KILN_VECTOR(avx2::exp(v)), [](float x) { return std::exp(x); });
+}
+
+inline void erf(const float *in, float *out, int64_t n) {
+  mapFloats(in, out, n, KILN_VECTOR(avx2::erf(v)), [](float x) { return std::erf(x); });
 }
 
 } // namespace kiln::cpu
