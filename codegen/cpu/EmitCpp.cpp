@@ -402,7 +402,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << (l.getBias() ? size(l.getBias()) : 0) << ", " << ptr(out) << ", "
                << product(dims.take_front(axis)) << ", " << product(dims.drop_front(axis)) << ", "
                << numberLiteral(l.getEpsilon().convertToDouble(), "double") << ", "
-               << (l.getRms() ? "true" : "false") << ");\n";
+               << (l.getRms() ? "true" : "false") << ", exec);\n";
             return success();
           })
           .Case([&](EmbeddingBagOp e) {
@@ -413,7 +413,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ", " << ptr(e.getBegin()) << ", " << ptr(e.getEnd()) << ", "
                << outType.getDimSize(0) << ", "
                << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode() << ", "
-               << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << "))\n"
+               << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << ", exec))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("embedding_bag '" + nodeName + "': index or offset out of range")
                << ");\n";
@@ -508,13 +508,13 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << l.getRank() - 2 << ", " << ptr(mm.getRhs()) << ", " << rb << ", "
                << r.getRank() - 2 << ", " << ptr(out) << ", " << ob << ", " << batchRank << ", "
                << l.getDimSize(l.getRank() - 2) << ", " << r.getShape().back() << ", "
-               << l.getShape().back() << ");\n";
+               << l.getShape().back() << ", exec);\n";
             return success();
           })
           .Case<SoftmaxOp, LogSoftmaxOp>([&](auto s) {
             os << "    kiln::cpu::softmax<" << T << ">(" << ptr(s.getInput()) << ", " << ptr(out)
                << ", " << around(outType.getShape(), s.getAxis()) << ", "
-               << (isa<LogSoftmaxOp>(op) ? "true" : "false") << ");\n";
+               << (isa<LogSoftmaxOp>(op) ? "true" : "false") << ", exec);\n";
             return success();
           })
           .Case<ArgMaxOp, ArgMinOp>([&](auto a) {
@@ -563,7 +563,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string in = shape(t.getInput(), "is");
             os << "    static constexpr int64_t perm[] = {" << list(t.getPerm()) << "};\n"
                << "    kiln::cpu::transpose<" << T << ">(" << ptr(t.getInput()) << ", " << in
-               << ", perm, " << outType.getRank() << ", " << ptr(out) << ");\n";
+               << ", perm, " << outType.getRank() << ", " << ptr(out) << ", exec);\n";
             return success();
           })
           .Case([&](ConcatOp c) {

@@ -87,9 +87,8 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
       return;
     rewriter.setInsertionPoint(mm);
     int64_t n = mm.getRhs().getType().getDimSize(1);
-    Value w = ConstantOp::create(rewriter, rhs.getLoc(), weightFor(rhs.getValue(), false, 1.0f));
-    rewriter.replaceOpWithNewOp<DenseOp>(mm, mm.getType(), mm.getLhs(), w, Value(), Value(),
-                                         rewriter.getI64IntegerAttr(n),
+    rewriter.replaceOpWithNewOp<DenseOp>(mm, mm.getType(), mm.getLhs(), mm.getRhs(), Value(),
+                                         Value(), rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
   }
 
@@ -112,11 +111,16 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
       else
         return;
     }
-    Value w = ConstantOp::create(rewriter, b.getLoc(),
-                                 weightFor(b.getValue(), g.getTransB(), g.getAlpha().convertToFloat()));
+    ElementsAttr weight =
+        weightFor(b.getValue(), g.getTransB(), g.getAlpha().convertToFloat());
+    Value w = weight == b.getValue() ? g.getB()
+                                     : ConstantOp::create(rewriter, b.getLoc(), weight).getResult();
     rewriter.replaceOpWithNewOp<DenseOp>(g, g.getType(), g.getA(), w, bias, residual,
                                          rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
+    for (Operation *replaced : {b.getOperation(), g.getC() ? g.getC().getDefiningOp() : nullptr})
+      if (replaced && isa<ConstantOp>(replaced) && replaced->use_empty())
+        rewriter.eraseOp(replaced);
   }
 };
 } // namespace

@@ -23,6 +23,7 @@ namespace {
 struct PackWeightsPass : impl::PackWeightsBase<PackWeightsPass> {
   void runOnOperation() override {
     DenseMap<Attribute, ElementsAttr> packed;
+    DenseMap<Operation *, Value> packedValues; // per original constant op
     IRRewriter rewriter(&getContext());
     getOperation().walk([&](DenseOp d) {
       auto w = d.getWeight().getDefiningOp<ConstantOp>();
@@ -41,12 +42,16 @@ struct PackWeightsPass : impl::PackWeightsBase<PackWeightsPass> {
             type, ArrayRef(reinterpret_cast<const char *>(out.data()), out.size() * sizeof(float)),
             "packed_weight");
       }
-      rewriter.setInsertionPoint(d);
-      Value p = ConstantOp::create(rewriter, w.getLoc(), slot);
+      Value &p = packedValues[w];
+      if (!p) {
+        rewriter.setInsertionPoint(w);
+        p = ConstantOp::create(rewriter, w.getLoc(), slot);
+      }
       rewriter.modifyOpInPlace(d, [&] { d.getWeightMutable().assign(p); });
+    });
+    for (auto [w, p] : packedValues)
       if (w->use_empty())
         rewriter.eraseOp(w);
-    });
   }
 };
 } // namespace

@@ -53,6 +53,11 @@ def _find_binary():
     return found
 
 
+class _SessionOptions(ctypes.Structure):
+    _fields_ = [("num_threads", ctypes.c_int32), ("arena", ctypes.c_void_p),
+                ("arena_bytes", ctypes.c_uint64)]
+
+
 def _load_runtime():
     path = os.environ.get("KILN_RUNTIME_LIB") or os.path.join(_BUILD, "runtime", "libkiln_runtime.so")
     lib = ctypes.CDLL(path if os.path.exists(path) else "libkiln_runtime.so")
@@ -68,7 +73,10 @@ def _load_runtime():
         ("kiln_model_bucket_batch", i64, [p, i32]),
         ("kiln_model_bucket_arena_bytes", u64, [p, i32]),
         ("kiln_model_bucket_arena_lower_bound", u64, [p, i32]),
-        ("kiln_session_create", ctypes.c_int, [p, ctypes.POINTER(p)]),
+        ("kiln_session_options_init", None, [ctypes.POINTER(_SessionOptions)]),
+        ("kiln_session_create_with_options", ctypes.c_int,
+         [p, ctypes.POINTER(_SessionOptions), ctypes.POINTER(p)]),
+        ("kiln_session_num_threads", i32, [p]),
         ("kiln_session_destroy", None, [p]),
         ("kiln_session_error", ctypes.c_char_p, [p]),
         ("kiln_run", ctypes.c_int, [p, i64, ctypes.POINTER(_Tensor), i32, ctypes.POINTER(_Tensor), i32]),
@@ -120,9 +128,10 @@ class TensorInfo:
 
 
 class Model:
-    """A compiled model opened through the runtime, with one session."""
+    """A compiled model opened through the runtime, with one session of
+    `num_threads` threads (the calling one included)."""
 
-    def __init__(self, path):
+    def __init__(self, path, num_threads=1):
         lib = _lib()
         handle, error = ctypes.c_void_p(), ctypes.create_string_buffer(1024)
         if lib.kiln_model_open(os.fsencode(path), ctypes.byref(handle), error, len(error)) != 0:
@@ -135,8 +144,12 @@ class Model:
         self.arena_lower_bound = [lib.kiln_model_bucket_arena_lower_bound(handle, b)
                                   for b in range(len(self.buckets))]
         self._session = ctypes.c_void_p()
-        if lib.kiln_session_create(handle, ctypes.byref(self._session)) != 0:
-            raise Error("cannot create a session")
+        options = _SessionOptions()
+        lib.kiln_session_options_init(ctypes.byref(options))
+        options.num_threads = num_threads
+        if lib.kiln_session_create_with_options(handle, ctypes.byref(options), ctypes.byref(self._session)) != 0:
+            raise Error(f"cannot create a session with {num_threads} threads")
+        self.num_threads = lib.kiln_session_num_threads(self._session)
 
     def _info(self, fn, i):
         info = _TensorInfo()
@@ -189,6 +202,6 @@ class Model:
         self.close()
 
 
-def load(path):
-    """Opens a compiled model .so."""
-    return Model(path)
+def load(path, num_threads=1):
+    """Opens a compiled model .so with a session of `num_threads` threads."""
+    return Model(path, num_threads)

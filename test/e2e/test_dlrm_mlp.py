@@ -90,7 +90,7 @@ def test_cli_run_writes_outputs_keyed_by_name(example, kiln_bin, tmp_path):
     proc = subprocess.run([kiln_bin, "run", str(example / "model.so"), "--inputs",
                            str(example / "test_data_set_0"), "--output", str(out), "--repeat", "3"],
                           capture_output=True, text=True, check=True)
-    assert "latency (median of 3 runs, batch 8)" in proc.stdout
+    assert "latency (median of 3 runs, batch 8, 1 thread)" in proc.stdout
     expected = onnx.numpy_helper.to_array(
         onnx.load_tensor(str(example / "test_data_set_0" / "output_0.pb")))
     got = np.load(out)

@@ -448,6 +448,9 @@ int main(int argc, char **argv) {
       ->required();
   runCmd->add_option("--output", outputPath, "Write the outputs to this .npz (keys: output names)");
   runCmd->add_option("--repeat", repeat, "Runs to time (median latency is printed)");
+  int threads = 1;
+  runCmd->add_option("--threads", threads, "Threads of the session, the calling one included")
+      ->check(CLI::Range(1, 256));
 
   int64_t verifyBatch = 8;
   double rtol = 1e-4, atol = 1e-5;
@@ -497,11 +500,11 @@ int main(int argc, char **argv) {
       return fail(error);
     int64_t batch = batchOf(model.get(), inputs);
     auto outputs = outputBuffers(model.get(), batch);
-    Session session(model);
+    Session session(model, threads);
     double micros = runModel(session, batch, inputs, outputs, repeat);
     printOutputs(outputs);
     llvm::outs() << "latency (median of " << std::max(repeat, 1) << " runs, batch " << batch
-                 << "): " << llvm::format("%.1f", micros) << " us\n";
+                 << ", " << threads << (threads == 1 ? " thread" : " threads") << "): " << llvm::format("%.1f", micros) << " us\n";
     if (!outputPath.empty() && !writeNpz(outputPath, outputs, error))
       return fail(error);
     return 0;

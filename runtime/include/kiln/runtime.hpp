@@ -38,11 +38,16 @@ private:
 
 class Session {
 public:
-  explicit Session(const Model &model) {
+  /// A session of `numThreads` threads, the calling one included.
+  explicit Session(const Model &model, int32_t numThreads = 1) {
+    kiln_session_options options;
+    kiln_session_options_init(&options);
+    options.num_threads = numThreads;
     kiln_session *session = nullptr;
-    kiln_status status = kiln_session_create(model.get(), &session);
+    kiln_status status = kiln_session_create_with_options(model.get(), &options, &session);
     if (status != KILN_OK)
-      throw Error(status, "cannot create a session (out of memory)");
+      throw Error(status, "cannot create a session of " + std::to_string(numThreads) +
+                              " threads (invalid count or out of memory)");
     session_.reset(session);
   }
   /// Runs one request; throws kiln::Error with the runtime's message.

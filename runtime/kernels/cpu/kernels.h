@@ -311,32 +311,37 @@ void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y
 template <typename T>
 void matmul(const T *lhs, const int64_t *lBatch, int lRank, const T *rhs, const int64_t *rBatch,
             int rRank, T *out, const int64_t *oBatch, int batchRank, int64_t M, int64_t N,
-            int64_t K) {
-  int64_t ls[kMaxRank], rs[kMaxRank], index[kMaxRank] = {};
+            int64_t K, const kiln_abi_exec *exec = nullptr) {
+  int64_t ls[kMaxRank], rs[kMaxRank];
   broadcastStrides(lBatch, lRank, oBatch, batchRank, ls);
   broadcastStrides(rBatch, rRank, oBatch, batchRank, rs);
   int64_t total = 1;
   for (int d = 0; d < batchRank; ++d)
     total *= oBatch[d];
-  for (int64_t n = 0; n < total; ++n) {
-    int64_t lo = 0, ro = 0;
-    for (int d = 0; d < batchRank; ++d) {
-      lo += index[d] * ls[d];
-      ro += index[d] * rs[d];
+  parallelRange(exec, total, 65536 / (M * N * K + 1) + 1, 1, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      int64_t lo = 0, ro = 0;
+      for (int64_t d = batchRank - 1, rest = n; d >= 0; --d) {
+        lo += rest % oBatch[d] * ls[d];
+        ro += rest % oBatch[d] * rs[d];
+        rest /= oBatch[d];
+      }
+      gemm<T>(lhs + lo * M * K, rhs + ro * K * N, nullptr, 0, 0, out + n * M * N, M, N, K, false,
+              false, T(1), T(0));
     }
-    gemm<T>(lhs + lo * M * K, rhs + ro * K * N, nullptr, 0, 0, out + n * M * N, M, N, K, false,
-            false, T(1), T(0));
-    nextIndex(index, oBatch, batchRank);
-  }
+  });
 }
 
 /// Softmax (or, with `log`, its logarithm) over the middle of [outer, axis, inner].
 template <typename T>
-void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool log = false) {
+void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool log = false,
+             const kiln_abi_exec *exec = nullptr) {
 #ifdef KILN_AVX2
   if constexpr (std::is_same_v<T, float>) {
     if (inner == 1 && !log) {
-      avx2::softmaxRows(in, out, outer, axis);
+      parallelRange(exec, outer, 4096 / axis + 1, 1, [&](int64_t o0, int64_t o1) {
+        avx2::softmaxRows(in + o0 * axis, out + o0 * axis, o1 - o0, axis);
+      });
       return;
     }
   }
@@ -463,29 +468,50 @@ void pad(const T *in, const int64_t *inShape, const int64_t *begin, const int64_
 /// transposes and slices are.
 template <typename T>
 void stridedCopy(const T *in, int64_t offset, const int64_t *strides, const int64_t *outShape,
-                 int rank, T *out) {
-  int64_t index[kMaxRank] = {}, total = 1;
-  for (int d = 0; d < rank; ++d)
-    total *= outShape[d];
-  for (int64_t n = 0; n < total; ++n) {
-    int64_t src = offset;
-    for (int d = 0; d < rank; ++d)
-      src += index[d] * strides[d];
-    out[n] = in[src];
-    nextIndex(index, outShape, rank);
+                 int rank, T *out, const kiln_abi_exec *exec = nullptr) {
+  if (rank == 0) {
+    out[0] = in[offset];
+    return;
   }
+  int64_t outer = 1;
+  for (int d = 0; d + 1 < rank; ++d)
+    outer *= outShape[d];
+  const int64_t inner = outShape[rank - 1], step = strides[rank - 1];
+  if (inner == 0)
+    return;
+  // Rows of the innermost dim, split over the threads.
+  parallelRange(exec, outer, 16384 / inner + 1, 1, [&](int64_t o0, int64_t o1) {
+    int64_t index[kMaxRank] = {};
+    for (int64_t d = rank - 2, rest = o0; d >= 0; --d) {
+      index[d] = rest % outShape[d];
+      rest /= outShape[d];
+    }
+    for (int64_t o = o0; o < o1; ++o) {
+      int64_t src = offset;
+      for (int d = 0; d + 1 < rank; ++d)
+        src += index[d] * strides[d];
+      T *dst = out + o * inner;
+      if (step == 1)
+        std::memcpy(dst, in + src, inner * sizeof(T));
+      else
+        for (int64_t i = 0; i < inner; ++i)
+          dst[i] = in[src + i * step];
+      nextIndex(index, outShape, rank - 1);
+    }
+  });
 }
 
 /// out = in with dims permuted: out dim d is in dim perm[d].
 template <typename T>
-void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int rank, T *out) {
+void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int rank, T *out,
+               const kiln_abi_exec *exec = nullptr) {
   int64_t inStrides[kMaxRank], strides[kMaxRank], outShape[kMaxRank];
   rowMajorStrides(inShape, rank, inStrides);
   for (int d = 0; d < rank; ++d) {
     outShape[d] = inShape[perm[d]];
     strides[d] = inStrides[perm[d]];
   }
-  stridedCopy(in, 0, strides, outShape, rank, out);
+  stridedCopy(in, 0, strides, outShape, rank, out, exec);
 }
 
 /// Copies one concat input: `outer` chunks of `chunk` elements, placed at
@@ -587,11 +613,15 @@ void select(const bool *cond, const int64_t *cShape, int cRank, const T *x, cons
 /// and bias (each `inner` long, or 1 to broadcast; bias may be null).
 template <typename T>
 void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, int64_t biasSize,
-               T *out, int64_t outer, int64_t inner, double epsilon, bool rms = false) {
+               T *out, int64_t outer, int64_t inner, double epsilon, bool rms = false,
+               const kiln_abi_exec *exec = nullptr) {
 #ifdef KILN_AVX2
   if constexpr (std::is_same_v<T, float>) {
     if (scaleSize == inner && (!bias || biasSize == inner) && inner % 8 == 0) {
-      avx2::layerNorm(in, scale, bias, out, outer, inner, float(epsilon), rms);
+      parallelRange(exec, outer, 4096 / inner + 1, 1, [&](int64_t o0, int64_t o1) {
+        avx2::layerNorm(in + o0 * inner, scale, bias, out + o0 * inner, o1 - o0, inner,
+                        float(epsilon), rms);
+      });
       return;
     }
   }
@@ -620,7 +650,7 @@ void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, in
 template <typename T, typename I>
 bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, int64_t numIndices,
                   const I *begin, const I *end, int64_t bags, const T *weights, int mode,
-                  bool wrapNegative, T *out) {
+                  bool wrapNegative, T *out, const kiln_abi_exec *exec = nullptr) {
   for (int64_t b = 0; b < bags; ++b) {
     if (begin[b] < 0 || end[b] < begin[b] || end[b] > numIndices)
       return false;
@@ -628,25 +658,37 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
       if (indices[j] < (wrapNegative ? -rows : 0) || indices[j] >= rows)
         return false;
   }
-  for (int64_t b = 0; b < bags; ++b) {
-    T *y = out + b * dim;
-    std::fill(y, y + dim, T(0));
-    for (I j = begin[b]; j < end[b]; ++j) {
-      const T *row = table + (indices[j] < 0 ? indices[j] + rows : int64_t(indices[j])) * dim;
-      T w = weights ? weights[j] : T(1);
-      if (mode == 2 && j == begin[b])
-        std::copy(row, row + dim, y);
-      else if (mode == 2)
+  auto rowOf = [&](I j) {
+    return table + (indices[j] < 0 ? indices[j] + rows : int64_t(indices[j])) * dim;
+  };
+  // Bags are independent; each thread pools a contiguous range of them,
+  // prefetching the row of the next id while it adds the current one.
+  parallelRange(exec, bags, 64, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      T *y = out + b * dim;
+      std::fill(y, y + dim, T(0));
+      for (I j = begin[b]; j < end[b]; ++j) {
+        if (j + 1 < numIndices) {
+          const char *next = reinterpret_cast<const char *>(rowOf(j + 1));
+          for (int64_t off = 0; off < dim * int64_t(sizeof(T)); off += 64)
+            __builtin_prefetch(next + off);
+        }
+        const T *row = rowOf(j);
+        T w = weights ? weights[j] : T(1);
+        if (mode == 2 && j == begin[b])
+          std::copy(row, row + dim, y);
+        else if (mode == 2)
+          for (int64_t d = 0; d < dim; ++d)
+            y[d] = std::max(y[d], row[d]);
+        else
+          for (int64_t d = 0; d < dim; ++d)
+            y[d] += w * row[d];
+      }
+      if (mode == 1 && end[b] > begin[b])
         for (int64_t d = 0; d < dim; ++d)
-          y[d] = std::max(y[d], row[d]);
-      else
-        for (int64_t d = 0; d < dim; ++d)
-          y[d] += w * row[d];
+          y[d] /= T(end[b] - begin[b]);
     }
-    if (mode == 1 && end[b] > begin[b])
-      for (int64_t d = 0; d < dim; ++d)
-        y[d] /= T(end[b] - begin[b]);
-  }
+  });
   return true;
 }
 
