@@ -63,3 +63,16 @@ def test_arena_stays_close_to_the_liveness_bound(compiled):
     with kiln.load(so) as model:
         for arena, bound in zip(model.arena_bytes, model.arena_lower_bound):
             assert bound <= arena <= 1.2 * bound
+
+
+def test_threads_compute_what_one_thread_does(compiled):
+    # Batch 200 in the 256 bucket: large enough that dense layers, bags,
+    # norms and batched matmuls split over the pool.
+    folder, so = compiled
+    model_proto = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+    feeds = zoo.random_inputs(model_proto, 200)
+    with kiln.load(so) as one, kiln.load(so, num_threads=3) as three:
+        assert three.num_threads == 3
+        want, got = one.run(feeds), three.run(feeds)
+        for info in one.outputs:
+            np.testing.assert_allclose(got[info.name], want[info.name], rtol=1e-5, atol=1e-6)

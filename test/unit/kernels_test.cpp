@@ -1,0 +1,157 @@
+// kernels_test.cpp - the CPU kernels against plain reference loops.
+//
+// Dense layers over shapes that exercise every tile size, panel tail and
+// cache block, with each epilogue, on one thread and split over a real
+// session thread pool; the vectorised math against libm.
+#include "gemm.h"
+#include "thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace kiln::cpu;
+
+namespace {
+
+struct DenseCase {
+  int64_t m, n, k;
+};
+
+/// act(A W + bias) + residual in double precision.
+std::vector<float> reference(const std::vector<float> &A, const std::vector<float> &W,
+                             const std::vector<float> &bias, const std::vector<float> &residual,
+                             const DenseCase &c, Activation act) {
+  std::vector<float> out(c.m * c.n);
+  for (int64_t i = 0; i < c.m; ++i)
+    for (int64_t j = 0; j < c.n; ++j) {
+      double acc = bias[j];
+      for (int64_t k = 0; k < c.k; ++k)
+        acc += double(A[i * c.k + k]) * W[k * c.n + j];
+      out[i * c.n + j] = activate(float(acc), act) + residual[i * c.n + j];
+    }
+  return out;
+}
+
+void checkDense(const DenseCase &c, Activation act, const kiln_abi_exec *exec) {
+  std::mt19937 rng(c.m * 131 + c.n * 17 + c.k);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  auto fill = [&](size_t size) {
+    std::vector<float> v(size);
+    for (float &x : v)
+      x = dist(rng);
+    return v;
+  };
+  auto A = fill(c.m * c.k), W = fill(c.k * c.n), bias = fill(c.n), residual = fill(c.m * c.n);
+  std::vector<float> packed(panelCount(c.n) * c.k * kPanelWidth), out(c.m * c.n, NAN);
+  packWeights(W.data(), false, c.k, c.n, 1.0f, packed.data());
+  Epilogue ep;
+  ep.bias = bias.data();
+  ep.residual = residual.data();
+  ep.residualStride = c.n;
+  ep.activation = act;
+  dense(A.data(), c.k, packed.data(), c.k, c.n, out.data(), c.n, c.m, ep, exec);
+  auto expected = reference(A, W, bias, residual, c, act);
+  for (int64_t i = 0; i < c.m * c.n; ++i)
+    ASSERT_NEAR(out[i], expected[i], 1e-4f * (1 + std::abs(expected[i])))
+        << "M " << c.m << " N " << c.n << " K " << c.k << " activation " << int(act) << " at "
+        << i;
+}
+
+const DenseCase kCases[] = {{1, 1, 1},    {1, 17, 5},     {2, 33, 64},    {3, 16, 3},
+                            {5, 100, 300}, {7, 64, 513},   {16, 48, 1030}, {17, 7, 9},
+                            {50, 80, 512}, {97, 130, 600}, {256, 40, 80}};
+const Activation kActivations[] = {Activation::None,    Activation::Relu,
+                                   Activation::Sigmoid, Activation::Tanh,
+                                   Activation::GeluErf, Activation::GeluTanh};
+
+TEST(Dense, MatchesReferenceOnOneThread) {
+  for (const DenseCase &c : kCases)
+    for (Activation act : kActivations)
+      checkDense(c, act, nullptr);
+}
+
+TEST(Dense, MatchesReferenceOnAThreadPool) {
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(3));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  for (const DenseCase &c : kCases)
+    checkDense(c, Activation::Relu, &exec);
+}
+
+TEST(Dense, PackingTransposesAndScales) {
+  // B given as [N, K] with alpha 2: packed column n, row k is 2 B[n, k].
+  const float B[] = {1, 2, 3, 4, 5, 6}; // N = 2, K = 3
+  std::vector<float> packed(3 * kPanelWidth, -1);
+  packWeights(B, true, 3, 2, 2.0f, packed.data());
+  EXPECT_EQ(packed[0 * kPanelWidth + 0], 2);
+  EXPECT_EQ(packed[0 * kPanelWidth + 1], 8);
+  EXPECT_EQ(packed[2 * kPanelWidth + 1], 12);
+  EXPECT_EQ(packed[2 * kPanelWidth + 2], 0); // padding
+}
+
+TEST(ThreadPool, RunsEveryTaskOnce) {
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(4));
+  for (int64_t tasks : {0, 1, 3, 4, 9}) {
+    std::vector<int> hits(tasks, 0);
+    pool.run(tasks, [](void *ctx, int64_t t) { ++static_cast<int *>(ctx)[t]; }, hits.data());
+    for (int64_t t = 0; t < tasks; ++t)
+      EXPECT_EQ(hits[t], 1) << tasks << " tasks, task " << t;
+  }
+}
+
+/// Largest error of `fn` against `ref` over [lo, hi], relative to
+/// max(|ref|, floor).
+template <typename Fn, typename Ref>
+double maxError(Fn fn, Ref ref, float lo, float hi, double floor) {
+  const int n = 100000;
+  std::vector<float> in(n), out(n);
+  for (int i = 0; i < n; ++i)
+    in[i] = lo + (hi - lo) * float(i) / (n - 1);
+  fn(in.data(), out.data(), n);
+  double worst = 0;
+  for (int i = 0; i < n; ++i) {
+    double r = ref(double(in[i]));
+    worst = std::max(worst, std::abs(out[i] - r) / std::max(std::abs(r), floor));
+  }
+  return worst;
+}
+
+TEST(VectorMath, CloseToLibm) {
+  EXPECT_LT(maxError([](auto *i, auto *o, int n) { exp(i, o, n); },
+                     [](double x) { return std::exp(x); }, -87, 88, 1e-30),
+            4e-7);
+  EXPECT_LT(maxError([](auto *i, auto *o, int n) { erf(i, o, n); },
+                     [](double x) { return std::erf(x); }, -6, 6, 1.0),
+            3e-7);
+  EXPECT_LT(maxError([](auto *i, auto *o, int n) { activate(i, o, n, Activation::Tanh); },
+                     [](double x) { return std::tanh(x); }, -10, 10, 1e-3),
+            2e-6);
+  EXPECT_LT(maxError([](auto *i, auto *o, int n) { activate(i, o, n, Activation::Sigmoid); },
+                     [](double x) { return 1 / (1 + std::exp(-x)); }, -30, 30, 1e-3),
+            2e-6);
+}
+
+TEST(VectorMath, Saturates) {
+  const float in[8] = {-1000, 1000, NAN, INFINITY, -INFINITY, 0, -0.0f, 1};
+  float out[8];
+  exp(in, out, 8);
+  EXPECT_EQ(out[0], 0.0f);
+  EXPECT_EQ(out[1], INFINITY);
+  EXPECT_TRUE(std::isnan(out[2]));
+  EXPECT_EQ(out[3], INFINITY);
+  EXPECT_EQ(out[4], 0.0f);
+  EXPECT_EQ(out[5], 1.0f);
+  activate(in, out, 8, Activation::Tanh);
+  EXPECT_EQ(out[0], -1.0f);
+  EXPECT_EQ(out[1], 1.0f);
+  EXPECT_TRUE(std::isnan(out[2]));
+  activate(in, out, 8, Activation::Sigmoid);
+  EXPECT_EQ(out[0], 0.0f);
+  EXPECT_EQ(out[1], 1.0f);
+}
+
+} // namespace
