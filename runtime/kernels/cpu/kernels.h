@@ -662,14 +662,16 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
     return table + (indices[j] < 0 ? indices[j] + rows : int64_t(indices[j])) * dim;
   };
   // Bags are independent; each thread pools a contiguous range of them,
-  // prefetching the row of the next id while it adds the current one.
+  // prefetching the row a few ids ahead while it adds the current one, so
+  // that several random row reads are in flight.
+  constexpr I kPrefetchDistance = 8;
   parallelRange(exec, bags, 64, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       T *y = out + b * dim;
       std::fill(y, y + dim, T(0));
       for (I j = begin[b]; j < end[b]; ++j) {
-        if (j + 1 < numIndices) {
-          const char *next = reinterpret_cast<const char *>(rowOf(j + 1));
+        if (j + kPrefetchDistance < numIndices) {
+          const char *next = reinterpret_cast<const char *>(rowOf(j + kPrefetchDistance));
           for (int64_t off = 0; off < dim * int64_t(sizeof(T)); off += 64)
             __builtin_prefetch(next + off);
         }

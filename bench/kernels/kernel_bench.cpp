@@ -1,0 +1,165 @@
+// kernel_bench.cpp - the CPU kernels against what this machine can do.
+//
+// Before the benchmarks run, the program measures the machine's own limits
+// on one core: the FMA peak (twelve independent chains of 8-wide FMAs, as
+// many as the two FMA pipes need to stay busy) and the read bandwidth of a
+// buffer far larger than the caches. Dense layers report GFLOP/s and
+// `peak_fraction`; the embedding bag reports bytes of table rows read per
+// second and `bandwidth_fraction`.
+//
+//   build/bench/kiln_kernel_bench [--benchmark_filter=Dense]
+#include "gemm.h"
+#include "kernels.h"
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+/// Single-core FMA peak in FLOP/s: best of five 0.1 s runs.
+double measureFmaPeak() {
+  __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-6f);
+#define KILN_ACC(i) __m256 a##i = _mm256_set1_ps(float(i));
+  KILN_ACC(0) KILN_ACC(1) KILN_ACC(2) KILN_ACC(3) KILN_ACC(4) KILN_ACC(5)
+  KILN_ACC(6) KILN_ACC(7) KILN_ACC(8) KILN_ACC(9) KILN_ACC(10) KILN_ACC(11)
+#undef KILN_ACC
+  double best = 0;
+  const long n = 20'000'000;
+  for (int run = 0; run < 5; ++run) {
+    auto start = Clock::now();
+    for (long i = 0; i < n; ++i) {
+#define KILN_FMA(i) a##i = _mm256_fmadd_ps(a##i, b, c);
+      KILN_FMA(0) KILN_FMA(1) KILN_FMA(2) KILN_FMA(3) KILN_FMA(4) KILN_FMA(5)
+      KILN_FMA(6) KILN_FMA(7) KILN_FMA(8) KILN_FMA(9) KILN_FMA(10) KILN_FMA(11)
+#undef KILN_FMA
+      // Keeps every chain live and in a register.
+      asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6),
+                   "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
+    }
+    best = std::max(best, double(n) * 12 * 16 / seconds(start));
+  }
+  return best;
+}
+
+/// Single-core read bandwidth in bytes/s over 512 MiB: best of three.
+double measureReadBandwidth() {
+  std::vector<float> data(128u << 20, 1.0f);
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    auto start = Clock::now();
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < data.size(); i += 32) {
+      s0 = _mm256_add_ps(s0, _mm256_loadu_ps(&data[i]));
+      s1 = _mm256_add_ps(s1, _mm256_loadu_ps(&data[i + 8]));
+      s2 = _mm256_add_ps(s2, _mm256_loadu_ps(&data[i + 16]));
+      s3 = _mm256_add_ps(s3, _mm256_loadu_ps(&data[i + 24]));
+    }
+    benchmark::DoNotOptimize(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    best = std::max(best, data.size() * sizeof(float) / seconds(start));
+  }
+  return best;
+}
+
+double fmaPeak = 0, readBandwidth = 0;
+
+std::vector<float> randomFloats(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = d(rng);
+  return v;
+}
+
+/// C[M, N] = relu(A[M, K] W + bias) on packed weights, one thread.
+void Dense(benchmark::State &state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  auto A = randomFloats(M * K, 1), W = randomFloats(K * N, 2), bias = randomFloats(N, 3);
+  std::vector<float> packed(kiln::cpu::panelCount(N) * K * kiln::cpu::kPanelWidth), C(M * N);
+  kiln::cpu::packWeights(W.data(), false, K, N, 1.0f, packed.data());
+  kiln::cpu::Epilogue ep;
+  ep.bias = bias.data();
+  ep.activation = kiln::cpu::Activation::Relu;
+  for (auto _ : state) {
+    kiln::cpu::dense(A.data(), K, packed.data(), K, N, C.data(), N, M, ep, nullptr);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  double flops = 2.0 * M * N * K * state.iterations();
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["peak_fraction"] =
+      benchmark::Counter(flops / fmaPeak, benchmark::Counter::kIsRate);
+}
+
+/// A DLRM lookup: 26 tables of 100k rows x 64 floats (666 MB, far beyond the
+/// caches), a batch of 256 bags of `hotness` uniformly random ids each.
+void EmbeddingBag(benchmark::State &state) {
+  const int64_t tables = 26, rows = 100'000, dim = 64, batch = 256, hot = state.range(0);
+  static std::vector<float> storage = randomFloats(size_t(tables) * rows * dim, 4);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int64_t> pick(0, rows - 1);
+  std::vector<int64_t> ids(tables * batch * hot), begin(batch), end(batch);
+  for (int64_t &id : ids)
+    id = pick(rng);
+  for (int64_t b = 0; b < batch; ++b) {
+    begin[b] = b * hot;
+    end[b] = (b + 1) * hot;
+  }
+  std::vector<float> out(batch * dim);
+  for (auto _ : state) {
+    for (int64_t t = 0; t < tables; ++t)
+      kiln::cpu::embeddingBag<float, int64_t>(storage.data() + t * rows * dim, rows, dim,
+                                              ids.data() + t * batch * hot, batch * hot,
+                                              begin.data(), end.data(), batch, nullptr, 0, false,
+                                              out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  double bytes = double(tables) * batch * hot * dim * sizeof(float) * state.iterations();
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["bandwidth_fraction"] =
+      benchmark::Counter(bytes / readBandwidth, benchmark::Counter::kIsRate);
+}
+
+} // namespace
+
+BENCHMARK(Dense)
+    ->ArgNames({"M", "N", "K"})
+    ->Args({1, 256, 256})
+    ->Args({1, 1024, 1024})
+    ->Args({16, 256, 256})
+    ->Args({16, 1024, 1024})
+    ->Args({64, 256, 256})
+    ->Args({64, 512, 512})
+    ->Args({64, 1024, 1024})
+    ->Args({256, 256, 256})
+    ->Args({256, 512, 512})
+    ->Args({256, 1024, 1024})
+    ->Args({1024, 384, 1536})
+    ->Args({1024, 1536, 384})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(EmbeddingBag)->ArgName("hotness")->Arg(1)->Arg(20)->Unit(benchmark::kMicrosecond);
+
+int main(int argc, char **argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv))
+    return 1;
+  fmaPeak = measureFmaPeak();
+  readBandwidth = measureReadBandwidth();
+  benchmark::AddCustomContext("fma_peak_gflops", std::to_string(fmaPeak * 1e-9));
+  benchmark::AddCustomContext("read_bandwidth_gbs", std::to_string(readBandwidth * 1e-9));
+  std::printf("measured: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s (one core)\n",
+              fmaPeak * 1e-9, readBandwidth * 1e-9);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
