@@ -2,16 +2,21 @@
 """kiln against onnxruntime on the same models, inputs and thread count.
 
 For every zoo model and real export and every batch, kiln and onnxruntime
-(one intra-op thread, ORT_ENABLE_ALL, outputs preallocated through
+(same thread count, ORT_ENABLE_ALL, outputs preallocated through
 IOBinding) run alternately in one process, so both see the same machine
 state. Reports median and p99 latency and their ratio (kiln / onnxruntime;
-below 1 is kiln faster), as JSON and as a markdown table.
+below 1 is kiln faster), the geometric means per batch, kiln's compile time
+(all buckets), and with --threads-check the throughput of a 2-thread kiln
+session over a 1-thread one at the largest batches. Writes JSON, a markdown
+report with the machine description, and a PNG plot next to the report.
 
     python bench/harness.py --out docs/perf.md --json bench/results.json \\
-        [--models dlrm_kaggle din] [--batches 1 16 64 256 1024] [--runs 50]
+        [--models dlrm_kaggle din] [--batches 1 16 64 256 1024] [--runs 30] \\
+        [--budget 20] [--threads-check]
 """
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -44,14 +49,36 @@ def real_export_inputs(folder, batch):
     return feeds
 
 
-def measure(model_path, feeds_for, batches, runs, workdir):
-    so = os.path.join(workdir, "model.so")
-    kiln.compile(model_path, so, batch=batches)
+def alternate(run_a, run_b, runs):
+    """Times run_a and run_b alternately; returns their latencies in seconds."""
+    a, b = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run_a()
+        a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        run_b()
+        b.append(time.perf_counter() - t)
+    return a, b
+
+
+def ort_session(model_path, threads):
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+
+
+def measure(model_path, feeds_for, batches, runs, budget, threads_check, workdir):
+    """Rows of kiln-vs-onnxruntime statistics, one per batch. Each batch gets
+    `runs` alternations, fewer (at least 3) where they would take more than
+    `budget` seconds."""
+    so = os.path.join(workdir, "model.so")
+    start = time.perf_counter()
+    kiln.compile(model_path, so, batch=batches)
+    compile_s = time.perf_counter() - start
+    session = ort_session(model_path, 1)
     rows = []
     with kiln.load(so) as compiled:
         for batch in batches:
@@ -61,25 +88,102 @@ def measure(model_path, feeds_for, batches, runs, workdir):
                 binding.bind_cpu_input(name, value)
             for out in session.get_outputs():
                 binding.bind_output(out.name)
+            warm = time.perf_counter()
             session.run_with_iobinding(binding)  # warm-up both
             compiled.run(feeds)
-            times = {"kiln": [], "ort": []}
-            for _ in range(runs):
-                t = time.perf_counter()
-                compiled.run(feeds)
-                times["kiln"].append(time.perf_counter() - t)
-                t = time.perf_counter()
-                session.run_with_iobinding(binding)
-                times["ort"].append(time.perf_counter() - t)
-            stats = {k: (float(np.median(v)) * 1e6, float(np.percentile(v, 99)) * 1e6) for k, v in times.items()}
-            rows.append({"batch": batch,
-                         "kiln_median_us": stats["kiln"][0], "kiln_p99_us": stats["kiln"][1],
-                         "ort_median_us": stats["ort"][0], "ort_p99_us": stats["ort"][1],
-                         "median_ratio": stats["kiln"][0] / stats["ort"][0],
-                         "p99_ratio": stats["kiln"][1] / stats["ort"][1]})
+            once = time.perf_counter() - warm
+            n = max(3, min(runs, int(budget / max(once, 1e-9))))
+            k, o = alternate(lambda: compiled.run(feeds), lambda: session.run_with_iobinding(binding), n)
+            stats = {"kiln": k, "ort": o}
+            stats = {name: (float(np.median(v)) * 1e6, float(np.percentile(v, 99)) * 1e6)
+                     for name, v in stats.items()}
+            row = {"batch": batch, "runs": n,
+                   "kiln_median_us": stats["kiln"][0], "kiln_p99_us": stats["kiln"][1],
+                   "ort_median_us": stats["ort"][0], "ort_p99_us": stats["ort"][1],
+                   "median_ratio": stats["kiln"][0] / stats["ort"][0],
+                   "p99_ratio": stats["kiln"][1] / stats["ort"][1]}
+            if threads_check and batch >= 256:
+                with kiln.load(so, num_threads=2) as two:
+                    one_t, two_t = alternate(lambda: compiled.run(feeds), lambda: two.run(feeds), n)
+                row["two_thread_speedup"] = float(np.median(one_t) / np.median(two_t))
+            rows.append(row)
             print(f"  batch {batch}: kiln {stats['kiln'][0]:.0f} us, ort {stats['ort'][0]:.0f} us, "
-                  f"ratio {rows[-1]['median_ratio']:.2f}", file=sys.stderr)
-    return rows
+                  f"ratio {row['median_ratio']:.2f}"
+                  + (f", 2 threads {row['two_thread_speedup']:.2f}x" if "two_thread_speedup" in row else ""),
+                  file=sys.stderr)
+    return {"compile_s": compile_s, "rows": rows}
+
+
+def machine_description():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, onnxruntime {ort.__version__}")
+
+
+def geomeans(results):
+    """Geometric mean of the median ratios per batch, over the models."""
+    by_batch = {}
+    for data in results.values():
+        for r in data["rows"]:
+            by_batch.setdefault(r["batch"], []).append(r["median_ratio"])
+    return {b: math.exp(sum(map(math.log, v)) / len(v)) for b, v in sorted(by_batch.items())}
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, data in results.items():
+        ax.plot([r["batch"] for r in data["rows"]], [r["median_ratio"] for r in data["rows"]],
+                marker="o", label=name)
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("kiln / onnxruntime median latency (below 1: kiln faster)")
+    ax.set_title("kiln vs onnxruntime, one thread")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def report(results, machine, path):
+    means = geomeans(results)
+    lines = ["# kiln vs onnxruntime", "",
+             f"Measured by `bench/harness.py` on {machine}.", "",
+             "kiln and onnxruntime (one intra-op thread, ORT_ENABLE_ALL, IOBinding) alternate in one",
+             "process on the same inputs; ratio = kiln / onnxruntime median latency (below 1: kiln is",
+             "faster). Regenerate with `.venv/bin/python bench/harness.py --out docs/perf.md --json",
+             "bench/results.json --threads-check`.", "",
+             f"![kiln / onnxruntime ratio per batch]({os.path.basename(os.path.splitext(path)[0])}.png)", "",
+             "## Geometric mean ratio per batch", "",
+             "| batch | " + " | ".join(str(b) for b in means) + " |",
+             "|---|" + "---|" * len(means),
+             "| kiln / ORT | " + " | ".join(f"{m:.2f}" for m in means.values()) + " |", "",
+             "## Per model", "",
+             "| model | batch | kiln median us | ORT median us | median ratio | p99 ratio | runs |",
+             "|---|---|---|---|---|---|---|"]
+    for name, data in results.items():
+        for r in data["rows"]:
+            lines.append(f"| {name} | {r['batch']} | {r['kiln_median_us']:.0f} | {r['ort_median_us']:.0f} | "
+                         f"{r['median_ratio']:.2f} | {r['p99_ratio']:.2f} | {r['runs']} |")
+    speedups = [(name, r) for name, data in results.items() for r in data["rows"] if "two_thread_speedup" in r]
+    if speedups:
+        lines += ["", "## Two threads", "",
+                  "Throughput of a 2-thread kiln session over a 1-thread one, alternating, same batch.", "",
+                  "| model | batch | speedup |", "|---|---|---|"]
+        lines += [f"| {name} | {r['batch']} | {r['two_thread_speedup']:.2f}x |" for name, r in speedups]
+    lines += ["", "## Compile time", "",
+              "Wall time of `kiln compile` with every batch above as a bucket.", "",
+              "| model | buckets | seconds |", "|---|---|---|"]
+    lines += [f"| {name} | {len(data['rows'])} | {data['compile_s']:.1f} |" for name, data in results.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main():
@@ -87,7 +191,11 @@ def main():
     parser.add_argument("--models", nargs="*", default=list(zoo.MODELS) + ["dlrm_bag", "bert_rel", "din_export"])
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256, 1024])
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--out", help="markdown report")
+    parser.add_argument("--budget", type=float, default=20.0,
+                        help="seconds of alternating runs per model and batch (at least 3 runs)")
+    parser.add_argument("--threads-check", action="store_true",
+                        help="also time a 2-thread kiln session at batches >= 256")
+    parser.add_argument("--out", help="markdown report (the PNG plot is written beside it)")
     parser.add_argument("--json", help="JSON results")
     args = parser.parse_args()
     results = {}
@@ -103,23 +211,15 @@ def main():
             else:
                 folder = os.path.join(SHARED, "din" if name == "din_export" else name)
                 feeds_for = lambda b, folder=folder: real_export_inputs(folder, b)  # noqa: E731
-            results[name] = measure(os.path.join(folder, "model.onnx"), feeds_for, args.batches, args.runs, work)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}"
+            results[name] = measure(os.path.join(folder, "model.onnx"), feeds_for, args.batches, args.runs,
+                                    args.budget, args.threads_check, work)
+    machine = machine_description()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "results": results}, f, indent=1)
+            json.dump({"machine": machine, "geomean_ratio": geomeans(results), "results": results}, f, indent=1)
     if args.out:
-        lines = ["# kiln vs onnxruntime, one thread", "",
-                 f"Measured by `bench/harness.py` on {machine}: kiln and onnxruntime alternate in one",
-                 "process on the same inputs; ratio = kiln / onnxruntime (below 1: kiln is faster).", "",
-                 "| model | batch | kiln median us | ORT median us | median ratio | p99 ratio |",
-                 "|---|---|---|---|---|---|"]
-        for name, rows in results.items():
-            for r in rows:
-                lines.append(f"| {name} | {r['batch']} | {r['kiln_median_us']:.0f} | {r['ort_median_us']:.0f} | "
-                             f"{r['median_ratio']:.2f} | {r['p99_ratio']:.2f} |")
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        report(results, machine, args.out)
+        plot(results, os.path.splitext(args.out)[0] + ".png")
 
 
 if __name__ == "__main__":
