@@ -12,7 +12,10 @@ report with the machine description, and a PNG plot next to the report.
 
     python bench/harness.py --out docs/perf.md --json bench/results.json \\
         [--models dlrm_kaggle din] [--batches 1 16 64 256 1024] [--runs 30] \\
-        [--budget 20] [--threads-check]
+        [--budget 20] [--threads-check] [--kernels bench/kernels.json]
+
+--kernels takes the JSON of `build/bench/kiln_kernel_bench --benchmark_format=json`
+and adds its table; --from-json re-renders a report without measuring.
 """
 import argparse
 import json
@@ -111,7 +114,7 @@ def measure(model_path, feeds_for, batches, runs, budget, threads_check, workdir
                   f"ratio {row['median_ratio']:.2f}"
                   + (f", 2 threads {row['two_thread_speedup']:.2f}x" if "two_thread_speedup" in row else ""),
                   file=sys.stderr)
-    return {"compile_s": compile_s, "rows": rows}
+    return {"compile_s": compile_s, "model_bytes": os.path.getsize(model_path), "rows": rows}
 
 
 def machine_description():
@@ -152,7 +155,58 @@ def plot(results, path):
     fig.savefig(path, dpi=100)
 
 
-def report(results, machine, path):
+def targets(results, means):
+    """Issue 4's single-thread targets, each with the measured figure."""
+    def check(ok):
+        return "met" if ok else "**missed**"
+    small = [m for b, m in means.items() if b <= 16]
+    large = [m for b, m in means.items() if b >= 256]
+    lines = []
+    if small:
+        worst = max(small)
+        lines.append(f"- Geometric mean ratio <= 0.5 at batch <= 16: worst batch {worst:.2f} -> {check(worst <= 0.5)}.")
+    if large:
+        worst = max(large)
+        lines.append(f"- Geometric mean ratio <= 0.8 at batch >= 256: worst batch {worst:.2f} -> {check(worst <= 0.8)}.")
+    slower = [(name, r["batch"], r["median_ratio"]) for name, data in results.items() for r in data["rows"]
+              if r["median_ratio"] > 1.0]
+    lines.append(f"- No model slower than onnxruntime: {len(slower)} of "
+                 f"{sum(len(d['rows']) for d in results.values())} model/batch pairs are slower -> {check(not slower)}"
+                 + (": " + ", ".join(f"{n} b{b} ({r:.2f})" for n, b, r in slower) if slower else "."))
+    zoo_models = {n: d for n, d in results.items() if n in zoo.MODELS}
+    if zoo_models:
+        # The largest by file size (weights), or else the slowest to compile.
+        name = max(zoo_models, key=lambda n: (zoo_models[n].get("model_bytes", 0), zoo_models[n]["compile_s"]))
+        seconds = zoo_models[name]["compile_s"]
+        lines.append(f"- Compile of the largest zoo model ({name}, {len(zoo_models[name]['rows'])} buckets) "
+                     f"<= 60 s: {seconds:.1f} s -> {check(seconds <= 60)}.")
+    speedups = [r["two_thread_speedup"] for d in results.values() for r in d["rows"] if "two_thread_speedup" in r]
+    if speedups:
+        lines.append(f"- Two threads >= 1.8x one thread at batch >= 256: median {float(np.median(speedups)):.2f}x, "
+                     f"best {max(speedups):.2f}x -> {check(min(speedups) >= 1.8)}.")
+    return lines
+
+
+def kernel_section(path):
+    """The kernel benchmarks' JSON (kiln_kernel_bench --benchmark_format=json) as a table."""
+    with open(path) as f:
+        data = json.load(f)
+    ctx = data["context"]
+    lines = ["", "## Kernels", "",
+             "`build/bench/kiln_kernel_bench --benchmark_format=json` (Google Benchmark) on the same machine,",
+             f"one thread. It measures the limits itself first: FMA peak {float(ctx['fma_peak_gflops']):.1f} "
+             f"GFLOP/s, read bandwidth {float(ctx['read_bandwidth_gbs']):.1f} GB/s.", "",
+             "| benchmark | time us | rate | fraction of the limit |", "|---|---|---|---|"]
+    for b in data["benchmarks"]:
+        if "GFLOPS" in b:
+            rate, frac = f"{b['GFLOPS']:.1f} GFLOP/s", b["peak_fraction"]
+        else:
+            rate, frac = f"{b['GB/s']:.2f} GB/s", b["bandwidth_fraction"]
+        lines.append(f"| {b['name']} | {b['real_time']:.1f} | {rate} | {frac:.2f} |")
+    return lines
+
+
+def report(results, machine, path, kernels=None):
     means = geomeans(results)
     lines = ["# kiln vs onnxruntime", "",
              f"Measured by `bench/harness.py` on {machine}.", "",
@@ -182,6 +236,9 @@ def report(results, machine, path):
               "Wall time of `kiln compile` with every batch above as a bucket.", "",
               "| model | buckets | seconds |", "|---|---|---|"]
     lines += [f"| {name} | {len(data['rows'])} | {data['compile_s']:.1f} |" for name, data in results.items()]
+    if kernels:
+        lines += kernel_section(kernels)
+    lines += ["", "## Against the targets (computed from the tables above)", ""] + targets(results, means)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -197,7 +254,15 @@ def main():
                         help="also time a 2-thread kiln session at batches >= 256")
     parser.add_argument("--out", help="markdown report (the PNG plot is written beside it)")
     parser.add_argument("--json", help="JSON results")
+    parser.add_argument("--from-json", help="render --out from this JSON instead of measuring")
+    parser.add_argument("--kernels", help="include this kiln_kernel_bench JSON output in the report")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        report(saved["results"], saved["machine"], args.out, args.kernels)
+        plot(saved["results"], os.path.splitext(args.out)[0] + ".png")
+        return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -218,7 +283,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "geomean_ratio": geomeans(results), "results": results}, f, indent=1)
     if args.out:
-        report(results, machine, args.out)
+        report(results, machine, args.out, args.kernels)
         plot(results, os.path.splitext(args.out)[0] + ".png")
 
 

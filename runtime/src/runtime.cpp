@@ -183,7 +183,15 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, s
     format(error, error_size, "path is NULL");
     return KILN_ERROR_INVALID_ARGUMENT;
   }
-  void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  // A bare file name is a file in the working directory, not a library for
+  // dlopen to search for on the loader's path.
+  char local[4096];
+  const char *file = path;
+  if (!std::strchr(path, '/') && std::strlen(path) + 3 <= sizeof local) {
+    format(local, sizeof local, "./%s", path);
+    file = local;
+  }
+  void *handle = dlopen(file, RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     format(error, error_size, "%s: not a loadable kiln model: %s", path, dlerror());
     return KILN_ERROR_NOT_A_MODEL;

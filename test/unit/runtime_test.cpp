@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 // Counts heap allocations of the whole process while `counting` is set.
 // AddressSanitizer owns malloc in sanitizer builds, so the count is taken in
 // the ordinary build only.
@@ -136,6 +138,18 @@ TEST(ModelOpen, RefusesAMissingFile) {
   EXPECT_NE(error.find("no_such_model.so"), std::string::npos) << error;
 }
 
+TEST(ModelOpen, OpensABareFileNameFromTheWorkingDirectory) {
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  ASSERT_EQ(chdir(KILN_TEST_MODELS), 0);
+  kiln_model *model = nullptr;
+  std::string error;
+  kiln_status status = openModel("tiny.so", &model, error);
+  ASSERT_EQ(chdir(cwd), 0);
+  EXPECT_EQ(status, KILN_OK) << error;
+  kiln_model_close(model);
+}
+
 TEST(ModelOpen, RefusesAFileThatIsNotALibrary) {
   kiln_model *model = nullptr;
   std::string error;
@@ -175,7 +189,7 @@ TEST(ModelOpen, RejectsNullArguments) {
 TEST_F(TinyModel, DescribesItsInterface) {
   kiln_model_info info;
   kiln_model_get_info(model, &info);
-  EXPECT_EQ(info.abi_major, 1u);
+  EXPECT_EQ(info.abi_major, 2u);
   EXPECT_STREQ(info.target, "x86_64-avx2-fma");
   EXPECT_GT(info.weights_bytes, 40u * 4);
 
