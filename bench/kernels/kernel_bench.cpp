@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
   benchmark::AddCustomContext("read_bandwidth_gbs", std::to_string(readBandwidth * 1e-9));
   std::printf("measured: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s (one core)\n",
               fmaPeak * 1e-9, readBandwidth * 1e-9);
-  benchmark::RunSpecifiedBenchmarks();
+  size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return 0;
+  return ran > 0 ? 0 : 1; // a filter matching nothing is an error
 }
