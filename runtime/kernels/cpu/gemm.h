@@ -28,6 +28,7 @@ namespace kiln::cpu {
 constexpr int64_t kPanelWidth = 16;
 constexpr int64_t kRowBlock = 48;   // rows of A per cache block (multiple of 6)
 constexpr int64_t kDepthBlock = 512; // depth per cache block
+constexpr int64_t kStreamDepth = 256; // depth per block when few rows stream the weights
 
 inline int64_t panelCount(int64_t n) { return (n + kPanelWidth - 1) / kPanelWidth; }
 
@@ -71,27 +72,42 @@ inline __m256i laneMask(int64_t n) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(table + 8 - n));
 }
 
-/// C[R rows, up to 16 P columns] (+)= A[R, kc] * W[kc, 16 P], W being P panels
-/// `panelStride` floats apart and A[r, k] at A[r * rowStride + k * depthStride].
-/// `cols` is how many columns are real; `ep` (set on the last depth block) is
-/// applied before the store.
-template <int R, int P>
-inline void tile(const float *A, int64_t rowStride, int64_t depthStride, const float *W,
-                 int64_t panelStride, int64_t kc,
-                 float *C, int64_t ldc, int64_t cols, bool accumulate, const Epilogue *ep,
-                 int64_t row, int64_t col) {
+/// One register tile: C[R rows, up to 16 P columns] (+)= A[R, depth] W,
+/// A[r, k] being at A[r * rowStride + k * depthStride] and W P panels
+/// `panelStride` floats apart. `cols` is how many columns are real; `ep`
+/// (set on the last depth block) is applied before the store. With
+/// `prefetch`, each k also prefetches the panels' rows `depth` further on,
+/// the next depth block, so that weights streamed from memory arrive while
+/// this block computes.
+struct Tile {
+  const float *A;
+  int64_t rowStride, depthStride;
+  const float *W;
+  int64_t panelStride, depth;
+  float *C;
+  int64_t ldc, cols;
+  bool accumulate, prefetch;
+  const Epilogue *ep;
+  int64_t row, col;
+};
+
+template <int R, int P> inline void tile(const Tile &t) {
   __m256 acc[R][2 * P];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < 2 * P; ++v)
       acc[r][v] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
+  const float *A = t.A, *W = t.W;
+  for (int64_t k = 0; k < t.depth; ++k) {
     __m256 b[2 * P];
     for (int p = 0; p < P; ++p) {
-      b[2 * p] = _mm256_loadu_ps(W + p * panelStride + k * kPanelWidth);
-      b[2 * p + 1] = _mm256_loadu_ps(W + p * panelStride + k * kPanelWidth + 8);
+      const float *w = W + p * t.panelStride + k * kPanelWidth;
+      if (t.prefetch)
+        _mm_prefetch(reinterpret_cast<const char *>(w + t.depth * kPanelWidth), _MM_HINT_T0);
+      b[2 * p] = _mm256_loadu_ps(w);
+      b[2 * p + 1] = _mm256_loadu_ps(w + 8);
     }
     for (int r = 0; r < R; ++r) {
-      __m256 a = _mm256_broadcast_ss(A + r * rowStride + k * depthStride);
+      __m256 a = _mm256_broadcast_ss(A + r * t.rowStride + k * t.depthStride);
       for (int v = 0; v < 2 * P; ++v)
         acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
     }
@@ -102,13 +118,14 @@ inline void tile(const float *A, int64_t rowStride, int64_t depthStride, const f
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < 2 * P; ++v)
       _mm256_store_ps(out[r][v], acc[r][v]);
+  const Epilogue *ep = t.ep;
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2 * P && v * 8 < cols; ++v) {
-      int64_t n = std::min<int64_t>(8, cols - v * 8), c = col + v * 8, m = row + r;
-      float *dst = C + r * ldc + v * 8;
+    for (int v = 0; v < 2 * P && v * 8 < t.cols; ++v) {
+      int64_t n = std::min<int64_t>(8, t.cols - v * 8), c = t.col + v * 8, m = t.row + r;
+      float *dst = t.C + r * t.ldc + v * 8;
       __m256i mask = laneMask(n);
       __m256 x = _mm256_load_ps(out[r][v]);
-      if (accumulate)
+      if (t.accumulate)
         x = _mm256_add_ps(x, _mm256_maskload_ps(dst, mask));
       if (ep) {
         if (ep->bias)
@@ -125,22 +142,81 @@ inline void tile(const float *A, int64_t rowStride, int64_t depthStride, const f
     }
 }
 
-template <int P>
-inline void tileRows(int64_t rows, const float *A, int64_t rowStride, int64_t depthStride,
-                     const float *W, int64_t panelStride, int64_t kc, float *C, int64_t ldc, int64_t cols,
-                     bool accumulate, const Epilogue *ep, int64_t row, int64_t col) {
+/// tile<rows, P> for rows in [1, 6].
+template <int P> inline void tileRows(int64_t rows, const Tile &t) {
   switch (rows) {
-#define KILN_TILE_CASE(R)                                                                          \
-  case R:                                                                                          \
-    return tile<R, P>(A, rowStride, depthStride, W, panelStride, kc, C, ldc, cols, accumulate, ep, \
-                      row, col);
-    KILN_TILE_CASE(1)
-    KILN_TILE_CASE(2)
-    KILN_TILE_CASE(3)
-    KILN_TILE_CASE(4)
-    KILN_TILE_CASE(5)
-    KILN_TILE_CASE(6)
-#undef KILN_TILE_CASE
+  case 1:
+    return tile<1, P>(t);
+  case 2:
+    return tile<2, P>(t);
+  case 3:
+    return tile<3, P>(t);
+  case 4:
+    return tile<4, P>(t);
+  case 5:
+    return tile<5, P>(t);
+  case 6:
+    return tile<6, P>(t);
+  }
+}
+
+/// Few rows (the small-batch path): the weights are streamed once, panel
+/// after panel in depth blocks that stay in L1 while every 6-row tile uses
+/// them, the next block prefetched meanwhile. One or two rows read 4 or 2
+/// panels at once so that enough FMAs are in flight.
+inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
+                         float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                         const Epilogue &ep) {
+  const int64_t panelStride = K * kPanelWidth, rows = m1 - m0;
+  const int64_t group = rows == 1 ? 4 : rows == 2 ? 2 : 1;
+  for (int64_t p = p0; p < p1;) {
+    const int64_t panels = p + group <= p1 ? group : 1, col = p * kPanelWidth;
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kStreamDepth) {
+      const int64_t kc = std::min(kStreamDepth, K - k0);
+      for (int64_t i = m0; i < m1; i += 6) {
+        Tile t{A + i * lda + k0, lda, 1, W + p * panelStride + k0 * kPanelWidth, panelStride, kc,
+               C + i * ldc + col, ldc, std::min(N - col, panels * kPanelWidth), k0 > 0, true,
+               k0 + kc >= K ? &ep : nullptr, i, col};
+        int64_t r = std::min<int64_t>(6, m1 - i);
+        if (panels == 4)
+          tileRows<4>(r, t);
+        else if (panels == 2)
+          tileRows<2>(r, t);
+        else
+          tileRows<1>(r, t);
+      }
+    }
+    p += panels;
+  }
+}
+
+/// Many rows: blocks of kRowBlock rows x kDepthBlock depth, A packed as
+/// 6-row slivers [k][6] (so the broadcasts read one contiguous stream
+/// whatever lda is) and reused from L2 by every panel, each panel block
+/// reused from L1 by every row tile.
+inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
+                          float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                          const Epilogue &ep) {
+  const int64_t panelStride = K * kPanelWidth;
+  alignas(32) float packedA[kRowBlock * kDepthBlock];
+  for (int64_t mb = m0; mb < m1; mb += kRowBlock) {
+    const int64_t me = std::min(mb + kRowBlock, m1);
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
+      const int64_t kc = std::min(kDepthBlock, K - k0);
+      for (int64_t i = mb; i < me; i += 6)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t r = 0; r < 6; ++r)
+            packedA[(i - mb) * kc + k * 6 + r] = i + r < me ? A[(i + r) * lda + k0 + k] : 0.0f;
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t col = p * kPanelWidth;
+        for (int64_t i = mb; i < me; i += 6)
+          tileRows<1>(std::min<int64_t>(6, me - i),
+                      Tile{packedA + (i - mb) * kc, 1, 6, W + p * panelStride + k0 * kPanelWidth,
+                           panelStride, kc, C + i * ldc + col, ldc,
+                           std::min(N - col, kPanelWidth), k0 > 0, false,
+                           k0 + kc >= K ? &ep : nullptr, i, col});
+      }
+    }
   }
 }
 #endif
@@ -149,48 +225,13 @@ inline void tileRows(int64_t rows, const float *A, int64_t rowStride, int64_t de
 inline void denseBlock(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
                        float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                        const Epilogue &ep) {
-  const int64_t panelStride = K * kPanelWidth;
 #ifdef KILN_AVX2
-  // Few rows: stream every panel once over the whole depth, several panels
-  // per tile so that enough FMAs are in flight.
-  const bool streaming = m1 - m0 <= 16;
-  const int64_t depthBlock = streaming ? std::max<int64_t>(K, 1) : kDepthBlock;
-  const int64_t rowBlock = streaming ? m1 - m0 : kRowBlock;
-  // Large blocks of A are packed as 6-row slivers, [k][6], so that the
-  // broadcasts read one contiguous stream whatever lda is.
-  alignas(32) float packedA[kRowBlock * kDepthBlock];
-  for (int64_t mb = m0; mb < m1; mb += rowBlock) {
-    int64_t me = std::min(mb + rowBlock, m1);
-    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += depthBlock) {
-      int64_t kc = std::min(depthBlock, K - k0);
-      bool first = k0 == 0, last = k0 + kc >= K;
-      const Epilogue *epilogue = last ? &ep : nullptr;
-      if (!streaming)
-        for (int64_t i = mb; i < me; i += 6)
-          for (int64_t k = 0; k < kc; ++k)
-            for (int64_t r = 0; r < 6; ++r)
-              packedA[(i - mb) * kc + k * 6 + r] = i + r < me ? A[(i + r) * lda + k0 + k] : 0.0f;
-      int64_t p = p0;
-      auto run = [&](auto panels, int64_t i, int64_t rows) {
-        constexpr int PP = decltype(panels)::value;
-        int64_t col = p * kPanelWidth;
-        const float *a = streaming ? A + i * lda + k0 : packedA + (i - mb) * kc;
-        tileRows<PP>(rows, a, streaming ? lda : 1, streaming ? 1 : 6,
-                     W + p * panelStride + k0 * kPanelWidth, panelStride, kc, C + i * ldc + col,
-                     ldc, std::min(N - col, PP * kPanelWidth), !first, epilogue, i, col);
-      };
-      if (me - mb == 1)
-        for (; p + 4 <= p1; p += 4)
-          run(std::integral_constant<int, 4>(), mb, 1);
-      else if (me - mb == 2)
-        for (; p + 2 <= p1; p += 2)
-          run(std::integral_constant<int, 2>(), mb, 2);
-      for (; p < p1; ++p)
-        for (int64_t i = mb; i < me; i += 6)
-          run(std::integral_constant<int, 1>(), i, std::min<int64_t>(6, me - i));
-    }
-  }
+  if (m1 - m0 <= 16)
+    denseFewRows(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
+  else
+    denseManyRows(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
 #else
+  const int64_t panelStride = K * kPanelWidth;
   for (int64_t m = m0; m < m1; ++m)
     for (int64_t n = p0 * kPanelWidth; n < std::min(p1 * kPanelWidth, N); ++n) {
       const float *w = W + (n / kPanelWidth) * panelStride + n % kPanelWidth;
