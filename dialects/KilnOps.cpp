@@ -218,8 +218,9 @@ LogicalResult DenseOp::verify() {
   }
   if (Value b = getBias(); b && (cast<RankedTensorType>(b.getType()).getShape() != ArrayRef(n)))
     return emitOpError("bias must be [") << n << "]";
-  if (Value r = getResidual(); r && r.getType() != getType())
-    return emitOpError("residual must have the result type ") << getType();
+  for (Value v : {getMultiplier(), getResidual()})
+    if (v && v.getType() != getType())
+      return emitOpError("multiplier and residual must have the result type ") << getType();
   if (denseActivationCode(getActivation()) < 0)
     return emitOpError("unknown activation '") << getActivation() << "'";
   return success();

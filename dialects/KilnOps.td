@@ -80,7 +80,7 @@ def Kiln_MatMulOp : Kiln_Op<"matmul"> {
 }
 
 def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
-  let summary = "result[..., n] = act(input[..., :] * W[:, n] + bias[n]) + residual[..., n]";
+  let summary = "result = act(input * W + bias) * multiplier + residual";
   let description = [{
     A layer against constant weights, formed from matmul/gemm by
     kiln-form-dense, with its bias, activation and residual add fused by
@@ -88,10 +88,12 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     kiln-pack-weights the packed layout of the CPU kernels:
     [ceil(units / 16), K, 16] (see runtime/kernels/cpu/gemm.h). `activation`
     is one of none, relu, sigmoid, tanh, gelu (erf form), gelu_tanh; the
-    residual is added after it.
+    multiplier (elementwise, as in a DCN cross layer x0 * (W x + b) + x) and
+    then the residual are applied after it. Both have the result's shape.
   }];
   let arguments = (ins F32Tensor:$input, F32Tensor:$weight, Optional<F32Tensor>:$bias,
-                   Optional<F32Tensor>:$residual, I64Attr:$units,
+                   Optional<F32Tensor>:$multiplier, Optional<F32Tensor>:$residual,
+                   I64Attr:$units,
                    DefaultValuedStrAttr<StrAttr, "none">:$activation);
   let results = (outs F32Tensor:$result);
   let hasVerifier = 1;
@@ -101,7 +103,8 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     bool isPacked() { return getWeight().getType().getRank() == 3; }
   }];
   let assemblyFormat = [{
-    $input `,` $weight (`bias` $bias^)? (`residual` $residual^)? attr-dict `:`
+    $input `,` $weight (`bias` $bias^)? (`multiplier` $multiplier^)?
+    (`residual` $residual^)? attr-dict `:`
     functional-type(operands, results)
   }];
 }

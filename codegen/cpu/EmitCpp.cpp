@@ -488,9 +488,12 @@ LogicalResult Emitter::emitOp(Operation *op) {
             os << "    kiln::cpu::Epilogue ep;\n";
             if (Value b = d.getBias())
               os << "    ep.bias = " << ptr(b) << ";\n";
+            if (Value m = d.getMultiplier())
+              os << "    ep.multiplier = " << ptr(m) << ";\n";
             if (Value r = d.getResidual())
-              os << "    ep.residual = " << ptr(r) << ";\n    ep.residualStride = " << units
-                 << ";\n";
+              os << "    ep.residual = " << ptr(r) << ";\n";
+            if (d.getMultiplier() || d.getResidual())
+              os << "    ep.stride = " << units << ";\n";
             os << "    ep.activation = kiln::cpu::Activation("
                << denseActivationCode(d.getActivation()) << ");\n";
             os << "    kiln::cpu::dense(" << ptr(d.getInput()) << ", " << k << ", "

@@ -88,7 +88,7 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     rewriter.setInsertionPoint(mm);
     int64_t n = mm.getRhs().getType().getDimSize(1);
     rewriter.replaceOpWithNewOp<DenseOp>(mm, mm.getType(), mm.getLhs(), mm.getRhs(), Value(),
-                                         Value(), rewriter.getI64IntegerAttr(n),
+                                         Value(), Value(), rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
   }
 
@@ -115,7 +115,7 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
         weightFor(b.getValue(), g.getTransB(), g.getAlpha().convertToFloat());
     Value w = weight == b.getValue() ? g.getB()
                                      : ConstantOp::create(rewriter, b.getLoc(), weight).getResult();
-    rewriter.replaceOpWithNewOp<DenseOp>(g, g.getType(), g.getA(), w, bias, residual,
+    rewriter.replaceOpWithNewOp<DenseOp>(g, g.getType(), g.getA(), w, bias, Value(), residual,
                                          rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
     for (Operation *replaced : {b.getOperation(), g.getC() ? g.getC().getDefiningOp() : nullptr})

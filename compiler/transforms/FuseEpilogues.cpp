@@ -2,7 +2,8 @@
 //
 // The elementwise ops that follow a layer run in its epilogue, on values
 // still in registers: add of a constant row vector (bias), then relu,
-// sigmoid, tanh or gelu, then add of a same-shaped tensor (residual). Only a
+// sigmoid, tanh or gelu, then multiplication by a same-shaped tensor (a DCN
+// cross layer's x0 *), then add of a same-shaped tensor (residual). Only a
 // dense whose sole user is the op is fused, in that order; anything else
 // stays a separate op.
 //
@@ -27,11 +28,17 @@ DenseOp soleDense(Value v) {
   return d && d->hasOneUse() ? d : DenseOp();
 }
 
+/// `op` replaced by a copy of `d` with the given epilogue.
 DenseOp replaceWithDense(PatternRewriter &rewriter, Operation *op, DenseOp d, Value bias,
-                         Value residual, StringRef activation) {
+                         StringRef activation, Value multiplier, Value residual) {
   return rewriter.replaceOpWithNewOp<DenseOp>(op, d.getType(), d.getInput(), d.getWeight(), bias,
-                                              residual, d.getUnitsAttr(),
+                                              multiplier, residual, d.getUnitsAttr(),
                                               rewriter.getStringAttr(activation));
+}
+
+/// True when nothing has been fused after the bias yet.
+bool onlyBias(DenseOp d) {
+  return d.getActivation() == "none" && !d.getMultiplier() && !d.getResidual();
 }
 
 /// dense + constant broadcast along the last dim -> bias.
@@ -41,8 +48,7 @@ struct FuseBias : OpRewritePattern<AddOp> {
     for (auto [x, y] : {std::pair(add.getLhs(), add.getRhs()), {add.getRhs(), add.getLhs()}}) {
       DenseOp d = soleDense(x);
       auto c = y.getDefiningOp<ConstantOp>();
-      if (!d || !c || d.getBias() || d.getResidual() || d.getActivation() != "none" ||
-          add.getType() != d.getType())
+      if (!d || !c || d.getBias() || !onlyBias(d) || add.getType() != d.getType())
         continue;
       auto ct = c.getType();
       int64_t n = d.getUnits();
@@ -53,7 +59,7 @@ struct FuseBias : OpRewritePattern<AddOp> {
       Value bias = ConstantOp::create(rewriter, c.getLoc(),
                                       makeConstant(biasType, constantBytes(c.getValue()),
                                                    "dense_bias"));
-      replaceWithDense(rewriter, add, d, bias, Value(), "none");
+      replaceWithDense(rewriter, add, d, bias, "none", Value(), Value());
       return success();
     }
     return failure();
@@ -65,7 +71,7 @@ template <typename Act> struct FuseActivation : OpRewritePattern<Act> {
   using OpRewritePattern<Act>::OpRewritePattern;
   LogicalResult matchAndRewrite(Act act, PatternRewriter &rewriter) const override {
     DenseOp d = soleDense(act.getInput());
-    if (!d || d.getResidual() || d.getActivation() != "none")
+    if (!d || !onlyBias(d))
       return failure();
     StringRef name;
     if constexpr (std::is_same_v<Act, ReluOp>)
@@ -76,7 +82,7 @@ template <typename Act> struct FuseActivation : OpRewritePattern<Act> {
       name = "tanh";
     else
       name = act.getAlpha().convertToDouble() != 0 ? "gelu_tanh" : "gelu";
-    replaceWithDense(rewriter, act, d, d.getBias(), Value(), name);
+    replaceWithDense(rewriter, act, d, d.getBias(), name, Value(), Value());
     return success();
   }
 };
@@ -90,7 +96,23 @@ struct FuseResidual : OpRewritePattern<AddOp> {
       if (!d || d.getResidual() || x == y || y.getType() != d.getType() ||
           add.getType() != d.getType())
         continue;
-      replaceWithDense(rewriter, add, d, d.getBias(), y, d.getActivation());
+      replaceWithDense(rewriter, add, d, d.getBias(), d.getActivation(), d.getMultiplier(), y);
+      return success();
+    }
+    return failure();
+  }
+};
+
+/// dense * tensor of the same type, before any residual -> multiplier.
+struct FuseMultiplier : OpRewritePattern<MulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MulOp mul, PatternRewriter &rewriter) const override {
+    for (auto [x, y] : {std::pair(mul.getLhs(), mul.getRhs()), {mul.getRhs(), mul.getLhs()}}) {
+      DenseOp d = soleDense(x);
+      if (!d || d.getMultiplier() || d.getResidual() || x == y || y.getType() != d.getType() ||
+          mul.getType() != d.getType())
+        continue;
+      replaceWithDense(rewriter, mul, d, d.getBias(), d.getActivation(), y, Value());
       return success();
     }
     return failure();
@@ -101,7 +123,7 @@ struct FuseEpiloguesPass : impl::FuseEpiloguesBase<FuseEpiloguesPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     patterns.add<FuseBias>(&getContext(), /*benefit=*/2);
-    patterns.add<FuseResidual, FuseActivation<ReluOp>, FuseActivation<SigmoidOp>,
+    patterns.add<FuseResidual, FuseMultiplier, FuseActivation<ReluOp>, FuseActivation<SigmoidOp>,
                  FuseActivation<TanhOp>, FuseActivation<GeluOp>>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();

@@ -20,17 +20,19 @@ struct DenseCase {
   int64_t m, n, k;
 };
 
-/// act(A W + bias) + residual in double precision.
+/// act(A W + bias) * multiplier + residual, accumulated in double.
 std::vector<float> reference(const std::vector<float> &A, const std::vector<float> &W,
-                             const std::vector<float> &bias, const std::vector<float> &residual,
-                             const DenseCase &c, Activation act) {
+                             const std::vector<float> &bias, const std::vector<float> &multiplier,
+                             const std::vector<float> &residual, const DenseCase &c,
+                             Activation act) {
   std::vector<float> out(c.m * c.n);
   for (int64_t i = 0; i < c.m; ++i)
     for (int64_t j = 0; j < c.n; ++j) {
       double acc = bias[j];
       for (int64_t k = 0; k < c.k; ++k)
         acc += double(A[i * c.k + k]) * W[k * c.n + j];
-      out[i * c.n + j] = activate(float(acc), act) + residual[i * c.n + j];
+      out[i * c.n + j] =
+          activate(float(acc), act) * multiplier[i * c.n + j] + residual[i * c.n + j];
     }
   return out;
 }
@@ -44,16 +46,18 @@ void checkDense(const DenseCase &c, Activation act, const kiln_abi_exec *exec) {
       x = dist(rng);
     return v;
   };
-  auto A = fill(c.m * c.k), W = fill(c.k * c.n), bias = fill(c.n), residual = fill(c.m * c.n);
+  auto A = fill(c.m * c.k), W = fill(c.k * c.n), bias = fill(c.n), multiplier = fill(c.m * c.n),
+       residual = fill(c.m * c.n);
   std::vector<float> packed(panelCount(c.n) * c.k * kPanelWidth), out(c.m * c.n, NAN);
   packWeights(W.data(), false, c.k, c.n, 1.0f, packed.data());
   Epilogue ep;
   ep.bias = bias.data();
+  ep.multiplier = multiplier.data();
   ep.residual = residual.data();
-  ep.residualStride = c.n;
+  ep.stride = c.n;
   ep.activation = act;
   dense(A.data(), c.k, packed.data(), c.k, c.n, out.data(), c.n, c.m, ep, exec);
-  auto expected = reference(A, W, bias, residual, c, act);
+  auto expected = reference(A, W, bias, multiplier, residual, c, act);
   for (int64_t i = 0; i < c.m * c.n; ++i)
     ASSERT_NEAR(out[i], expected[i], 1e-4f * (1 + std::abs(expected[i])))
         << "M " << c.m << " N " << c.n << " K " << c.k << " activation " << int(act) << " at "

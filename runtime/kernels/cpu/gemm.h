@@ -45,11 +45,12 @@ void packWeights(const T *B, bool transB, int64_t K, int64_t N, T alpha, T *out)
 }
 
 /// What a dense layer applies to each result before storing it:
-/// act(acc + bias[n]) + residual[m, n].
+/// act(acc + bias[n]) * multiplier[m, n] + residual[m, n].
 struct Epilogue {
-  const float *bias = nullptr;     // N values, or null
-  const float *residual = nullptr; // rows of residualStride values, or null
-  int64_t residualStride = 0;
+  const float *bias = nullptr;       // N values, or null
+  const float *multiplier = nullptr; // rows of `stride` values, or null
+  const float *residual = nullptr;   // rows of `stride` values, or null
+  int64_t stride = 0;
   Activation activation = Activation::None;
 };
 
@@ -59,8 +60,10 @@ inline float applyEpilogue(float x, const Epilogue &ep, int64_t m, int64_t n) {
   if (ep.bias)
     x += ep.bias[n];
   x = activate(x, ep.activation);
+  if (ep.multiplier)
+    x *= ep.multiplier[m * ep.stride + n];
   if (ep.residual)
-    x += ep.residual[m * ep.residualStride + n];
+    x += ep.residual[m * ep.stride + n];
   return x;
 }
 
@@ -131,9 +134,10 @@ template <int R, int P> inline void tile(const Tile &t) {
         if (ep->bias)
           x = _mm256_add_ps(x, _mm256_maskload_ps(ep->bias + c, mask));
         x = avx2::activate(x, ep->activation);
+        if (ep->multiplier)
+          x = _mm256_mul_ps(x, _mm256_maskload_ps(ep->multiplier + m * ep->stride + c, mask));
         if (ep->residual)
-          x = _mm256_add_ps(
-              x, _mm256_maskload_ps(ep->residual + m * ep->residualStride + c, mask));
+          x = _mm256_add_ps(x, _mm256_maskload_ps(ep->residual + m * ep->stride + c, mask));
       }
       if (n == 8)
         _mm256_storeu_ps(dst, x);

@@ -53,3 +53,19 @@ func.func @blocked(%x: tensor<4x3xf32>, %r: tensor<4x2xf32>) -> (tensor<4x2xf32>
   %u = kiln.add %f, %c : (tensor<4x2xf32>, tensor<4x1xf32>) -> tensor<4x2xf32>
   return %d, %a, %t, %u : tensor<4x2xf32>, tensor<4x2xf32>, tensor<4x2xf32>, tensor<4x2xf32>
 }
+
+// -----
+
+// A DCN cross layer, x0 * (W x + b) + x: the product is the multiplier.
+// CHECK-LABEL: func.func @cross
+// CHECK: %[[D:.*]] = kiln.dense %arg0, %{{.*}} bias %{{.*}} multiplier %arg1 residual %arg0 {units = 3 : i64}
+// CHECK-NEXT: return %[[D]]
+func.func @cross(%x: tensor<4x3xf32>, %x0: tensor<4x3xf32>) -> tensor<4x3xf32> {
+  %w = kiln.constant dense<1.0> : tensor<3x3xf32>
+  %b = kiln.constant dense<[1.0, 2.0, 3.0]> : tensor<3xf32>
+  %d = kiln.dense %x, %w {units = 3 : i64} : (tensor<4x3xf32>, tensor<3x3xf32>) -> tensor<4x3xf32>
+  %a = kiln.add %d, %b : (tensor<4x3xf32>, tensor<3xf32>) -> tensor<4x3xf32>
+  %m = kiln.mul %x0, %a : (tensor<4x3xf32>, tensor<4x3xf32>) -> tensor<4x3xf32>
+  %y = kiln.add %m, %x : (tensor<4x3xf32>, tensor<4x3xf32>) -> tensor<4x3xf32>
+  return %y : tensor<4x3xf32>
+}
