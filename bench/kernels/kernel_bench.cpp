@@ -115,13 +115,15 @@ void EmbeddingBag(benchmark::State &state) {
     begin[b] = b * hot;
     end[b] = (b + 1) * hot;
   }
-  std::vector<float> out(batch * dim);
+  // Pooled rows go straight into the concatenated [batch, tables * dim]
+  // feature buffer, as in a compiled DLRM.
+  std::vector<float> out(batch * tables * dim);
   for (auto _ : state) {
     for (int64_t t = 0; t < tables; ++t)
       kiln::cpu::embeddingBag<float, int64_t>(storage.data() + t * rows * dim, rows, dim,
                                               ids.data() + t * batch * hot, batch * hot,
                                               begin.data(), end.data(), batch, nullptr, 0, false,
-                                              out.data());
+                                              out.data() + t * dim, tables * dim, nullptr);
     benchmark::DoNotOptimize(out.data());
   }
   double bytes = double(tables) * batch * hot * dim * sizeof(float) * state.iterations();

@@ -174,6 +174,13 @@ std::string Emitter::shape(Value v, StringRef name) {
   return dimsArray(cast<RankedTensorType>(v.getType()).getShape(), name);
 }
 
+/// The row stride the planner gave `op`'s result (`kiln.row_stride`, set
+/// when it is written into a concat's buffer), else `dense`.
+static int64_t rowStride(Operation *op, int64_t dense) {
+  auto stride = op->getAttrOfType<IntegerAttr>("kiln.row_stride");
+  return stride ? stride.getInt() : dense;
+}
+
 LogicalResult Emitter::emitOp(Operation *op) {
   if (isa<ConstantOp>(op) || isReshapeLike(op))
     return success();
@@ -413,7 +420,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ", " << ptr(e.getBegin()) << ", " << ptr(e.getEnd()) << ", "
                << outType.getDimSize(0) << ", "
                << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode() << ", "
-               << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << ", exec))\n"
+               << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << ", "
+               << rowStride(e, table.getDimSize(1)) << ", exec))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("embedding_bag '" + nodeName + "': index or offset out of range")
                << ");\n";
@@ -498,7 +506,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << denseActivationCode(d.getActivation()) << ");\n";
             os << "    kiln::cpu::dense(" << ptr(d.getInput()) << ", " << k << ", "
                << ptr(d.getWeight()) << ", " << k << ", " << units << ", " << ptr(out) << ", "
-               << units << ", " << n / units << ", ep, exec);\n";
+               << rowStride(d, units) << ", " << n / units << ", ep, exec);\n";
             return success();
           })
           .Case([&](MatMulOp mm) {
@@ -573,12 +581,14 @@ LogicalResult Emitter::emitOp(Operation *op) {
             int64_t axis = c.getAxis();
             auto dims = outType.getShape();
             int64_t outer = product(dims.take_front(axis)), row = product(dims.drop_front(axis));
+            auto inPlace = c->getAttrOfType<DenseBoolArrayAttr>("kiln.in_place");
             int64_t offset = 0;
-            for (Value in : c.getInputs()) {
+            for (auto [i, in] : llvm::enumerate(c.getInputs())) {
               int64_t chunk =
                   product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
-              os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out) << ", "
-                 << outer << ", " << chunk << ", " << row << ", " << offset << ");\n";
+              if (!inPlace || !inPlace[i]) // else its producer wrote it there
+                os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
+                   << ", " << outer << ", " << chunk << ", " << row << ", " << offset << ");\n";
               offset += chunk;
             }
             return success();
@@ -590,7 +600,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ptr(g.getData()) << ", " << ptr(g.getIndices()) << ", " << ptr(out) << ", "
                << product(data.getShape().take_front(axis)) << ", " << data.getDimSize(axis) << ", "
                << g.getIndices().getType().getNumElements() << ", "
-               << product(data.getShape().drop_front(axis + 1)) << "))\n"
+               << product(data.getShape().drop_front(axis + 1)) << ", "
+               << rowStride(g, product(data.getShape().drop_front(axis + 1))) << "))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("gather '" + nodeName + "': index out of range") << ");\n";
             return success();

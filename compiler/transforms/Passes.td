@@ -98,7 +98,10 @@ def PlanMemory : Pass<"kiln-plan-memory", "mlir::func::FuncOp"> {
   let summary = "Assign every intermediate tensor an offset in one arena";
   let description = [{
     Computes buffer lifetimes in program order (reshape-like ops alias their
-    input), then places buffers greedily at the lowest 64-byte-aligned offset
+    input, and a dense, embedding bag or row gather whose only user is a
+    concat along the last dim writes into that concat's buffer: it gets
+    `kiln.row_stride`, the concat `kiln.in_place` per operand), then places
+    buffers greedily at the lowest 64-byte-aligned offset
     that does not overlap a buffer alive at the same time (or the tightest
     such gap), trying a few orders (by size, lifetime, start) and keeping the
     smallest arena. Records `kiln.arena_offset` on each producing op and

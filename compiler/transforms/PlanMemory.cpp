@@ -4,6 +4,9 @@
 // at compile time. Lifetimes are intervals over program order; placement is
 // greedy (as in TFLite Micro's planner), tried in a few orders, keeping the
 // smallest arena: close to the liveness lower bound for ads models' graphs.
+// Views share their source's buffer: reshapes, and the parts of a concat
+// along its last dim whose producers (dense, embedding bag, row gather) write
+// straight into the concat's buffer with its row stride.
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,6 +37,47 @@ struct Buffer {
   int64_t bytes, start, end, offset = -1;
 };
 
+int64_t elementBytes(Type type) {
+  Type e = cast<RankedTensorType>(type).getElementType();
+  return e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
+}
+
+/// Ops whose kernel writes its result as rows of the last dim with any row
+/// stride: their result can be a column block of a concat's buffer.
+bool writesRowsWithStride(Operation *op) {
+  if (auto g = dyn_cast<GatherOp>(op))
+    return g.getAxis() == 0 && g.getData().getType().getRank() == 2;
+  return isa<DenseOp, EmbeddingBagOp>(op);
+}
+
+/// Concat operands their producer writes straight into the concat's buffer:
+/// operand -> (concat result, first column). Marks each such concat with
+/// `kiln.in_place` (per operand) and each producer with `kiln.row_stride`.
+DenseMap<Value, std::pair<Value, int64_t>> concatsInPlace(Block &body) {
+  DenseMap<Value, std::pair<Value, int64_t>> inPlace;
+  Builder builder(body.getParentOp()->getContext());
+  for (auto c : body.getOps<ConcatOp>()) {
+    auto type = c.getType();
+    if (c.getAxis() != type.getRank() - 1)
+      continue;
+    SmallVector<bool> flags;
+    int64_t column = 0;
+    for (Value in : c.getInputs()) {
+      Operation *def = in.getDefiningOp();
+      bool ok = def && in.hasOneUse() && writesRowsWithStride(def);
+      if (ok) {
+        inPlace[in] = {c.getResult(), column};
+        def->setAttr("kiln.row_stride", builder.getI64IntegerAttr(type.getShape().back()));
+      }
+      flags.push_back(ok);
+      column += cast<RankedTensorType>(in.getType()).getShape().back();
+    }
+    if (llvm::is_contained(flags, true))
+      c->setAttr("kiln.in_place", builder.getDenseBoolArrayAttr(flags));
+  }
+  return inPlace;
+}
+
 struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
   void runOnOperation() override {
     func::FuncOp func = getOperation();
@@ -48,7 +92,9 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
       position[&op] = i;
     int64_t end = body.getOperations().size();
 
+    // Each value lives in its root's buffer, `byteOffset` bytes in.
     DenseMap<Value, Value> rootOf;
+    DenseMap<Value, int64_t> byteOffset;
     SmallVector<Buffer> buffers;
     DenseMap<Value, size_t> bufferOf;
     auto addBuffer = [&](Value v, int64_t start) {
@@ -58,6 +104,7 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     };
     for (BlockArgument arg : body.getArguments())
       addBuffer(arg, -1);
+    auto inPlace = concatsInPlace(body);
     for (Operation &op : body.without_terminator()) {
       if (isa<ConstantOp>(op))
         continue;
@@ -69,9 +116,20 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
           return signalPassFailure();
         }
         rootOf[result] = it->second;
+        byteOffset[result] = byteOffset.lookup(op.getOperand(0));
         continue;
       }
-      addBuffer(result, position[&op]);
+      if (auto it = inPlace.find(result); it != inPlace.end()) {
+        // The concat's buffer starts living with its first in-place part.
+        auto [concat, column] = it->second;
+        if (!bufferOf.count(concat))
+          addBuffer(concat, position[&op]);
+        rootOf[result] = concat;
+        byteOffset[result] = column * elementBytes(result.getType());
+        continue;
+      }
+      if (!bufferOf.count(result))
+        addBuffer(result, position[&op]);
     }
     for (Operation &op : body)
       for (Value operand : op.getOperands()) {
@@ -94,7 +152,8 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
 
     Builder builder(&getContext());
     for (auto [value, root] : rootOf) {
-      auto offset = builder.getI64IntegerAttr(buffers[bufferOf[root]].offset);
+      auto offset =
+          builder.getI64IntegerAttr(buffers[bufferOf[root]].offset + byteOffset.lookup(value));
       if (auto arg = dyn_cast<BlockArgument>(value))
         func.setArgAttr(arg.getArgNumber(), "kiln.arena_offset", offset);
       else

@@ -524,16 +524,17 @@ void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSi
 }
 
 /// out[o, i, n] = data[o, idx[i], n]; false on an index outside [-axis, axis).
+/// Rows of `inner` elements land `outStride` elements apart (inner: dense).
 template <typename T, typename I>
 bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis,
-            int64_t numIndices, int64_t inner) {
+            int64_t numIndices, int64_t inner, int64_t outStride) {
   for (int64_t i = 0; i < numIndices; ++i)
     if (indices[i] < -axis || indices[i] >= axis)
       return false;
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < numIndices; ++i) {
       int64_t row = indices[i] < 0 ? indices[i] + axis : indices[i];
-      std::memcpy(out + (o * numIndices + i) * inner, data + (o * axis + row) * inner,
+      std::memcpy(out + (o * numIndices + i) * outStride, data + (o * axis + row) * inner,
                   inner * sizeof(T));
     }
   return true;
@@ -646,11 +647,12 @@ void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, in
 
 /// out[b] = reduce(weights[j] * table[indices[j]] for j in [begin[b], end[b])),
 /// mode 0 sum, 1 mean, 2 max; an empty bag is zeros. With `wrapNegative` ids
-/// in [-rows, 0) count from the end. False on an index or offset out of range.
+/// in [-rows, 0) count from the end. Bag b is written at out + b * outStride.
+/// False on an index or offset out of range.
 template <typename T, typename I>
 bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, int64_t numIndices,
                   const I *begin, const I *end, int64_t bags, const T *weights, int mode,
-                  bool wrapNegative, T *out, const kiln_abi_exec *exec = nullptr) {
+                  bool wrapNegative, T *out, int64_t outStride, const kiln_abi_exec *exec) {
   for (int64_t b = 0; b < bags; ++b) {
     if (begin[b] < 0 || end[b] < begin[b] || end[b] > numIndices)
       return false;
@@ -667,7 +669,7 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
   constexpr I kPrefetchDistance = 8;
   parallelRange(exec, bags, 64, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      T *y = out + b * dim;
+      T *y = out + b * outStride;
       std::fill(y, y + dim, T(0));
       for (I j = begin[b]; j < end[b]; ++j) {
         if (j + kPrefetchDistance < numIndices) {
