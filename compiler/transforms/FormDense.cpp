@@ -115,12 +115,16 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
         weightFor(b.getValue(), g.getTransB(), g.getAlpha().convertToFloat());
     Value w = weight == b.getValue() ? g.getB()
                                      : ConstantOp::create(rewriter, b.getLoc(), weight).getResult();
+    // The constants the dense no longer reads, erased once g is gone.
+    Operation *replaced[] = {b, g.getC() ? g.getC().getDefiningOp<ConstantOp>() : nullptr};
+    if (replaced[1] == replaced[0])
+      replaced[1] = nullptr;
     rewriter.replaceOpWithNewOp<DenseOp>(g, g.getType(), g.getA(), w, bias, Value(), residual,
                                          rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
-    for (Operation *replaced : {b.getOperation(), g.getC() ? g.getC().getDefiningOp() : nullptr})
-      if (replaced && isa<ConstantOp>(replaced) && replaced->use_empty())
-        rewriter.eraseOp(replaced);
+    for (Operation *c : replaced)
+      if (c && c->use_empty())
+        rewriter.eraseOp(c);
   }
 };
 } // namespace
