@@ -50,6 +50,15 @@ inline bool isReshapeLike(mlir::Operation *op) {
   return mlir::isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(op);
 }
 
+/// True for ops whose CPU kernel can write its result as rows of the last
+/// dim any number of elements apart (`kiln.row_stride`), so that the result
+/// can be a column block of a concat's buffer.
+inline bool writesStridedRows(mlir::Operation *op) {
+  if (auto g = mlir::dyn_cast<GatherOp>(op))
+    return g.getAxis() == 0 && g.getData().getType().getRank() == 2;
+  return mlir::isa<DenseOp, EmbeddingBagOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
+}
+
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.
 struct SliceRange {
   int64_t start, step, count;

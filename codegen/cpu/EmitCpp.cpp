@@ -202,7 +202,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
     os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out) << ", "
        << outShape << ", " << rank(out) << ", [](" << In << " x, " << In << " y) { return " << T
-       << "(" << expr << "); });\n";
+       << "(" << expr << "); }";
+    if (int64_t stride = rowStride(op, 0))
+      os << ", " << stride;
+    os << ");\n";
   };
   // `x` is the element; `alpha` and `beta` the op's parameters, if any.
   auto unary = [&](StringRef expr) {

@@ -98,8 +98,9 @@ def PlanMemory : Pass<"kiln-plan-memory", "mlir::func::FuncOp"> {
   let summary = "Assign every intermediate tensor an offset in one arena";
   let description = [{
     Computes buffer lifetimes in program order (reshape-like ops alias their
-    input, and a dense, embedding bag or row gather whose only user is a
-    concat along the last dim writes into that concat's buffer: it gets
+    input, and a dense, embedding bag, row gather or binary arithmetic op
+    whose only user is a concat along the last dim writes into that
+    concat's buffer: it gets
     `kiln.row_stride`, the concat `kiln.in_place` per operand), then places
     buffers greedily at the lowest 64-byte-aligned offset
     that does not overlap a buffer alive at the same time (or the tightest

@@ -5,8 +5,9 @@
 // greedy (as in TFLite Micro's planner), tried in a few orders, keeping the
 // smallest arena: close to the liveness lower bound for ads models' graphs.
 // Views share their source's buffer: reshapes, and the parts of a concat
-// along its last dim whose producers (dense, embedding bag, row gather) write
-// straight into the concat's buffer with its row stride.
+// along its last dim whose producers (dense, embedding bag, row gather,
+// binary arithmetic) write straight into the concat's buffer with its row
+// stride.
 //
 //===----------------------------------------------------------------------===//
 
@@ -42,14 +43,6 @@ int64_t elementBytes(Type type) {
   return e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
 }
 
-/// Ops whose kernel writes its result as rows of the last dim with any row
-/// stride: their result can be a column block of a concat's buffer.
-bool writesRowsWithStride(Operation *op) {
-  if (auto g = dyn_cast<GatherOp>(op))
-    return g.getAxis() == 0 && g.getData().getType().getRank() == 2;
-  return isa<DenseOp, EmbeddingBagOp>(op);
-}
-
 /// Concat operands their producer writes straight into the concat's buffer:
 /// operand -> (concat result, first column). Marks each such concat with
 /// `kiln.in_place` (per operand) and each producer with `kiln.row_stride`.
@@ -64,7 +57,7 @@ DenseMap<Value, std::pair<Value, int64_t>> concatsInPlace(Block &body) {
     int64_t column = 0;
     for (Value in : c.getInputs()) {
       Operation *def = in.getDefiningOp();
-      bool ok = def && in.hasOneUse() && writesRowsWithStride(def);
+      bool ok = def && in.hasOneUse() && writesStridedRows(def);
       if (ok) {
         inPlace[in] = {c.getResult(), column};
         def->setAttr("kiln.row_stride", builder.getI64IntegerAttr(type.getShape().back()));

@@ -60,10 +60,11 @@ inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
 }
 
 /// out = fn(a, b) with numpy broadcasting. The innermost dim runs contiguous
-/// or broadcast, which covers bias rows and per-feature scales.
+/// or broadcast, which covers bias rows and per-feature scales. Rows of the
+/// last dim land `outStride` elements apart (0: contiguous).
 template <typename T, typename R, typename Fn>
 void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int64_t *bShape,
-            int bRank, R *out, const int64_t *outShape, int rank, Fn fn) {
+            int bRank, R *out, const int64_t *outShape, int rank, Fn fn, int64_t outStride = 0) {
   int64_t total = 1;
   for (int d = 0; d < rank; ++d)
     total *= outShape[d];
@@ -83,7 +84,7 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
       ao += index[d] * as[d];
       bo += index[d] * bs[d];
     }
-    R *o = out + done;
+    R *o = out + (outStride ? done / inner * outStride : done);
     const T *ap = a + ao, *bp = b + bo;
     if (ai == 1 && bi == 1)
       for (int64_t i = 0; i < inner; ++i)

@@ -51,23 +51,25 @@ func.func @overlap(%x: tensor<32xf32>) -> tensor<32xf32> {
 
 // -----
 
-// Concat along the last dim: the gather and the dense write their rows
-// straight into the concat's buffer at their column (row stride 12 floats);
-// the relu (not a strided writer) and the dense result used twice are
-// copied in by the concat.
+// Concat along the last dim: the gather, the dense and the sub write their
+// rows straight into the concat's buffer at their column (row stride 20
+// floats); the relu (not a strided writer) and the dense result that is also
+// returned are copied in by the concat.
 // CHECK-LABEL: func.func @concat_in_place
-// CHECK: kiln.gather %{{.*}} {axis = 0 : i64, kiln.arena_offset = [[BASE:[0-9]+]] : i64, kiln.row_stride = 16 : i64}
+// CHECK: kiln.gather %{{.*}} {axis = 0 : i64, kiln.arena_offset = [[BASE:[0-9]+]] : i64, kiln.row_stride = 20 : i64}
 // CHECK: kiln.dense %{{.*}} {kiln.arena_offset = {{[0-9]+}} : i64, units = 4 : i64}
-// CHECK: kiln.dense %{{.*}} {kiln.arena_offset = {{[0-9]+}} : i64, kiln.row_stride = 16 : i64, units = 4 : i64}
+// CHECK: kiln.dense %{{.*}} {kiln.arena_offset = {{[0-9]+}} : i64, kiln.row_stride = 20 : i64, units = 4 : i64}
 // CHECK: kiln.relu
-// CHECK: kiln.concat {{.*}} {axis = 1 : i64, kiln.arena_offset = [[BASE]] : i64, kiln.in_place = array<i1: true, false, true, false>}
-func.func @concat_in_place(%ids: tensor<2xi64>, %x: tensor<2x3xf32>, %y: tensor<2x4xf32>) -> (tensor<2x16xf32>, tensor<2x4xf32>) {
+// CHECK: kiln.sub %{{.*}} {kiln.arena_offset = {{[0-9]+}} : i64, kiln.row_stride = 20 : i64}
+// CHECK: kiln.concat {{.*}} {axis = 1 : i64, kiln.arena_offset = [[BASE]] : i64, kiln.in_place = array<i1: true, false, true, false, true>}
+func.func @concat_in_place(%ids: tensor<2xi64>, %x: tensor<2x3xf32>, %y: tensor<2x4xf32>) -> (tensor<2x20xf32>, tensor<2x4xf32>) {
   %t = kiln.constant dense<1.0> : tensor<5x4xf32>
   %w = kiln.constant dense<1.0> : tensor<1x3x16xf32>
   %g = kiln.gather %t, %ids {axis = 0 : i64} : (tensor<5x4xf32>, tensor<2xi64>) -> tensor<2x4xf32>
   %e = kiln.dense %x, %w {units = 4 : i64} : (tensor<2x3xf32>, tensor<1x3x16xf32>) -> tensor<2x4xf32>
   %d = kiln.dense %x, %w {units = 4 : i64} : (tensor<2x3xf32>, tensor<1x3x16xf32>) -> tensor<2x4xf32>
   %r = kiln.relu %y : tensor<2x4xf32>
-  %c = kiln.concat %g, %e, %d, %r {axis = 1 : i64} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x16xf32>
-  return %c, %e : tensor<2x16xf32>, tensor<2x4xf32>
+  %s = kiln.sub %y, %r : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  %c = kiln.concat %g, %e, %d, %r, %s {axis = 1 : i64} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x20xf32>
+  return %c, %e : tensor<2x20xf32>, tensor<2x4xf32>
 }
