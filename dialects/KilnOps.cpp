@@ -226,6 +226,34 @@ LogicalResult DenseOp::verify() {
   return success();
 }
 
+KILN_INFER(AttentionOp) {
+  auto q = shapeOf(adaptor.getQuery()), v = shapeOf(adaptor.getValue());
+  if (q.getRank() != 4 || v.getRank() != 4)
+    return emitOptionalError(loc, "attention takes [batch, seq, heads, dim] operands");
+  return push(types, {q.getDimSize(0), q.getDimSize(1), q.getDimSize(2), v.getDimSize(3)},
+              q.getElementType());
+}
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQuery().getType(), k = getKey().getType(), v = getValue().getType();
+  if (k.getRank() != 4 || k.getDimSize(0) != q.getDimSize(0) ||
+      k.getDimSize(2) != q.getDimSize(2) || k.getDimSize(3) != q.getDimSize(3))
+    return emitOpError("key must be [batch, key seq, heads, query dim]");
+  if (v.getDimSize(0) != q.getDimSize(0) || v.getDimSize(1) != k.getDimSize(1) ||
+      v.getDimSize(2) != q.getDimSize(2))
+    return emitOpError("value must be [batch, key seq, heads, dim]");
+  if (Value m = getMask()) {
+    SmallVector<int64_t> out;
+    auto mt = cast<RankedTensorType>(m.getType());
+    SmallVector<int64_t> scores = {q.getDimSize(0), q.getDimSize(2), q.getDimSize(1),
+                                   k.getDimSize(1)};
+    if (mt.getRank() > 4 || !OpTrait::util::getBroadcastedShape(scores, mt.getShape(), out) ||
+        ArrayRef<int64_t>(out) != ArrayRef<int64_t>(scores))
+      return emitOpError("mask must broadcast to [batch, heads, query seq, key seq]");
+  }
+  return success();
+}
+
 static LogicalResult inferBinary(std::optional<Location> loc, Value lhs, Value rhs,
                                  SmallVectorImpl<Type> &types) {
   auto l = shapeOf(lhs), r = shapeOf(rhs);

@@ -109,6 +109,24 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
   }];
 }
 
+def Kiln_AttentionOp : Kiln_Op<"attention"> {
+  let summary = "softmax(scale * q k^T + mask) v per batch and head, in [batch, seq, heads, dim]";
+  let description = [{
+    Scaled dot-product attention in the layout the projections produce, so
+    no head transposes are materialised: query [B, Sq, H, D], key [B, Sk, H,
+    D], value [B, Sk, H, Dv], an optional additive mask that broadcasts to
+    [B, H, Sq, Sk]; the result is [B, Sq, H, Dv]. Formed by
+    kiln-fuse-attention.
+  }];
+  let arguments = (ins F32Tensor:$query, F32Tensor:$key, F32Tensor:$value,
+                   Optional<F32Tensor>:$mask, F64Attr:$scale);
+  let results = (outs F32Tensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`mask` $mask^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // Elementwise
 //===----------------------------------------------------------------------===//

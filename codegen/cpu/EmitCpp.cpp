@@ -512,6 +512,31 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << rowStride(d, units) << ", " << n / units << ", ep, exec);\n";
             return success();
           })
+          .Case([&](AttentionOp a) {
+            auto q = a.getQuery().getType(), k = a.getKey().getType();
+            std::string mask = "nullptr", strides = "nullptr";
+            if (Value m = a.getMask()) {
+              // The mask's strides over [batch, heads, query, key].
+              auto mt = cast<RankedTensorType>(m.getType());
+              SmallVector<int64_t> full = {q.getDimSize(0), q.getDimSize(2), q.getDimSize(1),
+                                           k.getDimSize(1)};
+              SmallVector<int64_t> st(4, 0);
+              int64_t stride = 1;
+              for (int64_t d = 3, md = mt.getRank() - 1; d >= 0 && md >= 0; --d, --md) {
+                st[d] = mt.getDimSize(md) == 1 && full[d] != 1 ? 0 : stride;
+                stride *= mt.getDimSize(md);
+              }
+              mask = ptr(m);
+              strides = dimsArray(st, "ms");
+            }
+            os << "    kiln::cpu::attention(" << ptr(a.getQuery()) << ", " << ptr(a.getKey())
+               << ", " << ptr(a.getValue()) << ", " << mask << ", " << strides << ", " << ptr(out)
+               << ", " << q.getDimSize(0) << ", " << q.getDimSize(1) << ", " << k.getDimSize(1)
+               << ", " << q.getDimSize(2) << ", " << q.getDimSize(3) << ", "
+               << outType.getDimSize(3) << ", "
+               << numberLiteral(a.getScale().convertToDouble(), "float") << ", exec);\n";
+            return success();
+          })
           .Case([&](MatMulOp mm) {
             auto l = mm.getLhs().getType(), r = mm.getRhs().getType();
             int64_t batchRank = outType.getRank() - 2;

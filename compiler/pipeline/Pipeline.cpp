@@ -38,6 +38,7 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
          pm.addNestedPass<func::FuncOp>(createRaiseLayerIdioms());
+         pm.addNestedPass<func::FuncOp>(createFuseAttention());
        }},
       {"form-dense",
        [](PassManager &pm, const CompileOptions &) { pm.addPass(createFormDense()); }},

@@ -53,6 +53,19 @@ def RaiseLayerIdioms : Pass<"kiln-raise-layer-idioms", "mlir::func::FuncOp"> {
   }];
 }
 
+def FuseAttention : Pass<"kiln-fuse-attention", "mlir::func::FuncOp"> {
+  let summary = "Fuse the exporters' multi-head attention block into kiln.attention";
+  let description = [{
+    `transpose(matmul(softmax(scale(matmul(transpose(q), transpose(k))) +
+    mask), transpose(v)))` with the head permutations [0, 2, 1, 3] (and [0,
+    2, 3, 1] for k), a scale by a constant (div or mul, or none) and an
+    optional additive mask becomes one `kiln.attention` on q, k, v in
+    [batch, seq, heads, dim] layout. Every intermediate must have no other
+    user; one head's keys must fit the kernel's stack buffer (seq x dim <=
+    16384).
+  }];
+}
+
 def FormDense : Pass<"kiln-form-dense", "mlir::ModuleOp"> {
   let summary = "Turn matmul/gemm against constant matrices into kiln.dense";
   let description = [{

@@ -4,10 +4,12 @@
 // cache block, with each epilogue, on one thread and split over a real
 // session thread pool; the vectorised math against libm.
 #include "gemm.h"
+#include "kernels.h"
 #include "thread_pool.h"
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -104,6 +106,55 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
     pool.run(tasks, [](void *ctx, int64_t t) { ++static_cast<int *>(ctx)[t]; }, hits.data());
     for (int64_t t = 0; t < tasks; ++t)
       EXPECT_EQ(hits[t], 1) << tasks << " tasks, task " << t;
+  }
+}
+
+TEST(Attention, MatchesReference) {
+  // Sizes around the kernel's 32-wide blocks, a [batch, 1, 1, keys] mask.
+  for (auto [sq, sk, d, dv] : {std::array<int64_t, 4>{3, 37, 5, 40}, {64, 64, 32, 32},
+                               {2, 8, 33, 7}}) {
+    const int64_t batch = 2, heads = 3;
+    std::mt19937 rng(sq * 7 + sk);
+    std::uniform_real_distribution<float> dist(-1, 1);
+    auto fill = [&](size_t n) {
+      std::vector<float> v(n);
+      for (float &x : v)
+        x = dist(rng);
+      return v;
+    };
+    auto q = fill(batch * sq * heads * d), k = fill(batch * sk * heads * d),
+         v = fill(batch * sk * heads * dv), mask = fill(batch * sk);
+    std::vector<float> out(batch * sq * heads * dv);
+    const int64_t strides[4] = {sk, 0, 0, 1};
+    const float scale = 0.3f;
+    kiln::ThreadPool pool;
+    ASSERT_TRUE(pool.start(2));
+    kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+    attention(q.data(), k.data(), v.data(), mask.data(), strides, out.data(), batch, sq, sk, heads,
+              d, dv, scale, &exec);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < sq; ++i) {
+          std::vector<double> p(sk);
+          double max = -1e300, sum = 0;
+          for (int64_t j = 0; j < sk; ++j) {
+            double dot = 0;
+            for (int64_t c = 0; c < d; ++c)
+              dot += double(q[((b * sq + i) * heads + h) * d + c]) *
+                     k[((b * sk + j) * heads + h) * d + c];
+            p[j] = scale * dot + mask[b * sk + j];
+            max = std::max(max, p[j]);
+          }
+          for (double &x : p)
+            sum += x = std::exp(x - max);
+          for (int64_t c = 0; c < dv; ++c) {
+            double want = 0;
+            for (int64_t j = 0; j < sk; ++j)
+              want += p[j] / sum * v[((b * sk + j) * heads + h) * dv + c];
+            ASSERT_NEAR(out[((b * sq + i) * heads + h) * dv + c], want, 1e-5)
+                << "sq " << sq << " sk " << sk << " d " << d << " dv " << dv;
+          }
+        }
   }
 }
 

@@ -368,6 +368,97 @@ void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bo
     }
 }
 
+namespace detail {
+/// p[j] = scale * sum_c q[c] keys[c][j], j < n (keys rows n apart).
+inline void scoreRow(const float *q, const float *keys, float *p, int64_t n, int64_t d,
+                     float scale) {
+  int64_t j = 0;
+#ifdef KILN_AVX2
+  for (; j + 32 <= n; j += 32) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t c = 0; c < d; ++c) {
+      __m256 a = _mm256_set1_ps(scale * q[c]);
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm256_fmadd_ps(a, _mm256_loadu_ps(keys + c * n + j + 8 * u), acc[u]);
+    }
+    for (int u = 0; u < 4; ++u)
+      _mm256_storeu_ps(p + j + 8 * u, acc[u]);
+  }
+#endif
+  for (; j < n; ++j) {
+    float acc = 0;
+    for (int64_t c = 0; c < d; ++c)
+      acc += q[c] * keys[c * n + j];
+    p[j] = scale * acc;
+  }
+}
+
+/// out[c] = sum_j p[j] rows[j * stride + c], c < dv.
+inline void weightedRows(const float *p, const float *rows, int64_t stride, int64_t n,
+                         int64_t dv, float *out) {
+  int64_t c = 0;
+#ifdef KILN_AVX2
+  for (; c + 32 <= dv; c += 32) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t j = 0; j < n; ++j) {
+      __m256 a = _mm256_set1_ps(p[j]);
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm256_fmadd_ps(a, _mm256_loadu_ps(rows + j * stride + c + 8 * u), acc[u]);
+    }
+    for (int u = 0; u < 4; ++u)
+      _mm256_storeu_ps(out + c + 8 * u, acc[u]);
+  }
+#endif
+  for (; c < dv; ++c) {
+    float acc = 0;
+    for (int64_t j = 0; j < n; ++j)
+      acc += p[j] * rows[j * stride + c];
+    out[c] = acc;
+  }
+}
+} // namespace detail
+
+/// Scaled dot-product attention in [batch, seq, heads, dim] layout:
+/// out[b, i, h, :] = sum_j p_j v[b, j, h, :] with
+/// p = softmax_j(scale * q[b, i, h, :] . k[b, j, h, :] + mask[b, h, i, j]).
+/// `maskStrides` (4, for b, h, i, j; 0 where broadcast) index `mask` (null
+/// for none). Batches and heads are split over the threads; one head's keys
+/// (sk * d <= 16384) and a row of scores stay on the stack.
+inline void attention(const float *q, const float *k, const float *v, const float *mask,
+                      const int64_t *maskStrides, float *out, int64_t batch, int64_t sq,
+                      int64_t sk, int64_t heads, int64_t d, int64_t dv, float scale,
+                      const kiln_abi_exec *exec) {
+  constexpr int64_t kMaxKeys = 16384;
+  parallelRange(exec, batch * heads, 1, 1, [&](int64_t t0, int64_t t1) {
+    float keys[kMaxKeys], p[4096];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / heads, h = t % heads;
+      // keys[c][j] = k[b, j, h, c]: a score row is then d axpys over j.
+      for (int64_t j = 0; j < sk; ++j)
+        for (int64_t c = 0; c < d; ++c)
+          keys[c * sk + j] = k[((b * sk + j) * heads + h) * d + c];
+      for (int64_t i = 0; i < sq; ++i) {
+        const float *qi = q + ((b * sq + i) * heads + h) * d;
+        detail::scoreRow(qi, keys, p, sk, d, scale);
+        if (mask) {
+          const float *m = mask + b * maskStrides[0] + h * maskStrides[1] + i * maskStrides[2];
+          for (int64_t j = 0; j < sk; ++j)
+            p[j] += m[j * maskStrides[3]];
+        }
+#ifdef KILN_AVX2
+        avx2::softmaxRows(p, p, 1, sk);
+#else
+        softmax(p, p, 1, sk, 1);
+#endif
+        detail::weightedRows(p, v + (b * sk * heads + h) * dv, heads * dv, sk, dv,
+                     out + ((b * sq + i) * heads + h) * dv);
+      }
+    }
+  });
+}
+
 /// out[i] = data[i with i[axis] = indices[i]] (ONNX GatherElements); false
 /// on an index outside [-size, size) of the axis.
 template <typename T, typename I>
