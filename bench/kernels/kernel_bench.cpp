@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
   readBandwidth = measureReadBandwidth();
   benchmark::AddCustomContext("fma_peak_gflops", std::to_string(fmaPeak * 1e-9));
   benchmark::AddCustomContext("read_bandwidth_gbs", std::to_string(readBandwidth * 1e-9));
-  std::printf("measured: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s (one core)\n",
+  std::fprintf(stderr, "measured: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s (one core)\n",
               fmaPeak * 1e-9, readBandwidth * 1e-9);
   size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
