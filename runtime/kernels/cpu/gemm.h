@@ -10,10 +10,11 @@
 //
 // Micro-kernels keep an R x 16 (or, for 1-2 rows, R x 32/64) tile of C in
 // registers: each k broadcasts R values of A and issues R x 2 FMAs per panel.
-// Large M runs in blocks of kRowBlock rows and kDepthBlock k (the A block
-// stays in L2, the panel block in L1); small M (1-16 rows) streams each
-// panel once over the whole depth. The epilogue (bias, activation, residual
-// add) is applied to the registers before the one store of C.
+// Large M runs in blocks of kRowBlock rows and kDepthBlock k (A packed into
+// 6-row slivers stays in L2, the panel block in L1); small M (1-16 rows)
+// streams the weights once, panel by panel in kStreamDepth blocks, the next
+// block prefetched while the current one is used. The epilogue (bias,
+// activation, multiplier, residual) is applied before the one store of C.
 #ifndef KILN_KERNELS_CPU_GEMM_H
 #define KILN_KERNELS_CPU_GEMM_H
 
