@@ -12,10 +12,12 @@ report with the machine description, and a PNG plot next to the report.
 
     python bench/harness.py --out docs/perf.md --json bench/results.json \\
         [--models dlrm_kaggle din] [--batches 1 16 64 256 1024] [--runs 30] \\
-        [--budget 20] [--threads-check] [--kernels bench/kernels.json]
+        [--budget 20] [--threads-check] [--kernels bench/kernels.json] \\
+        [--notes docs/perf-notes.md]
 
 --kernels takes the JSON of `build/bench/kiln_kernel_bench --benchmark_format=json`
-and adds its table; --from-json re-renders a report without measuring.
+and adds its table; --notes appends a hand-written analysis; --from-json
+re-renders a report from saved results without measuring.
 """
 import argparse
 import json
@@ -206,14 +208,15 @@ def kernel_section(path):
     return lines
 
 
-def report(results, machine, path, kernels=None):
+def report(results, machine, path, kernels=None, notes=None):
     means = geomeans(results)
     lines = ["# kiln vs onnxruntime", "",
              f"Measured by `bench/harness.py` on {machine}.", "",
              "kiln and onnxruntime (one intra-op thread, ORT_ENABLE_ALL, IOBinding) alternate in one",
              "process on the same inputs; ratio = kiln / onnxruntime median latency (below 1: kiln is",
-             "faster). Regenerate with `.venv/bin/python bench/harness.py --out docs/perf.md --json",
-             "bench/results.json --threads-check`.", "",
+             "faster). Regenerate with `build/bench/kiln_kernel_bench --benchmark_format=json >",
+             "bench/kernels.json` and then `.venv/bin/python bench/harness.py --out docs/perf.md --json",
+             "bench/results.json --threads-check --kernels bench/kernels.json --notes docs/perf-notes.md`.", "",
              f"![kiln / onnxruntime ratio per batch]({os.path.basename(os.path.splitext(path)[0])}.png)", "",
              "## Geometric mean ratio per batch", "",
              "| batch | " + " | ".join(str(b) for b in means) + " |",
@@ -239,6 +242,9 @@ def report(results, machine, path, kernels=None):
     if kernels:
         lines += kernel_section(kernels)
     lines += ["", "## Against the targets (computed from the tables above)", ""] + targets(results, means)
+    if notes:
+        with open(notes) as f:
+            lines += ["", f.read().rstrip()]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -256,11 +262,12 @@ def main():
     parser.add_argument("--json", help="JSON results")
     parser.add_argument("--from-json", help="render --out from this JSON instead of measuring")
     parser.add_argument("--kernels", help="include this kiln_kernel_bench JSON output in the report")
+    parser.add_argument("--notes", help="append this markdown (the hand-written analysis) to the report")
     args = parser.parse_args()
     if args.from_json:
         with open(args.from_json) as f:
             saved = json.load(f)
-        report(saved["results"], saved["machine"], args.out, args.kernels)
+        report(saved["results"], saved["machine"], args.out, args.kernels, args.notes)
         plot(saved["results"], os.path.splitext(args.out)[0] + ".png")
         return
     results = {}
@@ -283,7 +290,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "geomean_ratio": geomeans(results), "results": results}, f, indent=1)
     if args.out:
-        report(results, machine, args.out, args.kernels)
+        report(results, machine, args.out, args.kernels, args.notes)
         plot(results, os.path.splitext(args.out)[0] + ".png")
 
 
