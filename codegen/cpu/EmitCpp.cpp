@@ -202,10 +202,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
     os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out) << ", "
        << outShape << ", " << rank(out) << ", [](" << In << " x, " << In << " y) { return " << T
-       << "(" << expr << "); }";
-    if (int64_t stride = rowStride(op, 0))
-      os << ", " << stride;
-    os << ");\n";
+       << "(" << expr << "); }, " << rowStride(op, 0) << ", exec);\n";
   };
   // `x` is the element; `alpha` and `beta` the op's parameters, if any.
   auto unary = [&](StringRef expr) {

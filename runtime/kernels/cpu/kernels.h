@@ -64,7 +64,8 @@ inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
 /// last dim land `outStride` elements apart (0: contiguous).
 template <typename T, typename R, typename Fn>
 void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int64_t *bShape,
-            int bRank, R *out, const int64_t *outShape, int rank, Fn fn, int64_t outStride = 0) {
+            int bRank, R *out, const int64_t *outShape, int rank, Fn fn, int64_t outStride = 0,
+            const kiln_abi_exec *exec = nullptr) {
   int64_t total = 1;
   for (int d = 0; d < rank; ++d)
     total *= outShape[d];
@@ -74,26 +75,36 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
     out[0] = fn(a[0], b[0]);
     return;
   }
-  int64_t as[kMaxRank], bs[kMaxRank], index[kMaxRank] = {};
+  int64_t as[kMaxRank], bs[kMaxRank];
   broadcastStrides(aShape, aRank, outShape, rank, as);
   broadcastStrides(bShape, bRank, outShape, rank, bs);
   const int64_t inner = outShape[rank - 1], ai = as[rank - 1], bi = bs[rank - 1];
-  for (int64_t done = 0; done < total; done += inner) {
-    int64_t ao = 0, bo = 0;
-    for (int d = 0; d < rank - 1; ++d) {
-      ao += index[d] * as[d];
-      bo += index[d] * bs[d];
+  if (inner == 0)
+    return;
+  // Rows of the last dim, split over the threads.
+  parallelRange(exec, total / inner, 16384 / inner + 1, 1, [&](int64_t r0, int64_t r1) {
+    int64_t index[kMaxRank] = {};
+    for (int64_t d = rank - 2, rest = r0; d >= 0; --d) {
+      index[d] = rest % outShape[d];
+      rest /= outShape[d];
     }
-    R *o = out + (outStride ? done / inner * outStride : done);
-    const T *ap = a + ao, *bp = b + bo;
-    if (ai == 1 && bi == 1)
-      for (int64_t i = 0; i < inner; ++i)
-        o[i] = fn(ap[i], bp[i]);
-    else
-      for (int64_t i = 0; i < inner; ++i)
-        o[i] = fn(ap[i * ai], bp[i * bi]);
-    nextIndex(index, outShape, rank - 1);
-  }
+    for (int64_t row = r0; row < r1; ++row) {
+      int64_t ao = 0, bo = 0;
+      for (int d = 0; d < rank - 1; ++d) {
+        ao += index[d] * as[d];
+        bo += index[d] * bs[d];
+      }
+      R *o = out + row * (outStride ? outStride : inner);
+      const T *ap = a + ao, *bp = b + bo;
+      if (ai == 1 && bi == 1)
+        for (int64_t i = 0; i < inner; ++i)
+          o[i] = fn(ap[i], bp[i]);
+      else
+        for (int64_t i = 0; i < inner; ++i)
+          o[i] = fn(ap[i * ai], bp[i * bi]);
+      nextIndex(index, outShape, rank - 1);
+    }
+  });
 }
 
 template <typename T, typename Fn> void unary(const T *in, T *out, int64_t n, Fn fn) {
@@ -658,6 +669,30 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
     total *= inShape[d];
   }
   std::fill(out, out + outTotal, init);
+  // Reduced dims that form one block: [outer, count, inner], the inner loop
+  // contiguous (and vectorisable) in both.
+  int first = 0, last = rank;
+  while (first < rank && !reduced[first])
+    ++first;
+  while (last > first && !reduced[last - 1])
+    --last;
+  if (std::all_of(reduced + first, reduced + last, [](bool r) { return r; })) {
+    int64_t inner = 1;
+    for (int d = last; d < rank; ++d)
+      inner *= inShape[d];
+    const int64_t outer = inner ? outTotal / inner : 0;
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t r = 0; r < count; ++r) {
+        const T *x = in + (o * count + r) * inner;
+        T *y = out + o * inner;
+        for (int64_t i = 0; i < inner; ++i)
+          y[i] = combine(y[i], x[i]);
+      }
+    if (mean && count > 0)
+      for (int64_t i = 0; i < outTotal; ++i)
+        out[i] /= T(count);
+    return;
+  }
   for (int64_t n = 0; n < total; ++n) {
     int64_t dst = 0;
     for (int d = 0; d < rank; ++d)
