@@ -13,7 +13,8 @@
 // Large M runs in blocks of kRowBlock rows and kDepthBlock k (A packed into
 // 6-row slivers stays in L2, the panel block in L1); small M (1-16 rows)
 // streams the weights once, panel by panel in kStreamDepth blocks, the next
-// block prefetched while the current one is used. The epilogue (bias,
+// block prefetched while the current one is used when the weights are
+// larger than L2. The epilogue (bias,
 // activation, multiplier, residual) is applied before the one store of C.
 #ifndef KILN_KERNELS_CPU_GEMM_H
 #define KILN_KERNELS_CPU_GEMM_H
@@ -30,6 +31,7 @@ constexpr int64_t kPanelWidth = 16;
 constexpr int64_t kRowBlock = 48;   // rows of A per cache block (multiple of 6)
 constexpr int64_t kDepthBlock = 512; // depth per cache block
 constexpr int64_t kStreamDepth = 256; // depth per block when few rows stream the weights
+constexpr int64_t kPrefetchAbove = 1 << 20; // weight bytes above which streaming prefetches
 
 inline int64_t panelCount(int64_t n) { return (n + kPanelWidth - 1) / kPanelWidth; }
 
@@ -174,13 +176,16 @@ inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K,
                          const Epilogue &ep) {
   const int64_t panelStride = K * kPanelWidth, rows = m1 - m0;
   const int64_t group = rows == 1 ? 4 : rows == 2 ? 2 : 1;
+  // Weights that fit in L2 are read from cache after the first request;
+  // there the prefetches only compete with the loads.
+  const bool prefetch = K * N * int64_t(sizeof(float)) > kPrefetchAbove;
   for (int64_t p = p0; p < p1;) {
     const int64_t panels = p + group <= p1 ? group : 1, col = p * kPanelWidth;
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kStreamDepth) {
       const int64_t kc = std::min(kStreamDepth, K - k0);
       for (int64_t i = m0; i < m1; i += 6) {
         Tile t{A + i * lda + k0, lda, 1, W + p * panelStride + k0 * kPanelWidth, panelStride, kc,
-               C + i * ldc + col, ldc, std::min(N - col, panels * kPanelWidth), k0 > 0, true,
+               C + i * ldc + col, ldc, std::min(N - col, panels * kPanelWidth), k0 > 0, prefetch,
                k0 + kc >= K ? &ep : nullptr, i, col};
         int64_t r = std::min<int64_t>(6, m1 - i);
         if (panels == 4)
