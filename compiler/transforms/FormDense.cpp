@@ -72,6 +72,9 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
   }
 
   void runOnOperation() override {
+    // A pass instance may run on several modules (kiln-opt's split input).
+    weights.clear();
+    biases.clear();
     IRRewriter rewriter(&getContext());
     getOperation().walk([&](Operation *op) {
       if (auto mm = dyn_cast<MatMulOp>(op))

@@ -14,6 +14,8 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
+#include <optional>
+
 using namespace mlir;
 
 namespace kiln {
@@ -34,6 +36,21 @@ DenseOp replaceWithDense(PatternRewriter &rewriter, Operation *op, DenseOp d, Va
   return rewriter.replaceOpWithNewOp<DenseOp>(op, d.getType(), d.getInput(), d.getWeight(), bias,
                                               multiplier, residual, d.getUnitsAttr(),
                                               rewriter.getStringAttr(activation));
+}
+
+/// For a binary op with a sole-use dense operand (of the op's type) that
+/// `accepts`, and another operand of the same type: that dense and the
+/// other operand. Either operand order.
+std::optional<std::pair<DenseOp, Value>>
+denseAndSameShapedOperand(Operation *op, function_ref<bool(DenseOp)> accepts) {
+  Value lhs = op->getOperand(0), rhs = op->getOperand(1);
+  for (auto [x, y] : {std::pair(lhs, rhs), {rhs, lhs}}) {
+    DenseOp d = soleDense(x);
+    if (d && accepts(d) && x != y && y.getType() == d.getType() &&
+        op->getResult(0).getType() == d.getType())
+      return std::pair(d, y);
+  }
+  return std::nullopt;
 }
 
 /// True when nothing has been fused after the bias yet.
@@ -91,15 +108,12 @@ template <typename Act> struct FuseActivation : OpRewritePattern<Act> {
 struct FuseResidual : OpRewritePattern<AddOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(AddOp add, PatternRewriter &rewriter) const override {
-    for (auto [x, y] : {std::pair(add.getLhs(), add.getRhs()), {add.getRhs(), add.getLhs()}}) {
-      DenseOp d = soleDense(x);
-      if (!d || d.getResidual() || x == y || y.getType() != d.getType() ||
-          add.getType() != d.getType())
-        continue;
-      replaceWithDense(rewriter, add, d, d.getBias(), d.getActivation(), d.getMultiplier(), y);
-      return success();
-    }
-    return failure();
+    auto match = denseAndSameShapedOperand(add, [](DenseOp d) { return !d.getResidual(); });
+    if (!match)
+      return failure();
+    auto [d, y] = *match;
+    replaceWithDense(rewriter, add, d, d.getBias(), d.getActivation(), d.getMultiplier(), y);
+    return success();
   }
 };
 
@@ -107,15 +121,13 @@ struct FuseResidual : OpRewritePattern<AddOp> {
 struct FuseMultiplier : OpRewritePattern<MulOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MulOp mul, PatternRewriter &rewriter) const override {
-    for (auto [x, y] : {std::pair(mul.getLhs(), mul.getRhs()), {mul.getRhs(), mul.getLhs()}}) {
-      DenseOp d = soleDense(x);
-      if (!d || d.getMultiplier() || d.getResidual() || x == y || y.getType() != d.getType() ||
-          mul.getType() != d.getType())
-        continue;
-      replaceWithDense(rewriter, mul, d, d.getBias(), d.getActivation(), y, Value());
-      return success();
-    }
-    return failure();
+    auto match = denseAndSameShapedOperand(
+        mul, [](DenseOp d) { return !d.getMultiplier() && !d.getResidual(); });
+    if (!match)
+      return failure();
+    auto [d, y] = *match;
+    replaceWithDense(rewriter, mul, d, d.getBias(), d.getActivation(), y, Value());
+    return success();
   }
 };
 

@@ -18,6 +18,16 @@ using namespace kiln::cpu;
 
 namespace {
 
+/// n values uniform in [-1, 1), the same for the same seed.
+std::vector<float> randomFloats(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
 struct DenseCase {
   int64_t m, n, k;
 };
@@ -40,16 +50,10 @@ std::vector<float> reference(const std::vector<float> &A, const std::vector<floa
 }
 
 void checkDense(const DenseCase &c, Activation act, const kiln_abi_exec *exec) {
-  std::mt19937 rng(c.m * 131 + c.n * 17 + c.k);
-  std::uniform_real_distribution<float> dist(-1, 1);
-  auto fill = [&](size_t size) {
-    std::vector<float> v(size);
-    for (float &x : v)
-      x = dist(rng);
-    return v;
-  };
-  auto A = fill(c.m * c.k), W = fill(c.k * c.n), bias = fill(c.n), multiplier = fill(c.m * c.n),
-       residual = fill(c.m * c.n);
+  unsigned seed = c.m * 131 + c.n * 17 + c.k;
+  auto A = randomFloats(c.m * c.k, seed), W = randomFloats(c.k * c.n, seed + 1),
+       bias = randomFloats(c.n, seed + 2), multiplier = randomFloats(c.m * c.n, seed + 3),
+       residual = randomFloats(c.m * c.n, seed + 4);
   std::vector<float> packed(panelCount(c.n) * c.k * kPanelWidth), out(c.m * c.n, NAN);
   packWeights(W.data(), false, c.k, c.n, 1.0f, packed.data());
   Epilogue ep;
@@ -114,16 +118,10 @@ TEST(Attention, MatchesReference) {
   for (auto [sq, sk, d, dv] : {std::array<int64_t, 4>{3, 37, 5, 40}, {64, 64, 32, 32},
                                {2, 8, 33, 7}}) {
     const int64_t batch = 2, heads = 3;
-    std::mt19937 rng(sq * 7 + sk);
-    std::uniform_real_distribution<float> dist(-1, 1);
-    auto fill = [&](size_t n) {
-      std::vector<float> v(n);
-      for (float &x : v)
-        x = dist(rng);
-      return v;
-    };
-    auto q = fill(batch * sq * heads * d), k = fill(batch * sk * heads * d),
-         v = fill(batch * sk * heads * dv), mask = fill(batch * sk);
+    unsigned seed = sq * 7 + sk;
+    auto q = randomFloats(batch * sq * heads * d, seed),
+         k = randomFloats(batch * sk * heads * d, seed + 1),
+         v = randomFloats(batch * sk * heads * dv, seed + 2), mask = randomFloats(batch * sk, seed + 3);
     std::vector<float> out(batch * sq * heads * dv);
     const int64_t strides[4] = {sk, 0, 0, 1};
     const float scale = 0.3f;

@@ -380,53 +380,29 @@ void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bo
 }
 
 namespace detail {
-/// p[j] = scale * sum_c q[c] keys[c][j], j < n (keys rows n apart).
-inline void scoreRow(const float *q, const float *keys, float *p, int64_t n, int64_t d,
-                     float scale) {
-  int64_t j = 0;
+/// out[x] = sum_r scale * a[r] rows[r * stride + x] for x < width: a vector
+/// times a matrix, 32 columns at a time in four accumulators.
+inline void vectorTimesRows(const float *a, float scale, const float *rows, int64_t stride,
+                            int64_t count, int64_t width, float *out) {
+  int64_t x = 0;
 #ifdef KILN_AVX2
-  for (; j + 32 <= n; j += 32) {
+  for (; x + 32 <= width; x += 32) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
-    for (int64_t c = 0; c < d; ++c) {
-      __m256 a = _mm256_set1_ps(scale * q[c]);
+    for (int64_t r = 0; r < count; ++r) {
+      __m256 ar = _mm256_set1_ps(scale * a[r]);
       for (int u = 0; u < 4; ++u)
-        acc[u] = _mm256_fmadd_ps(a, _mm256_loadu_ps(keys + c * n + j + 8 * u), acc[u]);
+        acc[u] = _mm256_fmadd_ps(ar, _mm256_loadu_ps(rows + r * stride + x + 8 * u), acc[u]);
     }
     for (int u = 0; u < 4; ++u)
-      _mm256_storeu_ps(p + j + 8 * u, acc[u]);
+      _mm256_storeu_ps(out + x + 8 * u, acc[u]);
   }
 #endif
-  for (; j < n; ++j) {
+  for (; x < width; ++x) {
     float acc = 0;
-    for (int64_t c = 0; c < d; ++c)
-      acc += q[c] * keys[c * n + j];
-    p[j] = scale * acc;
-  }
-}
-
-/// out[c] = sum_j p[j] rows[j * stride + c], c < dv.
-inline void weightedRows(const float *p, const float *rows, int64_t stride, int64_t n,
-                         int64_t dv, float *out) {
-  int64_t c = 0;
-#ifdef KILN_AVX2
-  for (; c + 32 <= dv; c += 32) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    for (int64_t j = 0; j < n; ++j) {
-      __m256 a = _mm256_set1_ps(p[j]);
-      for (int u = 0; u < 4; ++u)
-        acc[u] = _mm256_fmadd_ps(a, _mm256_loadu_ps(rows + j * stride + c + 8 * u), acc[u]);
-    }
-    for (int u = 0; u < 4; ++u)
-      _mm256_storeu_ps(out + c + 8 * u, acc[u]);
-  }
-#endif
-  for (; c < dv; ++c) {
-    float acc = 0;
-    for (int64_t j = 0; j < n; ++j)
-      acc += p[j] * rows[j * stride + c];
-    out[c] = acc;
+    for (int64_t r = 0; r < count; ++r)
+      acc += scale * a[r] * rows[r * stride + x];
+    out[x] = acc;
   }
 }
 } // namespace detail
@@ -452,19 +428,17 @@ inline void attention(const float *q, const float *k, const float *v, const floa
           keys[c * sk + j] = k[((b * sk + j) * heads + h) * d + c];
       for (int64_t i = 0; i < sq; ++i) {
         const float *qi = q + ((b * sq + i) * heads + h) * d;
-        detail::scoreRow(qi, keys, p, sk, d, scale);
+        // Scores: q_i times the head's keys, [d][sk].
+        detail::vectorTimesRows(qi, scale, keys, sk, d, sk, p);
         if (mask) {
           const float *m = mask + b * maskStrides[0] + h * maskStrides[1] + i * maskStrides[2];
           for (int64_t j = 0; j < sk; ++j)
             p[j] += m[j * maskStrides[3]];
         }
-#ifdef KILN_AVX2
-        avx2::softmaxRows(p, p, 1, sk);
-#else
         softmax(p, p, 1, sk, 1);
-#endif
-        detail::weightedRows(p, v + (b * sk * heads + h) * dv, heads * dv, sk, dv,
-                     out + ((b * sq + i) * heads + h) * dv);
+        // Output: the probabilities times the head's value rows.
+        detail::vectorTimesRows(p, 1.0f, v + (b * sk * heads + h) * dv, heads * dv, sk, dv,
+                                out + ((b * sq + i) * heads + h) * dv);
       }
     }
   });
