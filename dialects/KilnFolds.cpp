@@ -123,7 +123,7 @@ std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
 
 /// Folds a data-movement op of a small constant by copying elements.
 static Attribute moveElements(Operation *op, Attribute input) {
-  auto in = dyn_cast_if_present<DenseElementsAttr>(input);
+  auto in = denseElements(input, kMaxFoldElements);
   auto type = cast<RankedTensorType>(op->getResult(0).getType());
   if (!in || !isSmallStatic(type))
     return {};
@@ -191,7 +191,7 @@ OpFoldResult ConcatOp::fold(FoldAdaptor a) {
     return {};
   SmallVector<DenseElementsAttr> inputs;
   for (Attribute attr : a.getInputs()) {
-    auto dense = dyn_cast_if_present<DenseElementsAttr>(attr);
+    auto dense = denseElements(attr, kMaxFoldElements);
     if (!dense)
       return {};
     inputs.push_back(dense);
@@ -243,7 +243,7 @@ static Attribute foldElementwise(ArrayRef<Attribute> operands, RankedTensorType 
     return {};
   SmallVector<DenseElementsAttr> in;
   for (Attribute attr : operands) {
-    auto dense = dyn_cast_if_present<DenseElementsAttr>(attr);
+    auto dense = denseElements(attr, kMaxFoldElements);
     if (!dense)
       return {};
     in.push_back(dense);
@@ -400,7 +400,7 @@ OpFoldResult ExpandOp::fold(FoldAdaptor a) {
 }
 
 OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {
-  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
+  auto in = denseElements(a.getInput(), kMaxFoldElements);
   if (!in || !isSmallStatic(getType()) || !isSmallStatic(in.getType()) ||
       !isa<IntegerType>(in.getElementType()))
     return {};
@@ -427,7 +427,7 @@ OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {
 OpFoldResult CastOp::fold(FoldAdaptor a) {
   if (getInput().getType() == getType())
     return getInput();
-  auto in = dyn_cast_if_present<DenseElementsAttr>(a.getInput());
+  auto in = denseElements(a.getInput(), kMaxFoldElements);
   if (!in || !isSmallStatic(getType()))
     return {};
   Type from = in.getElementType(), to = getType().getElementType();

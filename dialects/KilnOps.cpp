@@ -47,9 +47,26 @@ std::optional<double> getConstantFloat(Value value) {
   return (*attr.getValues<APFloat>().begin()).convertToDouble();
 }
 
+DenseElementsAttr denseElements(Attribute value, int64_t maxElements) {
+  if (auto dense = dyn_cast_if_present<DenseElementsAttr>(value))
+    return dense;
+  auto resource = dyn_cast_if_present<DenseResourceElementsAttr>(value);
+  if (!resource || resource.getType().getElementType().isInteger(1) ||
+      resource.getType().getNumElements() > maxElements || !resource.getRawHandle().getBlob())
+    return {};
+  ArrayRef<char> data = resource.getRawHandle().getBlob()->getData();
+  bool splat = false;
+  if (!DenseElementsAttr::isValidRawBuffer(resource.getType(), data, splat))
+    return {};
+  return DenseElementsAttr::getFromRawBuffer(resource.getType(), data);
+}
+
 std::optional<SmallVector<int64_t>> getConstantInts(Value value) {
-  DenseIntElementsAttr attr;
-  if (!matchPattern(value, m_Constant(&attr)))
+  Attribute constant;
+  if (!matchPattern(value, m_Constant(&constant)))
+    return std::nullopt;
+  auto attr = dyn_cast_if_present<DenseIntElementsAttr>(denseElements(constant));
+  if (!attr)
     return std::nullopt;
   SmallVector<int64_t> out;
   for (const APInt &v : attr.getValues<APInt>())
@@ -251,6 +268,24 @@ LogicalResult AttentionOp::verify() {
         ArrayRef<int64_t>(out) != ArrayRef<int64_t>(scores))
       return emitOpError("mask must broadcast to [batch, heads, query seq, key seq]");
   }
+  return success();
+}
+
+KILN_INFER(InteractionOp) {
+  auto in = shapeOf(adaptor.getInput());
+  if (in.getRank() != 3)
+    return emitOptionalError(loc, "interaction takes a [batch, features, dim] operand");
+  return push(types, {in.getDimSize(0), int64_t(adaptor.getPairs().size() / 2)},
+              in.getElementType());
+}
+
+LogicalResult InteractionOp::verify() {
+  if (getPairs().size() % 2)
+    return emitOpError("pairs must hold an even number of feature indices");
+  int64_t features = getInput().getType().getDimSize(1);
+  for (int64_t f : getPairs())
+    if (f < 0 || (features != kDyn && f >= features))
+      return emitOpError("pair index ") << f << " outside [0, " << features << ")";
   return success();
 }
 

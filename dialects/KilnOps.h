@@ -23,6 +23,11 @@ mlir::FailureOr<llvm::SmallVector<mlir::Type>> inferResultTypes(mlir::Operation 
 /// The value of a constant one-element floating-point tensor, if it is one.
 std::optional<double> getConstantFloat(mlir::Value value);
 
+/// A constant's value as DenseElementsAttr: resource blobs (how the importer
+/// keeps initializers) of at most `maxElements` elements are expanded, so
+/// that folders and pattern matchers see small initializers' values.
+mlir::DenseElementsAttr denseElements(mlir::Attribute value, int64_t maxElements = 4096);
+
 /// The values of a constant integer tensor operand, if it is one.
 std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 
@@ -56,7 +61,7 @@ inline bool isReshapeLike(mlir::Operation *op) {
 inline bool writesStridedRows(mlir::Operation *op) {
   if (auto g = mlir::dyn_cast<GatherOp>(op))
     return g.getAxis() == 0 && g.getData().getType().getRank() == 2;
-  return mlir::isa<DenseOp, EmbeddingBagOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
+  return mlir::isa<DenseOp, EmbeddingBagOp, InteractionOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
 }
 
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.

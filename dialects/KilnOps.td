@@ -127,6 +127,21 @@ def Kiln_AttentionOp : Kiln_Op<"attention"> {
   }];
 }
 
+def Kiln_InteractionOp : Kiln_Op<"interaction"> {
+  let summary = "pairwise dot products of each sample's feature vectors (DLRM)";
+  let description = [{
+    DLRM's dot interaction: for input [B, F, D] the result is [B, P] with
+    result[b, p] = input[b, pairs[2p]] . input[b, pairs[2p + 1]]. `pairs`
+    lists feature indices in [0, F), so any selection of the Gram matrix
+    (its strict lower triangle, with or without the diagonal, in any order)
+    is one op. Formed by kiln-fuse-interaction.
+  }];
+  let arguments = (ins F32Tensor:$input, DenseI64ArrayAttr:$pairs);
+  let results = (outs F32Tensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
 //===----------------------------------------------------------------------===//
 // Elementwise
 //===----------------------------------------------------------------------===//

@@ -412,6 +412,15 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << (l.getRms() ? "true" : "false") << ", exec);\n";
             return success();
           })
+          .Case([&](InteractionOp i) {
+            auto in = i.getInput().getType();
+            int64_t count = outType.getDimSize(1);
+            os << "    static constexpr int64_t pairs[] = {" << list(i.getPairs()) << "};\n"
+               << "    kiln::cpu::interaction(" << ptr(i.getInput()) << ", " << in.getDimSize(0)
+               << ", " << in.getDimSize(1) << ", " << in.getDimSize(2) << ", pairs, " << count
+               << ", " << ptr(out) << ", " << rowStride(i, count) << ", exec);\n";
+            return success();
+          })
           .Case([&](EmbeddingBagOp e) {
             auto table = e.getTable().getType();
             os << "    if (!kiln::cpu::embeddingBag<" << T << ", " << elt(e.getIndices()) << ">("

@@ -39,6 +39,7 @@ const std::vector<Stage> &stages() {
          pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
          pm.addNestedPass<func::FuncOp>(createRaiseLayerIdioms());
          pm.addNestedPass<func::FuncOp>(createFuseAttention());
+         pm.addNestedPass<func::FuncOp>(createFuseInteraction());
        }},
       {"form-dense",
        [](PassManager &pm, const CompileOptions &) { pm.addPass(createFormDense()); }},

@@ -66,6 +66,18 @@ def FuseAttention : Pass<"kiln-fuse-attention", "mlir::func::FuncOp"> {
   }];
 }
 
+def FuseInteraction : Pass<"kiln-fuse-interaction", "mlir::func::FuncOp"> {
+  let summary = "Fuse DLRM's dot interaction (Gram matrix + triangle selection) into one op";
+  let description = [{
+    `matmul(Z, transpose(Z))` on Z [batch, features, dim], followed by a
+    single-use chain of data movement (reshapes, transposes, slices, gathers
+    with constant indices) that ends in [batch, P] rows taking the same P
+    Gram entries of each sample, becomes `kiln.interaction` on Z with those
+    P (i, j) pairs. The chain is tracked element by element, so any
+    exporter's way of selecting the triangle is recognised.
+  }];
+}
+
 def FormDense : Pass<"kiln-form-dense", "mlir::ModuleOp"> {
   let summary = "Turn matmul/gemm against constant matrices into kiln.dense";
   let description = [{

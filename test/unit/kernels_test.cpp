@@ -156,6 +156,36 @@ TEST(Attention, MatchesReference) {
   }
 }
 
+TEST(Interaction, MatchesReferenceWithRowStride) {
+  // Dims around the kernel's 16- and 8-wide steps; rows written 5 apart
+  // into a wider buffer whose other columns must stay untouched.
+  for (int64_t dim : {1, 7, 8, 16, 29, 128}) {
+    const int64_t batch = 9, features = 4, stride = 9;
+    const std::vector<int64_t> pairs = {1, 0, 2, 0, 2, 1, 3, 3, 0, 3};
+    const int64_t count = pairs.size() / 2;
+    auto x = randomFloats(batch * features * dim, unsigned(dim));
+    std::vector<float> out(batch * stride, -7.0f);
+    kiln::ThreadPool pool;
+    ASSERT_TRUE(pool.start(2));
+    kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+    interaction(x.data(), batch, features, dim, pairs.data(), count, out.data() + 2, stride,
+                &exec);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t c = 0; c < stride; ++c) {
+        int64_t p = c - 2;
+        if (p < 0 || p >= count) {
+          ASSERT_EQ(out[b * stride + c], -7.0f) << "column " << c << " was written";
+          continue;
+        }
+        double want = 0;
+        for (int64_t d = 0; d < dim; ++d)
+          want += double(x[(b * features + pairs[2 * p]) * dim + d]) *
+                  x[(b * features + pairs[2 * p + 1]) * dim + d];
+        ASSERT_NEAR(out[b * stride + c], want, 1e-5 * (1 + std::abs(want))) << "dim " << dim;
+      }
+  }
+}
+
 /// Largest error of `fn` against `ref` over [lo, hi], relative to
 /// max(|ref|, floor).
 template <typename Fn, typename Ref>

@@ -405,7 +405,41 @@ inline void vectorTimesRows(const float *a, float scale, const float *rows, int6
     out[x] = acc;
   }
 }
+/// a . b over n floats.
+inline float dot(const float *a, const float *b, int64_t n) {
+  int64_t i = 0;
+  float sum = 0;
+#ifdef KILN_AVX2
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8)
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  sum = avx2::horizontalSum(_mm256_add_ps(acc0, acc1));
+#endif
+  for (; i < n; ++i)
+    sum += a[i] * b[i];
+  return sum;
+}
 } // namespace detail
+
+/// DLRM's dot interaction: out[b * outStride + p] = x[b, pairs[2p]] .
+/// x[b, pairs[2p + 1]] for x [batch, features, dim], count pairs. A sample's
+/// features stay in L1 while its dots are taken; samples split over threads.
+inline void interaction(const float *x, int64_t batch, int64_t features, int64_t dim,
+                        const int64_t *pairs, int64_t count, float *out, int64_t outStride,
+                        const kiln_abi_exec *exec) {
+  parallelRange(exec, batch, 4, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const float *z = x + b * features * dim;
+      float *y = out + b * outStride;
+      for (int64_t p = 0; p < count; ++p)
+        y[p] = detail::dot(z + pairs[2 * p] * dim, z + pairs[2 * p + 1] * dim, dim);
+    }
+  });
+}
 
 /// Scaled dot-product attention in [batch, seq, heads, dim] layout:
 /// out[b, i, h, :] = sum_j p_j v[b, j, h, :] with
