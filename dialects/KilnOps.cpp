@@ -289,6 +289,40 @@ LogicalResult InteractionOp::verify() {
   return success();
 }
 
+KILN_INFER(EmbeddingBagsOp) {
+  auto ids = shapeOf(adaptor.getIds());
+  if (ids.getRank() < 1)
+    return emitOptionalError(loc, "embedding_bags ids must be [batch, ...]");
+  int64_t width = 0;
+  for (Value t : adaptor.getTables()) {
+    auto table = shapeOf(t);
+    if (table.getRank() != 2 || table.isDynamicDim(1))
+      return emitOptionalError(loc, "embedding_bags tables must be [rows, dim] with a static dim");
+    width += table.getDimSize(1);
+  }
+  return push(types, {ids.getDimSize(0), width}, shapeOf(adaptor.getTables()[0]).getElementType());
+}
+
+LogicalResult EmbeddingBagsOp::verify() {
+  if (getTables().empty() || getHotness().size() != getTables().size())
+    return emitOpError("needs one hotness per table");
+  int64_t lookups = 0;
+  for (int64_t h : getHotness())
+    lookups += h;
+  if (lookups != int64_t(getColumns().size()))
+    return emitOpError("columns must list hotness[t] columns per table");
+  auto ids = getIds().getType();
+  if (ids.hasStaticShape() && ids.getDimSize(0) > 0) {
+    int64_t row = ids.getNumElements() / ids.getDimSize(0);
+    for (int64_t c : getColumns())
+      if (c < 0 || c >= row)
+        return emitOpError("column ") << c << " outside an id row of " << row;
+  }
+  if (getMode() < 0 || getMode() > 2)
+    return emitOpError("mode must be 0 (sum), 1 (mean) or 2 (max)");
+  return success();
+}
+
 static LogicalResult inferBinary(std::optional<Location> loc, Value lhs, Value rhs,
                                  SmallVectorImpl<Type> &types) {
   auto l = shapeOf(lhs), r = shapeOf(rhs);

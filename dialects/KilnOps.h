@@ -61,7 +61,7 @@ inline bool isReshapeLike(mlir::Operation *op) {
 inline bool writesStridedRows(mlir::Operation *op) {
   if (auto g = mlir::dyn_cast<GatherOp>(op))
     return g.getAxis() == 0 && g.getData().getType().getRank() == 2;
-  return mlir::isa<DenseOp, EmbeddingBagOp, InteractionOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
+  return mlir::isa<DenseOp, EmbeddingBagOp, EmbeddingBagsOp, InteractionOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
 }
 
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.

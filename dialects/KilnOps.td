@@ -438,6 +438,24 @@ def Kiln_EmbeddingBagOp : Kiln_Op<"embedding_bag"> {
   let assemblyFormat = "$table `,` $indices `,` $begin `,` $end (`,` $weights^)? attr-dict `:` functional-type(operands, results)";
 }
 
+def Kiln_EmbeddingBagsOp : Kiln_Op<"embedding_bags"> {
+  let summary = "fixed-hotness bags of several tables, pooled side by side";
+  let description = [{
+    One lookup kernel for many tables: `ids` holds a row of ids per sample
+    ([batch, ...], viewed as [batch, R]); table t pools the rows at the
+    `hotness[t]` columns of that row listed next in `columns` (mode 0 sum,
+    1 mean, 2 max). The result is [batch, sum of the tables' dims], the
+    tables' pooled rows side by side. With `wrap_negative` an id in [-rows,
+    0) counts from the end. Formed by kiln-group-embedding-bags.
+  }];
+  let arguments = (ins Kiln_IndexTensor:$ids, Variadic<F32Tensor>:$tables,
+                   DenseI64ArrayAttr:$columns, DenseI64ArrayAttr:$hotness, I64Attr:$mode,
+                   UnitAttr:$wrap_negative);
+  let results = (outs F32Tensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$ids `,` $tables attr-dict `:` functional-type(operands, results)";
+}
+
 //===----------------------------------------------------------------------===//
 // Shape computations (folded away once shapes are static)
 //===----------------------------------------------------------------------===//

@@ -421,6 +421,26 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << ", " << ptr(out) << ", " << rowStride(i, count) << ", exec);\n";
             return success();
           })
+          .Case([&](EmbeddingBagsOp e) {
+            auto ids = e.getIds().getType();
+            os << "    static constexpr int64_t columns[] = {" << list(e.getColumns()) << "};\n"
+               << "    const kiln::cpu::BagTable<" << T << "> tables[] = {\n";
+            for (auto [table, hotness] : llvm::zip(e.getTables(), e.getHotness())) {
+              auto type = cast<RankedTensorType>(table.getType());
+              os << "        {" << ptr(table) << ", " << type.getDimSize(0) << ", "
+                 << type.getDimSize(1) << ", " << hotness << "},\n";
+            }
+            os << "    };\n"
+               << "    if (!kiln::cpu::embeddingBags<" << T << ", " << elt(e.getIds()) << ">("
+               << ptr(e.getIds()) << ", " << ids.getDimSize(0) << ", "
+               << ids.getNumElements() / std::max<int64_t>(ids.getDimSize(0), 1) << ", tables, "
+               << e.getTables().size() << ", columns, " << e.getMode() << ", "
+               << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << ", "
+               << rowStride(e, outType.getDimSize(1)) << ", exec))\n"
+               << "      return kiln::cpu::fail(message, message_size, "
+               << cString("embedding_bags '" + nodeName + "': index out of range") << ");\n";
+            return success();
+          })
           .Case([&](EmbeddingBagOp e) {
             auto table = e.getTable().getType();
             os << "    if (!kiln::cpu::embeddingBag<" << T << ", " << elt(e.getIndices()) << ">("

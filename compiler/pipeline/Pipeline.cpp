@@ -37,6 +37,7 @@ const std::vector<Stage> &stages() {
       {"raise-idioms",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
+         pm.addNestedPass<func::FuncOp>(createGroupEmbeddingBags());
          pm.addNestedPass<func::FuncOp>(createRaiseLayerIdioms());
          pm.addNestedPass<func::FuncOp>(createFuseAttention());
          pm.addNestedPass<func::FuncOp>(createFuseInteraction());

@@ -68,6 +68,20 @@ struct BoundIndexInputsPass : impl::BoundIndexInputsBase<BoundIndexInputsPass> {
             int64_t rows = bag.getTable().getType().getDimSize(0);
             if (!ShapedType::isDynamic(rows))
               bound(provenance, bag.getWrapNegative() ? -rows : 0, rows - 1);
+          } else if (auto bags = dyn_cast<EmbeddingBagsOp>(user)) {
+            // Table t bounds its columns of every sample's id row.
+            int64_t samples = std::max<int64_t>(bags.getIds().getType().getDimSize(0), 1);
+            int64_t idsRow = int64_t(provenance.size()) / samples, k = 0;
+            for (auto [table, hotness] : llvm::zip(bags.getTables(), bags.getHotness())) {
+              int64_t rows = cast<RankedTensorType>(table.getType()).getDimSize(0);
+              Provenance p;
+              for (int64_t b = 0; b < samples; ++b)
+                for (int64_t l = 0; l < hotness; ++l)
+                  p.push_back(provenance[b * idsRow + bags.getColumns()[k + l]]);
+              k += hotness;
+              if (!ShapedType::isDynamic(rows))
+                bound(p, bags.getWrapNegative() ? -rows : 0, rows - 1);
+            }
           } else if (auto next = propagate(use, provenance)) {
             worklist.push_back({user->getResult(0), std::move(*next)});
           }

@@ -41,6 +41,18 @@ def RaiseEmbeddingBags : Pass<"kiln-raise-embedding-bags", "mlir::func::FuncOp">
   }];
 }
 
+def GroupEmbeddingBags : Pass<"kiln-group-embedding-bags", "mlir::func::FuncOp"> {
+  let summary = "Group side-by-side fixed-hotness lookups of many tables into kiln.embedding_bags";
+  let description = [{
+    Consecutive inputs of a concat that are (through single-use reshapes)
+    unweighted fixed-hotness embedding_bags or one-row-per-sample gathers of
+    tables, whose ids are the same columns of every sample's row of one id
+    tensor, become one `kiln.embedding_bags` over all their tables. The id
+    columns are found by following data movement element by element; the
+    per-table slices and reshapes of the ids disappear.
+  }];
+}
+
 def RaiseLayerIdioms : Pass<"kiln-raise-layer-idioms", "mlir::func::FuncOp"> {
   let summary = "Raise decomposed GELU and LayerNorm to kiln.gelu and kiln.layer_norm";
   let description = [{

@@ -5,9 +5,9 @@
 // greedy (as in TFLite Micro's planner), tried in a few orders, keeping the
 // smallest arena: close to the liveness lower bound for ads models' graphs.
 // Views share their source's buffer: reshapes, and the parts of a concat
-// along its last dim whose producers (dense, embedding bag, row gather,
-// binary arithmetic) write straight into the concat's buffer with its row
-// stride.
+// whose producers (dense, embedding bags, interaction, row gather, binary
+// arithmetic) write straight into the concat's buffer with its row stride,
+// on any concat axis and through reshapes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -43,27 +43,41 @@ int64_t elementBytes(Type type) {
   return e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
 }
 
-/// Concat operands their producer writes straight into the concat's buffer:
-/// operand -> (concat result, first column). Marks each such concat with
-/// `kiln.in_place` (per operand) and each producer with `kiln.row_stride`.
+int64_t product(ArrayRef<int64_t> dims) {
+  int64_t p = 1;
+  for (int64_t d : dims)
+    p *= d;
+  return p;
+}
+
+/// Concat inputs whose producer writes straight into the concat's buffer:
+/// producer result -> (concat result, first element within a concat row).
+/// A concat on axis a is [outer, row] with each input a [outer, chunk]
+/// column block; a producer that writes rows of `chunk` elements (through
+/// single-use reshapes) can write them `row` apart. Marks each such concat
+/// with `kiln.in_place` (per input) and each producer with `kiln.row_stride`.
 DenseMap<Value, std::pair<Value, int64_t>> concatsInPlace(Block &body) {
   DenseMap<Value, std::pair<Value, int64_t>> inPlace;
   Builder builder(body.getParentOp()->getContext());
   for (auto c : body.getOps<ConcatOp>()) {
-    auto type = c.getType();
-    if (c.getAxis() != type.getRank() - 1)
-      continue;
+    int64_t axis = c.getAxis();
+    int64_t row = product(c.getType().getShape().drop_front(axis));
     SmallVector<bool> flags;
     int64_t column = 0;
     for (Value in : c.getInputs()) {
-      Operation *def = in.getDefiningOp();
-      bool ok = def && in.hasOneUse() && writesStridedRows(def);
+      int64_t chunk = product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
+      Value v = in;
+      while (v.hasOneUse() && v.getDefiningOp() && isReshapeLike(v.getDefiningOp()))
+        v = v.getDefiningOp()->getOperand(0);
+      Operation *def = v.getDefiningOp();
+      bool ok = def && v.hasOneUse() && writesStridedRows(def) &&
+                cast<RankedTensorType>(v.getType()).getShape().back() == chunk;
       if (ok) {
-        inPlace[in] = {c.getResult(), column};
-        def->setAttr("kiln.row_stride", builder.getI64IntegerAttr(type.getShape().back()));
+        inPlace[v] = {c.getResult(), column};
+        def->setAttr("kiln.row_stride", builder.getI64IntegerAttr(row));
       }
       flags.push_back(ok);
-      column += cast<RankedTensorType>(in.getType()).getShape().back();
+      column += chunk;
     }
     if (llvm::is_contained(flags, true))
       c->setAttr("kiln.in_place", builder.getDenseBoolArrayAttr(flags));

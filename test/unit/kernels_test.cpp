@@ -186,6 +186,58 @@ TEST(Interaction, MatchesReferenceWithRowStride) {
   }
 }
 
+TEST(EmbeddingBags, MatchesPerTableBags) {
+  // Three tables of different dims and hotness (one of them 0) read columns
+  // of [batch, 6] id rows; their 23 pooled floats land at column 1 of each
+  // 26-wide row.
+  const int64_t batch = 7, idsRow = 6, stride = 26;
+  auto t0 = randomFloats(11 * 5, 1), t1 = randomFloats(4 * 9, 2);
+  const std::vector<BagTable<float>> tables = {{t0.data(), 11, 5, 3}, {t1.data(), 4, 9, 2},
+                                               {t1.data(), 4, 9, 0}};
+  const int64_t columns[] = {5, 0, 2, 1, 3};
+  std::vector<int64_t> ids(batch * idsRow);
+  for (int64_t i = 0; i < int64_t(ids.size()); ++i)
+    ids[i] = (i * 7) % 4 - (i % 3 == 0 ? 4 : 0); // in [-4, 4): negative ids wrap
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(2));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  for (int mode : {0, 1, 2}) {
+    std::vector<float> out(batch * stride, -7.0f);
+    ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, tables.data(), 3, columns, mode, true,
+                              out.data() + 1, stride, &exec));
+    for (int64_t b = 0; b < batch; ++b) {
+      const float *y = out.data() + b * stride;
+      EXPECT_EQ(y[0], -7.0f);
+      for (int64_t c = 1 + 23; c < stride; ++c)
+        EXPECT_EQ(y[c], -7.0f) << "column " << c << " was written";
+      int64_t k = 0, column = 1;
+      for (const BagTable<float> &t : tables) {
+        for (int64_t d = 0; d < t.dim; ++d) {
+          double want = t.hotness ? (mode == 2 ? -1e30 : 0) : 0;
+          for (int64_t l = 0; l < t.hotness; ++l) {
+            int64_t id = ids[b * idsRow + columns[k + l]];
+            float v = t.data[(id < 0 ? id + t.rows : id) * t.dim + d];
+            want = mode == 2 ? std::max(want, double(v)) : want + v;
+          }
+          if (mode == 1 && t.hotness)
+            want /= t.hotness;
+          ASSERT_NEAR(y[column + d], want, 1e-5) << "mode " << mode << " sample " << b;
+        }
+        k += t.hotness;
+        column += t.dim;
+      }
+    }
+  }
+  // Without wrapping a negative id is out of range, and so is one past the end.
+  std::vector<float> out(batch * stride);
+  EXPECT_FALSE(embeddingBags(ids.data(), batch, idsRow, tables.data(), 3, columns, 0, false,
+                             out.data(), stride, &exec));
+  ids.assign(ids.size(), 0);
+  ids[3 * idsRow + 2] = 11;
+  EXPECT_FALSE(embeddingBags(ids.data(), batch, idsRow, tables.data(), 3, columns, 0, true,
+                             out.data(), stride, &exec));
+}
+
 /// Largest error of `fn` against `ref` over [lo, hi], relative to
 /// max(|ref|, floor).
 template <typename Fn, typename Ref>

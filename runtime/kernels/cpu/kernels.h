@@ -831,6 +831,76 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
   return true;
 }
 
+/// One table of embeddingBags: `rows` x `dim` values, `hotness` ids per sample.
+template <typename T> struct BagTable {
+  const T *data;
+  int64_t rows, dim, hotness;
+};
+
+/// Fixed-hotness bags of `count` tables side by side in one pass. Sample b's
+/// ids are ids[b * idsRow + columns[k]]: the first tables[0].hotness of
+/// `columns` for table 0, the next for table 1, and so on; table t's pooled
+/// row (mode 0 sum, 1 mean, 2 max) lands after the dims of tables < t in
+/// out[b * outStride]. While a table is pooled the rows of the next one are
+/// prefetched. False on an id out of range (nothing written).
+template <typename T, typename I>
+bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
+                   int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,
+                   int64_t outStride, const kiln_abi_exec *exec) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0, k = 0; t < count; ++t)
+      for (int64_t l = 0; l < tables[t].hotness; ++l, ++k) {
+        I id = ids[b * idsRow + columns[k]];
+        if (id < (wrapNegative ? -tables[t].rows : 0) || id >= tables[t].rows)
+          return false;
+      }
+  auto rowOf = [&](int64_t b, const BagTable<T> &table, int64_t k) {
+    I id = ids[b * idsRow + columns[k]];
+    return table.data + (id < 0 ? id + table.rows : int64_t(id)) * table.dim;
+  };
+  auto prefetch = [&](int64_t b, const BagTable<T> &table, int64_t k) {
+    for (int64_t l = 0; l < table.hotness; ++l) {
+      const char *row = reinterpret_cast<const char *>(rowOf(b, table, k + l));
+      for (int64_t off = 0; off < table.dim * int64_t(sizeof(T)); off += 64)
+        __builtin_prefetch(row + off);
+    }
+  };
+  parallelRange(exec, batch, 4, 1, [&](int64_t b0, int64_t b1) {
+    if (b0 < b1)
+      prefetch(b0, tables[0], 0);
+    for (int64_t b = b0; b < b1; ++b) {
+      T *y = out + b * outStride;
+      for (int64_t t = 0, k = 0; t < count; ++t) {
+        const BagTable<T> &table = tables[t];
+        if (t + 1 < count)
+          prefetch(b, tables[t + 1], k + table.hotness);
+        else if (b + 1 < b1)
+          prefetch(b + 1, tables[0], 0);
+        const int64_t dim = table.dim;
+        if (table.hotness == 0)
+          std::fill(y, y + dim, T(0));
+        for (int64_t l = 0; l < table.hotness; ++l) {
+          const T *row = rowOf(b, table, k + l);
+          if (l == 0)
+            std::copy(row, row + dim, y);
+          else if (mode == 2)
+            for (int64_t d = 0; d < dim; ++d)
+              y[d] = std::max(y[d], row[d]);
+          else
+            for (int64_t d = 0; d < dim; ++d)
+              y[d] += row[d];
+        }
+        if (mode == 1 && table.hotness > 1)
+          for (int64_t d = 0; d < dim; ++d)
+            y[d] /= T(table.hotness);
+        y += dim;
+        k += table.hotness;
+      }
+    }
+  });
+  return true;
+}
+
 /// Integer division truncating toward zero, as ONNX Div; x / 0 and the one
 /// overflowing quotient are 0 instead of a trap (padded rows are zeros).
 template <typename T> T divide(T x, T y) {

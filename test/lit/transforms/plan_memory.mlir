@@ -73,3 +73,26 @@ func.func @concat_in_place(%ids: tensor<2xi64>, %x: tensor<2x3xf32>, %y: tensor<
   %c = kiln.concat %g, %e, %d, %r, %s {axis = 1 : i64} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x20xf32>
   return %c, %e : tensor<2x20xf32>, tensor<2x4xf32>
 }
+
+// -----
+
+// A concat on a middle axis is [batch, row] blocks too: the lookups write
+// their [3, 8] rows through the reshape into floats 4..11 of each 12-float
+// row of the [3, 3, 4] concat, and the dense behind the unsqueeze writes
+// floats 0..3 of the same rows.
+// CHECK-LABEL: func.func @concat_in_place_through_reshapes
+// CHECK: kiln.dense %{{.*}} {kiln.arena_offset = [[BASE:[0-9]+]] : i64, kiln.row_stride = 12 : i64, units = 4 : i64}
+// CHECK: kiln.embedding_bags {{.*}}kiln.arena_offset = [[BAGS:[0-9]+]] : i64, kiln.row_stride = 12 : i64
+// CHECK: kiln.reshape {{.*}}kiln.arena_offset = [[BAGS]] : i64
+// CHECK: kiln.concat {{.*}}kiln.arena_offset = [[BASE]] : i64, kiln.in_place = array<i1: true, true>
+func.func @concat_in_place_through_reshapes(%ids: tensor<3x2xi64>, %x: tensor<3x3xf32>) -> tensor<3x3x4xf32> {
+  %w = kiln.constant dense<1.0> : tensor<1x3x16xf32>
+  %t = kiln.constant dense<1.0> : tensor<5x4xf32>
+  %shape = kiln.constant dense<[3, 2, 4]> : tensor<3xi64>
+  %d = kiln.dense %x, %w {units = 4 : i64} : (tensor<3x3xf32>, tensor<1x3x16xf32>) -> tensor<3x4xf32>
+  %u = kiln.unsqueeze %d {axes = array<i64: 1>} : tensor<3x4xf32> -> tensor<3x1x4xf32>
+  %b = kiln.embedding_bags %ids, %t, %t {columns = array<i64: 0, 1>, hotness = array<i64: 1, 1>, mode = 0 : i64} : (tensor<3x2xi64>, tensor<5x4xf32>, tensor<5x4xf32>) -> tensor<3x8xf32>
+  %r = kiln.reshape %b, %shape : (tensor<3x8xf32>, tensor<3xi64>) -> tensor<3x2x4xf32>
+  %c = kiln.concat %u, %r {axis = 1 : i64} : (tensor<3x1x4xf32>, tensor<3x2x4xf32>) -> tensor<3x3x4xf32>
+  return %c : tensor<3x3x4xf32>
+}
