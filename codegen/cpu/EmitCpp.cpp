@@ -213,20 +213,22 @@ LogicalResult Emitter::emitOp(Operation *op) {
           " beta = " + numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
           "; (void)alpha; (void)beta; ";
     os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
-       << ", [](" << T << " x) { " << params << "return " << T << "(" << expr << "); });\n";
+       << ", [](" << T << " x) { " << params << "return " << T << "(" << expr
+       << "); }, exec);\n";
   };
   // f32 ops with a vectorised kernel (`call` taking in, out, n), others `expr`.
   auto vectorUnary = [&](StringRef call, StringRef expr) {
     if (T != "float")
       return unary(expr);
-    os << "    " << call << "(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
-       << ");\n";
+    os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { " << call
+       << "(" << ptr(op->getOperand(0)) << " + b, " << ptr(out) << " + b, e - b); });\n";
   };
   auto activation = [&](StringRef name, StringRef expr) {
     if (T != "float")
       return unary(expr);
-    os << "    kiln::cpu::activate(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
-       << ", kiln::cpu::Activation::" << name << ");\n";
+    os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { "
+       << "kiln::cpu::activate(" << ptr(op->getOperand(0)) << " + b, " << ptr(out)
+       << " + b, e - b, kiln::cpu::Activation::" << name << "); });\n";
   };
   auto reduce = [&](Value input, ArrayRef<int64_t> axes, StringRef init, StringRef combine,
                     bool mean) {
@@ -238,7 +240,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
     os << "    static constexpr bool reduced[] = {" << list(flags) << "};\n"
        << "    kiln::cpu::reduce<" << T << ">(" << ptr(input) << ", " << is << ", reduced, "
        << in.getRank() << ", " << ptr(out) << ", " << init << ", [](" << T << " a, " << T
-       << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false") << ");\n";
+       << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false")
+       << ", exec);\n";
   };
   // The identities of max and min: infinities for floats (an empty max is -inf).
   bool isFloat = outType && isa<FloatType>(outType.getElementType());
@@ -495,7 +498,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
           })
           .Case([&](CastOp c) {
             os << "    kiln::cpu::cast<" << elt(c.getInput()) << ", " << T << ">("
-               << ptr(c.getInput()) << ", " << ptr(out) << ", " << n << ");\n";
+               << ptr(c.getInput()) << ", " << ptr(out) << ", " << n << ", exec);\n";
             return success();
           })
           .Case([&](GemmOp g) {
@@ -642,7 +645,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
                   product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
               if (!inPlace || !inPlace[i]) // else its producer wrote it there
                 os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
-                   << ", " << outer << ", " << chunk << ", " << row << ", " << offset << ");\n";
+                   << ", " << outer << ", " << chunk << ", " << row << ", " << offset
+                   << ", exec);\n";
               offset += chunk;
             }
             return success();
@@ -655,7 +659,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << product(data.getShape().take_front(axis)) << ", " << data.getDimSize(axis) << ", "
                << g.getIndices().getType().getNumElements() << ", "
                << product(data.getShape().drop_front(axis + 1)) << ", "
-               << rowStride(g, product(data.getShape().drop_front(axis + 1))) << "))\n"
+               << rowStride(g, product(data.getShape().drop_front(axis + 1))) << ", exec))\n"
                << "      return kiln::cpu::fail(message, message_size, "
                << cString("gather '" + nodeName + "': index out of range") << ");\n";
             return success();

@@ -107,14 +107,29 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
   });
 }
 
-template <typename T, typename Fn> void unary(const T *in, T *out, int64_t n, Fn fn) {
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = fn(in[i]);
+/// Elementwise work splits over the threads in blocks of at least this many
+/// elements: below it a thread's wake-up costs more than the loop.
+constexpr int64_t kElementGrain = 16384;
+
+/// fn(begin, end) over blocks of [0, n), on the session's threads when n is large.
+template <typename Fn> void inBlocks(int64_t n, const kiln_abi_exec *exec, Fn &&fn) {
+  parallelRange(exec, n, kElementGrain, 16, fn);
 }
 
-template <typename From, typename To> void cast(const From *in, To *out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = static_cast<To>(in[i]);
+template <typename T, typename Fn>
+void unary(const T *in, T *out, int64_t n, Fn fn, const kiln_abi_exec *exec) {
+  inBlocks(n, exec, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = fn(in[i]);
+  });
+}
+
+template <typename From, typename To>
+void cast(const From *in, To *out, int64_t n, const kiln_abi_exec *exec) {
+  inBlocks(n, exec, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = static_cast<To>(in[i]);
+  });
 }
 
 #ifdef KILN_AVX2
@@ -629,25 +644,31 @@ void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int ran
 /// `offset` within output rows of `rowSize` elements.
 template <typename T>
 void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSize,
-                int64_t offset) {
-  for (int64_t o = 0; o < outer; ++o)
-    std::memcpy(out + o * rowSize + offset, in + o * chunk, chunk * sizeof(T));
+                int64_t offset, const kiln_abi_exec *exec) {
+  parallelRange(exec, outer, kElementGrain / std::max<int64_t>(chunk, 1), 1,
+                [&](int64_t begin, int64_t end) {
+                  for (int64_t o = begin; o < end; ++o)
+                    std::memcpy(out + o * rowSize + offset, in + o * chunk, chunk * sizeof(T));
+                });
 }
 
 /// out[o, i, n] = data[o, idx[i], n]; false on an index outside [-axis, axis).
 /// Rows of `inner` elements land `outStride` elements apart (inner: dense).
 template <typename T, typename I>
 bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis,
-            int64_t numIndices, int64_t inner, int64_t outStride) {
+            int64_t numIndices, int64_t inner, int64_t outStride, const kiln_abi_exec *exec) {
   for (int64_t i = 0; i < numIndices; ++i)
     if (indices[i] < -axis || indices[i] >= axis)
       return false;
-  for (int64_t o = 0; o < outer; ++o)
-    for (int64_t i = 0; i < numIndices; ++i) {
-      int64_t row = indices[i] < 0 ? indices[i] + axis : indices[i];
-      std::memcpy(out + (o * numIndices + i) * outStride, data + (o * axis + row) * inner,
-                  inner * sizeof(T));
-    }
+  parallelRange(exec, outer * numIndices, kElementGrain / std::max<int64_t>(inner, 1), 1,
+                [&](int64_t begin, int64_t end) {
+                  for (int64_t r = begin; r < end; ++r) {
+                    const int64_t o = r / numIndices, i = r % numIndices;
+                    int64_t row = indices[i] < 0 ? indices[i] + axis : indices[i];
+                    std::memcpy(out + r * outStride, data + (o * axis + row) * inner,
+                                inner * sizeof(T));
+                  }
+                });
   return true;
 }
 
@@ -668,7 +689,7 @@ void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int
 /// `init`; out has the kept dims in order. `mean` divides by the count.
 template <typename T, typename Combine>
 void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, T *out, T init,
-            Combine combine, bool mean = false) {
+            Combine combine, bool mean, const kiln_abi_exec *exec) {
   int64_t outStrides[kMaxRank], index[kMaxRank] = {}, total = 1, outTotal = 1, count = 1;
   for (int d = rank - 1; d >= 0; --d) {
     outStrides[d] = reduced[d] ? 0 : outTotal;
@@ -688,17 +709,26 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
     int64_t inner = 1;
     for (int d = last; d < rank; ++d)
       inner *= inShape[d];
-    const int64_t outer = inner ? outTotal / inner : 0;
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t r = 0; r < count; ++r) {
-        const T *x = in + (o * count + r) * inner;
-        T *y = out + o * inner;
-        for (int64_t i = 0; i < inner; ++i)
-          y[i] = combine(y[i], x[i]);
-      }
-    if (mean && count > 0)
-      for (int64_t i = 0; i < outTotal; ++i)
-        out[i] /= T(count);
+    if (inner == 0)
+      return;
+    // Outputs are independent: threads split them, as [outer, inner] flat.
+    const int64_t outer = outTotal / inner;
+    parallelRange(exec, outTotal, kElementGrain / std::max<int64_t>(count, 1), 16,
+                  [&](int64_t begin, int64_t end) {
+                    for (int64_t o = begin / inner; o * inner < end && o < outer; ++o) {
+                      const int64_t i0 = std::max(begin - o * inner, int64_t(0));
+                      const int64_t i1 = std::min(end - o * inner, inner);
+                      T *y = out + o * inner;
+                      for (int64_t r = 0; r < count; ++r) {
+                        const T *x = in + (o * count + r) * inner;
+                        for (int64_t i = i0; i < i1; ++i)
+                          y[i] = combine(y[i], x[i]);
+                      }
+                      if (mean && count > 0)
+                        for (int64_t i = i0; i < i1; ++i)
+                          y[i] /= T(count);
+                    }
+                  });
     return;
   }
   for (int64_t n = 0; n < total; ++n) {
