@@ -54,6 +54,10 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createBoundIndexInputs());
        }},
+      {"order-for-memory",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createOrderForMemory());
+       }},
       {"plan-memory",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createPlanMemory());

@@ -131,6 +131,21 @@ def BoundIndexInputs : Pass<"kiln-bound-index-inputs", "mlir::func::FuncOp"> {
   }];
 }
 
+def OrderForMemory : Pass<"kiln-order-for-memory", "mlir::func::FuncOp"> {
+  let summary = "Reorder ops to lower the peak of live tensor bytes";
+  let description = [{
+    Greedy list scheduling: among the ops whose operands are computed, run
+    next the one that adds the fewest live bytes (its result minus the
+    buffers it is the last user of; reshapes are views), ties in program
+    order. The new order is kept only if its live peak is below the
+    program order's.
+  }];
+  let statistics = [
+    Statistic<"programPeakBytes", "program-peak-bytes", "Live peak in program order (all buckets)">,
+    Statistic<"chosenPeakBytes", "chosen-peak-bytes", "Live peak in the chosen order (all buckets)">
+  ];
+}
+
 def PlanMemory : Pass<"kiln-plan-memory", "mlir::func::FuncOp"> {
   let summary = "Assign every intermediate tensor an offset in one arena";
   let description = [{
