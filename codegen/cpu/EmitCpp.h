@@ -16,6 +16,8 @@ struct CpuModelInfo {
   /// File name the generated source's `.incbin` reads the weights from,
   /// found through the assembler's include path.
   std::string weightsFile;
+  /// Time every op (`profile.h`); the model prints the table when unloaded.
+  bool profile = false;
 };
 
 /// Translates a module of planned `@main_b<N>` functions into one C++

@@ -94,6 +94,8 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
   uint64_t h = buffer ? llvm::xxh3_64bits((*buffer)->getBuffer()) : 0;
   for (int64_t b : options.batches)
     h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(&b), sizeof b)) ^ (h * 31);
+  if (options.profile)
+    h = ~h;
   return llvm::utohexstr(h, /*LowerCase=*/true, 16);
 }
 
@@ -172,7 +174,8 @@ LogicalResult compileModel(const CompileOptions &options) {
       llvm::sys::fs::remove_directories(dir);
   });
 
-  CpuModelInfo info{KILN_VERSION, modelHash(options.input, options), "kiln_weights.bin"};
+  CpuModelInfo info{KILN_VERSION, modelHash(options.input, options), "kiln_weights.bin",
+                    options.profile};
   std::string source;
   std::vector<char> weights;
   {

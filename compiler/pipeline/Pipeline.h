@@ -20,6 +20,8 @@ struct CompileOptions {
   std::string stopAfter;
   bool keepTemps = false;
   bool quiet = false;
+  /// Build the model with per-op timers (codegen/cpu: profile.h).
+  bool profile = false;
   /// Graph inputs to bake in as constants: name -> TensorProto file.
   std::vector<std::pair<std::string, std::string>> freeze;
 };

@@ -23,8 +23,11 @@ template <typename ReduceOp, int64_t Mode> struct RaiseGatherReduce : OpRewriteP
   using OpRewritePattern<ReduceOp>::OpRewritePattern;
 
   LogicalResult matchAndRewrite(ReduceOp reduce, PatternRewriter &rewriter) const override {
+    // A gather with other users stays: its rows are read anyway, and a bag
+    // would read the same random rows a second time.
     auto gather = reduce.getInput().template getDefiningOp<GatherOp>();
-    if (!gather || gather.getAxis() != 0 || gather.getData().getType().getRank() != 2)
+    if (!gather || !gather->hasOneUse() || gather.getAxis() != 0 ||
+        gather.getData().getType().getRank() != 2)
       return failure();
     auto ids = gather.getIndices().getType();
     int64_t hotAxis = ids.getRank() - 1;

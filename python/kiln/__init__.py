@@ -4,6 +4,8 @@
     kiln.compile("model.onnx", "model.so", batch=[1, 8, 64])
     m = kiln.load("model.so")
     outputs = m.run({"dense": dense, "ids": ids})   # {"click_prob": ndarray}
+    bound = m.bind({"dense": dense, "ids": ids})     # validate once; each
+    bound.run()                                      # run is one runtime call
 
 The runtime is reached through its C ABI with ctypes; nothing is built here.
 The kiln binary and libkiln_runtime.so are found through KILN_BIN and
@@ -17,7 +19,7 @@ import subprocess
 
 import numpy as np
 
-__all__ = ["Error", "Model", "TensorInfo", "compile", "load"]
+__all__ = ["Binding", "Error", "Model", "TensorInfo", "compile", "load"]
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BUILD = os.path.join(_ROOT, "build")
@@ -156,33 +158,18 @@ class Model:
         fn(self._model, i, ctypes.byref(info))
         return TensorInfo(info)
 
-    def run(self, inputs):
+    def run(self, inputs, outputs=None):
         """Runs one request: `inputs` maps input names to arrays whose leading
         dim is the batch (any batch up to the largest bucket). Returns a dict of
-        output arrays; raises Error with the runtime's message."""
-        missing = [i.name for i in self.inputs if i.name not in inputs]
-        if missing:
-            raise Error(f"missing inputs: {', '.join(missing)}")
-        unknown = set(inputs) - {i.name for i in self.inputs}
-        if unknown:
-            raise Error(f"unknown inputs: {', '.join(sorted(unknown))}")
-        arrays = [np.asarray(inputs[i.name], order="C") for i in self.inputs]
-        batch = next((a.shape[0] for a, i in zip(arrays, self.inputs) if i.shape and i.shape[0] is None), 1)
-        outputs = [np.empty([batch if d is None else d for d in o.shape], o.dtype) for o in self.outputs]
-        keep = []
+        output arrays (`outputs`, when given, maps output names to arrays to
+        fill instead); raises Error with the runtime's message."""
+        return self.bind(inputs, outputs).run()
 
-        def tensor(a):
-            shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
-            keep.append(shape)
-            code = _CODES.get(a.dtype, 0)
-            return _Tensor(a.ctypes.data, code, a.ndim, shape)
-
-        ins = (_Tensor * max(len(arrays), 1))(*[tensor(a) for a in arrays])
-        outs = (_Tensor * max(len(outputs), 1))(*[tensor(a) for a in outputs])
-        status = self._lib.kiln_run(self._session, batch, ins, len(arrays), outs, len(outputs))
-        if status != 0:
-            raise Error(self._lib.kiln_session_error(self._session).decode())
-        return {o.name: a for o, a in zip(self.outputs, outputs)}
+    def bind(self, inputs, outputs=None):
+        """Binds arrays to this model's session once (as onnxruntime's
+        IOBinding), so that each `Binding.run()` is a single call into the
+        runtime; see Binding."""
+        return Binding(self, inputs, outputs)
 
     def close(self):
         if getattr(self, "_session", None):
@@ -200,6 +187,55 @@ class Model:
 
     def __del__(self):
         self.close()
+
+
+class Binding:
+    """Input and output arrays bound to a model's session. Validation and the
+    C structures are built once; `run()` then only calls the runtime, which
+    reads the input arrays and fills the output arrays in place (write new
+    values into the same input arrays between runs). `outputs` maps output
+    names to those arrays. An input that is not a C-contiguous array is
+    bound as a contiguous copy."""
+
+    def __init__(self, model, inputs, outputs=None):
+        missing = [i.name for i in model.inputs if i.name not in inputs]
+        if missing:
+            raise Error(f"missing inputs: {', '.join(missing)}")
+        unknown = set(inputs) - {i.name for i in model.inputs}
+        if unknown:
+            raise Error(f"unknown inputs: {', '.join(sorted(unknown))}")
+        arrays = [np.ascontiguousarray(inputs[i.name]) for i in model.inputs]
+        batch = next((a.shape[0] for a, i in zip(arrays, model.inputs) if i.shape and i.shape[0] is None), 1)
+        self.outputs = {}
+        for o in model.outputs:
+            shape = tuple(batch if d is None else d for d in o.shape)
+            given = (outputs or {}).get(o.name)
+            if given is None:
+                given = np.empty(shape, o.dtype)
+            elif given.shape != shape or given.dtype != o.dtype or not given.flags.c_contiguous:
+                raise Error(f"output '{o.name}' must be a C-contiguous {o.dtype} array of shape {shape}")
+            self.outputs[o.name] = given
+        self._keep = []
+
+        def tensor(a):
+            shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
+            self._keep.append(shape)
+            return _Tensor(a.ctypes.data, _CODES.get(a.dtype, 0), a.ndim, shape)
+
+        outs = list(self.outputs.values())
+        ins_c = (_Tensor * max(len(arrays), 1))(*[tensor(a) for a in arrays])
+        outs_c = (_Tensor * max(len(outs), 1))(*[tensor(a) for a in outs])
+        self._keep += [arrays, outs, ins_c, outs_c]
+        self._model = model
+        self._args = (model._session, ctypes.c_int64(batch), ins_c, ctypes.c_int32(len(arrays)),
+                      outs_c, ctypes.c_int32(len(outs)))
+
+    def run(self):
+        """Runs the bound request; returns `outputs`."""
+        lib = self._model._lib
+        if lib.kiln_run(*self._args) != 0:
+            raise Error(lib.kiln_session_error(self._model._session).decode())
+        return self.outputs
 
 
 def load(path, num_threads=1):

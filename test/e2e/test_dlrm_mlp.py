@@ -55,6 +55,23 @@ def test_describes_inputs_outputs_and_buckets(example):
             assert bound <= arena <= 1.1 * bound
 
 
+def test_a_binding_reruns_on_new_values_into_given_outputs(example):
+    feeds = inputs(5, seed=3)
+    out = np.full((5, 1), np.nan, np.float32)
+    with kiln.load(example / "model.so") as model:
+        bound = model.bind(feeds, {"click_prob": out})
+        assert bound.run()["click_prob"] is out
+        np.testing.assert_array_equal(out, model.run(feeds)["click_prob"])
+        # New values written into the bound input arrays are what the next run reads.
+        fresh = inputs(5, seed=4)
+        feeds["dense"][...] = fresh["dense"]
+        feeds["ids"][...] = fresh["ids"]
+        bound.run()
+        np.testing.assert_array_equal(out, model.run(fresh)["click_prob"])
+        with pytest.raises(kiln.Error, match="output 'click_prob' must be a C-contiguous float32 array of shape \\(5, 1\\)"):
+            model.bind(feeds, {"click_prob": np.empty((4, 1), np.float32)})
+
+
 def test_runtime_errors_raise_with_the_runtime_message(example):
     with kiln.load(example / "model.so") as model:
         bad = inputs(2, seed=0)

@@ -430,6 +430,9 @@ int main(int argc, char **argv) {
   compile->add_option("--freeze", freeze,
                       "NAME=FILE.pb: compile input NAME as the constant in that ONNX TensorProto "
                       "(for inputs that fix axes, shapes or pads); repeatable");
+  compile->add_flag("--profile", options.profile,
+                    "Time every op: the model prints a table of time per op (slowest first) to "
+                    "stderr when it is unloaded; for finding hot spots, not for serving");
   compile->add_flag("-q,--quiet", options.quiet, "No progress output");
 
   std::string modelPath;

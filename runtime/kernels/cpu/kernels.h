@@ -660,13 +660,23 @@ bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis
   for (int64_t i = 0; i < numIndices; ++i)
     if (indices[i] < -axis || indices[i] >= axis)
       return false;
+  auto source = [&](int64_t r) {
+    const int64_t o = r / numIndices, i = r % numIndices;
+    return data + (o * axis + (indices[i] < 0 ? indices[i] + axis : indices[i])) * inner;
+  };
+  // Rows of a large table are random reads: the row a few ahead is
+  // prefetched while the current one is copied.
+  constexpr int64_t kPrefetchDistance = 8;
+  const bool prefetch = outer * axis * inner * int64_t(sizeof(T)) > (int64_t(1) << 20);
   parallelRange(exec, outer * numIndices, kElementGrain / std::max<int64_t>(inner, 1), 1,
                 [&](int64_t begin, int64_t end) {
                   for (int64_t r = begin; r < end; ++r) {
-                    const int64_t o = r / numIndices, i = r % numIndices;
-                    int64_t row = indices[i] < 0 ? indices[i] + axis : indices[i];
-                    std::memcpy(out + r * outStride, data + (o * axis + row) * inner,
-                                inner * sizeof(T));
+                    if (prefetch && r + kPrefetchDistance < end) {
+                      const char *next = reinterpret_cast<const char *>(source(r + kPrefetchDistance));
+                      for (int64_t b = 0; b < inner * int64_t(sizeof(T)); b += 64)
+                        __builtin_prefetch(next + b);
+                    }
+                    std::memcpy(out + r * outStride, source(r), inner * sizeof(T));
                   }
                 });
   return true;
