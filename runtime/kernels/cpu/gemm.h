@@ -79,7 +79,7 @@ inline __m256i laneMask(int64_t n) {
 }
 
 /// One register tile: C[R rows, up to 16 P columns] (+)= A[R, depth] W,
-/// A[r, k] being at A[r * rowStride + k * depthStride] and W P panels
+/// A[r, k] being at A[r * rowStride + k] (or packed, see tile) and W P panels
 /// `panelStride` floats apart. `cols` is how many columns are real; `ep`
 /// (set on the last depth block) is applied before the store. With
 /// `prefetch`, each k also prefetches the panels' rows `depth` further on,
@@ -87,7 +87,7 @@ inline __m256i laneMask(int64_t n) {
 /// this block computes.
 struct Tile {
   const float *A;
-  int64_t rowStride, depthStride;
+  int64_t rowStride;
   const float *W;
   int64_t panelStride, depth;
   float *C;
@@ -97,23 +97,31 @@ struct Tile {
   int64_t row, col;
 };
 
-template <int R, int P> inline void tile(const Tile &t) {
+/// Packed: A is a packed 6-row sliver (A[r, k] at A[k * 6 + r]), so every
+/// broadcast is at a constant offset from one moving pointer.
+template <int R, int P, bool Packed = false> inline void tile(const Tile &t) {
   __m256 acc[R][2 * P];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < 2 * P; ++v)
       acc[r][v] = _mm256_setzero_ps();
-  const float *A = t.A, *W = t.W;
-  for (int64_t k = 0; k < t.depth; ++k) {
+  const float *W = t.W;
+  // Unpacked A is read row by row (depth stride 1) through one pointer per row.
+  const float *rows[R];
+  for (int r = 0; r < R; ++r)
+    rows[r] = t.A + r * (Packed ? 1 : t.rowStride);
+  const int64_t depthStride = Packed ? 6 : 1, depth = t.depth, panelStride = t.panelStride;
+  const bool prefetch = t.prefetch;
+  for (int64_t k = 0; k < depth; ++k) {
     __m256 b[2 * P];
     for (int p = 0; p < P; ++p) {
-      const float *w = W + p * t.panelStride + k * kPanelWidth;
-      if (t.prefetch)
-        _mm_prefetch(reinterpret_cast<const char *>(w + t.depth * kPanelWidth), _MM_HINT_T0);
+      const float *w = W + p * panelStride + k * kPanelWidth;
+      if (prefetch)
+        _mm_prefetch(reinterpret_cast<const char *>(w + depth * kPanelWidth), _MM_HINT_T0);
       b[2 * p] = _mm256_loadu_ps(w);
       b[2 * p + 1] = _mm256_loadu_ps(w + 8);
     }
     for (int r = 0; r < R; ++r) {
-      __m256 a = _mm256_broadcast_ss(A + r * t.rowStride + k * t.depthStride);
+      __m256 a = _mm256_broadcast_ss(rows[r] + k * depthStride);
       for (int v = 0; v < 2 * P; ++v)
         acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
     }
@@ -149,21 +157,21 @@ template <int R, int P> inline void tile(const Tile &t) {
     }
 }
 
-/// tile<rows, P> for rows in [1, 6].
-template <int P> inline void tileRows(int64_t rows, const Tile &t) {
+/// tile<rows, P, Packed> for rows in [1, 6].
+template <int P, bool Packed = false> inline void tileRows(int64_t rows, const Tile &t) {
   switch (rows) {
   case 1:
-    return tile<1, P>(t);
+    return tile<1, P, Packed>(t);
   case 2:
-    return tile<2, P>(t);
+    return tile<2, P, Packed>(t);
   case 3:
-    return tile<3, P>(t);
+    return tile<3, P, Packed>(t);
   case 4:
-    return tile<4, P>(t);
+    return tile<4, P, Packed>(t);
   case 5:
-    return tile<5, P>(t);
+    return tile<5, P, Packed>(t);
   case 6:
-    return tile<6, P>(t);
+    return tile<6, P, Packed>(t);
   }
 }
 
@@ -184,7 +192,7 @@ inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K,
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kStreamDepth) {
       const int64_t kc = std::min(kStreamDepth, K - k0);
       for (int64_t i = m0; i < m1; i += 6) {
-        Tile t{A + i * lda + k0, lda, 1, W + p * panelStride + k0 * kPanelWidth, panelStride, kc,
+        Tile t{A + i * lda + k0, lda, W + p * panelStride + k0 * kPanelWidth, panelStride, kc,
                C + i * ldc + col, ldc, std::min(N - col, panels * kPanelWidth), k0 > 0, prefetch,
                k0 + kc >= K ? &ep : nullptr, i, col};
         int64_t r = std::min<int64_t>(6, m1 - i);
@@ -220,8 +228,8 @@ inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t col = p * kPanelWidth;
         for (int64_t i = mb; i < me; i += 6)
-          tileRows<1>(std::min<int64_t>(6, me - i),
-                      Tile{packedA + (i - mb) * kc, 1, 6, W + p * panelStride + k0 * kPanelWidth,
+          tileRows<1, true>(std::min<int64_t>(6, me - i),
+                      Tile{packedA + (i - mb) * kc, 1, W + p * panelStride + k0 * kPanelWidth,
                            panelStride, kc, C + i * ldc + col, ldc,
                            std::min(N - col, kPanelWidth), k0 > 0, false,
                            k0 + kc >= K ? &ep : nullptr, i, col});
