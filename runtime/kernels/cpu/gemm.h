@@ -104,12 +104,9 @@ template <int R, int P, bool Packed = false> inline void tile(const Tile &t) {
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < 2 * P; ++v)
       acc[r][v] = _mm256_setzero_ps();
-  const float *W = t.W;
-  // Unpacked A is read row by row (depth stride 1) through one pointer per row.
-  const float *rows[R];
-  for (int r = 0; r < R; ++r)
-    rows[r] = t.A + r * (Packed ? 1 : t.rowStride);
-  const int64_t depthStride = Packed ? 6 : 1, depth = t.depth, panelStride = t.panelStride;
+  const float *A = t.A, *W = t.W;
+  const int64_t rowStride = Packed ? 1 : t.rowStride, depthStride = Packed ? 6 : 1;
+  const int64_t depth = t.depth, panelStride = t.panelStride;
   const bool prefetch = t.prefetch;
   for (int64_t k = 0; k < depth; ++k) {
     __m256 b[2 * P];
@@ -121,7 +118,7 @@ template <int R, int P, bool Packed = false> inline void tile(const Tile &t) {
       b[2 * p + 1] = _mm256_loadu_ps(w + 8);
     }
     for (int r = 0; r < R; ++r) {
-      __m256 a = _mm256_broadcast_ss(rows[r] + k * depthStride);
+      __m256 a = _mm256_broadcast_ss(A + r * rowStride + k * depthStride);
       for (int v = 0; v < 2 * P; ++v)
         acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
     }
