@@ -881,8 +881,10 @@ template <typename T> struct BagTable {
 /// ids are ids[b * idsRow + columns[k]]: the first tables[0].hotness of
 /// `columns` for table 0, the next for table 1, and so on; table t's pooled
 /// row (mode 0 sum, 1 mean, 2 max) lands after the dims of tables < t in
-/// out[b * outStride]. While a table is pooled the rows of the next one are
-/// prefetched. False on an id out of range (nothing written).
+/// out[b * outStride]. The row a fixed number of lookups ahead (across
+/// tables and samples) is prefetched while the current one is added, so
+/// that several random reads are in flight whatever the hotness. False on
+/// an id out of range (nothing written).
 template <typename T, typename I>
 bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
                    int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,
@@ -894,33 +896,51 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
         if (id < (wrapNegative ? -tables[t].rows : 0) || id >= tables[t].rows)
           return false;
       }
-  auto rowOf = [&](int64_t b, const BagTable<T> &table, int64_t k) {
+  auto rowOf = [&](int64_t b, int64_t t, int64_t k) {
     I id = ids[b * idsRow + columns[k]];
-    return table.data + (id < 0 ? id + table.rows : int64_t(id)) * table.dim;
+    return tables[t].data + (id < 0 ? id + tables[t].rows : int64_t(id)) * tables[t].dim;
   };
-  auto prefetch = [&](int64_t b, const BagTable<T> &table, int64_t k) {
-    for (int64_t l = 0; l < table.hotness; ++l) {
-      const char *row = reinterpret_cast<const char *>(rowOf(b, table, k + l));
-      for (int64_t off = 0; off < table.dim * int64_t(sizeof(T)); off += 64)
-        __builtin_prefetch(row + off);
+  // A position in the lookup sequence: sample b, table t, lookup k of the
+  // sample (l of the table).
+  struct Cursor {
+    int64_t b = 0, t = 0, l = 0, k = 0;
+  };
+  auto settle = [&](Cursor &c) { // onto a real lookup (skipping empty tables), or past the end
+    while (c.t < count && c.l >= tables[c.t].hotness) {
+      ++c.t;
+      c.l = 0;
+    }
+    if (c.t == count) {
+      c = Cursor{c.b + 1, 0, 0, 0};
+      while (c.t < count && tables[c.t].hotness == 0)
+        ++c.t;
     }
   };
+  constexpr int kPrefetchDistance = 8;
   parallelRange(exec, batch, 4, 1, [&](int64_t b0, int64_t b1) {
-    if (b0 < b1)
-      prefetch(b0, tables[0], 0);
+    Cursor ahead{b0, 0, 0, 0};
+    settle(ahead);
+    auto prefetchNext = [&] {
+      if (ahead.b >= b1)
+        return;
+      const char *row = reinterpret_cast<const char *>(rowOf(ahead.b, ahead.t, ahead.k));
+      for (int64_t off = 0; off < tables[ahead.t].dim * int64_t(sizeof(T)); off += 64)
+        __builtin_prefetch(row + off);
+      ++ahead.l;
+      ++ahead.k;
+      settle(ahead);
+    };
+    for (int i = 0; i < kPrefetchDistance; ++i)
+      prefetchNext();
     for (int64_t b = b0; b < b1; ++b) {
       T *y = out + b * outStride;
       for (int64_t t = 0, k = 0; t < count; ++t) {
-        const BagTable<T> &table = tables[t];
-        if (t + 1 < count)
-          prefetch(b, tables[t + 1], k + table.hotness);
-        else if (b + 1 < b1)
-          prefetch(b + 1, tables[0], 0);
-        const int64_t dim = table.dim;
-        if (table.hotness == 0)
+        const int64_t dim = tables[t].dim, hotness = tables[t].hotness;
+        if (hotness == 0)
           std::fill(y, y + dim, T(0));
-        for (int64_t l = 0; l < table.hotness; ++l) {
-          const T *row = rowOf(b, table, k + l);
+        for (int64_t l = 0; l < hotness; ++l) {
+          prefetchNext();
+          const T *row = rowOf(b, t, k + l);
           if (l == 0)
             std::copy(row, row + dim, y);
           else if (mode == 2)
@@ -930,11 +950,11 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
             for (int64_t d = 0; d < dim; ++d)
               y[d] += row[d];
         }
-        if (mode == 1 && table.hotness > 1)
+        if (mode == 1 && hotness > 1)
           for (int64_t d = 0; d < dim; ++d)
-            y[d] /= T(table.hotness);
+            y[d] /= T(hotness);
         y += dim;
-        k += table.hotness;
+        k += hotness;
       }
     }
   });
