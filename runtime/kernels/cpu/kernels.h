@@ -75,6 +75,26 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
     out[0] = fn(a[0], b[0]);
     return;
   }
+  // Operands that are each the whole output or one element: one flat loop.
+  auto count = [](const int64_t *shape, int r) {
+    int64_t n = 1;
+    for (int d = 0; d < r; ++d)
+      n *= shape[d];
+    return n;
+  };
+  const int64_t aCount = count(aShape, aRank), bCount = count(bShape, bRank);
+  if (outStride == 0 && (aCount == total || aCount == 1) && (bCount == total || bCount == 1)) {
+    const int64_t aStep = aCount == total ? 1 : 0, bStep = bCount == total ? 1 : 0;
+    parallelRange(exec, total, 16384, 16, [&](int64_t begin, int64_t end) {
+      if (aStep && bStep)
+        for (int64_t i = begin; i < end; ++i)
+          out[i] = fn(a[i], b[i]);
+      else
+        for (int64_t i = begin; i < end; ++i)
+          out[i] = fn(a[i * aStep], b[i * bStep]);
+    });
+    return;
+  }
   int64_t as[kMaxRank], bs[kMaxRank];
   broadcastStrides(aShape, aRank, outShape, rank, as);
   broadcastStrides(bShape, bRank, outShape, rank, bs);
@@ -99,6 +119,12 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
       if (ai == 1 && bi == 1)
         for (int64_t i = 0; i < inner; ++i)
           o[i] = fn(ap[i], bp[i]);
+      else if (ai == 1 && bi == 0) // a row and a broadcast scalar: vectorisable
+        for (int64_t i = 0; i < inner; ++i)
+          o[i] = fn(ap[i], bp[0]);
+      else if (ai == 0 && bi == 1)
+        for (int64_t i = 0; i < inner; ++i)
+          o[i] = fn(ap[0], bp[i]);
       else
         for (int64_t i = 0; i < inner; ++i)
           o[i] = fn(ap[i * ai], bp[i * bi]);
@@ -721,6 +747,29 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
       inner *= inShape[d];
     if (inner == 0)
       return;
+    if (inner == 1) {
+      // Each output reduces one contiguous run: eight independent lanes
+      // (which the compiler vectorises), then the lanes and the tail.
+      parallelRange(exec, outTotal, kElementGrain / std::max<int64_t>(count, 1), 1,
+                    [&](int64_t begin, int64_t end) {
+                      for (int64_t o = begin; o < end; ++o) {
+                        const T *x = in + o * count;
+                        T lanes[8];
+                        std::fill(lanes, lanes + 8, init);
+                        int64_t r = 0;
+                        for (; r + 8 <= count; r += 8)
+                          for (int j = 0; j < 8; ++j)
+                            lanes[j] = combine(lanes[j], x[r + j]);
+                        T y = init;
+                        for (int j = 0; j < 8; ++j)
+                          y = combine(y, lanes[j]);
+                        for (; r < count; ++r)
+                          y = combine(y, x[r]);
+                        out[o] = mean && count > 0 ? y / T(count) : y;
+                      }
+                    });
+      return;
+    }
     // Outputs are independent: threads split them, as [outer, inner] flat.
     const int64_t outer = outTotal / inner;
     parallelRange(exec, outTotal, kElementGrain / std::max<int64_t>(count, 1), 16,
