@@ -64,6 +64,17 @@ inline bool writesStridedRows(mlir::Operation *op) {
   return mlir::isa<DenseOp, EmbeddingBagOp, EmbeddingBagsOp, InteractionOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
 }
 
+/// True for ops whose CPU kernel computes each result element only from the
+/// operand elements at the same position, in one pass, so that the result
+/// may overwrite an operand of the same size: unary ops and broadcasting
+/// arithmetic. Not copies: a copy exists to give an output its own bytes.
+inline bool mayOverwriteOperand(mlir::Operation *op) {
+  if (mlir::isa<CopyOp>(op))
+    return false;
+  return op->hasTrait<mlir::OpTrait::SameOperandsAndResultType>() ||
+         mlir::isa<AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
+}
+
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.
 struct SliceRange {
   int64_t start, step, count;

@@ -4,8 +4,9 @@
 // at compile time. Lifetimes are intervals over program order; placement is
 // greedy (as in TFLite Micro's planner), tried in a few orders, keeping the
 // smallest arena: close to the liveness lower bound for ads models' graphs.
-// Views share their source's buffer: reshapes, and the parts of a concat
-// whose producers (dense, embedding bags, interaction, row gather, binary
+// Views share their source's buffer: reshapes; elementwise ops whose
+// operand's buffer is read for the last time by them (in place); and the
+// parts of a concat whose producers (dense, embedding bags, interaction, row gather, binary
 // arithmetic) write straight into the concat's buffer with its row stride,
 // on any concat axis and through reshapes.
 //
@@ -112,6 +113,39 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     for (BlockArgument arg : body.getArguments())
       addBuffer(arg, -1);
     auto inPlace = concatsInPlace(body);
+    // The last position each value is read at, and each buffer's (over the
+    // values placed in it so far): an op may overwrite an operand's buffer
+    // only where that buffer is read for the last time.
+    DenseMap<Value, int64_t> lastRead, bufferLastRead;
+    for (Operation &op : body)
+      for (Value operand : op.getOperands())
+        lastRead[operand] = std::max(lastRead.lookup(operand),
+                                     isa<func::ReturnOp>(op) ? end : position[&op]);
+    auto alias = [&](Value v, Value root, int64_t offset) {
+      rootOf[v] = root;
+      byteOffset[v] = offset;
+      bufferLastRead[root] = std::max(bufferLastRead.lookup(root), lastRead.lookup(v));
+    };
+    // The operand whose whole buffer `op` may write its result into: an
+    // elementwise op (mayOverwriteOperand) over an operand that fills an
+    // intermediate buffer of the result's size, read for the last time here.
+    auto overwritable = [&](Operation &op) -> Value {
+      if (!mayOverwriteOperand(&op) || op.hasAttr("kiln.row_stride"))
+        return {};
+      auto type = cast<RankedTensorType>(op.getResult(0).getType());
+      for (Value operand : op.getOperands()) {
+        auto it = rootOf.find(operand);
+        if (it == rootOf.end() || isa<BlockArgument>(it->second) ||
+            byteOffset.lookup(operand) != 0 || bufferLastRead.lookup(it->second) != position[&op])
+          continue;
+        auto in = cast<RankedTensorType>(operand.getType());
+        if (in.getNumElements() == type.getNumElements() &&
+            elementBytes(in) == elementBytes(type) &&
+            alignedBytes(type) == buffers[bufferOf[it->second]].bytes)
+          return operand;
+      }
+      return {};
+    };
     for (Operation &op : body.without_terminator()) {
       if (isa<ConstantOp>(op))
         continue;
@@ -122,8 +156,7 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
           op.emitError("a view of a constant survived folding");
           return signalPassFailure();
         }
-        rootOf[result] = it->second;
-        byteOffset[result] = byteOffset.lookup(op.getOperand(0));
+        alias(result, it->second, byteOffset.lookup(op.getOperand(0)));
         continue;
       }
       if (auto it = inPlace.find(result); it != inPlace.end()) {
@@ -131,12 +164,16 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
         auto [concat, column] = it->second;
         if (!bufferOf.count(concat))
           addBuffer(concat, position[&op]);
-        rootOf[result] = concat;
-        byteOffset[result] = column * elementBytes(result.getType());
+        alias(result, concat, column * elementBytes(result.getType()));
         continue;
       }
-      if (!bufferOf.count(result))
+      if (Value operand = overwritable(op)) {
+        alias(result, rootOf[operand], 0);
+        continue;
+      }
+      if (!bufferOf.count(result)) // else a concat whose parts made its buffer
         addBuffer(result, position[&op]);
+      bufferLastRead[result] = std::max(bufferLastRead.lookup(result), lastRead.lookup(result));
     }
     for (Operation &op : body)
       for (Value operand : op.getOperands()) {

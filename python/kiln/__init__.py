@@ -204,7 +204,7 @@ class Binding:
         unknown = set(inputs) - {i.name for i in model.inputs}
         if unknown:
             raise Error(f"unknown inputs: {', '.join(sorted(unknown))}")
-        arrays = [np.ascontiguousarray(inputs[i.name]) for i in model.inputs]
+        arrays = [np.asarray(inputs[i.name], order="C") for i in model.inputs]
         batch = next((a.shape[0] for a, i in zip(arrays, model.inputs) if i.shape and i.shape[0] is None), 1)
         self.outputs = {}
         for o in model.outputs:

@@ -1,13 +1,15 @@
 // RUN: kiln-opt %s --kiln-plan-memory --split-input-file | FileCheck %s
 
-// A chain reuses memory: each buffer is freed after its last use, reshapes
-// alias their input, and the arena meets the liveness lower bound.
+// A chain reuses memory: reshapes alias their input, and an elementwise op
+// reading a buffer for the last time writes its result over it (never over
+// an input: the relu gets its own bytes). The arena meets the liveness lower
+// bound.
 // CHECK-LABEL: func.func @chain
 // CHECK-SAME: %{{.*}}: tensor<4x16xf32> {kiln.arena_offset = [[IN:[0-9]+]] : i64}
 // CHECK-SAME: attributes {kiln.arena_bytes = 512 : i64, kiln.arena_lower_bound = 512 : i64
 // CHECK: %[[A:.*]] = kiln.relu %arg0 {kiln.arena_offset = [[A_OFF:[0-9]+]] : i64}
 // CHECK: kiln.reshape %[[A]], %{{.*}} {kiln.arena_offset = [[A_OFF]] : i64}
-// CHECK: kiln.sigmoid %{{.*}} {kiln.arena_offset = [[IN]] : i64}
+// CHECK: kiln.sigmoid %{{.*}} {kiln.arena_offset = [[A_OFF]] : i64}
 // CHECK: kiln.tanh %{{.*}} {kiln.arena_offset = [[A_OFF]] : i64}
 func.func @chain(%x: tensor<4x16xf32>) -> tensor<64xf32> {
   %a = kiln.relu %x : tensor<4x16xf32>
@@ -95,4 +97,27 @@ func.func @concat_in_place_through_reshapes(%ids: tensor<3x2xi64>, %x: tensor<3x
   %r = kiln.reshape %b, %shape : (tensor<3x8xf32>, tensor<3xi64>) -> tensor<3x2x4xf32>
   %c = kiln.concat %u, %r {axis = 1 : i64} : (tensor<3x1x4xf32>, tensor<3x2x4xf32>) -> tensor<3x3x4xf32>
   return %c : tensor<3x3x4xf32>
+}
+
+// -----
+
+// In place only where the operand's buffer is read for the last time: %e is
+// read again by the add, so the sigmoid does not overwrite it; the add reads
+// both for the last time and overwrites its first operand.
+// CHECK-LABEL: func.func @in_place_elementwise
+// CHECK: %[[E:.*]] = kiln.exp %arg0 {kiln.arena_offset = [[E_OFF:[0-9]+]] : i64}
+// CHECK-NOT: kiln.sigmoid %[[E]] {kiln.arena_offset = [[E_OFF]] : i64}
+// CHECK: %[[S:.*]] = kiln.sigmoid %[[E]] {kiln.arena_offset = [[S_OFF:[0-9]+]] : i64}
+// CHECK: kiln.add %[[S]], %[[E]] {kiln.arena_offset = [[S_OFF]] : i64}
+func.func @in_place_elementwise
+// CHECK: %[[E:.*]] = kiln.exp %arg0 {kiln.arena_offset = [[E_OFF:[0-9]+]] : i64}
+// CHECK: %[[S:.*]] = kiln.sigmoid %[[E]] {kiln.arena_offset = [[S_OFF:[0-9]+]] : i64}
+// CHECK: kiln.add %[[S]], %[[E]] {kiln.arena_offset = [[S_OFF]] : i64}
+// CHECK-NOT: [[E_OFF]]
+// CHECK-SAME: tensor<8xf32>
+func.func @in_place_elementwise(%x: tensor<8xf32>) -> tensor<8xf32> {
+  %e = kiln.exp %x : tensor<8xf32>
+  %s = kiln.sigmoid %e : tensor<8xf32>
+  %a = kiln.add %s, %e : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32>
+  return %a : tensor<8xf32>
 }
