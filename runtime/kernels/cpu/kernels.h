@@ -59,6 +59,15 @@ inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
   }
 }
 
+/// Elementwise work splits over the threads in blocks of at least this many
+/// elements: below it a thread's wake-up costs more than the loop.
+constexpr int64_t kElementGrain = 16384;
+
+/// fn(begin, end) over blocks of [0, n), on the session's threads when n is large.
+template <typename Fn> void inBlocks(int64_t n, const kiln_abi_exec *exec, Fn &&fn) {
+  parallelRange(exec, n, kElementGrain, 16, fn);
+}
+
 /// out = fn(a, b) with numpy broadcasting. The innermost dim runs contiguous
 /// or broadcast, which covers bias rows and per-feature scales. Rows of the
 /// last dim land `outStride` elements apart (0: contiguous).
@@ -85,7 +94,7 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
   const int64_t aCount = count(aShape, aRank), bCount = count(bShape, bRank);
   if (outStride == 0 && (aCount == total || aCount == 1) && (bCount == total || bCount == 1)) {
     const int64_t aStep = aCount == total ? 1 : 0, bStep = bCount == total ? 1 : 0;
-    parallelRange(exec, total, 16384, 16, [&](int64_t begin, int64_t end) {
+    inBlocks(total, exec, [&](int64_t begin, int64_t end) {
       if (aStep && bStep)
         for (int64_t i = begin; i < end; ++i)
           out[i] = fn(a[i], b[i]);
@@ -102,7 +111,7 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
   if (inner == 0)
     return;
   // Rows of the last dim, split over the threads.
-  parallelRange(exec, total / inner, 16384 / inner + 1, 1, [&](int64_t r0, int64_t r1) {
+  parallelRange(exec, total / inner, kElementGrain / inner + 1, 1, [&](int64_t r0, int64_t r1) {
     int64_t index[kMaxRank] = {};
     for (int64_t d = rank - 2, rest = r0; d >= 0; --d) {
       index[d] = rest % outShape[d];
@@ -131,15 +140,6 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
       nextIndex(index, outShape, rank - 1);
     }
   });
-}
-
-/// Elementwise work splits over the threads in blocks of at least this many
-/// elements: below it a thread's wake-up costs more than the loop.
-constexpr int64_t kElementGrain = 16384;
-
-/// fn(begin, end) over blocks of [0, n), on the session's threads when n is large.
-template <typename Fn> void inBlocks(int64_t n, const kiln_abi_exec *exec, Fn &&fn) {
-  parallelRange(exec, n, kElementGrain, 16, fn);
 }
 
 template <typename T, typename Fn>
@@ -632,7 +632,7 @@ void stridedCopy(const T *in, int64_t offset, const int64_t *strides, const int6
   if (inner == 0)
     return;
   // Rows of the innermost dim, split over the threads.
-  parallelRange(exec, outer, 16384 / inner + 1, 1, [&](int64_t o0, int64_t o1) {
+  parallelRange(exec, outer, kElementGrain / inner + 1, 1, [&](int64_t o0, int64_t o1) {
     int64_t index[kMaxRank] = {};
     for (int64_t d = rank - 2, rest = o0; d >= 0; --d) {
       index[d] = rest % outShape[d];
