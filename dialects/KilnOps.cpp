@@ -323,6 +323,27 @@ LogicalResult EmbeddingBagsOp::verify() {
   return success();
 }
 
+LogicalResult FusedElementwiseOp::verify() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("needs one body argument per input");
+  int64_t count = getType().hasStaticShape() ? getType().getNumElements() : -1;
+  for (auto [in, arg] : llvm::zip(getInputs(), body.getArguments())) {
+    auto type = cast<RankedTensorType>(in.getType());
+    auto element = dyn_cast<RankedTensorType>(arg.getType());
+    if (!element || element.getRank() != 0 || element.getElementType() != type.getElementType())
+      return emitOpError("body arguments must be 0-d tensors of the inputs' element types");
+    if (count >= 0 && type.hasStaticShape() && type.getNumElements() != 1 &&
+        type.getNumElements() != count)
+      return emitOpError("an input must have one element or the result's count");
+  }
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  auto value = yield ? dyn_cast<RankedTensorType>(yield.getValue().getType()) : nullptr;
+  if (!value || value.getRank() != 0 || value.getElementType() != getType().getElementType())
+    return emitOpError("body must yield a 0-d tensor of the result's element type");
+  return success();
+}
+
 static LogicalResult inferBinary(std::optional<Location> loc, Value lhs, Value rhs,
                                  SmallVectorImpl<Type> &types) {
   auto l = shapeOf(lhs), r = shapeOf(rhs);

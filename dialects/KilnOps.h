@@ -64,15 +64,16 @@ inline bool writesStridedRows(mlir::Operation *op) {
   return mlir::isa<DenseOp, EmbeddingBagOp, EmbeddingBagsOp, InteractionOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
 }
 
-/// True for ops whose CPU kernel computes each result element only from the
-/// operand elements at the same position, in one pass, so that the result
-/// may overwrite an operand of the same size: unary ops and broadcasting
-/// arithmetic. Not copies: a copy exists to give an output its own bytes.
-inline bool mayOverwriteOperand(mlir::Operation *op) {
+/// True for ops that compute each result element only from the operand
+/// elements at the same position (numpy broadcasting aside), so that the
+/// result may overwrite an operand of the same size and ops of this kind can
+/// run fused in one loop: unary ops, broadcasting arithmetic, and such a
+/// fused loop. Not copies: a copy exists to give an output its own bytes.
+inline bool isElementwise(mlir::Operation *op) {
   if (mlir::isa<CopyOp>(op))
     return false;
   return op->hasTrait<mlir::OpTrait::SameOperandsAndResultType>() ||
-         mlir::isa<AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
+         mlir::isa<AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp, FusedElementwiseOp>(op);
 }
 
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.

@@ -456,6 +456,30 @@ def Kiln_EmbeddingBagsOp : Kiln_Op<"embedding_bags"> {
   let assemblyFormat = "$ids `,` $tables attr-dict `:` functional-type(operands, results)";
 }
 
+def Kiln_FusedElementwiseOp : Op<Kiln_Dialect, "fused_elementwise", [Pure]> {
+  let summary = "a chain of elementwise ops run as one loop";
+  let description = [{
+    The body computes one result element from one element of each input:
+    its block arguments are 0-d tensors holding inputs' elements (an input
+    of one element is broadcast; the others have the result's element
+    count), its ops are elementwise kiln ops on 0-d tensors, and `kiln.yield`
+    returns the result element. One pass over memory instead of one per op;
+    no intermediate buffers. Formed by kiln-fuse-elementwise.
+  }];
+  let arguments = (ins Variadic<Kiln_Tensor>:$inputs);
+  let results = (outs Kiln_Tensor:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let hasVerifier = 1;
+  let assemblyFormat = "`(` $inputs `)` attr-dict `:` functional-type($inputs, $result) $body";
+}
+
+def Kiln_YieldOp : Op<Kiln_Dialect, "yield",
+                      [Pure, Terminator, HasParent<"::kiln::FusedElementwiseOp">]> {
+  let summary = "the element a fused_elementwise body computes";
+  let arguments = (ins AnyType:$value);
+  let assemblyFormat = "$value attr-dict `:` type($value)";
+}
+
 //===----------------------------------------------------------------------===//
 // Shape computations (folded away once shapes are static)
 //===----------------------------------------------------------------------===//

@@ -123,6 +123,7 @@ public:
 
 private:
   LogicalResult emitOp(Operation *op);
+  LogicalResult emitFused(FusedElementwiseOp f);
   std::string ptr(Value v);
   std::string dimsArray(ArrayRef<int64_t> dims, StringRef name);
   std::string shape(Value v, StringRef name);
@@ -134,6 +135,9 @@ private:
   DenseMap<Attribute, int64_t> weightOffsets;
   bool profile;
   std::string functionName, nodeName;
+  /// Set while a fused loop's body is emitted: emitOp then stores the op's
+  /// element function here instead of emitting a kernel call.
+  std::string *capture = nullptr;
 };
 
 int64_t Emitter::weightOffset(ElementsAttr attr) {
@@ -186,11 +190,14 @@ static int64_t rowStride(Operation *op, int64_t dense) {
 LogicalResult Emitter::emitOp(Operation *op) {
   if (isa<ConstantOp>(op) || isReshapeLike(op))
     return success();
+  if (capture && (!isElementwise(op) || isa<FusedElementwiseOp>(op)))
+    return op->emitError("not a scalar elementwise op");
   nodeName = "op";
   if (auto name = dyn_cast<NameLoc>(op->getLoc()))
     nodeName = name.getName().str();
-  os << "  { // " << op->getName().getStringRef() << " '" << nodeName << "'\n";
-  if (profile)
+  if (!capture)
+    os << "  { // " << op->getName().getStringRef() << " '" << nodeName << "'\n";
+  if (profile && !capture)
     os << "    static const int site = kiln::cpu::profile::site(" << cString(functionName)
        << ", " << cString(nodeName) << ", " << cString(op->getName().getStringRef()) << ");\n"
        << "    kiln::cpu::profile::Scope timer(site);\n";
@@ -200,15 +207,21 @@ LogicalResult Emitter::emitOp(Operation *op) {
   int64_t n = outType ? outType.getNumElements() : 0;
   auto rank = [](Value v) { return std::to_string(cast<RankedTensorType>(v.getType()).getRank()); };
 
-  // `x` and `y` are the operands' elements, of type In.
+  // `x` and `y` are the operands' elements, of type In. (In capture mode
+  // the element function is kept instead of emitting a kernel call.)
   auto binary = [&](StringRef expr) {
     Value l = op->getOperand(0), r = op->getOperand(1);
     std::string In = elt(l);
+    std::string fn = "[](" + In + " x, " + In + " y) { return " + T + "(" + expr.str() + "); }";
+    if (capture) {
+      *capture = fn;
+      return;
+    }
     std::string ls = shape(l, "ls"), rs = shape(r, "rs"), outShape = shape(out, "os");
     os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out) << ", "
-       << outShape << ", " << rank(out) << ", [](" << In << " x, " << In << " y) { return " << T
-       << "(" << expr << "); }, " << rowStride(op, 0) << ", exec);\n";
+       << outShape << ", " << rank(out) << ", " << fn << ", " << rowStride(op, 0)
+       << ", exec);\n";
   };
   // `x` is the element; `alpha` and `beta` the op's parameters, if any.
   auto unary = [&](StringRef expr) {
@@ -218,19 +231,23 @@ LogicalResult Emitter::emitOp(Operation *op) {
           "const " + T + " alpha = " + numberLiteral(alpha.getValueAsDouble(), T) + "; const " + T +
           " beta = " + numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
           "; (void)alpha; (void)beta; ";
+    std::string fn = "[](" + T + " x) { " + params + "return " + T + "(" + expr.str() + "); }";
+    if (capture) {
+      *capture = fn;
+      return;
+    }
     os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
-       << ", [](" << T << " x) { " << params << "return " << T << "(" << expr
-       << "); }, exec);\n";
+       << ", " << fn << ", exec);\n";
   };
   // f32 ops with a vectorised kernel (`call` taking in, out, n), others `expr`.
   auto vectorUnary = [&](StringRef call, StringRef expr) {
-    if (T != "float")
+    if (T != "float" || capture)
       return unary(expr);
     os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { " << call
        << "(" << ptr(op->getOperand(0)) << " + b, " << ptr(out) << " + b, e - b); });\n";
   };
   auto activation = [&](StringRef name, StringRef expr) {
-    if (T != "float")
+    if (T != "float" || capture)
       return unary(expr);
     os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { "
        << "kiln::cpu::activate(" << ptr(op->getOperand(0)) << " + b, " << ptr(out)
@@ -421,6 +438,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << (l.getRms() ? "true" : "false") << ", exec);\n";
             return success();
           })
+          .Case([&](FusedElementwiseOp f) { return emitFused(f); })
           .Case([&](InteractionOp i) {
             auto in = i.getInput().getType();
             int64_t count = outType.getDimSize(1);
@@ -712,8 +730,47 @@ LogicalResult Emitter::emitOp(Operation *op) {
                                          << "' has no CPU kernel (it should have folded to a "
                                             "constant; is a shape still dynamic?)";
           });
-  os << "  }\n";
+  if (!capture)
+    os << "  }\n";
   return result;
+}
+
+/// One loop over the result: each input's element (the only one for a
+/// one-element input) goes through the body's element functions in order.
+LogicalResult Emitter::emitFused(FusedElementwiseOp f) {
+  Block &body = f.getBody().front();
+  DenseMap<Value, std::string> names;
+  std::string loop;
+  llvm::raw_string_ostream code(loop);
+  for (auto [i, in] : llvm::enumerate(f.getInputs())) {
+    std::string name = "a" + std::to_string(i);
+    names[body.getArgument(i)] = name;
+    bool single = cast<RankedTensorType>(in.getType()).getNumElements() == 1;
+    code << "        const " << elt(in) << " " << name << " = " << ptr(in) << "["
+         << (single ? "0" : "i") << "];\n";
+  }
+  std::string node = nodeName;
+  for (auto [j, op] : llvm::enumerate(body.without_terminator())) {
+    std::string fn;
+    capture = &fn;
+    LogicalResult captured = emitOp(&op);
+    capture = nullptr;
+    if (failed(captured) || fn.empty())
+      return op.emitError("has no element function for a fused loop");
+    std::string name = "v" + std::to_string(j);
+    code << "        const " << elt(op.getResult(0)) << " " << name << " = " << fn << "(";
+    llvm::interleaveComma(op.getOperands(), code, [&](Value v) { code << names[v]; });
+    code << ");\n";
+    names[op.getResult(0)] = name;
+  }
+  nodeName = node;
+  Value result = body.getTerminator()->getOperand(0);
+  os << "    kiln::cpu::inBlocks(" << f.getType().getNumElements()
+     << ", exec, [&](int64_t b, int64_t e) {\n"
+     << "      for (int64_t i = b; i < e; ++i) {\n"
+     << loop << "        " << ptr(f.getResult()) << "[i] = " << names[result] << ";\n"
+     << "      }\n    });\n";
+  return success();
 }
 
 LogicalResult Emitter::emitFunction(func::FuncOp func) {

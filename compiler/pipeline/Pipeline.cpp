@@ -48,6 +48,10 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createFuseEpilogues());
        }},
+      {"fuse-elementwise",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createFuseElementwise());
+       }},
       {"pack-weights",
        [](PassManager &pm, const CompileOptions &) { pm.addPass(createPackWeights()); }},
       {"bound-index-inputs",

@@ -111,6 +111,19 @@ def FuseEpilogues : Pass<"kiln-fuse-epilogues", "mlir::func::FuncOp"> {
   }];
 }
 
+def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
+  let summary = "Fuse trees of elementwise ops into one kiln.fused_elementwise loop";
+  let description = [{
+    Each f32 elementwise op (unary ops and broadcasting arithmetic whose
+    operands have its element count or one element) that is not consumed by
+    another such op roots a tree: a producer of the same element count whose
+    result has no other user joins it, recursively. Trees of two or more
+    ops become one `kiln.fused_elementwise` whose body holds the same ops on
+    0-d tensors. Runs after kiln-fuse-epilogues, so a dense's epilogue keeps
+    what it can take.
+  }];
+}
+
 def PackWeights : Pass<"kiln-pack-weights", "mlir::ModuleOp"> {
   let summary = "Pack kiln.dense weights into the CPU kernels' panel layout";
   let description = [{

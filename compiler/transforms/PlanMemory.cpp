@@ -127,10 +127,10 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
       bufferLastRead[root] = std::max(bufferLastRead.lookup(root), lastRead.lookup(v));
     };
     // The operand whose whole buffer `op` may write its result into: an
-    // elementwise op (mayOverwriteOperand) over an operand that fills an
+    // elementwise op (isElementwise) over an operand that fills an
     // intermediate buffer of the result's size, read for the last time here.
     auto overwritable = [&](Operation &op) -> Value {
-      if (!mayOverwriteOperand(&op) || op.hasAttr("kiln.row_stride"))
+      if (!isElementwise(&op) || op.hasAttr("kiln.row_stride"))
         return {};
       auto type = cast<RankedTensorType>(op.getResult(0).getType());
       for (Value operand : op.getOperands()) {

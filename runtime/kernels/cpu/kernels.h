@@ -678,6 +678,32 @@ void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSi
                 });
 }
 
+/// Random rows of a large table are read a few lookups ahead of their use.
+constexpr int64_t kRowPrefetchDistance = 8;
+
+/// Asks for the `bytes` bytes at `p` to be brought into cache.
+inline void prefetchBytes(const void *p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64)
+    __builtin_prefetch(static_cast<const char *>(p) + off);
+}
+
+/// Pools one table row into a bag's output row y: the bag's first row
+/// (times w) is stored, later ones are maxed in (mode 2) or added times w.
+template <typename T>
+void poolRow(T *y, const T *row, int64_t dim, int mode, bool first, T w) {
+  if (first && mode == 2)
+    std::copy(row, row + dim, y);
+  else if (first)
+    for (int64_t d = 0; d < dim; ++d)
+      y[d] = w * row[d];
+  else if (mode == 2)
+    for (int64_t d = 0; d < dim; ++d)
+      y[d] = std::max(y[d], row[d]);
+  else
+    for (int64_t d = 0; d < dim; ++d)
+      y[d] += w * row[d];
+}
+
 /// out[o, i, n] = data[o, idx[i], n]; false on an index outside [-axis, axis).
 /// Rows of `inner` elements land `outStride` elements apart (inner: dense).
 template <typename T, typename I>
@@ -692,16 +718,12 @@ bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis
   };
   // Rows of a large table are random reads: the row a few ahead is
   // prefetched while the current one is copied.
-  constexpr int64_t kPrefetchDistance = 8;
   const bool prefetch = outer * axis * inner * int64_t(sizeof(T)) > (int64_t(1) << 20);
   parallelRange(exec, outer * numIndices, kElementGrain / std::max<int64_t>(inner, 1), 1,
                 [&](int64_t begin, int64_t end) {
                   for (int64_t r = begin; r < end; ++r) {
-                    if (prefetch && r + kPrefetchDistance < end) {
-                      const char *next = reinterpret_cast<const char *>(source(r + kPrefetchDistance));
-                      for (int64_t b = 0; b < inner * int64_t(sizeof(T)); b += 64)
-                        __builtin_prefetch(next + b);
-                    }
+                    if (prefetch && r + kRowPrefetchDistance < end)
+                      prefetchBytes(source(r + kRowPrefetchDistance), inner * sizeof(T));
                     std::memcpy(out + r * outStride, source(r), inner * sizeof(T));
                   }
                 });
@@ -890,27 +912,15 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
   // Bags are independent; each thread pools a contiguous range of them,
   // prefetching the row a few ids ahead while it adds the current one, so
   // that several random row reads are in flight.
-  constexpr I kPrefetchDistance = 8;
   parallelRange(exec, bags, 64, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       T *y = out + b * outStride;
-      std::fill(y, y + dim, T(0));
+      if (end[b] == begin[b])
+        std::fill(y, y + dim, T(0));
       for (I j = begin[b]; j < end[b]; ++j) {
-        if (j + kPrefetchDistance < numIndices) {
-          const char *next = reinterpret_cast<const char *>(rowOf(j + kPrefetchDistance));
-          for (int64_t off = 0; off < dim * int64_t(sizeof(T)); off += 64)
-            __builtin_prefetch(next + off);
-        }
-        const T *row = rowOf(j);
-        T w = weights ? weights[j] : T(1);
-        if (mode == 2 && j == begin[b])
-          std::copy(row, row + dim, y);
-        else if (mode == 2)
-          for (int64_t d = 0; d < dim; ++d)
-            y[d] = std::max(y[d], row[d]);
-        else
-          for (int64_t d = 0; d < dim; ++d)
-            y[d] += w * row[d];
+        if (j + kRowPrefetchDistance < numIndices)
+          prefetchBytes(rowOf(j + kRowPrefetchDistance), dim * sizeof(T));
+        poolRow(y, rowOf(j), dim, mode, j == begin[b], weights ? weights[j] : T(1));
       }
       if (mode == 1 && end[b] > begin[b])
         for (int64_t d = 0; d < dim; ++d)
@@ -965,21 +975,18 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
         ++c.t;
     }
   };
-  constexpr int kPrefetchDistance = 8;
   parallelRange(exec, batch, 4, 1, [&](int64_t b0, int64_t b1) {
     Cursor ahead{b0, 0, 0, 0};
     settle(ahead);
     auto prefetchNext = [&] {
       if (ahead.b >= b1)
         return;
-      const char *row = reinterpret_cast<const char *>(rowOf(ahead.b, ahead.t, ahead.k));
-      for (int64_t off = 0; off < tables[ahead.t].dim * int64_t(sizeof(T)); off += 64)
-        __builtin_prefetch(row + off);
+      prefetchBytes(rowOf(ahead.b, ahead.t, ahead.k), tables[ahead.t].dim * sizeof(T));
       ++ahead.l;
       ++ahead.k;
       settle(ahead);
     };
-    for (int i = 0; i < kPrefetchDistance; ++i)
+    for (int64_t i = 0; i < kRowPrefetchDistance; ++i)
       prefetchNext();
     for (int64_t b = b0; b < b1; ++b) {
       T *y = out + b * outStride;
@@ -989,15 +996,7 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
           std::fill(y, y + dim, T(0));
         for (int64_t l = 0; l < hotness; ++l) {
           prefetchNext();
-          const T *row = rowOf(b, t, k + l);
-          if (l == 0)
-            std::copy(row, row + dim, y);
-          else if (mode == 2)
-            for (int64_t d = 0; d < dim; ++d)
-              y[d] = std::max(y[d], row[d]);
-          else
-            for (int64_t d = 0; d < dim; ++d)
-              y[d] += row[d];
+          poolRow(y, rowOf(b, t, k + l), dim, mode, l == 0, T(1));
         }
         if (mode == 1 && hotness > 1)
           for (int64_t d = 0; d < dim; ++d)
