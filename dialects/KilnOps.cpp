@@ -723,6 +723,24 @@ std::optional<SmallVector<SliceRange>> getSliceRanges(SliceOp op) {
   return ranges;
 }
 
+std::optional<int64_t> contiguousSliceOffset(SliceOp op) {
+  auto ranges = getSliceRanges(op);
+  if (!ranges)
+    return std::nullopt;
+  auto shape = op.getInput().getType().getShape();
+  int64_t offset = 0, stride = 1;
+  bool partial = false;
+  for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
+    const SliceRange &r = (*ranges)[d];
+    if ((r.count > 1 && r.step != 1) || (partial && r.count != 1))
+      return std::nullopt;
+    partial |= r.count != shape[d];
+    offset += r.start * stride;
+    stride *= shape[d];
+  }
+  return offset;
+}
+
 KILN_INFER(SliceOp) {
   auto in = shapeOf(adaptor.getInput());
   ArrayRef<int64_t> axes = adaptor.getAxes();

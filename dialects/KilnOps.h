@@ -84,6 +84,11 @@ struct SliceRange {
 /// Every axis of a slice resolved, or nothing while a bound or size is unknown.
 std::optional<llvm::SmallVector<SliceRange>> getSliceRanges(SliceOp op);
 
+/// The flat element offset of a slice's result in its input when the result
+/// is one contiguous run of the input's elements (whole trailing axes, one
+/// partial axis of step 1, single indices before it), else nothing.
+std::optional<int64_t> contiguousSliceOffset(SliceOp op);
+
 /// Data-movement ops (reshapes, copies, casts, transposes, slices, expands,
 /// gathers with constant indices) on static shapes: for each result element,
 /// the flat index of the operand-0 element it takes. Nothing for other ops,

@@ -4,7 +4,8 @@
 // at compile time. Lifetimes are intervals over program order; placement is
 // greedy (as in TFLite Micro's planner), tried in a few orders, keeping the
 // smallest arena: close to the liveness lower bound for ads models' graphs.
-// Views share their source's buffer: reshapes; elementwise ops whose
+// Views share their source's buffer: reshapes; contiguous slices (at an
+// offset, marked `kiln.alias`: no code runs for them); elementwise ops whose
 // operand's buffer is read for the last time by them (in place); and the
 // parts of a concat whose producers (dense, embedding bags, interaction, row gather, binary
 // arithmetic) write straight into the concat's buffer with its row stride,
@@ -159,6 +160,17 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
         alias(result, it->second, byteOffset.lookup(op.getOperand(0)));
         continue;
       }
+      if (auto slice = dyn_cast<SliceOp>(op)) {
+        // A contiguous slice of a tensor in the arena is a view at an offset.
+        auto offset = contiguousSliceOffset(slice);
+        auto it = rootOf.find(slice.getInput());
+        if (offset && it != rootOf.end()) {
+          alias(result, it->second,
+                byteOffset.lookup(slice.getInput()) + *offset * elementBytes(result.getType()));
+          op.setAttr("kiln.alias", UnitAttr::get(&getContext()));
+          continue;
+        }
+      }
       if (auto it = inPlace.find(result); it != inPlace.end()) {
         // The concat's buffer starts living with its first in-place part.
         auto [concat, column] = it->second;
@@ -231,7 +243,8 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     for (OpOperand &operand : ret->getOpOperands()) {
       Value root = operand.get();
       while (Operation *def = root.getDefiningOp()) {
-        if (!isReshapeLike(def))
+        auto slice = dyn_cast<SliceOp>(def);
+        if (!isReshapeLike(def) && !(slice && contiguousSliceOffset(slice)))
           break;
         root = def->getOperand(0);
       }

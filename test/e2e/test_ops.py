@@ -92,3 +92,24 @@ def test_op_matches_onnxruntime(case, tmp_path):
         got = compiled.run(feeds)["out"]
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_slice_feeding_a_kernel(batch, tmp_path):
+    # Exp -> Slice(columns 1:4) -> Relu. In the batch-1 bucket the slice is one
+    # contiguous run of the exp's buffer and runs as a view (no copy); in the
+    # batch-4 bucket it is strided and copied.
+    nodes = [helper.make_node("Exp", ["x"], ["e"]),
+             helper.make_node("Slice", ["e", "s", "t", "a"], ["c"]),
+             helper.make_node("Relu", ["c"], ["out"])]
+    inits = [numpy_helper.from_array(i64(*v), n) for n, v in [("s", [1]), ("t", [4]), ("a", [1])]]
+    graph = helper.make_graph(nodes, "slice_view", [helper.make_tensor_value_info("x", F, ["N", 6])],
+                              [helper.make_tensor_value_info("out", F, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so", batch=[1, 4])
+    x = f32(batch, 6)
+    with kiln.load(tmp_path / "model.so") as compiled:
+        got = compiled.run({"x": x})["out"]
+    np.testing.assert_allclose(got, np.maximum(np.exp(x[:, 1:4]), 0), rtol=1e-6)

@@ -116,3 +116,25 @@ func.func @in_place_elementwise(%x: tensor<8xf32>) -> tensor<8xf32> {
   %a = kiln.add %s, %e : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32>
   return %a : tensor<8xf32>
 }
+
+// -----
+
+// A slice that is one contiguous run of its source (a single index on axis
+// 0, whole trailing axes) is a view at an offset: `kiln.alias`, no buffer
+// and no code. Row 1 of a [3, 4] f32 tensor starts 16 bytes in. A slice of
+// columns is strided and gets its own buffer.
+// CHECK-LABEL: func.func @slice_views
+// CHECK: kiln.exp %arg0 {kiln.arena_offset = 64 : i64}
+// CHECK: kiln.slice {{.*}} {axes = array<i64: 0>, kiln.alias, kiln.arena_offset = 80 : i64}
+// CHECK: kiln.slice {{.*}} {axes = array<i64: 1>, kiln.arena_offset = {{[0-9]+}} : i64}
+func.func @slice_views(%x: tensor<3x4xf32>) -> (tensor<1x4xf32>, tensor<3x2xf32>) {
+  %one = kiln.constant dense<1> : tensor<1xi64>
+  %two = kiln.constant dense<2> : tensor<1xi64>
+  %zero = kiln.constant dense<0> : tensor<1xi64>
+  %e = kiln.exp %x : tensor<3x4xf32>
+  %row = kiln.slice %e, %one, %two, %one {axes = array<i64: 0>} : (tensor<3x4xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<1x4xf32>
+  %r = kiln.relu %row : tensor<1x4xf32>
+  %cols = kiln.slice %e, %zero, %two, %one {axes = array<i64: 1>} : (tensor<3x4xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<3x2xf32>
+  %c = kiln.relu %cols : tensor<3x2xf32>
+  return %r, %c : tensor<1x4xf32>, tensor<3x2xf32>
+}
