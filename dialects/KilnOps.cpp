@@ -209,7 +209,7 @@ KILN_INFER(DenseOp) {
 /// The activations kiln.dense accepts, in the order of the kernels'
 /// kiln::cpu::Activation enum.
 static constexpr StringLiteral kDenseActivations[] = {"none", "relu", "sigmoid",
-                                                       "tanh", "gelu", "gelu_tanh"};
+                                                      "tanh", "gelu", "gelu_tanh"};
 
 int32_t denseActivationCode(StringRef name) {
   for (auto [i, a] : llvm::enumerate(kDenseActivations))
@@ -228,8 +228,8 @@ LogicalResult DenseOp::verify() {
       return emitOpError("weight must be [") << k << ", " << n << "], got " << w;
   } else if (w.getRank() == 3) {
     if (w.getDimSize(0) != (n + 15) / 16 || w.getDimSize(1) != k || w.getDimSize(2) != 16)
-      return emitOpError("packed weight must be [") << (n + 15) / 16 << ", " << k << ", 16], got "
-                                                    << w;
+      return emitOpError("packed weight must be [")
+             << (n + 15) / 16 << ", " << k << ", 16], got " << w;
   } else {
     return emitOpError("weight must be [K, units] or packed [ceil(units/16), K, 16]");
   }

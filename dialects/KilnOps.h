@@ -61,7 +61,8 @@ inline bool isReshapeLike(mlir::Operation *op) {
 inline bool writesStridedRows(mlir::Operation *op) {
   if (auto g = mlir::dyn_cast<GatherOp>(op))
     return g.getAxis() == 0 && g.getData().getType().getRank() == 2;
-  return mlir::isa<DenseOp, EmbeddingBagOp, EmbeddingBagsOp, InteractionOp, AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp>(op);
+  return mlir::isa<DenseOp, EmbeddingBagOp, EmbeddingBagsOp, InteractionOp, AddOp, SubOp, MulOp,
+                   DivOp, MaxOp, MinOp, PowOp>(op);
 }
 
 /// True for ops that compute each result element only from the operand

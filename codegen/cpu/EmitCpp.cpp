@@ -113,7 +113,6 @@ std::string numberLiteral(double v, const std::string &type) {
   return type + "(" + buf + ")";
 }
 
-
 class Emitter {
 public:
   Emitter(raw_ostream &os, std::vector<char> &weights, bool profile)
@@ -198,8 +197,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
   if (!capture)
     os << "  { // " << op->getName().getStringRef() << " '" << nodeName << "'\n";
   if (profile && !capture)
-    os << "    static const int site = kiln::cpu::profile::site(" << cString(functionName)
-       << ", " << cString(nodeName) << ", " << cString(op->getName().getStringRef()) << ");\n"
+    os << "    static const int site = kiln::cpu::profile::site(" << cString(functionName) << ", "
+       << cString(nodeName) << ", " << cString(op->getName().getStringRef()) << ");\n"
        << "    kiln::cpu::profile::Scope timer(site);\n";
   Value out = op->getNumResults() ? op->getResult(0) : Value();
   auto outType = out ? cast<RankedTensorType>(out.getType()) : RankedTensorType();
@@ -220,8 +219,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
     std::string ls = shape(l, "ls"), rs = shape(r, "rs"), outShape = shape(out, "os");
     os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out) << ", "
-       << outShape << ", " << rank(out) << ", " << fn << ", " << rowStride(op, 0)
-       << ", exec);\n";
+       << outShape << ", " << rank(out) << ", " << fn << ", " << rowStride(op, 0) << ", exec);\n";
   };
   // `x` is the element; `alpha` and `beta` the op's parameters, if any.
   auto unary = [&](StringRef expr) {
@@ -236,15 +234,15 @@ LogicalResult Emitter::emitOp(Operation *op) {
       *capture = fn;
       return;
     }
-    os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n
-       << ", " << fn << ", exec);\n";
+    os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n << ", "
+       << fn << ", exec);\n";
   };
   // f32 ops with a vectorised kernel (`call` taking in, out, n), others `expr`.
   auto vectorUnary = [&](StringRef call, StringRef expr) {
     if (T != "float" || capture)
       return unary(expr);
-    os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { " << call
-       << "(" << ptr(op->getOperand(0)) << " + b, " << ptr(out) << " + b, e - b); });\n";
+    os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { " << call << "("
+       << ptr(op->getOperand(0)) << " + b, " << ptr(out) << " + b, e - b); });\n";
   };
   auto activation = [&](StringRef name, StringRef expr) {
     if (T != "float" || capture)

@@ -27,9 +27,8 @@ namespace {
 /// The (i, j) feature pairs if `type` is [batch, P] and element (b, p) is
 /// the Gram entry (b, i_p, j_p) for every b; `sources` are flat indices into
 /// the [batch, features, features] Gram matrix.
-std::optional<SmallVector<int64_t>> samePairsPerRow(RankedTensorType type,
-                                                   ArrayRef<int64_t> sources, int64_t batch,
-                                                   int64_t features) {
+std::optional<SmallVector<int64_t>>
+samePairsPerRow(RankedTensorType type, ArrayRef<int64_t> sources, int64_t batch, int64_t features) {
   if (type.getRank() != 2 || type.getDimSize(0) != batch)
     return std::nullopt;
   int64_t count = type.getDimSize(1), square = features * features;
@@ -77,8 +76,8 @@ bool fuse(MatMulOp gram) {
       next.push_back(sources[s]);
     sources = std::move(next);
     value = user->getResult(0);
-    if (auto p = samePairsPerRow(cast<RankedTensorType>(value.getType()), sources, batch,
-                                 features)) {
+    if (auto p =
+            samePairsPerRow(cast<RankedTensorType>(value.getType()), sources, batch, features)) {
       end = value;
       pairs = std::move(*p);
     }

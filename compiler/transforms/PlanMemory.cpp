@@ -7,9 +7,9 @@
 // Views share their source's buffer: reshapes; contiguous slices (at an
 // offset, marked `kiln.alias`: no code runs for them); elementwise ops whose
 // operand's buffer is read for the last time by them (in place); and the
-// parts of a concat whose producers (dense, embedding bags, interaction, row gather, binary
-// arithmetic) write straight into the concat's buffer with its row stride,
-// on any concat axis and through reshapes.
+// parts of a concat whose producers (dense, embedding bags, interaction, row
+// gather, binary arithmetic) write straight into the concat's buffer with its
+// row stride, on any concat axis and through reshapes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -120,8 +120,8 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     DenseMap<Value, int64_t> lastRead, bufferLastRead;
     for (Operation &op : body)
       for (Value operand : op.getOperands())
-        lastRead[operand] = std::max(lastRead.lookup(operand),
-                                     isa<func::ReturnOp>(op) ? end : position[&op]);
+        lastRead[operand] =
+            std::max(lastRead.lookup(operand), isa<func::ReturnOp>(op) ? end : position[&op]);
     auto alias = [&](Value v, Value root, int64_t offset) {
       rootOf[v] = root;
       byteOffset[v] = offset;

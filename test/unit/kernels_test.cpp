@@ -66,16 +66,14 @@ void checkDense(const DenseCase &c, Activation act, const kiln_abi_exec *exec) {
   auto expected = reference(A, W, bias, multiplier, residual, c, act);
   for (int64_t i = 0; i < c.m * c.n; ++i)
     ASSERT_NEAR(out[i], expected[i], 1e-4f * (1 + std::abs(expected[i])))
-        << "M " << c.m << " N " << c.n << " K " << c.k << " activation " << int(act) << " at "
-        << i;
+        << "M " << c.m << " N " << c.n << " K " << c.k << " activation " << int(act) << " at " << i;
 }
 
-const DenseCase kCases[] = {{1, 1, 1},    {1, 17, 5},     {2, 33, 64},    {3, 16, 3},
+const DenseCase kCases[] = {{1, 1, 1},     {1, 17, 5},     {2, 33, 64},    {3, 16, 3},
                             {5, 100, 300}, {7, 64, 513},   {16, 48, 1030}, {17, 7, 9},
                             {50, 80, 512}, {97, 130, 600}, {256, 40, 80}};
-const Activation kActivations[] = {Activation::None,    Activation::Relu,
-                                   Activation::Sigmoid, Activation::Tanh,
-                                   Activation::GeluErf, Activation::GeluTanh};
+const Activation kActivations[] = {Activation::None, Activation::Relu,    Activation::Sigmoid,
+                                   Activation::Tanh, Activation::GeluErf, Activation::GeluTanh};
 
 TEST(Dense, MatchesReferenceOnOneThread) {
   for (const DenseCase &c : kCases)
@@ -107,7 +105,8 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
   ASSERT_TRUE(pool.start(4));
   for (int64_t tasks : {0, 1, 3, 4, 9}) {
     std::vector<int> hits(tasks, 0);
-    pool.run(tasks, [](void *ctx, int64_t t) { ++static_cast<int *>(ctx)[t]; }, hits.data());
+    pool.run(
+        tasks, [](void *ctx, int64_t t) { ++static_cast<int *>(ctx)[t]; }, hits.data());
     for (int64_t t = 0; t < tasks; ++t)
       EXPECT_EQ(hits[t], 1) << tasks << " tasks, task " << t;
   }
@@ -115,13 +114,14 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
 
 TEST(Attention, MatchesReference) {
   // Sizes around the kernel's 32-wide blocks, a [batch, 1, 1, keys] mask.
-  for (auto [sq, sk, d, dv] : {std::array<int64_t, 4>{3, 37, 5, 40}, {64, 64, 32, 32},
-                               {2, 8, 33, 7}}) {
+  for (auto [sq, sk, d, dv] :
+       {std::array<int64_t, 4>{3, 37, 5, 40}, {64, 64, 32, 32}, {2, 8, 33, 7}}) {
     const int64_t batch = 2, heads = 3;
     unsigned seed = sq * 7 + sk;
     auto q = randomFloats(batch * sq * heads * d, seed),
          k = randomFloats(batch * sk * heads * d, seed + 1),
-         v = randomFloats(batch * sk * heads * dv, seed + 2), mask = randomFloats(batch * sk, seed + 3);
+         v = randomFloats(batch * sk * heads * dv, seed + 2),
+         mask = randomFloats(batch * sk, seed + 3);
     std::vector<float> out(batch * sq * heads * dv);
     const int64_t strides[4] = {sk, 0, 0, 1};
     const float scale = 0.3f;
@@ -168,8 +168,7 @@ TEST(Interaction, MatchesReferenceWithRowStride) {
     kiln::ThreadPool pool;
     ASSERT_TRUE(pool.start(2));
     kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
-    interaction(x.data(), batch, features, dim, pairs.data(), count, out.data() + 2, stride,
-                &exec);
+    interaction(x.data(), batch, features, dim, pairs.data(), count, out.data() + 2, stride, &exec);
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t c = 0; c < stride; ++c) {
         int64_t p = c - 2;
@@ -192,8 +191,8 @@ TEST(EmbeddingBags, MatchesPerTableBags) {
   // 26-wide row.
   const int64_t batch = 7, idsRow = 6, stride = 26;
   auto t0 = randomFloats(11 * 5, 1), t1 = randomFloats(4 * 9, 2);
-  const std::vector<BagTable<float>> tables = {{t0.data(), 11, 5, 3}, {t1.data(), 4, 9, 2},
-                                               {t1.data(), 4, 9, 0}};
+  const std::vector<BagTable<float>> tables = {
+      {t0.data(), 11, 5, 3}, {t1.data(), 4, 9, 2}, {t1.data(), 4, 9, 0}};
   const int64_t columns[] = {5, 0, 2, 1, 3};
   std::vector<int64_t> ids(batch * idsRow);
   for (int64_t i = 0; i < int64_t(ids.size()); ++i)

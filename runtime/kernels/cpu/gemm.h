@@ -269,10 +269,10 @@ inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K
         const int64_t col = p * kPanelWidth;
         for (int64_t i = mb; i < me; i += 6)
           packedTileRows(std::min<int64_t>(6, me - i),
-                      Tile{packedA + (i - mb) * kc, 1, 6, W + p * panelStride + k0 * kPanelWidth,
-                           panelStride, kc, C + i * ldc + col, ldc,
-                           std::min(N - col, kPanelWidth), k0 > 0, false,
-                           k0 + kc >= K ? &ep : nullptr, i, col});
+                         Tile{packedA + (i - mb) * kc, 1, 6, W + p * panelStride + k0 * kPanelWidth,
+                              panelStride, kc, C + i * ldc + col, ldc,
+                              std::min(N - col, kPanelWidth), k0 > 0, false,
+                              k0 + kc >= K ? &ep : nullptr, i, col});
       }
     }
   }

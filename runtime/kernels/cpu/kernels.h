@@ -272,12 +272,14 @@ inline void layerNorm(const float *in, const float *scale, const float *bias, fl
   for (int64_t o = 0; o < outer; ++o) {
     const float *x = in + o * inner;
     float *y = out + o * inner;
-    float mean = rms ? 0.0f : sumOf(inner, [&](int64_t i) { return _mm256_loadu_ps(x + i); }) / inner;
+    float mean =
+        rms ? 0.0f : sumOf(inner, [&](int64_t i) { return _mm256_loadu_ps(x + i); }) / inner;
     __m256 m = _mm256_set1_ps(mean);
-    float var = sumOf(inner, [&](int64_t i) {
-                  __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
-                  return _mm256_mul_ps(d, d);
-                }) /
+    float var = sumOf(inner,
+                      [&](int64_t i) {
+                        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
+                        return _mm256_mul_ps(d, d);
+                      }) /
                 inner;
     __m256 inv = _mm256_set1_ps(1.0f / std::sqrt(var + epsilon));
     for (int64_t i = 0; i < inner; i += 8) {
@@ -489,8 +491,8 @@ inline void interaction(const float *x, int64_t batch, int64_t features, int64_t
 /// for none). Batches and heads are split over the threads; one head's keys
 /// (sk * d <= 16384) and a row of scores stay on the stack.
 inline void attention(const float *q, const float *k, const float *v, const float *mask,
-                      const int64_t *maskStrides, float *out, int64_t batch, int64_t sq,
-                      int64_t sk, int64_t heads, int64_t d, int64_t dv, float scale,
+                      const int64_t *maskStrides, float *out, int64_t batch, int64_t sq, int64_t sk,
+                      int64_t heads, int64_t d, int64_t dv, float scale,
                       const kiln_abi_exec *exec) {
   constexpr int64_t kMaxKeys = 16384;
   parallelRange(exec, batch * heads, 1, 1, [&](int64_t t0, int64_t t1) {
@@ -669,8 +671,8 @@ void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int ran
 /// Copies one concat input: `outer` chunks of `chunk` elements, placed at
 /// `offset` within output rows of `rowSize` elements.
 template <typename T>
-void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSize,
-                int64_t offset, const kiln_abi_exec *exec) {
+void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSize, int64_t offset,
+                const kiln_abi_exec *exec) {
   parallelRange(exec, outer, kElementGrain / std::max<int64_t>(chunk, 1), 1,
                 [&](int64_t begin, int64_t end) {
                   for (int64_t o = begin; o < end; ++o)
@@ -689,8 +691,7 @@ inline void prefetchBytes(const void *p, int64_t bytes) {
 
 /// Pools one table row into a bag's output row y: the bag's first row
 /// (times w) is stored, later ones are maxed in (mode 2) or added times w.
-template <typename T>
-void poolRow(T *y, const T *row, int64_t dim, int mode, bool first, T w) {
+template <typename T> void poolRow(T *y, const T *row, int64_t dim, int mode, bool first, T w) {
   if (first && mode == 2)
     std::copy(row, row + dim, y);
   else if (first)

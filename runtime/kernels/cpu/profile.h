@@ -40,8 +40,8 @@ struct Table {
     for (int i = 1; i < n; ++i)
       for (int j = i; j > 0 && sites[order[j]].nanos > sites[order[j - 1]].nanos; --j)
         std::swap(order[j], order[j - 1]);
-    std::fprintf(stderr, "kiln profile: %-10s %-40s %-20s %8s %12s %10s %6s\n", "function",
-                 "node", "op", "calls", "total us", "mean us", "%");
+    std::fprintf(stderr, "kiln profile: %-10s %-40s %-20s %8s %12s %10s %6s\n", "function", "node",
+                 "op", "calls", "total us", "mean us", "%");
     for (int k = 0; k < n; ++k) {
       const Site &s = sites[order[k]];
       int64_t calls = s.calls.load(), nanos = s.nanos.load();
