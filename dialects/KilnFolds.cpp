@@ -18,9 +18,6 @@ using namespace mlir;
 
 namespace kiln {
 
-/// Above this many elements a folder leaves the op for generated code.
-static constexpr int64_t kMaxFoldElements = 4096;
-
 static bool isSmallStatic(Type type) {
   auto t = dyn_cast<RankedTensorType>(type);
   return t && t.hasStaticShape() && t.getNumElements() <= kMaxFoldElements;
@@ -123,7 +120,7 @@ std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
 
 /// Folds a data-movement op of a small constant by copying elements.
 static Attribute moveElements(Operation *op, Attribute input) {
-  auto in = denseElements(input, kMaxFoldElements);
+  auto in = denseElements(input);
   auto type = cast<RankedTensorType>(op->getResult(0).getType());
   if (!in || !isSmallStatic(type))
     return {};
@@ -191,7 +188,7 @@ OpFoldResult ConcatOp::fold(FoldAdaptor a) {
     return {};
   SmallVector<DenseElementsAttr> inputs;
   for (Attribute attr : a.getInputs()) {
-    auto dense = denseElements(attr, kMaxFoldElements);
+    auto dense = denseElements(attr);
     if (!dense)
       return {};
     inputs.push_back(dense);
@@ -243,7 +240,7 @@ static Attribute foldElementwise(ArrayRef<Attribute> operands, RankedTensorType 
     return {};
   SmallVector<DenseElementsAttr> in;
   for (Attribute attr : operands) {
-    auto dense = denseElements(attr, kMaxFoldElements);
+    auto dense = denseElements(attr);
     if (!dense)
       return {};
     in.push_back(dense);
@@ -400,7 +397,7 @@ OpFoldResult ExpandOp::fold(FoldAdaptor a) {
 }
 
 OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {
-  auto in = denseElements(a.getInput(), kMaxFoldElements);
+  auto in = denseElements(a.getInput());
   if (!in || !isSmallStatic(getType()) || !isSmallStatic(in.getType()) ||
       !isa<IntegerType>(in.getElementType()))
     return {};
@@ -427,7 +424,7 @@ OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {
 OpFoldResult CastOp::fold(FoldAdaptor a) {
   if (getInput().getType() == getType())
     return getInput();
-  auto in = denseElements(a.getInput(), kMaxFoldElements);
+  auto in = denseElements(a.getInput());
   if (!in || !isSmallStatic(getType()))
     return {};
   Type from = in.getElementType(), to = getType().getElementType();

@@ -47,12 +47,12 @@ std::optional<double> getConstantFloat(Value value) {
   return (*attr.getValues<APFloat>().begin()).convertToDouble();
 }
 
-DenseElementsAttr denseElements(Attribute value, int64_t maxElements) {
+DenseElementsAttr denseElements(Attribute value) {
   if (auto dense = dyn_cast_if_present<DenseElementsAttr>(value))
     return dense;
   auto resource = dyn_cast_if_present<DenseResourceElementsAttr>(value);
   if (!resource || resource.getType().getElementType().isInteger(1) ||
-      resource.getType().getNumElements() > maxElements || !resource.getRawHandle().getBlob())
+      resource.getType().getNumElements() > kMaxFoldElements || !resource.getRawHandle().getBlob())
     return {};
   ArrayRef<char> data = resource.getRawHandle().getBlob()->getData();
   bool splat = false;

@@ -23,10 +23,19 @@ mlir::FailureOr<llvm::SmallVector<mlir::Type>> inferResultTypes(mlir::Operation 
 /// The value of a constant one-element floating-point tensor, if it is one.
 std::optional<double> getConstantFloat(mlir::Value value);
 
+/// Above this many elements folders leave an op for generated code, and
+/// resource constants are not expanded for them.
+constexpr int64_t kMaxFoldElements = 4096;
+
 /// A constant's value as DenseElementsAttr: resource blobs (how the importer
-/// keeps initializers) of at most `maxElements` elements are expanded, so
+/// keeps initializers) of at most kMaxFoldElements elements are expanded, so
 /// that folders and pattern matchers see small initializers' values.
-mlir::DenseElementsAttr denseElements(mlir::Attribute value, int64_t maxElements = 4096);
+mlir::DenseElementsAttr denseElements(mlir::Attribute value);
+
+/// Bytes of one element in the runtime's layout (i1 as one byte).
+inline int64_t elementBytes(mlir::Type element) {
+  return element.isInteger(1) ? 1 : element.getIntOrFloatBitWidth() / 8;
+}
 
 /// The values of a constant integer tensor operand, if it is one.
 std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
@@ -53,6 +62,14 @@ namespace kiln {
 /// True for ops whose result is their input's bytes under another shape.
 inline bool isReshapeLike(mlir::Operation *op) {
   return mlir::isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(op);
+}
+
+/// The value at the top of a chain of single-use reshape-like ops ending in
+/// `v` (`v` itself when it is not such a view).
+inline mlir::Value throughSingleUseReshapes(mlir::Value v) {
+  while (v.hasOneUse() && v.getDefiningOp() && isReshapeLike(v.getDefiningOp()))
+    v = v.getDefiningOp()->getOperand(0);
+  return v;
 }
 
 /// True for ops whose CPU kernel can write its result as rows of the last

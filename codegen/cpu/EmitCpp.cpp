@@ -191,11 +191,12 @@ LogicalResult Emitter::emitOp(Operation *op) {
     return success(); // no code: a view the planner placed over its source
   if (capture && (!isElementwise(op) || isa<FusedElementwiseOp>(op)))
     return op->emitError("not a scalar elementwise op");
-  nodeName = "op";
-  if (auto name = dyn_cast<NameLoc>(op->getLoc()))
-    nodeName = name.getName().str();
-  if (!capture)
+  if (!capture) { // a fused loop's body ops keep the loop's node name
+    nodeName = "op";
+    if (auto name = dyn_cast<NameLoc>(op->getLoc()))
+      nodeName = name.getName().str();
     os << "  { // " << op->getName().getStringRef() << " '" << nodeName << "'\n";
+  }
   if (profile && !capture)
     os << "    static const int site = kiln::cpu::profile::site(" << cString(functionName) << ", "
        << cString(nodeName) << ", " << cString(op->getName().getStringRef()) << ");\n"
@@ -747,7 +748,6 @@ LogicalResult Emitter::emitFused(FusedElementwiseOp f) {
     code << "        const " << elt(in) << " " << name << " = " << ptr(in) << "["
          << (single ? "0" : "i") << "];\n";
   }
-  std::string node = nodeName;
   for (auto [j, op] : llvm::enumerate(body.without_terminator())) {
     std::string fn;
     capture = &fn;
@@ -761,7 +761,6 @@ LogicalResult Emitter::emitFused(FusedElementwiseOp f) {
     code << ");\n";
     names[op.getResult(0)] = name;
   }
-  nodeName = node;
   Value result = body.getTerminator()->getOperand(0);
   os << "    kiln::cpu::inBlocks(" << f.getType().getNumElements()
      << ", exec, [&](int64_t b, int64_t e) {\n"

@@ -111,11 +111,10 @@ std::optional<FixedBag> asFixedBag(Operation *op) {
 /// The lookup behind a concat input (through single-use reshapes), if its
 /// rows are the input's rows: [outer, dim] against the input's outer dims.
 std::optional<FixedBag> lookupBehind(Value input, int64_t outer) {
-  Value v = input;
-  while (v.hasOneUse() && v.getDefiningOp() && isReshapeLike(v.getDefiningOp()))
-    v = v.getDefiningOp()->getOperand(0);
+  Value v = throughSingleUseReshapes(input);
   Operation *def = v.getDefiningOp();
-  if (!def || !v.hasOneUse() || cast<RankedTensorType>(v.getType()).getDimSize(0) != outer)
+  auto type = cast<RankedTensorType>(v.getType());
+  if (!def || !v.hasOneUse() || type.getRank() == 0 || type.getDimSize(0) != outer)
     return std::nullopt;
   return asFixedBag(def);
 }
@@ -131,9 +130,7 @@ bool groupConcat(ConcatOp concat) {
   if (!type.hasStaticShape())
     return false;
   int64_t axis = concat.getAxis();
-  int64_t outer = 1;
-  for (int64_t d : type.getShape().take_front(axis))
-    outer *= d;
+  int64_t outer = ShapedType::getNumElements(type.getShape().take_front(axis));
   SmallVector<Value> inputs(concat.getInputs());
   SmallVector<std::optional<FixedBag>> lookups;
   for (Value in : inputs)

@@ -25,8 +25,7 @@ namespace {
 
 int64_t bytesOf(Value v) {
   auto type = cast<RankedTensorType>(v.getType());
-  Type e = type.getElementType();
-  return type.getNumElements() * (e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8);
+  return type.getNumElements() * elementBytes(type.getElementType());
 }
 
 /// The buffer a value lives in: reshapes are views of their input.

@@ -29,9 +29,7 @@ namespace {
 constexpr int64_t kAlignment = 64;
 
 int64_t alignedBytes(RankedTensorType type) {
-  Type e = type.getElementType();
-  int64_t width = e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
-  int64_t bytes = std::max<int64_t>(type.getNumElements() * width, 1);
+  int64_t bytes = std::max<int64_t>(type.getNumElements() * elementBytes(type.getElementType()), 1);
   return llvm::alignTo(bytes, kAlignment);
 }
 
@@ -39,18 +37,6 @@ struct Buffer {
   Value root;
   int64_t bytes, start, end, offset = -1;
 };
-
-int64_t elementBytes(Type type) {
-  Type e = cast<RankedTensorType>(type).getElementType();
-  return e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
-}
-
-int64_t product(ArrayRef<int64_t> dims) {
-  int64_t p = 1;
-  for (int64_t d : dims)
-    p *= d;
-  return p;
-}
 
 /// Concat inputs whose producer writes straight into the concat's buffer:
 /// producer result -> (concat result, first element within a concat row).
@@ -63,14 +49,13 @@ DenseMap<Value, std::pair<Value, int64_t>> concatsInPlace(Block &body) {
   Builder builder(body.getParentOp()->getContext());
   for (auto c : body.getOps<ConcatOp>()) {
     int64_t axis = c.getAxis();
-    int64_t row = product(c.getType().getShape().drop_front(axis));
+    int64_t row = ShapedType::getNumElements(c.getType().getShape().drop_front(axis));
     SmallVector<bool> flags;
     int64_t column = 0;
     for (Value in : c.getInputs()) {
-      int64_t chunk = product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
-      Value v = in;
-      while (v.hasOneUse() && v.getDefiningOp() && isReshapeLike(v.getDefiningOp()))
-        v = v.getDefiningOp()->getOperand(0);
+      int64_t chunk = ShapedType::getNumElements(
+          cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
+      Value v = throughSingleUseReshapes(in);
       Operation *def = v.getDefiningOp();
       bool ok = def && v.hasOneUse() && writesStridedRows(def) &&
                 cast<RankedTensorType>(v.getType()).getShape().back() == chunk;
@@ -141,7 +126,7 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
           continue;
         auto in = cast<RankedTensorType>(operand.getType());
         if (in.getNumElements() == type.getNumElements() &&
-            elementBytes(in) == elementBytes(type) &&
+            elementBytes(in.getElementType()) == elementBytes(type.getElementType()) &&
             alignedBytes(type) == buffers[bufferOf[it->second]].bytes)
           return operand;
       }
@@ -166,7 +151,8 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
         auto it = rootOf.find(slice.getInput());
         if (offset && it != rootOf.end()) {
           alias(result, it->second,
-                byteOffset.lookup(slice.getInput()) + *offset * elementBytes(result.getType()));
+                byteOffset.lookup(slice.getInput()) +
+                    *offset * elementBytes(getElementTypeOrSelf(result)));
           op.setAttr("kiln.alias", UnitAttr::get(&getContext()));
           continue;
         }
@@ -176,7 +162,7 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
         auto [concat, column] = it->second;
         if (!bufferOf.count(concat))
           addBuffer(concat, position[&op]);
-        alias(result, concat, column * elementBytes(result.getType()));
+        alias(result, concat, column * elementBytes(getElementTypeOrSelf(result)));
         continue;
       }
       if (Value operand = overwritable(op)) {

@@ -51,6 +51,14 @@ inline void nextIndex(int64_t *index, const int64_t *shape, int rank) {
   }
 }
 
+/// The number of elements of a shape (its first `rank` dims).
+inline int64_t elementCount(const int64_t *shape, int rank) {
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d)
+    n *= shape[d];
+  return n;
+}
+
 inline void rowMajorStrides(const int64_t *shape, int rank, int64_t *strides) {
   int64_t stride = 1;
   for (int d = rank - 1; d >= 0; --d) {
@@ -75,9 +83,7 @@ template <typename T, typename R, typename Fn>
 void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int64_t *bShape,
             int bRank, R *out, const int64_t *outShape, int rank, Fn fn, int64_t outStride = 0,
             const kiln_abi_exec *exec = nullptr) {
-  int64_t total = 1;
-  for (int d = 0; d < rank; ++d)
-    total *= outShape[d];
+  const int64_t total = elementCount(outShape, rank);
   if (total == 0)
     return;
   if (rank == 0) {
@@ -85,13 +91,7 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
     return;
   }
   // Operands that are each the whole output or one element: one flat loop.
-  auto count = [](const int64_t *shape, int r) {
-    int64_t n = 1;
-    for (int d = 0; d < r; ++d)
-      n *= shape[d];
-    return n;
-  };
-  const int64_t aCount = count(aShape, aRank), bCount = count(bShape, bRank);
+  const int64_t aCount = elementCount(aShape, aRank), bCount = elementCount(bShape, bRank);
   if (outStride == 0 && (aCount == total || aCount == 1) && (bCount == total || bCount == 1)) {
     const int64_t aStep = aCount == total ? 1 : 0, bStep = bCount == total ? 1 : 0;
     inBlocks(total, exec, [&](int64_t begin, int64_t end) {
