@@ -303,28 +303,33 @@ inline void denseBlock(const float *A, int64_t lda, const float *W, int64_t K, i
 
 } // namespace detail
 
-/// C[M, N] = epilogue(A[M, K] * W) for W packed by packWeights. Rows of A
-/// and C are lda and ldc floats apart; C may not overlap A. Large M is split
-/// over the session's threads by rows, small M by panels.
-inline void dense(const float *A, int64_t lda, const float *W, int64_t K, int64_t N, float *C,
-                  int64_t ldc, int64_t M, const Epilogue &ep, const kiln_abi_exec *exec) {
+/// Splits a dense layer over the session's threads: fn(m0, m1, p0, p1) on
+/// row ranges (bounds multiples of rowAlign) when M is large, on panel
+/// ranges when it is small, on everything when the layer is too small to
+/// split.
+template <typename Fn>
+void splitDense(const kiln_abi_exec *exec, int64_t M, int64_t N, int64_t K, int64_t rowAlign,
+                Fn &&fn) {
   const int64_t P = panelCount(N), threads = threadCount(exec);
   // Below ~64k multiply-adds per thread a split costs more than it saves.
   if (threads > 1 && M * N * K >= threads * 65536) {
-    if (M >= 16 * threads) {
-      parallelRange(exec, M, 16, 6, [&](int64_t m0, int64_t m1) {
-        detail::denseBlock(A, lda, W, K, N, C, ldc, m0, m1, 0, P, ep);
-      });
-      return;
-    }
-    if (P >= 2) {
-      parallelRange(exec, P, 1, 1, [&](int64_t p0, int64_t p1) {
-        detail::denseBlock(A, lda, W, K, N, C, ldc, 0, M, p0, p1, ep);
-      });
-      return;
-    }
+    if (M >= 16 * threads)
+      return parallelRange(exec, M, 16, rowAlign,
+                           [&](int64_t m0, int64_t m1) { fn(m0, m1, int64_t(0), P); });
+    if (P >= 2)
+      return parallelRange(exec, P, 1, 1,
+                           [&](int64_t p0, int64_t p1) { fn(int64_t(0), M, p0, p1); });
   }
-  detail::denseBlock(A, lda, W, K, N, C, ldc, 0, M, 0, P, ep);
+  fn(int64_t(0), M, int64_t(0), P);
+}
+
+/// C[M, N] = epilogue(A[M, K] * W) for W packed by packWeights. Rows of A
+/// and C are lda and ldc floats apart; C may not overlap A.
+inline void dense(const float *A, int64_t lda, const float *W, int64_t K, int64_t N, float *C,
+                  int64_t ldc, int64_t M, const Epilogue &ep, const kiln_abi_exec *exec) {
+  splitDense(exec, M, N, K, 6, [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+    detail::denseBlock(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
+  });
 }
 
 } // namespace kiln::cpu

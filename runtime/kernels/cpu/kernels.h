@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "gemm.h"
+#include "quantized.h"
 #include "vmath.h"
 
 namespace kiln::cpu {
@@ -931,10 +932,14 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
   return true;
 }
 
-/// One table of embeddingBags: `rows` x `dim` values, `hotness` ids per sample.
+/// One table of embeddingBags: `rows` x `dim` values, `hotness` ids per
+/// sample; with `bits` 8 or 4, `rowwise` holds the rows in quantized.h's
+/// row-wise format instead of `data`.
 template <typename T> struct BagTable {
   const T *data;
   int64_t rows, dim, hotness;
+  const uint8_t *rowwise = nullptr;
+  int bits = 0;
 };
 
 /// Fixed-hotness bags of `count` tables side by side in one pass. Sample b's
@@ -956,9 +961,18 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
         if (id < (wrapNegative ? -tables[t].rows : 0) || id >= tables[t].rows)
           return false;
       }
-  auto rowOf = [&](int64_t b, int64_t t, int64_t k) {
+  auto rowIndex = [&](int64_t b, int64_t t, int64_t k) {
     I id = ids[b * idsRow + columns[k]];
-    return tables[t].data + (id < 0 ? id + tables[t].rows : int64_t(id)) * tables[t].dim;
+    return id < 0 ? id + tables[t].rows : int64_t(id);
+  };
+  auto rowBytes = [&](int64_t t) {
+    return tables[t].rowwise ? quantizedRowBytes(tables[t].dim, tables[t].bits)
+                             : tables[t].dim * int64_t(sizeof(T));
+  };
+  auto rowOf = [&](int64_t b, int64_t t, int64_t k) {
+    const char *base = tables[t].rowwise ? reinterpret_cast<const char *>(tables[t].rowwise)
+                                         : reinterpret_cast<const char *>(tables[t].data);
+    return base + rowIndex(b, t, k) * rowBytes(t);
   };
   // A position in the lookup sequence: sample b, table t, lookup k of the
   // sample (l of the table).
@@ -982,7 +996,7 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
     auto prefetchNext = [&] {
       if (ahead.b >= b1)
         return;
-      prefetchBytes(rowOf(ahead.b, ahead.t, ahead.k), tables[ahead.t].dim * sizeof(T));
+      prefetchBytes(rowOf(ahead.b, ahead.t, ahead.k), rowBytes(ahead.t));
       ++ahead.l;
       ++ahead.k;
       settle(ahead);
@@ -997,7 +1011,11 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
           std::fill(y, y + dim, T(0));
         for (int64_t l = 0; l < hotness; ++l) {
           prefetchNext();
-          poolRow(y, rowOf(b, t, k + l), dim, mode, l == 0, T(1));
+          if (tables[t].rowwise)
+            poolQuantizedRow(y, reinterpret_cast<const uint8_t *>(rowOf(b, t, k + l)), dim,
+                             tables[t].bits, mode, l == 0);
+          else
+            poolRow(y, reinterpret_cast<const T *>(rowOf(b, t, k + l)), dim, mode, l == 0, T(1));
         }
         if (mode == 1 && hotness > 1)
           for (int64_t d = 0; d < dim; ++d)

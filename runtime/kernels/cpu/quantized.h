@@ -1,0 +1,465 @@
+// quantized.h - dense layers on int8 and 16-bit weights, and row-wise
+// quantised embedding rows. The compiler (kiln-quantize, kiln-pack-weights)
+// uses the quantise and pack functions here, so each layout has one
+// definition.
+//
+// int8 dense: weights are symmetric per output column, w = scale[n] * q,
+// q in [-127, 127]; activations are quantised per row inside the kernel,
+// x = scale_a * (q_a - zp), q_a in [0, 127]. The AVX2 product is
+// vpmaddubsw (u8 x s8, adjacent pairs summed into int16) then vpmaddwd by
+// ones (pairs of int16 into int32). A pair is at most 2 * 127 * 128 = 32512
+// in magnitude, inside int16: activations use 7 bits so that vpmaddubsw
+// never saturates, whatever the weights (test/unit: the extreme values).
+// The int32 sums are exact; acc - zp * colsum[n] removes the zero point, and
+// the float result scale_a * scale[n] * that gets the dense epilogue.
+//
+// Packed int8 layout ([P, ceil(K/4), 64] bytes): 16-column panels as for
+// f32, each k-group of 4 stored as [16 columns][4 k], so one 32-byte load is
+// 8 columns x 4 k, the operand vpmaddubsw pairs with 4 broadcast bytes of A.
+//
+// 16-bit weights (fp16 or bf16) keep the f32 panel layout [P, K, 16] and
+// are widened to f32 as they are loaded; the arithmetic is f32.
+//
+// Row-wise tables (FBGEMM style): each row is its `dim` values quantised to
+// 8 or 4 bits (two per byte, low nibble first) followed by an fp16 scale and
+// an fp16 bias: value = scale * q + bias.
+#ifndef KILN_KERNELS_CPU_QUANTIZED_H
+#define KILN_KERNELS_CPU_QUANTIZED_H
+
+#include "gemm.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace kiln::cpu {
+
+constexpr int64_t kInt8ActivationMax = 127;
+/// Deepest int8 layer: four quantised rows of A fit the kernel's stack buffer.
+constexpr int64_t kMaxInt8Depth = 16384;
+
+inline int64_t int8GroupCount(int64_t k) { return (k + 3) / 4; }
+
+//===----------------------------------------------------------------------===//
+// Half-precision conversions (round to nearest even)
+//===----------------------------------------------------------------------===//
+
+inline uint16_t floatToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) // NaN stays a quiet NaN
+    return uint16_t((u >> 16) | 0x40);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+inline float bf16ToFloat(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t floatToFp16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 16) & 0x8000u, absu = u & 0x7fffffffu;
+  if (absu >= 0x7f800000u) // inf or NaN
+    return uint16_t(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0));
+  if (absu >= 0x477ff000u) // rounds past the largest half: inf
+    return uint16_t(sign | 0x7c00u);
+  if (absu < 0x38800000u) { // subnormal half (or zero): scale into 2^-24 units
+    float a;
+    std::memcpy(&a, &absu, 4);
+    return uint16_t(sign | uint32_t(std::nearbyint(a * 16777216.0f)));
+  }
+  uint32_t h = ((absu - 0x38000000u) >> 13);
+  const uint32_t rest = absu & 0x1fffu;
+  h += rest > 0x1000u || (rest == 0x1000u && (h & 1));
+  return uint16_t(sign | h);
+}
+
+inline float fp16ToFloat(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float f;
+  if (e == 0) {
+    f = std::ldexp(float(m), -24);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u |= sign;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  uint32_t u = sign | (e == 31 ? 0x7f800000u | (m << 13) : ((e + 112) << 23) | (m << 13));
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+//===----------------------------------------------------------------------===//
+// Row-wise quantised tables
+//===----------------------------------------------------------------------===//
+
+/// Bytes of one quantised row of `dim` values at `bits` (8 or 4).
+inline int64_t quantizedRowBytes(int64_t dim, int bits) {
+  return (bits == 4 ? (dim + 1) / 2 : dim) + 2 * int64_t(sizeof(uint16_t));
+}
+
+/// Quantises one row: min/max range, fp16 scale and bias, values rounded
+/// with the stored (fp16) scale and bias so that only q carries error.
+inline void quantizeTableRow(const float *x, int64_t dim, int bits, uint8_t *out) {
+  float lo = dim ? x[0] : 0.0f, hi = lo;
+  for (int64_t d = 1; d < dim; ++d) {
+    lo = std::min(lo, x[d]);
+    hi = std::max(hi, x[d]);
+  }
+  const float levels = bits == 4 ? 15.0f : 255.0f;
+  uint16_t bias16 = floatToFp16(lo);
+  // The stored bias may round above the minimum; the range then starts there.
+  const float bias = fp16ToFloat(bias16);
+  uint16_t scale16 = floatToFp16((hi - std::min(bias, lo)) / levels);
+  float scale = fp16ToFloat(scale16);
+  if (!(scale > 0.0f) || !std::isfinite(scale)) {
+    scale16 = floatToFp16(1.0f);
+    scale = 1.0f;
+  }
+  const int64_t bytes = bits == 4 ? (dim + 1) / 2 : dim;
+  std::memset(out, 0, bytes);
+  for (int64_t d = 0; d < dim; ++d) {
+    float q = std::nearbyint((x[d] - bias) / scale);
+    uint8_t v = uint8_t(std::clamp(q, 0.0f, levels));
+    if (bits == 4)
+      out[d / 2] |= uint8_t(v << (4 * (d & 1)));
+    else
+      out[d] = v;
+  }
+  std::memcpy(out + bytes, &scale16, 2);
+  std::memcpy(out + bytes + 2, &bias16, 2);
+}
+
+/// Pools quantised row `row` into y like poolRow: stored on the first row of
+/// a bag, then added (mode 0/1) or maxed (mode 2).
+inline void poolQuantizedRow(float *y, const uint8_t *row, int64_t dim, int bits, int mode,
+                             bool first) {
+  const int64_t bytes = bits == 4 ? (dim + 1) / 2 : dim;
+  uint16_t s16, b16;
+  std::memcpy(&s16, row + bytes, 2);
+  std::memcpy(&b16, row + bytes + 2, 2);
+  const float scale = fp16ToFloat(s16), bias = fp16ToFloat(b16);
+  int64_t d = 0;
+#ifdef KILN_AVX2
+  if (bits == 8) {
+    const __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(bias);
+    for (; d + 8 <= dim; d += 8) {
+      __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(row + d));
+      __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q8)), vs, vb);
+      if (!first)
+        v = mode == 2 ? _mm256_max_ps(v, _mm256_loadu_ps(y + d))
+                      : _mm256_add_ps(v, _mm256_loadu_ps(y + d));
+      _mm256_storeu_ps(y + d, v);
+    }
+  }
+#endif
+  for (; d < dim; ++d) {
+    const int q = bits == 4 ? (row[d / 2] >> (4 * (d & 1))) & 15 : row[d];
+    const float v = scale * float(q) + bias;
+    y[d] = first ? v : mode == 2 ? std::max(y[d], v) : y[d] + v;
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// int8 weights
+//===----------------------------------------------------------------------===//
+
+/// Quantises W [K, N] per column: q[k, n] = round(W / scale[n]) in
+/// [-127, 127], scale[n] = max |W[:, n]| / 127; sums[n] = sum over k of q.
+inline void quantizeWeightsInt8(const float *W, int64_t K, int64_t N, int8_t *q, float *scale,
+                                int32_t *sums) {
+  for (int64_t n = 0; n < N; ++n) {
+    float m = 0;
+    for (int64_t k = 0; k < K; ++k)
+      m = std::max(m, std::fabs(W[k * N + n]));
+    scale[n] = m > 0 && std::isfinite(m) ? m / 127.0f : 1.0f;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      float v = std::clamp(std::nearbyint(W[k * N + n] / scale[n]), -127.0f, 127.0f);
+      q[k * N + n] = int8_t(v);
+      sum += int32_t(v);
+    }
+    sums[n] = sum;
+  }
+}
+
+/// out[P][ceil(K/4)][16][4] from q [K, N] (see the header comment).
+inline void packWeightsInt8(const int8_t *q, int64_t K, int64_t N, int8_t *out) {
+  const int64_t G = int8GroupCount(K);
+  for (int64_t p = 0, P = panelCount(N); p < P; ++p)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t c = 0; c < kPanelWidth; ++c)
+        for (int64_t j = 0; j < 4; ++j) {
+          const int64_t k = g * 4 + j, n = p * kPanelWidth + c;
+          out[((p * G + g) * kPanelWidth + c) * 4 + j] = k < K && n < N ? q[k * N + n] : 0;
+        }
+}
+
+/// Quantises one row of activations to [0, 127]: the row's range (widened
+/// to include 0, so that zero is exact) in 127 steps. Writes groups * 4
+/// bytes, the padding at the zero point (the padded weights are 0).
+inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &scale,
+                                  int32_t &zeroPoint) {
+  float lo = 0, hi = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    lo = std::min(lo, x[k]);
+    hi = std::max(hi, x[k]);
+  }
+  scale = (hi - lo) / float(kInt8ActivationMax);
+  if (!(scale > 0.0f) || !std::isfinite(scale))
+    scale = 1.0f;
+  const float inv = 1.0f / scale;
+  zeroPoint = int32_t(std::clamp(std::nearbyint(-lo * inv), 0.0f, float(kInt8ActivationMax)));
+  const float zp = float(zeroPoint);
+  for (int64_t k = 0; k < K; ++k)
+    q[k] = uint8_t(std::clamp(std::nearbyint(x[k] * inv) + zp, 0.0f, float(kInt8ActivationMax)));
+  for (int64_t k = K, end = int8GroupCount(K) * 4; k < end; ++k)
+    q[k] = uint8_t(zeroPoint);
+}
+
+/// What an int8 layer needs besides A and C.
+struct Int8Weights {
+  const int8_t *packed;  // packWeightsInt8's layout
+  const float *scale;    // N per-column scales
+  const int32_t *sums;   // N column sums of q
+};
+
+namespace detail {
+
+/// Activations of up to kInt8Rows rows, quantised.
+constexpr int kInt8Rows = 4;
+struct QuantizedRows {
+  const uint8_t *q; // row r at q + r * stride
+  int64_t stride;
+  const float *scale;
+  const int32_t *zeroPoint;
+};
+
+/// The f32 value of int8 accumulators: (acc - zp * sums) * scale_a * scale.
+inline float dequantize(int32_t acc, int32_t zp, int32_t sum, float scaleA, float scaleW) {
+  return float(acc - zp * sum) * (scaleA * scaleW);
+}
+
+#ifdef KILN_AVX2
+/// C[R rows, P panels] = epilogue(dequantize(qA W)) over all k-groups.
+template <int R, int P>
+inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t panelStride, int64_t groups,
+                     const Int8Weights &w, const Tile &t) {
+  __m256i acc[R][2 * P];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2 * P; ++v)
+      acc[r][v] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i b[2 * P];
+    for (int p = 0; p < P; ++p) {
+      const int8_t *src = W + p * panelStride + g * 64;
+      b[2 * p] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src));
+      b[2 * p + 1] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + 32));
+    }
+    for (int r = 0; r < R; ++r) {
+      int32_t four;
+      std::memcpy(&four, a.q + r * a.stride + g * 4, 4);
+      const __m256i x = _mm256_set1_epi32(four);
+      for (int v = 0; v < 2 * P; ++v)
+        acc[r][v] = _mm256_add_epi32(
+            acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b[v]), ones));
+    }
+  }
+  alignas(32) float out[R][2 * P][8];
+  for (int v = 0; v < 2 * P && v * 8 < t.cols; ++v) {
+    const int64_t c = t.col + v * 8;
+    const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - v * 8));
+    const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
+    const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
+    for (int r = 0; r < R; ++r) {
+      __m256i exact = _mm256_sub_epi32(acc[r][v],
+                                       _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
+      _mm256_store_ps(out[r][v], _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
+                                               _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
+    }
+  }
+  storeTile<R, P>(out, t);
+}
+
+template <int P>
+inline void int8TileRows(int64_t rows, const QuantizedRows &a, const int8_t *W, int64_t panelStride,
+                         int64_t groups, const Int8Weights &w, const Tile &t) {
+  switch (rows) {
+  case 1:
+    return int8Tile<1, P>(a, W, panelStride, groups, w, t);
+  case 2:
+    return int8Tile<2, P>(a, W, panelStride, groups, w, t);
+  case 3:
+    return int8Tile<3, P>(a, W, panelStride, groups, w, t);
+  case 4:
+    return int8Tile<4, P>(a, W, panelStride, groups, w, t);
+  }
+}
+#endif
+
+/// Rows [m0, m1) and panels [p0, p1) of an int8 layer: blocks of rows are
+/// quantised once into a stack buffer, then every panel runs over them.
+inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N,
+                           float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                           const Epilogue &ep) {
+  constexpr int64_t kBufferBytes = kInt8Rows * kMaxInt8Depth;
+  constexpr int64_t kMaxBlockRows = 48;
+  alignas(32) uint8_t buffer[kBufferBytes];
+  float scale[kMaxBlockRows];
+  int32_t zeroPoint[kMaxBlockRows];
+  const int64_t groups = int8GroupCount(K), stride = groups * 4, panelStride = groups * 64;
+  const int64_t blockRows =
+      std::clamp<int64_t>(kBufferBytes / stride / kInt8Rows * kInt8Rows, kInt8Rows, kMaxBlockRows);
+  for (int64_t mb = m0; mb < m1; mb += blockRows) {
+    const int64_t me = std::min(mb + blockRows, m1);
+    for (int64_t m = mb; m < me; ++m)
+      quantizeActivationRow(A + m * lda, K, buffer + (m - mb) * stride, scale[m - mb],
+                            zeroPoint[m - mb]);
+    // One row reads two panels at once, for more independent sums in flight.
+    const int64_t group = me - mb == 1 ? 2 : 1;
+    for (int64_t p = p0; p < p1;) {
+      const int64_t panels = p + group <= p1 ? group : 1, col = p * kPanelWidth;
+      for (int64_t i = mb; i < me; i += kInt8Rows) {
+        const int64_t rows = std::min<int64_t>(kInt8Rows, me - i);
+        QuantizedRows a{buffer + (i - mb) * stride, stride, scale + (i - mb), zeroPoint + (i - mb)};
+        Tile t{nullptr, 0, 0, nullptr, 0, 0, C + i * ldc + col, ldc,
+               std::min(N - col, panels * kPanelWidth), false, false, &ep, i, col};
+        const int8_t *W = w.packed + p * panelStride;
+#ifdef KILN_AVX2
+        if (panels == 2)
+          int8TileRows<2>(rows, a, W, panelStride, groups, w, t);
+        else
+          int8TileRows<1>(rows, a, W, panelStride, groups, w, t);
+#else
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < t.cols; ++c) {
+            const int64_t n = col + c;
+            const int8_t *wp = W + (c / kPanelWidth) * panelStride + (c % kPanelWidth) * 4;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < stride; ++k)
+              acc += int32_t(a.q[r * stride + k]) * wp[(k / 4) * 64 + k % 4];
+            C[(i + r) * ldc + n] = applyEpilogue(
+                dequantize(acc, a.zeroPoint[r], w.sums[n], a.scale[r], w.scale[n]), ep, i + r, n);
+          }
+#endif
+      }
+      p += panels;
+    }
+  }
+}
+
+} // namespace detail
+
+/// C[M, N] = epilogue(A[M, K] * W) for int8 weights (K <= kMaxInt8Depth),
+/// A quantised per row on the fly.
+inline void denseInt8(const float *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N,
+                      float *C, int64_t ldc, int64_t M, const Epilogue &ep,
+                      const kiln_abi_exec *exec) {
+  splitDense(exec, M, N, K, detail::kInt8Rows, [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+    detail::denseInt8Block(A, lda, w, K, N, C, ldc, m0, m1, p0, p1, ep);
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// 16-bit weights
+//===----------------------------------------------------------------------===//
+
+/// How 16-bit weights widen to f32.
+enum class HalfFormat { Fp16, Bf16 };
+
+namespace detail {
+
+#ifdef KILN_AVX2
+template <HalfFormat F> inline __m256 loadHalf8(const uint16_t *p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+  if constexpr (F == HalfFormat::Fp16)
+    return _mm256_cvtph_ps(h);
+  else
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/// tile<R, 1> of gemm.h on 16-bit weights.
+template <HalfFormat F, int R> inline void halfTile(const Tile &t, const uint16_t *W) {
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r)
+    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < t.depth; ++k) {
+    const uint16_t *w = W + k * kPanelWidth;
+    const __m256 b0 = loadHalf8<F>(w), b1 = loadHalf8<F>(w + 8);
+    for (int r = 0; r < R; ++r) {
+      const __m256 x = _mm256_broadcast_ss(t.A + r * t.rowStride + k);
+      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+    }
+  }
+  alignas(32) float out[R][2][8];
+  for (int r = 0; r < R; ++r) {
+    _mm256_store_ps(out[r][0], acc[r][0]);
+    _mm256_store_ps(out[r][1], acc[r][1]);
+  }
+  storeTile<R, 1>(out, t);
+}
+#endif
+
+template <HalfFormat F>
+inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64_t K, int64_t N,
+                           float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                           const Epilogue &ep) {
+  const int64_t panelStride = K * kPanelWidth;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t col = p * kPanelWidth;
+    for (int64_t i = m0; i < m1; i += 4) {
+      const int64_t rows = std::min<int64_t>(4, m1 - i);
+      Tile t{A + i * lda, lda, 1, nullptr, 0, K, C + i * ldc + col, ldc,
+             std::min(N - col, kPanelWidth), false, false, &ep, i, col};
+      const uint16_t *w = W + p * panelStride;
+#ifdef KILN_AVX2
+      switch (rows) {
+      case 1:
+        halfTile<F, 1>(t, w);
+        break;
+      case 2:
+        halfTile<F, 2>(t, w);
+        break;
+      case 3:
+        halfTile<F, 3>(t, w);
+        break;
+      default:
+        halfTile<F, 4>(t, w);
+        break;
+      }
+#else
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < t.cols; ++c) {
+          float acc = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            uint16_t h = w[k * kPanelWidth + c];
+            acc += A[(i + r) * lda + k] * (F == HalfFormat::Fp16 ? fp16ToFloat(h) : bf16ToFloat(h));
+          }
+          C[(i + r) * ldc + col + c] = applyEpilogue(acc, ep, i + r, col + c);
+        }
+#endif
+    }
+  }
+}
+
+} // namespace detail
+
+/// C[M, N] = epilogue(A[M, K] * W) for 16-bit weights in the f32 panel
+/// layout, accumulated in f32.
+template <HalfFormat F>
+void denseHalf(const float *A, int64_t lda, const uint16_t *W, int64_t K, int64_t N, float *C,
+               int64_t ldc, int64_t M, const Epilogue &ep, const kiln_abi_exec *exec) {
+  splitDense(exec, M, N, K, 4, [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+    detail::denseHalfBlock<F>(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
+  });
+}
+
+} // namespace kiln::cpu
+
+#endif

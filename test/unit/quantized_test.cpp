@@ -1,0 +1,294 @@
+// quantized_test.cpp - int8 and 16-bit dense layers, half conversions and
+// row-wise quantised embedding rows against plain reference loops.
+#include "kernels.h"
+#include "quantized.h"
+#include "thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace kiln::cpu;
+
+namespace {
+
+std::vector<float> uniform(size_t n, unsigned seed, float lo = -1, float hi = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+struct Shape {
+  int64_t m, n, k;
+};
+const Shape kShapes[] = {{1, 1, 1},    {1, 17, 5},    {2, 33, 64},   {3, 16, 3},    {4, 40, 7},
+                         {5, 100, 300}, {7, 64, 513}, {16, 48, 1030}, {49, 70, 129}, {97, 130, 600}};
+
+struct Int8Layer {
+  std::vector<int8_t> q, packed;
+  std::vector<float> scale;
+  std::vector<int32_t> sums;
+  Int8Weights view() const { return {packed.data(), scale.data(), sums.data()}; }
+};
+
+Int8Layer quantizeLayer(const std::vector<float> &W, int64_t K, int64_t N) {
+  Int8Layer l;
+  l.q.resize(K * N);
+  l.scale.resize(N);
+  l.sums.resize(N);
+  quantizeWeightsInt8(W.data(), K, N, l.q.data(), l.scale.data(), l.sums.data());
+  l.packed.resize(panelCount(N) * int8GroupCount(K) * 64);
+  packWeightsInt8(l.q.data(), K, N, l.packed.data());
+  return l;
+}
+
+/// The int8 layer computed exactly in integers from the same quantised
+/// values, then the epilogue (bias and activation).
+std::vector<float> int8Reference(const std::vector<float> &A, const Int8Layer &l,
+                                 const std::vector<float> &bias, const Shape &s, Activation act) {
+  std::vector<float> out(s.m * s.n);
+  std::vector<uint8_t> qa(int8GroupCount(s.k) * 4);
+  for (int64_t i = 0; i < s.m; ++i) {
+    float scale;
+    int32_t zp;
+    quantizeActivationRow(A.data() + i * s.k, s.k, qa.data(), scale, zp);
+    for (int64_t j = 0; j < s.n; ++j) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < s.k; ++k)
+        acc += (int64_t(qa[k]) - zp) * l.q[k * s.n + j];
+      out[i * s.n + j] = activate(float(double(acc) * scale * l.scale[j]) + bias[j], act);
+    }
+  }
+  return out;
+}
+
+void checkInt8(const Shape &s, Activation act, const kiln_abi_exec *exec) {
+  const unsigned seed = unsigned(s.m * 131 + s.n * 17 + s.k);
+  auto A = uniform(s.m * s.k, seed, -0.5f, 1.5f), W = uniform(s.k * s.n, seed + 1),
+       bias = uniform(s.n, seed + 2);
+  Int8Layer l = quantizeLayer(W, s.k, s.n);
+  Epilogue ep;
+  ep.bias = bias.data();
+  ep.activation = act;
+  std::vector<float> out(s.m * s.n, NAN);
+  denseInt8(A.data(), s.k, l.view(), s.k, s.n, out.data(), s.n, s.m, ep, exec);
+  auto want = int8Reference(A, l, bias, s, act);
+  for (int64_t i = 0; i < s.m * s.n; ++i)
+    ASSERT_NEAR(out[i], want[i], 1e-5f * (1 + std::abs(want[i])))
+        << "M " << s.m << " N " << s.n << " K " << s.k << " at " << i;
+}
+
+TEST(Int8Dense, MatchesExactIntegerReference) {
+  for (const Shape &s : kShapes)
+    for (Activation act : {Activation::None, Activation::Relu, Activation::Sigmoid})
+      checkInt8(s, act, nullptr);
+}
+
+TEST(Int8Dense, MatchesOnAThreadPool) {
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(3));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  for (const Shape &s : kShapes)
+    checkInt8(s, Activation::Relu, &exec);
+}
+
+TEST(Int8Dense, CloseToFloat) {
+  // The quantisation error of a 256-deep layer stays well under 1% of the
+  // output's scale.
+  const Shape s{64, 64, 256};
+  auto A = uniform(s.m * s.k, 5, 0, 1), W = uniform(s.k * s.n, 6);
+  Int8Layer l = quantizeLayer(W, s.k, s.n);
+  std::vector<float> out(s.m * s.n);
+  denseInt8(A.data(), s.k, l.view(), s.k, s.n, out.data(), s.n, s.m, Epilogue{}, nullptr);
+  double worst = 0, norm = 0;
+  for (int64_t i = 0; i < s.m; ++i)
+    for (int64_t j = 0; j < s.n; ++j) {
+      double want = 0;
+      for (int64_t k = 0; k < s.k; ++k)
+        want += double(A[i * s.k + k]) * W[k * s.n + j];
+      worst = std::max(worst, std::abs(out[i * s.n + j] - want));
+      norm = std::max(norm, std::abs(want));
+    }
+  EXPECT_LT(worst, 0.01 * norm);
+}
+
+TEST(Int8Dense, NoInt16OverflowAtTheExtremes) {
+  // Every activation quantises to 127 (x = 1: range [0, 1], zero point 0)
+  // and every weight is -128 or 127, the largest magnitudes vpmaddubsw can
+  // pair: 2 * 127 * -128 = -32512 and 2 * 127 * 127 = 32258 fit in int16,
+  // so the sums are exact: K * 127 * w, times the activation scale 1/127.
+  for (int64_t K : {int64_t(4), int64_t(1023), int64_t(4096), kMaxInt8Depth})
+    for (int8_t w : {int8_t(-128), int8_t(127)})
+      for (int64_t M : {1, 3, 50}) {
+        const int64_t N = 20;
+        std::vector<int8_t> q(K * N, w), packed(panelCount(N) * int8GroupCount(K) * 64);
+        packWeightsInt8(q.data(), K, N, packed.data());
+        std::vector<float> scale(N, 1.0f);
+        std::vector<int32_t> sums(N, int32_t(K * w));
+        std::vector<float> A(M * K, 1.0f), out(M * N);
+        denseInt8(A.data(), K, Int8Weights{packed.data(), scale.data(), sums.data()}, K, N,
+                  out.data(), N, M, Epilogue{}, nullptr);
+        const double want = double(K) * w;
+        for (float v : out)
+          ASSERT_NEAR(v, want, std::abs(want) * 1e-6) << "K " << K << " w " << int(w);
+      }
+}
+
+TEST(Int8Dense, ActivationRowsUseSevenBits) {
+  // Negative and positive values: the zero point sits inside [0, 127], the
+  // extremes map to 0 and 127 and zero is exact.
+  const float x[] = {-2.0f, 0.0f, 1.0f, 3.0f, 0.5f};
+  uint8_t q[8];
+  float scale;
+  int32_t zp;
+  quantizeActivationRow(x, 5, q, scale, zp);
+  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(q[3], 127);
+  EXPECT_EQ(q[1], zp);
+  EXPECT_NEAR(scale, 5.0f / 127, 1e-7);
+  for (int k = 5; k < 8; ++k)
+    EXPECT_EQ(q[k], zp) << "padding";
+  for (int k = 0; k < 5; ++k)
+    EXPECT_NEAR(scale * (q[k] - zp), x[k], scale / 2 + 1e-6);
+}
+
+TEST(HalfConversion, MatchesF16cOnEveryHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    float want = _cvtsh_ss(uint16_t(h)), got = fp16ToFloat(uint16_t(h));
+    if (std::isnan(want))
+      ASSERT_TRUE(std::isnan(got)) << h;
+    else
+      ASSERT_EQ(got, want) << h;
+  }
+}
+
+TEST(HalfConversion, RoundsLikeF16c) {
+  std::mt19937 rng(7);
+  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f,
+                               6.1e-5f, INFINITY, -INFINITY, 1.0f / 3, 1e30f};
+  std::uniform_int_distribution<uint32_t> bits(0, 0xffffffffu);
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t u = bits(rng);
+    float f;
+    std::memcpy(&f, &u, 4);
+    values.push_back(f);
+  }
+  for (float f : values) {
+    if (std::isnan(f))
+      continue;
+    ASSERT_EQ(floatToFp16(f), _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)) << f;
+  }
+  EXPECT_EQ(floatToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(bf16ToFloat(floatToBf16(1.00390625f)), 1.0f);    // tie to even
+  EXPECT_EQ(bf16ToFloat(floatToBf16(1.01171875f)), 1.015625f); // tie to even, up
+  EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));
+}
+
+template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
+  for (const Shape &s : kShapes) {
+    auto A = uniform(s.m * s.k, unsigned(s.k), -1, 1), W = uniform(s.k * s.n, unsigned(s.n)),
+         bias = uniform(s.n, 3);
+    // The reference multiplies by the weights as the kernel sees them.
+    std::vector<float> rounded(W.size()), packedF(panelCount(s.n) * s.k * kPanelWidth);
+    for (size_t i = 0; i < W.size(); ++i)
+      rounded[i] = F == HalfFormat::Fp16 ? fp16ToFloat(floatToFp16(W[i]))
+                                         : bf16ToFloat(floatToBf16(W[i]));
+    packWeights(W.data(), false, s.k, s.n, 1.0f, packedF.data());
+    std::vector<uint16_t> packed(packedF.size());
+    for (size_t i = 0; i < packed.size(); ++i)
+      packed[i] = F == HalfFormat::Fp16 ? floatToFp16(packedF[i]) : floatToBf16(packedF[i]);
+    Epilogue ep;
+    ep.bias = bias.data();
+    ep.activation = Activation::Tanh;
+    std::vector<float> out(s.m * s.n, NAN);
+    denseHalf<F>(A.data(), s.k, packed.data(), s.k, s.n, out.data(), s.n, s.m, ep, exec);
+    for (int64_t i = 0; i < s.m; ++i)
+      for (int64_t j = 0; j < s.n; ++j) {
+        double acc = bias[j];
+        for (int64_t k = 0; k < s.k; ++k)
+          acc += double(A[i * s.k + k]) * rounded[k * s.n + j];
+        ASSERT_NEAR(out[i * s.n + j], std::tanh(acc), 1e-4)
+            << "M " << s.m << " N " << s.n << " K " << s.k;
+      }
+  }
+}
+
+TEST(HalfDense, Fp16MatchesRoundedWeights) { checkHalf<HalfFormat::Fp16>(nullptr); }
+TEST(HalfDense, Bf16MatchesRoundedWeights) { checkHalf<HalfFormat::Bf16>(nullptr); }
+TEST(HalfDense, OnAThreadPool) {
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(2));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  checkHalf<HalfFormat::Bf16>(&exec);
+}
+
+TEST(RowwiseTables, RowsRoundTripWithinHalfAStep) {
+  for (int bits : {8, 4})
+    for (int64_t dim : {1, 2, 7, 16, 33}) {
+      auto x = uniform(dim, unsigned(dim * bits), -3, 2);
+      std::vector<uint8_t> row(quantizedRowBytes(dim, bits));
+      quantizeTableRow(x.data(), dim, bits, row.data());
+      std::vector<float> y(dim);
+      poolQuantizedRow(y.data(), row.data(), dim, bits, 0, true);
+      float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+      const float step = (hi - lo) / (bits == 4 ? 15 : 255);
+      for (int64_t d = 0; d < dim; ++d)
+        ASSERT_NEAR(y[d], x[d], 0.5f * step * 1.01f + 1e-3f * std::abs(lo) + 1e-6f)
+            << "bits " << bits << " dim " << dim << " d " << d;
+    }
+  // A constant row (zero range) comes back exactly when the value is a half.
+  const float same[] = {0.25f, 0.25f, 0.25f};
+  uint8_t row[3 + 4];
+  quantizeTableRow(same, 3, 8, row);
+  float y[3];
+  poolQuantizedRow(y, row, 3, 8, 0, true);
+  EXPECT_EQ(y[0], 0.25f);
+  EXPECT_EQ(y[2], 0.25f);
+}
+
+TEST(RowwiseTables, EmbeddingBagsPoolDequantizedRows) {
+  // The same bags over a row-wise table and over its dequantised f32 copy.
+  const int64_t batch = 9, idsRow = 4, rows = 13;
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(2));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  std::vector<int32_t> ids(batch * idsRow);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = int32_t((i * 5) % rows);
+  const int64_t columns[] = {0, 1, 3, 2};
+  for (int bits : {8, 4})
+    for (int64_t dim : {6, 16, 20}) {
+      auto x = uniform(rows * dim, unsigned(dim + bits));
+      const int64_t rowBytes = quantizedRowBytes(dim, bits);
+      std::vector<uint8_t> q(rows * rowBytes);
+      std::vector<float> deq(rows * dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        quantizeTableRow(x.data() + r * dim, dim, bits, q.data() + r * rowBytes);
+        poolQuantizedRow(deq.data() + r * dim, q.data() + r * rowBytes, dim, bits, 0, true);
+      }
+      const BagTable<float> quantized[] = {{nullptr, rows, dim, 3, q.data(), bits},
+                                           {nullptr, rows, dim, 1, q.data(), bits}};
+      const BagTable<float> plain[] = {{deq.data(), rows, dim, 3}, {deq.data(), rows, dim, 1}};
+      for (int mode : {0, 1, 2}) {
+        std::vector<float> got(batch * 2 * dim), want(batch * 2 * dim);
+        ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, quantized, 2, columns, mode, false,
+                                  got.data(), 2 * dim, &exec));
+        ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, plain, 2, columns, mode, false,
+                                  want.data(), 2 * dim, &exec));
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_NEAR(got[i], want[i], 1e-6f) << "bits " << bits << " dim " << dim;
+      }
+      ids[5] = int32_t(rows); // out of range is still refused
+      std::vector<float> out(batch * 2 * dim);
+      EXPECT_FALSE(embeddingBags(ids.data(), batch, idsRow, quantized, 2, columns, 0, false,
+                                 out.data(), 2 * dim, &exec));
+      ids[5] = 0;
+    }
+}
+
+} // namespace
