@@ -223,18 +223,25 @@ LogicalResult DenseOp::verify() {
   auto w = getWeight().getType();
   if (n < 1)
     return emitOpError("units must be positive");
+  const bool int8 = isInt8();
   if (w.getRank() == 2) {
     if (w.getDimSize(0) != k || w.getDimSize(1) != n)
       return emitOpError("weight must be [") << k << ", " << n << "], got " << w;
   } else if (w.getRank() == 3) {
-    if (w.getDimSize(0) != (n + 15) / 16 || w.getDimSize(1) != k || w.getDimSize(2) != 16)
+    SmallVector<int64_t, 3> packed = {(n + 15) / 16, k, 16};
+    if (int8)
+      packed = {(n + 15) / 16, (k + 3) / 4, 64};
+    if (w.getShape() != ArrayRef(packed))
       return emitOpError("packed weight must be [")
-             << (n + 15) / 16 << ", " << k << ", 16], got " << w;
+             << packed[0] << ", " << packed[1] << ", " << packed[2] << "], got " << w;
   } else {
     return emitOpError("weight must be [K, units] or packed [ceil(units/16), K, 16]");
   }
-  if (Value b = getBias(); b && (cast<RankedTensorType>(b.getType()).getShape() != ArrayRef(n)))
-    return emitOpError("bias must be [") << n << "]";
+  if (int8 != bool(getWeightScale()) || int8 != bool(getWeightSum()))
+    return emitOpError("i8 weights, and only they, take a weight scale and weight sums");
+  for (Value v : {getBias(), getWeightScale(), getWeightSum()})
+    if (v && cast<RankedTensorType>(v.getType()).getShape() != ArrayRef(n))
+      return emitOpError("bias, weight scale and weight sums must be [") << n << "]";
   for (Value v : {getMultiplier(), getResidual()})
     if (v && v.getType() != getType())
       return emitOpError("multiplier and residual must have the result type ") << getType();
@@ -289,6 +296,13 @@ LogicalResult InteractionOp::verify() {
   return success();
 }
 
+int64_t EmbeddingBagsOp::tableDim(RankedTensorType table, int64_t bits) {
+  int64_t cols = table.getDimSize(1);
+  if (bits == 32)
+    return cols;
+  return bits == 4 ? (cols - 4) * 2 : cols - 4;
+}
+
 KILN_INFER(EmbeddingBagsOp) {
   auto ids = shapeOf(adaptor.getIds());
   if (ids.getRank() < 1)
@@ -298,9 +312,9 @@ KILN_INFER(EmbeddingBagsOp) {
     auto table = shapeOf(t);
     if (table.getRank() != 2 || table.isDynamicDim(1))
       return emitOptionalError(loc, "embedding_bags tables must be [rows, dim] with a static dim");
-    width += table.getDimSize(1);
+    width += tableDim(table, adaptor.getBits());
   }
-  return push(types, {ids.getDimSize(0), width}, shapeOf(adaptor.getTables()[0]).getElementType());
+  return push(types, {ids.getDimSize(0), width}, Float32Type::get(context));
 }
 
 LogicalResult EmbeddingBagsOp::verify() {
@@ -320,6 +334,16 @@ LogicalResult EmbeddingBagsOp::verify() {
   }
   if (getMode() < 0 || getMode() > 2)
     return emitOpError("mode must be 0 (sum), 1 (mean) or 2 (max)");
+  const int64_t bits = getBits();
+  if (bits != 32 && bits != 8 && bits != 4)
+    return emitOpError("bits must be 32 (f32 tables), 8 or 4 (row-wise quantised)");
+  for (Value t : getTables()) {
+    auto table = cast<RankedTensorType>(t.getType());
+    if (table.getElementType().isF32() != (bits == 32))
+      return emitOpError("tables must be f32 at 32 bits, ui8 rows when quantised");
+    if (bits != 32 && table.getDimSize(1) <= 4)
+      return emitOpError("a quantised row needs its values and 4 bytes of scale and bias");
+  }
   return success();
 }
 

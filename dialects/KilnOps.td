@@ -49,7 +49,9 @@ def Kiln_ConstantOp : Kiln_Op<"constant", [ConstantLike]> {
     are stored once, outside the MLIRContext's uniqued attribute storage.
   }];
   let arguments = (ins ElementsAttr:$value);
-  let results = (outs Kiln_Tensor:$result);
+  // f16 and bf16 only as quantised dense weights.
+  let results = (outs RankedTensorOf<[F32, F64, F16, BF16, I1, I8, I16, I32, I64, UI8, UI16, UI32,
+                                      UI64]>:$result);
   let hasFolder = 1;
   let assemblyFormat = "attr-dict $value";
 }
@@ -85,14 +87,24 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     A layer against constant weights, formed from matmul/gemm by
     kiln-form-dense, with its bias, activation and residual add fused by
     kiln-fuse-epilogues. `weight` is op(B) as [K, `units`], or after
-    kiln-pack-weights the packed layout of the CPU kernels:
-    [ceil(units / 16), K, 16] (see runtime/kernels/cpu/gemm.h). `activation`
-    is one of none, relu, sigmoid, tanh, gelu (erf form), gelu_tanh; the
-    multiplier (elementwise, as in a DCN cross layer x0 * (W x + b) + x) and
-    then the residual are applied after it. Both have the result's shape.
+    kiln-pack-weights the packed layout of the CPU kernels (see
+    runtime/kernels/cpu/gemm.h and quantized.h): [ceil(units / 16), K, 16]
+    for f32, f16 and bf16 weights, [ceil(units / 16), ceil(K / 4), 64] for
+    i8. `activation` is one of none, relu, sigmoid, tanh, gelu (erf form),
+    gelu_tanh; the multiplier (elementwise, as in a DCN cross layer
+    x0 * (W x + b) + x) and then the residual are applied after it. Both
+    have the result's shape.
+
+    Quantised weights (kiln-quantize): f16 and bf16 weights are widened to
+    f32 as they are read. i8 weights are q in [-127, 127] with W = q *
+    `weight_scale`[n] per column, `weight_sum`[n] being the column sums of
+    q; the input is then quantised per row inside the kernel.
   }];
-  let arguments = (ins F32Tensor:$input, F32Tensor:$weight, Optional<F32Tensor>:$bias,
+  let arguments = (ins F32Tensor:$input,
+                   TensorOf<[F32, F16, BF16, I8]>:$weight,
+                   Optional<F32Tensor>:$bias,
                    Optional<F32Tensor>:$multiplier, Optional<F32Tensor>:$residual,
+                   Optional<F32Tensor>:$weight_scale, Optional<TensorOf<[I32]>>:$weight_sum,
                    I64Attr:$units,
                    DefaultValuedStrAttr<StrAttr, "none">:$activation);
   let results = (outs F32Tensor:$result);
@@ -101,10 +113,11 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     /// The depth K of the product.
     int64_t getDepth() { return getInput().getType().getShape().back(); }
     bool isPacked() { return getWeight().getType().getRank() == 3; }
+    bool isInt8() { return getWeight().getType().getElementType().isInteger(8); }
   }];
   let assemblyFormat = [{
     $input `,` $weight (`bias` $bias^)? (`multiplier` $multiplier^)?
-    (`residual` $residual^)? attr-dict `:`
+    (`residual` $residual^)? (`scale` $weight_scale^)? (`sums` $weight_sum^)? attr-dict `:`
     functional-type(operands, results)
   }];
 }
@@ -447,12 +460,22 @@ def Kiln_EmbeddingBagsOp : Kiln_Op<"embedding_bags"> {
     1 mean, 2 max). The result is [batch, sum of the tables' dims], the
     tables' pooled rows side by side. With `wrap_negative` an id in [-rows,
     0) counts from the end. Formed by kiln-group-embedding-bags.
+
+    With `bits` 8 or 4 (kiln-quantize) every table is ui8 [rows, row bytes]
+    in the row-wise format of runtime/kernels/cpu/quantized.h (values, then
+    an fp16 scale and bias): dim = row bytes - 4 at 8 bits, twice that at 4.
   }];
-  let arguments = (ins Kiln_IndexTensor:$ids, Variadic<F32Tensor>:$tables,
+  let arguments = (ins Kiln_IndexTensor:$ids,
+                   Variadic<TensorOf<[F32, UI8]>>:$tables,
                    DenseI64ArrayAttr:$columns, DenseI64ArrayAttr:$hotness, I64Attr:$mode,
-                   UnitAttr:$wrap_negative);
+                   UnitAttr:$wrap_negative, DefaultValuedAttr<I64Attr, "32">:$bits);
   let results = (outs F32Tensor:$result);
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The values per row of `table` at `bits`.
+    static int64_t tableDim(::mlir::RankedTensorType table, int64_t bits);
+    int64_t getTableDim(::mlir::RankedTensorType table) { return tableDim(table, getBits()); }
+  }];
   let assemblyFormat = "$ids `,` $tables attr-dict `:` functional-type(operands, results)";
 }
 

@@ -38,6 +38,8 @@ std::optional<ElementInfo> elementInfo(Type t) {
     return ElementInfo{"double", 2};
   if (t.isInteger(1))
     return ElementInfo{"bool", 7};
+  if (t.isF16() || t.isBF16()) // dense weights only, as bit patterns; no kiln_dtype
+    return ElementInfo{"uint16_t", 0};
   auto i = dyn_cast<IntegerType>(t);
   if (!i)
     return std::nullopt;
@@ -453,8 +455,13 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << "    const kiln::cpu::BagTable<" << T << "> tables[] = {\n";
             for (auto [table, hotness] : llvm::zip(e.getTables(), e.getHotness())) {
               auto type = cast<RankedTensorType>(table.getType());
-              os << "        {" << ptr(table) << ", " << type.getDimSize(0) << ", "
-                 << type.getDimSize(1) << ", " << hotness << "},\n";
+              if (e.getBits() == 32)
+                os << "        {" << ptr(table) << ", " << type.getDimSize(0) << ", "
+                   << type.getDimSize(1) << ", " << hotness << "},\n";
+              else // row-wise quantised: the rows in place of data
+                os << "        {nullptr, " << type.getDimSize(0) << ", "
+                   << e.getTableDim(type) << ", " << hotness << ", " << ptr(table) << ", "
+                   << e.getBits() << "},\n";
             }
             os << "    };\n"
                << "    if (!kiln::cpu::embeddingBags<" << T << ", " << elt(e.getIds()) << ">("
@@ -559,9 +566,22 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    ep.stride = " << units << ";\n";
             os << "    ep.activation = kiln::cpu::Activation("
                << denseActivationCode(d.getActivation()) << ");\n";
-            os << "    kiln::cpu::dense(" << ptr(d.getInput()) << ", " << k << ", "
-               << ptr(d.getWeight()) << ", " << k << ", " << units << ", " << ptr(out) << ", "
-               << rowStride(d, units) << ", " << n / units << ", ep, exec);\n";
+            Type w = d.getWeight().getType().getElementType();
+            std::string weights = ptr(d.getWeight());
+            if (d.isInt8()) {
+              os << "    const kiln::cpu::Int8Weights w{" << weights << ", "
+                 << ptr(d.getWeightScale()) << ", " << ptr(d.getWeightSum()) << "};\n";
+              os << "    kiln::cpu::denseInt8(";
+              weights = "w";
+            } else if (w.isF16() || w.isBF16()) {
+              os << "    kiln::cpu::denseHalf<kiln::cpu::HalfFormat::"
+                 << (w.isF16() ? "Fp16" : "Bf16") << ">(";
+            } else {
+              os << "    kiln::cpu::dense(";
+            }
+            os << ptr(d.getInput()) << ", " << k << ", " << weights << ", " << k << ", " << units
+               << ", " << ptr(out) << ", " << rowStride(d, units) << ", " << n / units
+               << ", ep, exec);\n";
             return success();
           })
           .Case([&](AttentionOp a) {

@@ -52,6 +52,19 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createFuseElementwise());
        }},
+      {"quantize",
+       [](PassManager &pm, const CompileOptions &o) {
+         if (!o.weightPrecision.empty()) {
+           QuantizeDenseOptions options;
+           options.precision = o.weightPrecision;
+           pm.addPass(createQuantizeDense(options));
+         }
+         if (o.tableBits != 32) {
+           QuantizeTablesOptions options;
+           options.bits = o.tableBits;
+           pm.addPass(createQuantizeTables(options));
+         }
+       }},
       {"pack-weights",
        [](PassManager &pm, const CompileOptions &) { pm.addPass(createPackWeights()); }},
       {"bound-index-inputs",

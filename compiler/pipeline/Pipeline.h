@@ -22,6 +22,10 @@ struct CompileOptions {
   bool quiet = false;
   /// Build the model with per-op timers (codegen/cpu: profile.h).
   bool profile = false;
+  /// Dense weight precision: "" (f32), "int8", "fp16" or "bf16".
+  std::string weightPrecision;
+  /// Embedding table bits: 32 (f32), 8 or 4 (row-wise quantised).
+  int tableBits = 32;
   /// Graph inputs to bake in as constants: name -> TensorProto file.
   std::vector<std::pair<std::string, std::string>> freeze;
 };

@@ -91,7 +91,8 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     rewriter.setInsertionPoint(mm);
     int64_t n = mm.getRhs().getType().getDimSize(1);
     rewriter.replaceOpWithNewOp<DenseOp>(mm, mm.getType(), mm.getLhs(), mm.getRhs(), Value(),
-                                         Value(), Value(), rewriter.getI64IntegerAttr(n),
+                                         Value(), Value(), Value(), Value(),
+                                         rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
   }
 
@@ -123,7 +124,7 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     if (replaced[1] == replaced[0])
       replaced[1] = nullptr;
     rewriter.replaceOpWithNewOp<DenseOp>(g, g.getType(), g.getA(), w, bias, Value(), residual,
-                                         rewriter.getI64IntegerAttr(n),
+                                         Value(), Value(), rewriter.getI64IntegerAttr(n),
                                          rewriter.getStringAttr("none"));
     for (Operation *c : replaced)
       if (c && c->use_empty())

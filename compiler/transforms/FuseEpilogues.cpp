@@ -34,7 +34,8 @@ DenseOp soleDense(Value v) {
 DenseOp replaceWithDense(PatternRewriter &rewriter, Operation *op, DenseOp d, Value bias,
                          StringRef activation, Value multiplier, Value residual) {
   return rewriter.replaceOpWithNewOp<DenseOp>(op, d.getType(), d.getInput(), d.getWeight(), bias,
-                                              multiplier, residual, d.getUnitsAttr(),
+                                              multiplier, residual, d.getWeightScale(),
+                                              d.getWeightSum(), d.getUnitsAttr(),
                                               rewriter.getStringAttr(activation));
 }
 

@@ -163,7 +163,7 @@ bool groupConcat(ConcatOp concat) {
         builder, loc, RankedTensorType::get({outer, width}, type.getElementType()), first.source,
         tables, builder.getDenseI64ArrayAttr(columns), builder.getDenseI64ArrayAttr(hotness),
         builder.getI64IntegerAttr(first.mode),
-        first.wrapNegative ? builder.getUnitAttr() : nullptr);
+        first.wrapNegative ? builder.getUnitAttr() : nullptr, nullptr);
     SmallVector<int64_t> shape(cast<RankedTensorType>(inputs[i].getType()).getShape());
     shape[axis] = axisDim;
     auto partType = RankedTensorType::get(shape, type.getElementType());

@@ -1,15 +1,16 @@
 //===- PackWeights.cpp - dense weights into the CPU kernels' layout -------===//
 //
-// Rewrites every kiln.dense's [K, N] weight into the panel layout of
-// runtime/kernels/cpu/gemm.h, with that header's packWeights, so the layout
-// has one definition. A weight shared by several layers or bucket functions
+// Rewrites every kiln.dense's [K, N] weight into the layout of its kernel,
+// with the kernels' own packing functions (gemm.h's packWeights for f32,
+// f16 and bf16, quantized.h's packWeightsInt8 for i8), so each layout has
+// one definition. A weight shared by several layers or bucket functions
 // is packed once.
 //
 //===----------------------------------------------------------------------===//
 
 #include "compiler/transforms/Passes.h"
 
-#include "runtime/kernels/cpu/gemm.h"
+#include "runtime/kernels/cpu/quantized.h"
 
 #include "mlir/IR/PatternMatch.h"
 
@@ -20,6 +21,36 @@ namespace kiln {
 #include "compiler/transforms/Passes.h.inc"
 
 namespace {
+
+template <typename T>
+ElementsAttr packed(ArrayRef<int64_t> shape, Type element, const std::vector<T> &data) {
+  return makeConstant(RankedTensorType::get(shape, element),
+                      ArrayRef(reinterpret_cast<const char *>(data.data()), data.size() * sizeof(T)),
+                      "packed_weight");
+}
+
+/// The [K, N] weight `attr` in its kernel's layout.
+ElementsAttr pack(ElementsAttr attr, int64_t k, int64_t n) {
+  Type element = attr.getElementType();
+  std::vector<char> bytes = constantBytes(attr);
+  const int64_t panels = cpu::panelCount(n);
+  if (element.isInteger(8)) {
+    std::vector<int8_t> out(panels * cpu::int8GroupCount(k) * 64);
+    cpu::packWeightsInt8(reinterpret_cast<const int8_t *>(bytes.data()), k, n, out.data());
+    return packed({panels, cpu::int8GroupCount(k), 64}, element, out);
+  }
+  if (element.isF32()) {
+    std::vector<float> out(panels * k * cpu::kPanelWidth);
+    cpu::packWeights(reinterpret_cast<const float *>(bytes.data()), false, k, n, 1.0f, out.data());
+    return packed({panels, k, cpu::kPanelWidth}, element, out);
+  }
+  // fp16 / bf16: the f32 layout, moved as 16-bit patterns.
+  std::vector<uint16_t> out(panels * k * cpu::kPanelWidth);
+  cpu::packWeights(reinterpret_cast<const uint16_t *>(bytes.data()), false, k, n, uint16_t(1),
+                   out.data());
+  return packed({panels, k, cpu::kPanelWidth}, element, out);
+}
+
 struct PackWeightsPass : impl::PackWeightsBase<PackWeightsPass> {
   void runOnOperation() override {
     DenseMap<Attribute, ElementsAttr> packed;
@@ -31,17 +62,8 @@ struct PackWeightsPass : impl::PackWeightsBase<PackWeightsPass> {
         return;
       int64_t k = d.getDepth(), n = d.getUnits();
       ElementsAttr &slot = packed[w.getValue()];
-      if (!slot) {
-        std::vector<char> bytes = constantBytes(w.getValue());
-        std::vector<float> out(cpu::panelCount(n) * k * cpu::kPanelWidth);
-        cpu::packWeights(reinterpret_cast<const float *>(bytes.data()), false, k, n, 1.0f,
-                         out.data());
-        auto type = RankedTensorType::get({cpu::panelCount(n), k, cpu::kPanelWidth},
-                                          rewriter.getF32Type());
-        slot = makeConstant(
-            type, ArrayRef(reinterpret_cast<const char *>(out.data()), out.size() * sizeof(float)),
-            "packed_weight");
-      }
+      if (!slot)
+        slot = pack(w.getValue(), k, n);
       Value &p = packedValues[w];
       if (!p) {
         rewriter.setInsertionPoint(w);

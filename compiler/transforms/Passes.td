@@ -124,11 +124,43 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
   }];
 }
 
+def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
+  let summary = "Store kiln.dense weights as int8, fp16 or bf16";
+  let description = [{
+    Rewrites each dense's [K, N] f32 constant weight at `precision`:
+    `int8` quantises it symmetrically per output column (runtime/kernels/
+    cpu/quantized.h: q in [-127, 127], a weight_scale and the column sums
+    weight_sum) and the kernel then quantises the input per row, dynamically;
+    `fp16` and `bf16` round it to that format, the arithmetic staying f32.
+    Layers deeper than the int8 kernel's limit keep f32 weights. Each
+    distinct weight is quantised once.
+  }];
+  let options = [
+    Option<"precision", "precision", "std::string", "\"int8\"", "int8, fp16 or bf16">
+  ];
+}
+
+def QuantizeTables : Pass<"kiln-quantize-tables", "mlir::ModuleOp"> {
+  let summary = "Store kiln.embedding_bags tables row-wise quantised at 8 or 4 bits";
+  let description = [{
+    Rewrites the constant f32 tables of each embedding_bags as ui8 rows in
+    the row-wise format of runtime/kernels/cpu/quantized.h (values at `bits`
+    bits, then an fp16 scale and bias per row), dequantised by the bag
+    kernel as it pools. At 4 bits an op with an odd table dim keeps f32
+    tables. Each distinct table is quantised once.
+  }];
+  let options = [
+    Option<"bits", "bits", "int64_t", "8", "8 or 4">
+  ];
+}
+
 def PackWeights : Pass<"kiln-pack-weights", "mlir::ModuleOp"> {
   let summary = "Pack kiln.dense weights into the CPU kernels' panel layout";
   let description = [{
     Rewrites each dense's [K, N] constant weight as [ceil(N/16), K, 16]
-    panels (runtime/kernels/cpu/gemm.h), packing each distinct weight once.
+    panels (runtime/kernels/cpu/gemm.h; f32, f16 or bf16 elements), or i8
+    weights as [ceil(N/16), ceil(K/4), 64] (quantized.h), packing each
+    distinct weight once.
   }];
 }
 

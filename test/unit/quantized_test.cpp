@@ -5,6 +5,7 @@
 #include "thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <immintrin.h>
 
 #include <cmath>
 #include <random>

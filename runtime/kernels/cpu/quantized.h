@@ -327,17 +327,17 @@ inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, in
       for (int64_t i = mb; i < me; i += kInt8Rows) {
         const int64_t rows = std::min<int64_t>(kInt8Rows, me - i);
         QuantizedRows a{buffer + (i - mb) * stride, stride, scale + (i - mb), zeroPoint + (i - mb)};
-        Tile t{nullptr, 0, 0, nullptr, 0, 0, C + i * ldc + col, ldc,
-               std::min(N - col, panels * kPanelWidth), false, false, &ep, i, col};
+        const int64_t cols = std::min(N - col, panels * kPanelWidth);
         const int8_t *W = w.packed + p * panelStride;
 #ifdef KILN_AVX2
+        Tile t{nullptr, 0, 0, nullptr, 0, 0, C + i * ldc + col, ldc, cols, false, false, &ep, i, col};
         if (panels == 2)
           int8TileRows<2>(rows, a, W, panelStride, groups, w, t);
         else
           int8TileRows<1>(rows, a, W, panelStride, groups, w, t);
 #else
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < t.cols; ++c) {
+          for (int64_t c = 0; c < cols; ++c) {
             const int64_t n = col + c;
             const int8_t *wp = W + (c / kPanelWidth) * panelStride + (c % kPanelWidth) * 4;
             int32_t acc = 0;
@@ -414,11 +414,11 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t col = p * kPanelWidth;
     for (int64_t i = m0; i < m1; i += 4) {
-      const int64_t rows = std::min<int64_t>(4, m1 - i);
-      Tile t{A + i * lda, lda, 1, nullptr, 0, K, C + i * ldc + col, ldc,
-             std::min(N - col, kPanelWidth), false, false, &ep, i, col};
+      const int64_t rows = std::min<int64_t>(4, m1 - i), cols = std::min(N - col, kPanelWidth);
       const uint16_t *w = W + p * panelStride;
 #ifdef KILN_AVX2
+      Tile t{A + i * lda, lda, 1, nullptr, 0, K, C + i * ldc + col, ldc, cols, false, false, &ep, i,
+             col};
       switch (rows) {
       case 1:
         halfTile<F, 1>(t, w);
@@ -435,7 +435,7 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
       }
 #else
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < t.cols; ++c) {
+        for (int64_t c = 0; c < cols; ++c) {
           float acc = 0;
           for (int64_t k = 0; k < K; ++k) {
             uint16_t h = w[k * kPanelWidth + c];

@@ -1,0 +1,102 @@
+//===- QuantizeDense.cpp - int8 / fp16 / bf16 dense weights ---------------===//
+//
+// Rewrites every kiln.dense's [K, N] f32 constant weight at the requested
+// precision with quantized.h's functions, so the compiler and the kernels
+// share one definition of each format. int8 adds the per-column scale and
+// the column sums the kernel's zero-point correction needs.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/transforms/Passes.h"
+
+#include "runtime/kernels/cpu/quantized.h"
+
+#include "mlir/IR/PatternMatch.h"
+
+#include <array>
+
+using namespace mlir;
+
+namespace kiln {
+#define GEN_PASS_DEF_QUANTIZEDENSE
+#include "compiler/transforms/Passes.h.inc"
+
+namespace {
+
+/// A weight at the new precision: the weight, and for int8 its scale and sums.
+struct Quantized {
+  ElementsAttr weight, scale, sums;
+};
+
+template <typename T> ArrayRef<char> bytesOf(const std::vector<T> &v) {
+  return ArrayRef(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(T));
+}
+
+Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision, Builder &b) {
+  std::vector<char> bytes = constantBytes(attr);
+  const float *w = reinterpret_cast<const float *>(bytes.data());
+  if (precision == "int8") {
+    std::vector<int8_t> q(k * n);
+    std::vector<float> scale(n);
+    std::vector<int32_t> sums(n);
+    cpu::quantizeWeightsInt8(w, k, n, q.data(), scale.data(), sums.data());
+    return {makeConstant(RankedTensorType::get({k, n}, b.getI8Type()), bytesOf(q), "int8_weight"),
+            makeConstant(RankedTensorType::get({n}, b.getF32Type()), bytesOf(scale),
+                         "weight_scale"),
+            makeConstant(RankedTensorType::get({n}, b.getI32Type()), bytesOf(sums), "weight_sum")};
+  }
+  const bool fp16 = precision == "fp16";
+  std::vector<uint16_t> half(k * n);
+  for (int64_t i = 0; i < k * n; ++i)
+    half[i] = fp16 ? cpu::floatToFp16(w[i]) : cpu::floatToBf16(w[i]);
+  Type element = fp16 ? Type(b.getF16Type()) : Type(b.getBF16Type());
+  return {makeConstant(RankedTensorType::get({k, n}, element), bytesOf(half), precision), {}, {}};
+}
+
+struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
+  using QuantizeDenseBase::QuantizeDenseBase;
+
+  void runOnOperation() override {
+    if (precision != "int8" && precision != "fp16" && precision != "bf16") {
+      getOperation().emitError("kiln-quantize-dense: unknown precision '")
+          << precision << "' (int8, fp16 or bf16)";
+      return signalPassFailure();
+    }
+    DenseMap<Attribute, Quantized> done;
+    DenseMap<Operation *, std::array<Value, 3>> values; // per original constant op
+    IRRewriter rewriter(&getContext());
+    getOperation().walk([&](DenseOp d) {
+      auto w = d.getWeight().getDefiningOp<ConstantOp>();
+      if (d.isPacked() || !w || !d.getWeight().getType().getElementType().isF32())
+        return;
+      int64_t k = d.getDepth(), n = d.getUnits();
+      if (precision == "int8" && k > cpu::kMaxInt8Depth)
+        return;
+      Quantized &q = done[w.getValue()];
+      if (!q.weight)
+        q = quantize(w.getValue(), k, n, precision, rewriter);
+      auto &[weight, scale, sums] = values[w];
+      if (!weight) {
+        rewriter.setInsertionPoint(w);
+        auto constant = [&](ElementsAttr a) {
+          return a ? ConstantOp::create(rewriter, w.getLoc(), a).getResult() : Value();
+        };
+        weight = constant(q.weight);
+        scale = constant(q.scale);
+        sums = constant(q.sums);
+      }
+      rewriter.modifyOpInPlace(d, [&] {
+        d.getWeightMutable().assign(weight);
+        if (scale) {
+          d.getWeightScaleMutable().assign(scale);
+          d.getWeightSumMutable().assign(sums);
+        }
+      });
+    });
+    for (auto &[w, v] : values)
+      if (w->use_empty())
+        rewriter.eraseOp(w);
+  }
+};
+} // namespace
+} // namespace kiln

@@ -1,0 +1,80 @@
+//===- QuantizeTables.cpp - row-wise int8 / int4 embedding tables ---------===//
+//
+// Rewrites the constant f32 tables of every kiln.embedding_bags as ui8 rows
+// in quantized.h's row-wise format (quantizeTableRow: values, then an fp16
+// scale and bias), which the bag kernel dequantises as it pools.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/transforms/Passes.h"
+
+#include "runtime/kernels/cpu/quantized.h"
+
+#include "mlir/IR/PatternMatch.h"
+
+using namespace mlir;
+
+namespace kiln {
+#define GEN_PASS_DEF_QUANTIZETABLES
+#include "compiler/transforms/Passes.h.inc"
+
+namespace {
+
+ElementsAttr quantizeTable(ElementsAttr attr, int bits, Builder &b) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  const int64_t rows = type.getDimSize(0), dim = type.getDimSize(1);
+  const int64_t rowBytes = cpu::quantizedRowBytes(dim, bits);
+  std::vector<char> bytes = constantBytes(attr);
+  std::vector<char> out(rows * rowBytes);
+  for (int64_t r = 0; r < rows; ++r)
+    cpu::quantizeTableRow(reinterpret_cast<const float *>(bytes.data()) + r * dim, dim, bits,
+                          reinterpret_cast<uint8_t *>(out.data()) + r * rowBytes);
+  auto ui8 = IntegerType::get(b.getContext(), 8, IntegerType::Unsigned);
+  return makeConstant(RankedTensorType::get({rows, rowBytes}, ui8), out,
+                      bits == 4 ? "int4_table" : "int8_table");
+}
+
+struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
+  using QuantizeTablesBase::QuantizeTablesBase;
+
+  void runOnOperation() override {
+    if (bits != 8 && bits != 4) {
+      getOperation().emitError("kiln-quantize-tables: bits must be 8 or 4, got ") << bits;
+      return signalPassFailure();
+    }
+    DenseMap<Attribute, ElementsAttr> done;
+    DenseMap<Operation *, Value> values; // per original constant op
+    IRRewriter rewriter(&getContext());
+    getOperation().walk([&](EmbeddingBagsOp e) {
+      if (e.getBits() != 32)
+        return;
+      for (Value t : e.getTables()) {
+        auto type = cast<RankedTensorType>(t.getType());
+        if (!t.getDefiningOp<ConstantOp>() || (bits == 4 && type.getDimSize(1) % 2))
+          return;
+      }
+      SmallVector<Value> quantized;
+      for (Value t : e.getTables()) {
+        auto c = t.getDefiningOp<ConstantOp>();
+        ElementsAttr &q = done[c.getValue()];
+        if (!q)
+          q = quantizeTable(c.getValue(), int(bits), rewriter);
+        Value &v = values[c];
+        if (!v) {
+          rewriter.setInsertionPoint(c);
+          v = ConstantOp::create(rewriter, c.getLoc(), q);
+        }
+        quantized.push_back(v);
+      }
+      rewriter.modifyOpInPlace(e, [&] {
+        e.getTablesMutable().assign(quantized);
+        e.setBits(int64_t(bits));
+      });
+    });
+    for (auto &[c, v] : values)
+      if (c->use_empty())
+        rewriter.eraseOp(c);
+  }
+};
+} // namespace
+} // namespace kiln
