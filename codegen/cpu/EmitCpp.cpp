@@ -910,11 +910,12 @@ LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostrea
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "
         "kiln_model_descriptor = {\n"
      << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, " << cString(info.compilerVersion)
-     << ", \"x86_64-avx2-fma\",\n"
-     << "    KILN_ISA_AVX2 | KILN_ISA_FMA, " << cString(info.modelHash) << ",\n"
+     << ", \"x86_64-avx2-fma-f16c\",\n"
+     << "    KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C, " << cString(info.modelHash) << ",\n"
      << "    " << first.getNumArguments() << ", " << first.getNumResults()
      << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, " << weights.size()
-     << "u};\n";
+     << "u,\n    " << cString(info.quantization) << ", "
+     << (info.f32WeightsBytes ? info.f32WeightsBytes : weights.size()) << "u};\n";
   return success();
 }
 

@@ -18,6 +18,10 @@ struct CpuModelInfo {
   std::string weightsFile;
   /// Time every op (`profile.h`); the model prints the table when unloaded.
   bool profile = false;
+  /// The --quantize modes ("none" for f32) and the weight bytes of the same
+  /// model at f32 (0: these weights are f32).
+  std::string quantization = "none";
+  uint64_t f32WeightsBytes = 0;
 };
 
 /// Translates a module of planned `@main_b<N>` functions into one C++

@@ -96,7 +96,21 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
     h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(&b), sizeof b)) ^ (h * 31);
   if (options.profile)
     h = ~h;
+  if (!options.weightPrecision.empty() || options.tableBits != 32)
+    h = llvm::xxh3_64bits(options.weightPrecision + std::to_string(options.tableBits)) ^ (h * 31);
   return llvm::utohexstr(h, /*LowerCase=*/true, 16);
+}
+
+/// The --quantize modes the options stand for, "none" without any.
+std::string quantizationName(const CompileOptions &options) {
+  std::string name;
+  if (options.weightPrecision == "int8")
+    name = "int8";
+  else if (!options.weightPrecision.empty())
+    name = options.weightPrecision + "-weights";
+  if (options.tableBits != 32)
+    name += (name.empty() ? "int" : ",int") + std::to_string(options.tableBits) + "-embeddings";
+  return name.empty() ? "none" : name;
 }
 
 LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> write) {
@@ -175,7 +189,7 @@ LogicalResult compileModel(const CompileOptions &options) {
   });
 
   CpuModelInfo info{KILN_VERSION, modelHash(options.input, options), "kiln_weights.bin",
-                    options.profile};
+                    options.profile, quantizationName(options), options.f32WeightsBytes};
   std::string source;
   std::vector<char> weights;
   {

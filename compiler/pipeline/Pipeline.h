@@ -26,6 +26,9 @@ struct CompileOptions {
   std::string weightPrecision;
   /// Embedding table bits: 32 (f32), 8 or 4 (row-wise quantised).
   int tableBits = 32;
+  /// Weight bytes of this model compiled at f32, recorded in a quantised
+  /// model's descriptor (0: not known).
+  uint64_t f32WeightsBytes = 0;
   /// Graph inputs to bake in as constants: name -> TensorProto file.
   std::vector<std::pair<std::string, std::string>> freeze;
 };

@@ -39,7 +39,7 @@ struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
 
   void runOnOperation() override {
     if (bits != 8 && bits != 4) {
-      getOperation().emitError("kiln-quantize-tables: bits must be 8 or 4, got ") << bits;
+      getOperation().emitError("kiln-quantize-tables: bits must be 8 or 4, got ") << int64_t(bits);
       return signalPassFailure();
     }
     DenseMap<Attribute, ElementsAttr> done;

@@ -43,12 +43,14 @@ void format(char *out, size_t size, const char *fmt, ...) {
 }
 
 bool cpuSupports(uint32_t isa) {
-  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA))
+  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C))
     return false; // a feature this runtime does not know how to check
   __builtin_cpu_init();
   if ((isa & KILN_ISA_AVX2) && !__builtin_cpu_supports("avx2"))
     return false;
   if ((isa & KILN_ISA_FMA) && !__builtin_cpu_supports("fma"))
+    return false;
+  if ((isa & KILN_ISA_F16C) && !__builtin_cpu_supports("f16c"))
     return false;
   return true;
 }
@@ -276,6 +278,20 @@ uint64_t kiln_model_bucket_arena_bytes(const kiln_model *model, int32_t index) {
   if (!model || index < 0 || index >= model->abi->num_buckets)
     return 0;
   return model->abi->buckets[index].arena_bytes;
+}
+
+const char *kiln_model_quantization(const kiln_model *model) {
+  if (!model || model->abi->abi_minor < 1 || !model->abi->quantization)
+    return "none";
+  return model->abi->quantization;
+}
+
+uint64_t kiln_model_f32_weights_bytes(const kiln_model *model) {
+  if (!model)
+    return 0;
+  if (model->abi->abi_minor < 1 || !model->abi->f32_weights_bytes)
+    return model->abi->weights_bytes;
+  return model->abi->f32_weights_bytes;
 }
 
 uint64_t kiln_model_bucket_arena_lower_bound(const kiln_model *model, int32_t index) {

@@ -190,7 +190,7 @@ TEST_F(TinyModel, DescribesItsInterface) {
   kiln_model_info info;
   kiln_model_get_info(model, &info);
   EXPECT_EQ(info.abi_major, 2u);
-  EXPECT_STREQ(info.target, "x86_64-avx2-fma");
+  EXPECT_STREQ(info.target, "x86_64-avx2-fma-f16c");
   EXPECT_GT(info.weights_bytes, 40u * 4);
 
   ASSERT_EQ(kiln_model_num_inputs(model), 2);

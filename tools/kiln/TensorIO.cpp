@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <random>
 #include <fstream>
 #include <regex>
 
@@ -23,6 +24,106 @@ int64_t HostTensor::elements() const {
   for (int64_t d : shape)
     n *= d;
   return n;
+}
+
+double HostTensor::value(int64_t i) const {
+  const char *p = data.data();
+  switch (dtype) {
+  case KILN_DTYPE_F32:
+    return reinterpret_cast<const float *>(p)[i];
+  case KILN_DTYPE_F64:
+    return reinterpret_cast<const double *>(p)[i];
+  case KILN_DTYPE_I64:
+    return double(reinterpret_cast<const int64_t *>(p)[i]);
+  case KILN_DTYPE_I32:
+    return reinterpret_cast<const int32_t *>(p)[i];
+  case KILN_DTYPE_I8:
+    return reinterpret_cast<const int8_t *>(p)[i];
+  case KILN_DTYPE_I16:
+    return reinterpret_cast<const int16_t *>(p)[i];
+  case KILN_DTYPE_U16:
+    return reinterpret_cast<const uint16_t *>(p)[i];
+  case KILN_DTYPE_U32:
+    return reinterpret_cast<const uint32_t *>(p)[i];
+  case KILN_DTYPE_U64:
+    return double(reinterpret_cast<const uint64_t *>(p)[i]);
+  default:
+    return reinterpret_cast<const uint8_t *>(p)[i];
+  }
+}
+
+HostTensor HostTensor::rows(int64_t begin, int64_t count) const {
+  HostTensor t{name, dtype, shape, {}};
+  const int64_t rowBytes = shape.empty() || shape[0] == 0
+                               ? 0
+                               : elements() / shape[0] * int64_t(kiln_dtype_size(dtype));
+  t.shape[0] = count;
+  t.data.assign(data.begin() + begin * rowBytes, data.begin() + (begin + count) * rowBytes);
+  return t;
+}
+
+std::vector<kiln_tensor_info> tensorInfos(const kiln_model *m, bool inputs) {
+  std::vector<kiln_tensor_info> out(inputs ? kiln_model_num_inputs(m) : kiln_model_num_outputs(m));
+  for (size_t i = 0; i < out.size(); ++i)
+    (inputs ? kiln_model_input : kiln_model_output)(m, i, &out[i]);
+  return out;
+}
+
+HostTensor tensorFor(const kiln_tensor_info &info, int64_t batch) {
+  HostTensor t;
+  t.name = info.name;
+  t.dtype = info.dtype;
+  t.shape.assign(info.shape, info.shape + info.rank);
+  if (!t.shape.empty() && t.shape[0] < 0)
+    t.shape[0] = batch;
+  t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
+  return t;
+}
+
+std::vector<HostTensor> outputBuffers(const kiln_model *m, int64_t batch) {
+  std::vector<HostTensor> out;
+  for (const auto &info : tensorInfos(m, false))
+    out.push_back(tensorFor(info, batch));
+  return out;
+}
+
+std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<HostTensor> out;
+  for (const auto &info : tensorInfos(m, true)) {
+    HostTensor t = tensorFor(info, batch);
+    std::uniform_real_distribution<double> reals(-1.0, 1.0);
+    for (int64_t i = 0; i < t.elements(); ++i) {
+      // Ids stay within their position's bounds; other integers in [0, 9].
+      int64_t p = info.row_elements ? i % info.row_elements : 0;
+      int64_t hi = info.index_bounds ? std::min<int64_t>(info.index_bounds[2 * p + 1], 1 << 30) : 9;
+      int64_t lo = info.index_bounds ? std::max<int64_t>(info.index_bounds[2 * p], 0) : 0;
+      int64_t v = std::uniform_int_distribution<int64_t>(lo, std::max(lo, hi))(rng);
+      char *data = t.data.data();
+      switch (t.dtype) {
+      case KILN_DTYPE_F32:
+        reinterpret_cast<float *>(data)[i] = float(reals(rng));
+        break;
+      case KILN_DTYPE_F64:
+        reinterpret_cast<double *>(data)[i] = reals(rng);
+        break;
+      case KILN_DTYPE_I64:
+        reinterpret_cast<int64_t *>(data)[i] = v;
+        break;
+      case KILN_DTYPE_I32:
+        reinterpret_cast<int32_t *>(data)[i] = int32_t(v);
+        break;
+      case KILN_DTYPE_BOOL:
+        data[i] = char(v & 1);
+        break;
+      default:
+        data[i] = char(v);
+        break;
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 namespace {

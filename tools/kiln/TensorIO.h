@@ -17,6 +17,10 @@ struct HostTensor {
   std::vector<char> data;
 
   int64_t elements() const;
+  /// Element i as a double, whatever the dtype.
+  double value(int64_t i) const;
+  /// Rows [begin, begin + count) of the leading dim.
+  HostTensor rows(int64_t begin, int64_t count) const;
   kiln_tensor view() { return {data.data(), dtype, int32_t(shape.size()), shape.data()}; }
 };
 
@@ -30,6 +34,20 @@ bool readTestCase(const std::string &dir, const std::string &prefix, std::vector
 /// A numpy .npz archive (stored or deflated members); names are the keys.
 bool readNpz(const std::string &path, std::vector<HostTensor> &out, std::string &error);
 bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors, std::string &error);
+
+/// A compiled model's input (or output) specs.
+std::vector<kiln_tensor_info> tensorInfos(const kiln_model *m, bool inputs);
+
+/// A zeroed tensor of `info` at this batch.
+HostTensor tensorFor(const kiln_tensor_info &info, int64_t batch);
+
+/// Zeroed output tensors of the model at this batch.
+std::vector<HostTensor> outputBuffers(const kiln_model *m, int64_t batch);
+
+/// Random inputs at this batch, the same for the same seed: ids inside
+/// their valid range (per position of a row), other integers in [0, 9],
+/// floats in [-1, 1].
+std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch, uint64_t seed);
 
 } // namespace kiln
 

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Accuracy.h"
 #include "TensorIO.h"
 
 #include "compiler/pipeline/Driver.h"
@@ -32,13 +33,6 @@ namespace {
 int fail(const std::string &message) {
   llvm::errs() << "kiln: error: " << message << "\n";
   return 1;
-}
-
-std::vector<kiln_tensor_info> tensorInfos(const kiln_model *m, bool inputs) {
-  std::vector<kiln_tensor_info> out(inputs ? kiln_model_num_inputs(m) : kiln_model_num_outputs(m));
-  for (size_t i = 0; i < out.size(); ++i)
-    (inputs ? kiln_model_input : kiln_model_output)(m, i, &out[i]);
-  return out;
 }
 
 std::string shapeString(const int64_t *shape, int rank) {
@@ -74,7 +68,13 @@ void inspect(const kiln_model *m, bool json) {
   if (!json) {
     os << "kiln model (ABI " << info.abi_major << "." << info.abi_minor << ", compiler "
        << info.compiler_version << ")\n  target: " << info.target << "\n  hash: " << info.model_hash
-       << "\n  weights: " << info.weights_bytes << " bytes\n";
+       << "\n  weights: " << info.weights_bytes << " bytes";
+    const uint64_t f32Bytes = kiln_model_f32_weights_bytes(m);
+    if (std::string(kiln_model_quantization(m)) != "none")
+      os << " (quantized " << kiln_model_quantization(m) << "; " << f32Bytes << " bytes at f32, "
+         << llvm::format("%.2f", info.weights_bytes ? double(f32Bytes) / info.weights_bytes : 1.0)
+         << "x smaller)";
+    os << "\n";
     for (auto [label, list] : {std::pair{"input", &inputs}, std::pair{"output", &outputs}})
       for (const auto &t : *list) {
         os << "  " << label << " " << t.name << ": " << kiln_dtype_name(t.dtype) << " "
@@ -108,7 +108,9 @@ void inspect(const kiln_model *m, bool json) {
   os << "{\n  \"abi\": \"" << info.abi_major << "." << info.abi_minor
      << "\",\n  \"compiler_version\": " << str(info.compiler_version)
      << ",\n  \"target\": " << str(info.target) << ",\n  \"model_hash\": " << str(info.model_hash)
-     << ",\n  \"weights_bytes\": " << info.weights_bytes;
+     << ",\n  \"weights_bytes\": " << info.weights_bytes
+     << ",\n  \"quantization\": " << str(kiln_model_quantization(m))
+     << ",\n  \"f32_weights_bytes\": " << kiln_model_f32_weights_bytes(m);
   for (auto [label, list] : {std::pair{"inputs", &inputs}, std::pair{"outputs", &outputs}}) {
     os << ",\n  \"" << label << "\": [";
     for (size_t i = 0; i < list->size(); ++i) {
@@ -179,25 +181,6 @@ int64_t batchOf(const kiln_model *m, const std::vector<HostTensor> &inputs) {
   return 1;
 }
 
-/// A zeroed tensor of the model's spec at this batch.
-HostTensor tensorFor(const kiln_tensor_info &info, int64_t batch) {
-  HostTensor t;
-  t.name = info.name;
-  t.dtype = info.dtype;
-  t.shape.assign(info.shape, info.shape + info.rank);
-  if (!t.shape.empty() && t.shape[0] < 0)
-    t.shape[0] = batch;
-  t.data.resize(t.elements() * kiln_dtype_size(t.dtype));
-  return t;
-}
-
-std::vector<HostTensor> outputBuffers(const kiln_model *m, int64_t batch) {
-  std::vector<HostTensor> out;
-  for (const auto &info : tensorInfos(m, false))
-    out.push_back(tensorFor(info, batch));
-  return out;
-}
-
 /// Runs `repeat` times; returns the median latency in microseconds.
 double runModel(Session &session, int64_t batch, std::vector<HostTensor> &inputs,
                 std::vector<HostTensor> &outputs, int repeat) {
@@ -218,82 +201,15 @@ double runModel(Session &session, int64_t batch, std::vector<HostTensor> &inputs
   return times[times.size() / 2];
 }
 
-double element(const HostTensor &t, int64_t i) {
-  const char *p = t.data.data();
-  switch (t.dtype) {
-  case KILN_DTYPE_F32:
-    return reinterpret_cast<const float *>(p)[i];
-  case KILN_DTYPE_F64:
-    return reinterpret_cast<const double *>(p)[i];
-  case KILN_DTYPE_I64:
-    return double(reinterpret_cast<const int64_t *>(p)[i]);
-  case KILN_DTYPE_I32:
-    return reinterpret_cast<const int32_t *>(p)[i];
-  case KILN_DTYPE_I8:
-    return reinterpret_cast<const int8_t *>(p)[i];
-  case KILN_DTYPE_I16:
-    return reinterpret_cast<const int16_t *>(p)[i];
-  case KILN_DTYPE_U16:
-    return reinterpret_cast<const uint16_t *>(p)[i];
-  case KILN_DTYPE_U32:
-    return reinterpret_cast<const uint32_t *>(p)[i];
-  case KILN_DTYPE_U64:
-    return double(reinterpret_cast<const uint64_t *>(p)[i]);
-  default:
-    return reinterpret_cast<const uint8_t *>(p)[i];
-  }
-}
-
 void printOutputs(const std::vector<HostTensor> &outputs) {
   for (const auto &t : outputs) {
     llvm::outs() << t.name << " " << kiln_dtype_name(t.dtype) << " "
                  << shapeString(t.shape.data(), t.shape.size()) << ":";
     int64_t n = std::min<int64_t>(t.elements(), 8);
     for (int64_t i = 0; i < n; ++i)
-      llvm::outs() << " " << llvm::format("%.6g", element(t, i));
+      llvm::outs() << " " << llvm::format("%.6g", t.value(i));
     llvm::outs() << (t.elements() > n ? " ...\n" : "\n");
   }
-}
-
-/// Random inputs for `verify` without a test case: ids inside their valid
-/// range, floats in [-1, 1].
-std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch) {
-  std::mt19937_64 rng(1234);
-  std::vector<HostTensor> out;
-  for (const auto &info : tensorInfos(m, true)) {
-    HostTensor t = tensorFor(info, batch);
-    std::uniform_real_distribution<double> reals(-1.0, 1.0);
-    for (int64_t i = 0; i < t.elements(); ++i) {
-      // Ids stay within their position's bounds; other integers in [0, 9].
-      int64_t p = info.row_elements ? i % info.row_elements : 0;
-      int64_t hi = info.index_bounds ? std::min<int64_t>(info.index_bounds[2 * p + 1], 1 << 30) : 9;
-      int64_t lo = info.index_bounds ? std::max<int64_t>(info.index_bounds[2 * p], 0) : 0;
-      int64_t v = std::uniform_int_distribution<int64_t>(lo, std::max(lo, hi))(rng);
-      char *data = t.data.data();
-      switch (t.dtype) {
-      case KILN_DTYPE_F32:
-        reinterpret_cast<float *>(data)[i] = float(reals(rng));
-        break;
-      case KILN_DTYPE_F64:
-        reinterpret_cast<double *>(data)[i] = reals(rng);
-        break;
-      case KILN_DTYPE_I64:
-        reinterpret_cast<int64_t *>(data)[i] = v;
-        break;
-      case KILN_DTYPE_I32:
-        reinterpret_cast<int32_t *>(data)[i] = int32_t(v);
-        break;
-      case KILN_DTYPE_BOOL:
-        data[i] = char(v & 1);
-        break;
-      default:
-        data[i] = char(v);
-        break;
-      }
-    }
-    out.push_back(std::move(t));
-  }
-  return out;
 }
 
 /// Reference outputs from onnxruntime through the kiln Python package.
@@ -352,7 +268,7 @@ int verify(const std::string &modelPath, const std::string &inputsPath, int64_t 
   try {
     Model model(options.output);
     if (inputs.empty())
-      inputs = randomInputs(model.get(), batch);
+      inputs = randomInputs(model.get(), batch, 1234);
     else if (!matchInputs(model.get(), inputs, false, error))
       return fail(error);
     if (!haveOutputs && !onnxruntimeReference(modelPath, dir.str().str(), inputs, expected, error))
@@ -374,7 +290,7 @@ int verify(const std::string &modelPath, const std::string &inputsPath, int64_t 
       double maxAbs = 0, maxRel = 0;
       int64_t bad = 0;
       for (int64_t k = 0; k < got.elements(); ++k) {
-        double a = element(got, k), b = element(want, k);
+        double a = got.value(k), b = want.value(k);
         double diff = std::fabs(a - b);
         if (std::isnan(a) != std::isnan(b))
           diff = INFINITY;
@@ -433,6 +349,30 @@ int main(int argc, char **argv) {
   compile->add_flag("--profile", options.profile,
                     "Time every op: the model prints a table of time per op (slowest first) to "
                     "stderr when it is unloaded; for finding hot spots, not for serving");
+  std::string quantize;
+  compile->add_option("--quantize", quantize,
+                      "Comma-separated quantisation modes: int8 (int8 weights per output "
+                      "channel, activations quantised per row at run time), fp16-weights or "
+                      "bf16-weights (16-bit weights, f32 arithmetic), int8-embeddings or "
+                      "int4-embeddings (row-wise quantised embedding tables). Every quantised "
+                      "compile also builds the f32 model and checks the accuracy lost");
+  AccuracyOptions accuracy;
+  compile->add_option("--report", accuracy.reportPath,
+                      "With --quantize: write the accuracy report (JSON) here");
+  compile->add_option("--validation", accuracy.validationPath,
+                      "With --quantize: validation inputs (.npz keyed by input name, rows along "
+                      "the batch dim); default: 10000 synthetic rows");
+  compile->add_option("--max-mean-diff", accuracy.maxMeanDiff,
+                      "With --quantize: largest mean |p - p_f32| of a probability output")
+      ->capture_default_str();
+  compile->add_option("--max-auc-drop", accuracy.maxAucDrop,
+                      "With --quantize: largest AUC drop of a probability output")
+      ->capture_default_str();
+  compile->add_option("--max-relative-diff", accuracy.maxRelativeDiff,
+                      "With --quantize: largest mean |y - y_f32| / mean |y_f32| of other outputs")
+      ->capture_default_str();
+  compile->add_flag("--allow-accuracy-loss", accuracy.allowLoss,
+                    "With --quantize: keep a model that exceeds the accuracy bounds");
   compile->add_flag("-q,--quiet", options.quiet, "No progress output");
 
   std::string modelPath;
@@ -480,12 +420,37 @@ int main(int argc, char **argv) {
         return fail("--batch: '" + item.str() + "' is not a positive integer");
       options.batches.push_back(v);
     }
+    for (llvm::StringRef rest = quantize; !rest.empty();) {
+      auto [mode, tail] = rest.split(',');
+      rest = tail;
+      mode = mode.trim();
+      std::string *slot = nullptr, value;
+      if (mode == "int8" || mode == "fp16-weights" || mode == "bf16-weights") {
+        slot = &options.weightPrecision;
+        value = mode.take_front(4).str();
+      } else if (mode == "int8-embeddings" || mode == "int4-embeddings") {
+        int bits = mode[3] - '0';
+        if (options.tableBits != 32 && options.tableBits != bits)
+          return fail("--quantize: int8-embeddings and int4-embeddings exclude each other");
+        options.tableBits = bits;
+        continue;
+      } else {
+        return fail("--quantize: unknown mode '" + mode.str() +
+                    "' (int8, fp16-weights, bf16-weights, int8-embeddings, int4-embeddings)");
+      }
+      if (!slot->empty() && *slot != value)
+        return fail("--quantize: int8, fp16-weights and bf16-weights exclude each other");
+      *slot = value;
+    }
     for (const std::string &f : freeze) {
       auto [name, path] = llvm::StringRef(f).split('=');
       if (name.empty() || path.empty())
         return fail("--freeze: expected NAME=FILE.pb, got '" + f + "'");
       options.freeze.emplace_back(name.str(), path.str());
     }
+    if ((!options.weightPrecision.empty() || options.tableBits != 32) && options.emit == "so" &&
+        options.stopAfter.empty())
+      return compileQuantized(options, accuracy);
     return mlir::succeeded(compileModel(options)) ? 0 : 1;
   }
   if (verifyCmd->parsed())

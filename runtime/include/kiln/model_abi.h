@@ -16,13 +16,14 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 0
+#define KILN_ABI_MINOR 1
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
 /* Instruction-set features a model's code needs (kiln_abi_model.isa). */
 #define KILN_ISA_AVX2 (1u << 0)
 #define KILN_ISA_FMA (1u << 1)
+#define KILN_ISA_F16C (1u << 2) /* since 2.1: half-precision conversions */
 
 /* The session's threads as a model sees them. parallel_for runs
  * fn(ctx, task) for every task in [0, tasks) on up to num_threads threads
@@ -74,6 +75,10 @@ typedef struct kiln_abi_model {
   const kiln_abi_bucket *buckets;
   const uint8_t *weights;
   uint64_t weights_bytes;
+  /* Since 2.1: how the weights were quantised ("none", or kiln compile's
+   * --quantize modes) and the weight bytes of the same model at f32. */
+  const char *quantization;
+  uint64_t f32_weights_bytes;
 } kiln_abi_model;
 
 #ifdef __cplusplus

@@ -87,6 +87,12 @@ KILN_API kiln_status kiln_model_input(const kiln_model *model, int32_t index,
                                       kiln_tensor_info *info);
 KILN_API kiln_status kiln_model_output(const kiln_model *model, int32_t index,
                                        kiln_tensor_info *info);
+/* How the model's weights were quantised: "none", or the modes given to
+ * `kiln compile --quantize` (e.g. "int8,int8-embeddings"). */
+KILN_API const char *kiln_model_quantization(const kiln_model *model);
+/* Weight bytes of the same model compiled at f32 (weights_bytes when not
+ * quantised). */
+KILN_API uint64_t kiln_model_f32_weights_bytes(const kiln_model *model);
 KILN_API int32_t kiln_model_num_buckets(const kiln_model *model);
 /* Batch size of bucket `index` (ascending), or -1. */
 KILN_API int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index);

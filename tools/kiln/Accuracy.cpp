@@ -1,0 +1,278 @@
+//===- Accuracy.cpp - what a quantised compile costs in accuracy ----------===//
+//
+// Both models run through the runtime's C ABI, as a serving host runs them,
+// on the same rows in chunks of the largest bucket.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Accuracy.h"
+
+#include "TensorIO.h"
+
+#include "compiler/pipeline/Driver.h"
+#include "kiln/runtime.hpp"
+
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+namespace kiln {
+namespace {
+
+int fail(const std::string &message) {
+  llvm::errs() << "kiln: error: " << message << "\n";
+  return 1;
+}
+
+/// Area under the ROC curve of `scores` for `labels`, ties counted half;
+/// NaN without both classes.
+double auc(const std::vector<double> &scores, const std::vector<bool> &labels) {
+  std::vector<size_t> order(scores.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  double positiveRanks = 0;
+  size_t positives = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j < order.size() && scores[order[j]] == scores[order[i]])
+      ++j;
+    const double rank = (double(i) + double(j - 1)) / 2 + 1; // average rank of the tie
+    for (size_t k = i; k < j; ++k)
+      if (labels[order[k]]) {
+        positiveRanks += rank;
+        ++positives;
+      }
+    i = j;
+  }
+  const size_t negatives = scores.size() - positives;
+  if (!positives || !negatives)
+    return NAN;
+  return (positiveRanks - double(positives) * (positives + 1) / 2) /
+         (double(positives) * double(negatives));
+}
+
+std::string number(const char *format, double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, format, v);
+  return buffer;
+}
+
+struct OutputStats {
+  std::string name;
+  double maxAbs = 0, sumAbs = 0, sumAbsReference = 0;
+  int64_t count = 0;
+  bool perRowScalar = true, inUnitInterval = true;
+  std::vector<double> reference, quantized; // per-row scalars only
+};
+
+/// The validation rows: the .npz's tensors ordered like the model's inputs.
+bool readValidation(const kiln_model *m, const std::string &path, std::vector<HostTensor> &out,
+                    int64_t &rows, std::string &error) {
+  std::vector<HostTensor> given;
+  if (!readNpz(path, given, error))
+    return false;
+  rows = -1;
+  for (const kiln_tensor_info &info : tensorInfos(m, true)) {
+    auto it = std::find_if(given.begin(), given.end(),
+                           [&](const HostTensor &t) { return t.name == info.name; });
+    if (it == given.end()) {
+      error = path + ": no input named '" + info.name + "'";
+      return false;
+    }
+    if (info.rank > 0 && info.shape[0] < 0) {
+      if (it->shape.empty() || (rows >= 0 && it->shape[0] != rows)) {
+        error = path + ": input '" + info.name + "' does not have the others' rows";
+        return false;
+      }
+      rows = it->shape[0];
+    }
+    out.push_back(*it);
+  }
+  if (rows <= 0) {
+    error = path + ": no rows of batched inputs";
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+int compileQuantized(const CompileOptions &requested, const AccuracyOptions &accuracy) {
+  llvm::SmallString<128> dir;
+  if (llvm::sys::fs::createUniqueDirectory("kiln-accuracy", dir))
+    return fail("cannot create a temporary folder");
+  llvm::scope_exit cleanup([&] { llvm::sys::fs::remove_directories(dir); });
+  CompileOptions reference = requested;
+  reference.weightPrecision.clear();
+  reference.tableBits = 32;
+  reference.output = (dir + "/f32.so").str();
+  reference.quiet = true;
+  if (!requested.quiet)
+    llvm::errs() << "kiln: compiling the f32 model for the accuracy report\n";
+  if (mlir::failed(compileModel(reference)))
+    return 1;
+  CompileOptions options = requested;
+  try {
+    kiln_model_info info;
+    kiln_model_get_info(Model(reference.output).get(), &info);
+    options.f32WeightsBytes = info.weights_bytes;
+  } catch (const Error &e) {
+    return fail(e.what());
+  }
+  if (mlir::failed(compileModel(options)))
+    return 1;
+
+  std::vector<OutputStats> stats;
+  int64_t rows = accuracy.rows;
+  try {
+    Model quantizedModel(options.output), referenceModel(reference.output);
+    Session quantizedSession(quantizedModel), referenceSession(referenceModel);
+    const kiln_model *m = quantizedModel.get();
+    int64_t chunk = 1;
+    for (int32_t b = 0; b < kiln_model_num_buckets(m); ++b)
+      chunk = std::max<int64_t>(chunk, kiln_model_bucket_batch(m, b));
+    std::vector<HostTensor> validation;
+    std::string error;
+    if (!accuracy.validationPath.empty() &&
+        !readValidation(m, accuracy.validationPath, validation, rows, error))
+      return fail(error);
+    for (const kiln_tensor_info &info : tensorInfos(m, false))
+      stats.push_back(OutputStats{info.name});
+    if (!options.quiet)
+      llvm::errs() << "kiln: running both models on " << rows << " validation rows\n";
+    for (int64_t begin = 0; begin < rows; begin += chunk) {
+      const int64_t batch = std::min(chunk, rows - begin);
+      std::vector<HostTensor> inputs;
+      if (validation.empty()) {
+        inputs = randomInputs(m, batch, uint64_t(begin) + 1);
+      } else {
+        auto infos = tensorInfos(m, true);
+        for (size_t i = 0; i < validation.size(); ++i)
+          inputs.push_back(infos[i].rank > 0 && infos[i].shape[0] < 0
+                               ? validation[i].rows(begin, batch)
+                               : validation[i]);
+      }
+      std::vector<kiln_tensor> in;
+      for (HostTensor &t : inputs)
+        in.push_back(t.view());
+      auto run = [&](Session &session, std::vector<HostTensor> &outputs) {
+        std::vector<kiln_tensor> out;
+        for (HostTensor &t : outputs)
+          out.push_back(t.view());
+        session.run(batch, in.data(), int32_t(in.size()), out.data(), int32_t(out.size()));
+      };
+      auto got = outputBuffers(m, batch), want = outputBuffers(referenceModel.get(), batch);
+      run(quantizedSession, got);
+      run(referenceSession, want);
+      for (size_t o = 0; o < stats.size(); ++o) {
+        OutputStats &s = stats[o];
+        const int64_t n = want[o].elements();
+        s.perRowScalar &= n == batch;
+        for (int64_t i = 0; i < n; ++i) {
+          const double a = got[o].value(i), b = want[o].value(i), d = std::fabs(a - b);
+          s.maxAbs = std::max(s.maxAbs, std::isnan(d) ? INFINITY : d);
+          s.sumAbs += d;
+          s.sumAbsReference += std::fabs(b);
+          s.inUnitInterval &= b >= 0 && b <= 1;
+          if (s.perRowScalar) {
+            s.reference.push_back(b);
+            s.quantized.push_back(a);
+          }
+        }
+        s.count += n;
+      }
+    }
+  } catch (const Error &e) {
+    return fail(e.what());
+  }
+
+  // Labels drawn from the f32 probabilities, the same for every compile.
+  bool withinBound = true;
+  llvm::json::Array outputs;
+  std::string summary, violations;
+  for (OutputStats &s : stats) {
+    const double mean = s.count ? s.sumAbs / s.count : 0;
+    llvm::json::Object o{{"name", s.name},
+                         {"max_abs_diff", s.maxAbs},
+                         {"mean_abs_diff", mean},
+                         {"elements", s.count}};
+    llvm::raw_string_ostream line(summary);
+    line << "  " << s.name << ": max |diff| " << llvm::format("%.3g", s.maxAbs) << ", mean |diff| "
+         << llvm::format("%.3g", mean);
+    const bool probability = s.perRowScalar && s.inUnitInterval && !s.reference.empty();
+    if (probability) {
+      std::mt19937_64 rng(7);
+      std::uniform_real_distribution<double> u(0, 1);
+      std::vector<bool> labels;
+      for (double p : s.reference)
+        labels.push_back(u(rng) < p);
+      const double aucReference = auc(s.reference, labels), aucQuantized = auc(s.quantized, labels);
+      const double drop = std::isnan(aucReference) ? 0 : aucReference - aucQuantized;
+      o["probability"] = true;
+      o["auc_f32"] = std::isnan(aucReference) ? llvm::json::Value(nullptr) : aucReference;
+      o["auc_quantized"] = std::isnan(aucQuantized) ? llvm::json::Value(nullptr) : aucQuantized;
+      o["auc_drop"] = drop;
+      line << ", AUC " << llvm::format("%.5f", aucQuantized) << " vs f32 "
+           << llvm::format("%.5f", aucReference) << " (drop " << llvm::format("%.5f", drop) << ")";
+      if (!(mean <= accuracy.maxMeanDiff) || !(drop <= accuracy.maxAucDrop)) {
+        withinBound = false;
+        violations += " '" + s.name + "' (mean |dp| " + number("%.3g", mean) + ", AUC drop " +
+                      number("%.5f", drop) + ")";
+      }
+    } else {
+      const double relative = s.sumAbsReference > 0 ? s.sumAbs / s.sumAbsReference : s.sumAbs;
+      o["probability"] = false;
+      o["relative_mean_abs_diff"] = relative;
+      line << ", relative " << llvm::format("%.3g", relative);
+      if (!(relative <= accuracy.maxRelativeDiff)) {
+        withinBound = false;
+        violations += " '" + s.name + "' (relative mean |diff| " + number("%.3g", relative) + ")";
+      }
+    }
+    line << "\n";
+    outputs.push_back(std::move(o));
+  }
+  llvm::json::Object report{
+      {"model", options.input},
+      {"quantize",
+       llvm::json::Object{{"weights", options.weightPrecision.empty() ? "f32"
+                                                                        : options.weightPrecision},
+                          {"table_bits", options.tableBits}}},
+      {"validation", accuracy.validationPath.empty() ? "synthetic" : accuracy.validationPath},
+      {"rows", rows},
+      {"bound",
+       llvm::json::Object{{"max_mean_abs_diff_probability", accuracy.maxMeanDiff},
+                          {"max_auc_drop", accuracy.maxAucDrop},
+                          {"max_relative_mean_abs_diff", accuracy.maxRelativeDiff}}},
+      {"within_bound", withinBound},
+      {"outputs", std::move(outputs)}};
+  llvm::outs() << "accuracy against the f32 model on " << rows
+               << (accuracy.validationPath.empty() ? " synthetic" : " validation") << " rows:\n"
+               << summary;
+  if (!accuracy.reportPath.empty()) {
+    std::error_code ec;
+    llvm::raw_fd_ostream file(accuracy.reportPath, ec);
+    if (ec)
+      return fail("cannot write " + accuracy.reportPath + ": " + ec.message());
+    file << llvm::formatv("{0:2}", llvm::json::Value(std::move(report))) << "\n";
+  }
+  if (withinBound)
+    return 0;
+  if (accuracy.allowLoss) {
+    llvm::outs() << "accuracy bound exceeded by" << violations << "; kept (--allow-accuracy-loss)\n";
+    return 0;
+  }
+  llvm::sys::fs::remove(options.output);
+  return fail("the quantised model exceeds the accuracy bound:" + violations +
+              "; model not written (--allow-accuracy-loss keeps it)");
+}
+
+} // namespace kiln
