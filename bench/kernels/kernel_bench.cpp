@@ -10,6 +10,7 @@
 //   build/bench/kiln_kernel_bench [--benchmark_filter=Dense]
 #include "gemm.h"
 #include "kernels.h"
+#include "quantized.h"
 
 #include <benchmark/benchmark.h>
 
@@ -81,17 +82,35 @@ std::vector<float> randomFloats(size_t n, unsigned seed) {
   return v;
 }
 
-/// C[M, N] = relu(A[M, K] W + bias) on packed weights, one thread.
-void Dense(benchmark::State &state) {
+/// The weight formats a dense layer runs on.
+enum class Weights { F32, Int8, Bf16 };
+
+/// C[M, N] = relu(A[M, K] W + bias) on packed weights of `format`, one thread.
+void Dense(benchmark::State &state, Weights format) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   auto A = randomFloats(M * K, 1), W = randomFloats(K * N, 2), bias = randomFloats(N, 3);
   std::vector<float> packed(kiln::cpu::panelCount(N) * K * kiln::cpu::kPanelWidth), C(M * N);
   kiln::cpu::packWeights(W.data(), false, K, N, 1.0f, packed.data());
+  std::vector<uint16_t> half(packed.size());
+  for (size_t i = 0; i < half.size(); ++i)
+    half[i] = kiln::cpu::floatToBf16(packed[i]);
+  std::vector<int8_t> q(K * N), packedInt8(kiln::cpu::panelCount(N) * kiln::cpu::int8GroupCount(K) * 64);
+  std::vector<float> scale(N);
+  std::vector<int32_t> sums(N);
+  kiln::cpu::quantizeWeightsInt8(W.data(), K, N, q.data(), scale.data(), sums.data());
+  kiln::cpu::packWeightsInt8(q.data(), K, N, packedInt8.data());
+  const kiln::cpu::Int8Weights int8{packedInt8.data(), scale.data(), sums.data()};
   kiln::cpu::Epilogue ep;
   ep.bias = bias.data();
   ep.activation = kiln::cpu::Activation::Relu;
   for (auto _ : state) {
-    kiln::cpu::dense(A.data(), K, packed.data(), K, N, C.data(), N, M, ep, nullptr);
+    if (format == Weights::F32)
+      kiln::cpu::dense(A.data(), K, packed.data(), K, N, C.data(), N, M, ep, nullptr);
+    else if (format == Weights::Int8)
+      kiln::cpu::denseInt8(A.data(), K, int8, K, N, C.data(), N, M, ep, nullptr);
+    else
+      kiln::cpu::denseHalf<kiln::cpu::HalfFormat::Bf16>(A.data(), K, half.data(), K, N, C.data(),
+                                                        N, M, ep, nullptr);
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
   }
@@ -134,25 +153,23 @@ void EmbeddingBag(benchmark::State &state) {
 
 } // namespace
 
-BENCHMARK(Dense)
-    ->ArgNames({"M", "N", "K"})
-    ->Args({1, 256, 256})
-    ->Args({1, 1024, 1024})
-    ->Args({16, 256, 256})
-    ->Args({16, 1024, 1024})
-    ->Args({64, 256, 256})
-    ->Args({64, 512, 512})
-    ->Args({64, 1024, 1024})
-    ->Args({256, 256, 256})
-    ->Args({256, 512, 512})
-    ->Args({256, 1024, 1024})
-    ->Args({1024, 384, 1536})
-    ->Args({1024, 1536, 384})
-    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(EmbeddingBag)->ArgName("hotness")->Arg(1)->Arg(20)->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
+  // Each shape in f32, int8 and bf16 one after the other, so that the
+  // ratios are taken side by side.
+  const int64_t shapes[][3] = {{1, 256, 256},    {1, 1024, 1024},   {16, 256, 256},
+                               {16, 1024, 1024}, {64, 256, 256},    {64, 512, 512},
+                               {64, 1024, 1024}, {256, 256, 256},   {256, 512, 512},
+                               {256, 1024, 1024}, {1024, 384, 1536}, {1024, 1536, 384}};
+  for (const auto &shape : shapes)
+    for (auto [name, format] : {std::pair{"Dense", Weights::F32}, std::pair{"DenseInt8", Weights::Int8},
+                                std::pair{"DenseBf16", Weights::Bf16}})
+      benchmark::RegisterBenchmark(name, Dense, format)
+          ->ArgNames({"M", "N", "K"})
+          ->Args({shape[0], shape[1], shape[2]})
+          ->Unit(benchmark::kMicrosecond);
   if (benchmark::ReportUnrecognizedArguments(argc, argv))
     return 1;
   fmaPeak = measureFmaPeak();

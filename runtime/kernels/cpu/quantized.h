@@ -34,7 +34,7 @@
 namespace kiln::cpu {
 
 constexpr int64_t kInt8ActivationMax = 127;
-/// Deepest int8 layer: four quantised rows of A fit the kernel's stack buffer.
+/// Deepest int8 layer: six quantised rows of A fit the kernel's stack buffer.
 constexpr int64_t kMaxInt8Depth = 16384;
 
 inline int64_t int8GroupCount(int64_t k) { return (k + 3) / 4; }
@@ -199,13 +199,35 @@ inline void packWeightsInt8(const int8_t *q, int64_t K, int64_t N, int8_t *out) 
         }
 }
 
+/// round(r) + zp clamped to [0, 127]; NaN counts as 0.
+inline uint8_t quantizeActivation(float r, int32_t zp) {
+  const float q = r == r ? std::nearbyint(std::clamp(r, -256.0f, 256.0f)) : 0.0f;
+  return uint8_t(std::clamp(int32_t(q) + zp, int32_t(0), int32_t(kInt8ActivationMax)));
+}
+
 /// Quantises one row of activations to [0, 127]: the row's range (widened
 /// to include 0, so that zero is exact) in 127 steps. Writes groups * 4
 /// bytes, the padding at the zero point (the padded weights are 0).
 inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &scale,
                                   int32_t &zeroPoint) {
   float lo = 0, hi = 0;
-  for (int64_t k = 0; k < K; ++k) {
+  int64_t k = 0;
+#ifdef KILN_AVX2
+  __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+  for (; k + 8 <= K; k += 8) {
+    const __m256 v = _mm256_loadu_ps(x + k);
+    vlo = _mm256_min_ps(vlo, v);
+    vhi = _mm256_max_ps(vhi, v);
+  }
+  alignas(32) float l[8], h[8];
+  _mm256_store_ps(l, vlo);
+  _mm256_store_ps(h, vhi);
+  for (int i = 0; i < 8; ++i) {
+    lo = std::min(lo, l[i]);
+    hi = std::max(hi, h[i]);
+  }
+#endif
+  for (; k < K; ++k) {
     lo = std::min(lo, x[k]);
     hi = std::max(hi, x[k]);
   }
@@ -214,10 +236,30 @@ inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &
     scale = 1.0f;
   const float inv = 1.0f / scale;
   zeroPoint = int32_t(std::clamp(std::nearbyint(-lo * inv), 0.0f, float(kInt8ActivationMax)));
-  const float zp = float(zeroPoint);
-  for (int64_t k = 0; k < K; ++k)
-    q[k] = uint8_t(std::clamp(std::nearbyint(x[k] * inv) + zp, 0.0f, float(kInt8ActivationMax)));
-  for (int64_t k = K, end = int8GroupCount(K) * 4; k < end; ++k)
+  k = 0;
+#ifdef KILN_AVX2
+  // cvtps rounds to nearest even like nearbyint; NaN becomes INT_MIN and
+  // clamps to 0 like the scalar path.
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i vzp = _mm256_set1_epi32(zeroPoint), top = _mm256_set1_epi32(kInt8ActivationMax);
+  auto convert = [&](const float *p) {
+    __m256 r = _mm256_mul_ps(_mm256_loadu_ps(p), vinv);
+    r = _mm256_max_ps(_mm256_min_ps(r, _mm256_set1_ps(256.0f)), _mm256_set1_ps(-256.0f));
+    __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
+    return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), top);
+  };
+  for (; k + 32 <= K; k += 32) {
+    const __m256i a = _mm256_packs_epi32(convert(x + k), convert(x + k + 8));
+    const __m256i b = _mm256_packs_epi32(convert(x + k + 16), convert(x + k + 24));
+    // packs interleave the 128-bit lanes: 0-3 16-19 4-7 20-23 | ... ; undo it.
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b),
+                                                      _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(q + k), bytes);
+  }
+#endif
+  for (; k < K; ++k)
+    q[k] = quantizeActivation(x[k] * inv, zeroPoint);
+  for (int64_t end = int8GroupCount(K) * 4; k < end; ++k)
     q[k] = uint8_t(zeroPoint);
 }
 
@@ -230,8 +272,8 @@ struct Int8Weights {
 
 namespace detail {
 
-/// Activations of up to kInt8Rows rows, quantised.
-constexpr int kInt8Rows = 4;
+/// Rows per int8 register tile (12 accumulators), and their quantised activations.
+constexpr int kInt8Rows = 6;
 struct QuantizedRows {
   const uint8_t *q; // row r at q + r * stride
   int64_t stride;
@@ -298,6 +340,10 @@ inline void int8TileRows(int64_t rows, const QuantizedRows &a, const int8_t *W, 
     return int8Tile<3, P>(a, W, panelStride, groups, w, t);
   case 4:
     return int8Tile<4, P>(a, W, panelStride, groups, w, t);
+  case 5:
+    return int8Tile<5, P>(a, W, panelStride, groups, w, t);
+  case 6:
+    return int8Tile<6, P>(a, W, panelStride, groups, w, t);
   }
 }
 #endif
