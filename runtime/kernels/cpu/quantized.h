@@ -429,68 +429,78 @@ template <HalfFormat F> inline __m256 loadHalf8(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/// tile<R, 1> of gemm.h on 16-bit weights.
-template <HalfFormat F, int R> inline void halfTile(const Tile &t, const uint16_t *W) {
-  __m256 acc[R][2];
+/// tile<R, P> of gemm.h on 16-bit weights.
+template <HalfFormat F, int R, int P>
+inline void halfTile(const Tile &t, const uint16_t *W, int64_t panelStride) {
+  __m256 acc[R][2 * P];
   for (int r = 0; r < R; ++r)
-    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int v = 0; v < 2 * P; ++v)
+      acc[r][v] = _mm256_setzero_ps();
   for (int64_t k = 0; k < t.depth; ++k) {
-    const uint16_t *w = W + k * kPanelWidth;
-    const __m256 b0 = loadHalf8<F>(w), b1 = loadHalf8<F>(w + 8);
+    __m256 b[2 * P];
+    for (int p = 0; p < P; ++p) {
+      const uint16_t *w = W + p * panelStride + k * kPanelWidth;
+      b[2 * p] = loadHalf8<F>(w);
+      b[2 * p + 1] = loadHalf8<F>(w + 8);
+    }
     for (int r = 0; r < R; ++r) {
       const __m256 x = _mm256_broadcast_ss(t.A + r * t.rowStride + k);
-      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+      for (int v = 0; v < 2 * P; ++v)
+        acc[r][v] = _mm256_fmadd_ps(x, b[v], acc[r][v]);
     }
   }
-  alignas(32) float out[R][2][8];
-  for (int r = 0; r < R; ++r) {
-    _mm256_store_ps(out[r][0], acc[r][0]);
-    _mm256_store_ps(out[r][1], acc[r][1]);
-  }
-  storeTile<R, 1>(out, t);
+  alignas(32) float out[R][2 * P][8];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2 * P; ++v)
+      _mm256_store_ps(out[r][v], acc[r][v]);
+  storeTile<R, P>(out, t);
 }
 #endif
 
+/// Panels of 16-bit weights, 4 rows at a time; one or two rows read 4 or 2
+/// panels at once so that enough FMAs are in flight.
 template <HalfFormat F>
 inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64_t K, int64_t N,
                            float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                            const Epilogue &ep) {
-  const int64_t panelStride = K * kPanelWidth;
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t col = p * kPanelWidth;
+  const int64_t panelStride = K * kPanelWidth, rows = m1 - m0;
+  const int64_t group = rows == 1 ? 4 : rows == 2 ? 2 : 1;
+  for (int64_t p = p0; p < p1;) {
+    const int64_t panels = p + group <= p1 ? group : 1, col = p * kPanelWidth;
+    const int64_t cols = std::min(N - col, panels * kPanelWidth);
+    const uint16_t *w = W + p * panelStride;
     for (int64_t i = m0; i < m1; i += 4) {
-      const int64_t rows = std::min<int64_t>(4, m1 - i), cols = std::min(N - col, kPanelWidth);
-      const uint16_t *w = W + p * panelStride;
+      const int64_t r = std::min<int64_t>(4, m1 - i);
 #ifdef KILN_AVX2
       Tile t{A + i * lda, lda, 1, nullptr, 0, K, C + i * ldc + col, ldc, cols, false, false, &ep, i,
              col};
-      switch (rows) {
-      case 1:
-        halfTile<F, 1>(t, w);
-        break;
-      case 2:
-        halfTile<F, 2>(t, w);
-        break;
-      case 3:
-        halfTile<F, 3>(t, w);
-        break;
-      default:
-        halfTile<F, 4>(t, w);
-        break;
-      }
+      if (panels == 4)
+        halfTile<F, 1, 4>(t, w, panelStride);
+      else if (panels == 2)
+        halfTile<F, 2, 2>(t, w, panelStride);
+      else if (r == 1)
+        halfTile<F, 1, 1>(t, w, panelStride);
+      else if (r == 2)
+        halfTile<F, 2, 1>(t, w, panelStride);
+      else if (r == 3)
+        halfTile<F, 3, 1>(t, w, panelStride);
+      else
+        halfTile<F, 4, 1>(t, w, panelStride);
 #else
-      for (int64_t r = 0; r < rows; ++r)
+      for (int64_t rr = 0; rr < r; ++rr)
         for (int64_t c = 0; c < cols; ++c) {
+          const uint16_t *wc = w + (c / kPanelWidth) * panelStride + c % kPanelWidth;
           float acc = 0;
           for (int64_t k = 0; k < K; ++k) {
-            uint16_t h = w[k * kPanelWidth + c];
-            acc += A[(i + r) * lda + k] * (F == HalfFormat::Fp16 ? fp16ToFloat(h) : bf16ToFloat(h));
+            uint16_t h = wc[k * kPanelWidth];
+            acc += A[(i + rr) * lda + k] *
+                   (F == HalfFormat::Fp16 ? fp16ToFloat(h) : bf16ToFloat(h));
           }
-          C[(i + r) * ldc + col + c] = applyEpilogue(acc, ep, i + r, col + c);
+          C[(i + rr) * ldc + col + c] = applyEpilogue(acc, ep, i + rr, col + c);
         }
 #endif
     }
+    p += panels;
   }
 }
 
