@@ -314,6 +314,11 @@ KILN_INFER(EmbeddingBagsOp) {
       return emitOptionalError(loc, "embedding_bags tables must be [rows, dim] with a static dim");
     width += tableDim(table, adaptor.getBits());
   }
+  if (adaptor.getMode() == 3) { // rows side by side, not pooled
+    width = 0;
+    for (auto [t, hotness] : llvm::zip(adaptor.getTables(), adaptor.getHotness()))
+      width += tableDim(shapeOf(t), adaptor.getBits()) * hotness;
+  }
   return push(types, {ids.getDimSize(0), width}, Float32Type::get(context));
 }
 
@@ -332,8 +337,8 @@ LogicalResult EmbeddingBagsOp::verify() {
       if (c < 0 || c >= row)
         return emitOpError("column ") << c << " outside an id row of " << row;
   }
-  if (getMode() < 0 || getMode() > 2)
-    return emitOpError("mode must be 0 (sum), 1 (mean) or 2 (max)");
+  if (getMode() < 0 || getMode() > 3)
+    return emitOpError("mode must be 0 (sum), 1 (mean), 2 (max) or 3 (rows)");
   const int64_t bits = getBits();
   if (bits != 32 && bits != 8 && bits != 4)
     return emitOpError("bits must be 32 (f32 tables), 8 or 4 (row-wise quantised)");

@@ -458,7 +458,8 @@ def Kiln_EmbeddingBagsOp : Kiln_Op<"embedding_bags"> {
     ([batch, ...], viewed as [batch, R]); table t pools the rows at the
     `hotness[t]` columns of that row listed next in `columns` (mode 0 sum,
     1 mean, 2 max). The result is [batch, sum of the tables' dims], the
-    tables' pooled rows side by side. With `wrap_negative` an id in [-rows,
+    tables' pooled rows side by side. Mode 3 does not pool: each table
+    contributes its `hotness[t]` rows side by side (a row gather). With `wrap_negative` an id in [-rows,
     0) counts from the end. Formed by kiln-group-embedding-bags.
 
     With `bits` 8 or 4 (kiln-quantize) every table is ui8 [rows, row bytes]

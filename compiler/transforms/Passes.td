@@ -141,13 +141,16 @@ def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
 }
 
 def QuantizeTables : Pass<"kiln-quantize-tables", "mlir::ModuleOp"> {
-  let summary = "Store kiln.embedding_bags tables row-wise quantised at 8 or 4 bits";
+  let summary = "Store embedding tables row-wise quantised at 8 or 4 bits";
   let description = [{
     Rewrites the constant f32 tables of each embedding_bags as ui8 rows in
     the row-wise format of runtime/kernels/cpu/quantized.h (values at `bits`
     bits, then an fp16 scale and bias per row), dequantised by the bag
-    kernel as it pools. At 4 bits an op with an odd table dim keeps f32
-    tables. Each distinct table is quantised once.
+    kernel as it pools. A gather of rows (axis 0) from a constant [rows,
+    dim] table becomes an unpooled embedding_bags (mode 3) and a reshape
+    first. An op keeps f32 tables when a quantised row would not be smaller
+    (dim 1) or cannot be stored (an odd dim at 4 bits). Each distinct table
+    is quantised once.
   }];
   let options = [
     Option<"bits", "bits", "int64_t", "8", "8 or 4">

@@ -2,7 +2,10 @@
 //
 // Rewrites the constant f32 tables of every kiln.embedding_bags as ui8 rows
 // in quantized.h's row-wise format (quantizeTableRow: values, then an fp16
-// scale and bias), which the bag kernel dequantises as it pools.
+// scale and bias), which the bag kernel dequantises as it pools. Row
+// gathers from constant tables are first turned into unpooled bags so that
+// their tables are quantised too. Tables whose rows would not shrink (dim
+// 1, or an odd dim at 4 bits) stay f32.
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,6 +37,13 @@ ElementsAttr quantizeTable(ElementsAttr attr, int bits, Builder &b) {
                       bits == 4 ? "int4_table" : "int8_table");
 }
 
+/// Whether a table of this dim is worth storing row-wise at `bits`: a
+/// quantised row is smaller than the f32 one.
+bool shrinks(int64_t dim, int bits) {
+  return cpu::quantizedRowBytes(dim, bits) < dim * int64_t(sizeof(float)) &&
+         (bits == 8 || dim % 2 == 0);
+}
+
 struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
   using QuantizeTablesBase::QuantizeTablesBase;
 
@@ -42,15 +52,39 @@ struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
       getOperation().emitError("kiln-quantize-tables: bits must be 8 or 4, got ") << int64_t(bits);
       return signalPassFailure();
     }
+    IRRewriter rewriter(&getContext());
+    // Row gathers from a constant table become unpooled lookups (mode 3),
+    // the one kernel that reads row-wise tables.
+    getOperation().walk([&](GatherOp g) {
+      auto table = g.getData().getType(), ids = g.getIndices().getType();
+      if (g.getAxis() != 0 || table.getRank() != 2 || !g.getData().getDefiningOp<ConstantOp>() ||
+          !table.getElementType().isF32() || !table.hasStaticShape() || ids.getRank() < 1 ||
+          !ids.hasStaticShape() || ids.getDimSize(0) == 0 ||
+          !shrinks(table.getDimSize(1), int(bits)))
+        return;
+      const int64_t batch = ids.getDimSize(0), perRow = ids.getNumElements() / batch;
+      rewriter.setInsertionPoint(g);
+      Value rows = EmbeddingBagsOp::create(
+          rewriter, g.getLoc(),
+          RankedTensorType::get({batch, perRow * table.getDimSize(1)}, rewriter.getF32Type()),
+          g.getIndices(), ValueRange{g.getData()},
+          rewriter.getDenseI64ArrayAttr(llvm::to_vector(llvm::seq<int64_t>(0, perRow))),
+          rewriter.getDenseI64ArrayAttr({perRow}), rewriter.getI64IntegerAttr(3),
+          rewriter.getUnitAttr(), nullptr);
+      auto shapeType = RankedTensorType::get({g.getType().getRank()}, rewriter.getI64Type());
+      Value shape = ConstantOp::create(rewriter, g.getLoc(),
+                                       DenseIntElementsAttr::get(shapeType, g.getType().getShape()));
+      rewriter.replaceOpWithNewOp<ReshapeOp>(g, g.getType(), rows, shape);
+    });
+
     DenseMap<Attribute, ElementsAttr> done;
     DenseMap<Operation *, Value> values; // per original constant op
-    IRRewriter rewriter(&getContext());
     getOperation().walk([&](EmbeddingBagsOp e) {
       if (e.getBits() != 32)
         return;
       for (Value t : e.getTables()) {
         auto type = cast<RankedTensorType>(t.getType());
-        if (!t.getDefiningOp<ConstantOp>() || (bits == 4 && type.getDimSize(1) % 2))
+        if (!t.getDefiningOp<ConstantOp>() || !shrinks(type.getDimSize(1), int(bits)))
           return;
       }
       SmallVector<Value> quantized;

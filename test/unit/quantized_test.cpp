@@ -275,14 +275,19 @@ TEST(RowwiseTables, EmbeddingBagsPoolDequantizedRows) {
       const BagTable<float> quantized[] = {{nullptr, rows, dim, 3, q.data(), bits},
                                            {nullptr, rows, dim, 1, q.data(), bits}};
       const BagTable<float> plain[] = {{deq.data(), rows, dim, 3}, {deq.data(), rows, dim, 1}};
-      for (int mode : {0, 1, 2}) {
-        std::vector<float> got(batch * 2 * dim), want(batch * 2 * dim);
+      for (int mode : {0, 1, 2, 3}) {
+        // Mode 3 writes the 3 + 1 rows unpooled.
+        const int64_t width = (mode == 3 ? 4 : 2) * dim;
+        std::vector<float> got(batch * width), want(batch * width);
         ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, quantized, 2, columns, mode, false,
-                                  got.data(), 2 * dim, &exec));
+                                  got.data(), width, &exec));
         ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, plain, 2, columns, mode, false,
-                                  want.data(), 2 * dim, &exec));
+                                  want.data(), width, &exec));
         for (size_t i = 0; i < got.size(); ++i)
           ASSERT_NEAR(got[i], want[i], 1e-6f) << "bits " << bits << " dim " << dim;
+        if (mode == 3) // the second row of sample 1 is table row ids[1 * idsRow + columns[1]]
+          for (int64_t d = 0; d < dim; ++d)
+            ASSERT_EQ(want[width + dim + d], deq[ids[idsRow + columns[1]] * dim + d]);
       }
       ids[5] = int32_t(rows); // out of range is still refused
       std::vector<float> out(batch * 2 * dim);

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <thread>
 
 namespace kiln {
 namespace {
@@ -131,10 +132,12 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
     return 1;
 
   std::vector<OutputStats> stats;
-  int64_t rows = accuracy.rows;
+  constexpr int64_t kAucRows = 10000, kDiffRows = 1024;
+  int64_t rows = accuracy.rows ? accuracy.rows : kAucRows;
   try {
     Model quantizedModel(options.output), referenceModel(reference.output);
-    Session quantizedSession(quantizedModel), referenceSession(referenceModel);
+    const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    Session quantizedSession(quantizedModel, threads), referenceSession(referenceModel, threads);
     const kiln_model *m = quantizedModel.get();
     int64_t chunk = 1;
     for (int32_t b = 0; b < kiln_model_num_buckets(m); ++b)
@@ -147,7 +150,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
     for (const kiln_tensor_info &info : tensorInfos(m, false))
       stats.push_back(OutputStats{info.name});
     if (!options.quiet)
-      llvm::errs() << "kiln: running both models on " << rows << " validation rows\n";
+      llvm::errs() << "kiln: running both models on up to " << rows << " validation rows\n";
     for (int64_t begin = 0; begin < rows; begin += chunk) {
       const int64_t batch = std::min(chunk, rows - begin);
       std::vector<HostTensor> inputs;
@@ -172,6 +175,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       auto got = outputBuffers(m, batch), want = outputBuffers(referenceModel.get(), batch);
       run(quantizedSession, got);
       run(referenceSession, want);
+      bool probabilities = false;
       for (size_t o = 0; o < stats.size(); ++o) {
         OutputStats &s = stats[o];
         const int64_t n = want[o].elements();
@@ -188,7 +192,10 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
           }
         }
         s.count += n;
+        probabilities |= s.perRowScalar && s.inUnitInterval;
       }
+      if (!probabilities && !accuracy.rows && validation.empty())
+        rows = std::min(rows, std::max(kDiffRows, begin + batch));
     }
   } catch (const Error &e) {
     return fail(e.what());

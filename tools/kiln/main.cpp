@@ -361,7 +361,11 @@ int main(int argc, char **argv) {
                       "With --quantize: write the accuracy report (JSON) here");
   compile->add_option("--validation", accuracy.validationPath,
                       "With --quantize: validation inputs (.npz keyed by input name, rows along "
-                      "the batch dim); default: 10000 synthetic rows");
+                      "the batch dim); default: synthetic rows");
+  compile->add_option("--validation-rows", accuracy.rows,
+                      "With --quantize: synthetic rows (default: 10000 when an output is a "
+                      "probability, for its AUC; else 1024)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   compile->add_option("--max-mean-diff", accuracy.maxMeanDiff,
                       "With --quantize: largest mean |p - p_f32| of a probability output")
       ->capture_default_str();

@@ -946,7 +946,7 @@ template <typename T> struct BagTable {
 /// ids are ids[b * idsRow + columns[k]]: the first tables[0].hotness of
 /// `columns` for table 0, the next for table 1, and so on; table t's pooled
 /// row (mode 0 sum, 1 mean, 2 max) lands after the dims of tables < t in
-/// out[b * outStride]. The row a fixed number of lookups ahead (across
+/// out[b * outStride]. Mode 3 writes each looked-up row, unpooled. The row a fixed number of lookups ahead (across
 /// tables and samples) is prefetched while the current one is added, so
 /// that several random reads are in flight whatever the hotness. False on
 /// an id out of range (nothing written).
@@ -1007,20 +1007,23 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
       T *y = out + b * outStride;
       for (int64_t t = 0, k = 0; t < count; ++t) {
         const int64_t dim = tables[t].dim, hotness = tables[t].hotness;
-        if (hotness == 0)
+        const bool rows = mode == 3;
+        if (hotness == 0 && !rows)
           std::fill(y, y + dim, T(0));
         for (int64_t l = 0; l < hotness; ++l) {
           prefetchNext();
+          T *dst = rows ? y + l * dim : y;
           if (tables[t].rowwise)
-            poolQuantizedRow(y, reinterpret_cast<const uint8_t *>(rowOf(b, t, k + l)), dim,
-                             tables[t].bits, mode, l == 0);
+            poolQuantizedRow(dst, reinterpret_cast<const uint8_t *>(rowOf(b, t, k + l)), dim,
+                             tables[t].bits, rows ? 0 : mode, rows || l == 0);
           else
-            poolRow(y, reinterpret_cast<const T *>(rowOf(b, t, k + l)), dim, mode, l == 0, T(1));
+            poolRow(dst, reinterpret_cast<const T *>(rowOf(b, t, k + l)), dim, rows ? 0 : mode,
+                    rows || l == 0, T(1));
         }
         if (mode == 1 && hotness > 1)
           for (int64_t d = 0; d < dim; ++d)
             y[d] /= T(hotness);
-        y += dim;
+        y += rows ? dim * hotness : dim;
         k += hotness;
       }
     }

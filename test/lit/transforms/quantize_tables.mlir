@@ -33,3 +33,20 @@ func.func @odd_dim(%ids: tensor<3x1xi64>) -> tensor<3x3xf32> {
   %b = kiln.embedding_bags %ids, %t {columns = array<i64: 0>, hotness = array<i64: 1>, mode = 0 : i64} : (tensor<3x1xi64>, tensor<2x3xf32>) -> tensor<3x3xf32>
   return %b : tensor<3x3xf32>
 }
+
+// -----
+
+// A row gather from a constant table becomes an unpooled lookup (mode 3) of
+// the quantised table, reshaped back to [batch, 3, dim]; negative ids keep
+// wrapping as in ONNX Gather. A table of dim 1 would grow: left alone.
+// INT8-LABEL: func.func @gathers
+// INT8: %[[R:.*]] = kiln.embedding_bags %arg0, %{{.*}} {bits = 8 : i64, columns = array<i64: 0, 1, 2>, hotness = array<i64: 3>, mode = 3 : i64, wrap_negative} : (tensor<2x3xi64>, tensor<5x8xui8>) -> tensor<2x12xf32>
+// INT8: kiln.reshape %[[R]], %{{.*}} : (tensor<2x12xf32>, tensor<3xi64>) -> tensor<2x3x4xf32>
+// INT8: kiln.gather %{{.*}}, %arg0 {axis = 0 : i64} : (tensor<5x1xf32>, tensor<2x3xi64>) -> tensor<2x3x1xf32>
+func.func @gathers(%ids: tensor<2x3xi64>) -> (tensor<2x3x4xf32>, tensor<2x3x1xf32>) {
+  %t = kiln.constant dense<0.5> : tensor<5x4xf32>
+  %w = kiln.constant dense<0.5> : tensor<5x1xf32>
+  %g = kiln.gather %t, %ids {axis = 0 : i64} : (tensor<5x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+  %h = kiln.gather %w, %ids {axis = 0 : i64} : (tensor<5x1xf32>, tensor<2x3xi64>) -> tensor<2x3x1xf32>
+  return %g, %h : tensor<2x3x4xf32>, tensor<2x3x1xf32>
+}
