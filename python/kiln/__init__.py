@@ -98,13 +98,21 @@ def _lib():
     return _runtime
 
 
-def compile(onnx_path, out_path, batch=(1,), target="cpu", freeze=None, extra_args=()):
+def compile(onnx_path, out_path, batch=(1,), target="cpu", freeze=None, quantize=(), report=None,
+            extra_args=()):
     """Compiles `onnx_path` into the model library `out_path`; raises Error with
     the compiler's message on failure. `freeze` maps input names to paths of
-    ONNX TensorProto files whose values are compiled in as constants."""
+    ONNX TensorProto files whose values are compiled in as constants.
+    `quantize` lists `kiln compile --quantize` modes (e.g. ["int8",
+    "int8-embeddings"]); a quantised compile checks its accuracy against the
+    f32 model and writes the JSON report to `report` when given."""
     cmd = [_find_binary(), "compile", os.fspath(onnx_path), "-o", os.fspath(out_path),
            "--target", target, "--batch", ",".join(str(int(b)) for b in batch), "--quiet",
            *extra_args]
+    if quantize:
+        cmd += ["--quantize", ",".join(quantize)]
+    if report:
+        cmd += ["--report", os.fspath(report)]
     for name, path in (freeze or {}).items():
         cmd += ["--freeze", f"{name}={os.fspath(path)}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)

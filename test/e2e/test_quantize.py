@@ -1,0 +1,137 @@
+"""Quantised compiles (kiln compile --quantize): every zoo model and real
+export in int8 + int8-embeddings with its accuracy report, each mode on one
+model, the accuracy bound failing a compile, and validation inputs from a
+file."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import kiln
+import zoo
+from conftest import SHARED_MODELS
+
+REAL = ["dlrm_bag", "bert_rel", "din"]
+
+
+def model_path(name, tmp):
+    if name in zoo.MODELS:
+        return os.path.join(zoo.write(name, str(tmp), batch=8), "model.onnx")
+    return os.path.join(SHARED_MODELS, name, "model.onnx")
+
+
+def inspect(so):
+    return json.loads(subprocess.run([kiln._find_binary(), "inspect", so, "--json"], check=True,
+                                     capture_output=True, text=True).stdout)
+
+
+def check_report(report, model):
+    names = [o.name for o in onnx.load(model, load_external_data=False).graph.output]
+    assert [o["name"] for o in report["outputs"]] == names
+    for o in report["outputs"]:
+        assert np.isfinite(o["max_abs_diff"]) and o["mean_abs_diff"] <= o["max_abs_diff"]
+        if o["probability"]:
+            assert 0 <= o["auc_f32"] <= 1 and 0 <= o["auc_quantized"] <= 1
+            assert o["auc_drop"] == pytest.approx(o["auc_f32"] - o["auc_quantized"])
+        else:
+            assert o["relative_mean_abs_diff"] >= 0
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS) + REAL)
+def test_int8_with_int8_embeddings(name, tmp_path):
+    model = model_path(name, tmp_path)
+    so, report = str(tmp_path / "q.so"), tmp_path / "report.json"
+    kiln.compile(model, so, batch=[16], quantize=["int8", "int8-embeddings"], report=report,
+                 extra_args=["--validation-rows", "64", "--allow-accuracy-loss"])
+    data = json.loads(report.read_text())
+    assert data["quantize"] == {"weights": "int8", "table_bits": 8} and data["rows"] == 64
+    check_report(data, model)
+    info = inspect(so)
+    assert info["quantization"] == "int8,int8-embeddings"
+    assert info["f32_weights_bytes"] > 2 * info["weights_bytes"], info
+    # The quantised model stays close to the f32 one: within 3% of the
+    # outputs' scale on average, whatever the model.
+    for o in data["outputs"]:
+        if not o["probability"]:
+            assert o["relative_mean_abs_diff"] < 0.03, o
+        else:
+            assert o["mean_abs_diff"] < 0.01, o
+
+
+@pytest.mark.parametrize("modes,weights,bits,smaller", [
+    (["int8"], "int8", 32, 1.1),
+    (["bf16-weights"], "bf16", 32, 1.05),
+    (["fp16-weights"], "fp16", 32, 1.05),
+    (["int8-embeddings"], "f32", 8, 2.0),
+    (["int4-embeddings"], "f32", 4, 2.5),
+])
+def test_each_mode(modes, weights, bits, smaller, tmp_path):
+    model = model_path("dlrm_kaggle", tmp_path)
+    so, report = str(tmp_path / "q.so"), tmp_path / "report.json"
+    kiln.compile(model, so, batch=[1, 64], quantize=modes, report=report,
+                 extra_args=["--validation-rows", "512", "--allow-accuracy-loss"])
+    data = json.loads(report.read_text())
+    assert data["quantize"] == {"weights": weights, "table_bits": bits}
+    check_report(data, model)
+    out = data["outputs"][0]
+    assert out["probability"] and out["mean_abs_diff"] < 2e-3, out
+    info = inspect(so)
+    assert info["f32_weights_bytes"] / info["weights_bytes"] > smaller, info
+    # The compiled model serves requests like any other.
+    with kiln.load(so) as m:
+        feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 3)
+        (prob,) = m.run(feeds).values()
+        assert prob.shape == (3, 1) and np.all((prob >= 0) & (prob <= 1))
+
+
+def test_the_bound_fails_the_compile(tmp_path):
+    model = model_path("dlrm_kaggle", tmp_path)
+    so = tmp_path / "q.so"
+    cmd = [kiln._find_binary(), "compile", model, "-o", str(so), "--batch", "64", "-q",
+           "--quantize", "int8", "--validation-rows", "256", "--max-mean-diff", "1e-9",
+           "--report", str(tmp_path / "r.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "exceeds the accuracy bound: 'click_prob' (mean |dp|" in proc.stderr
+    assert not so.exists()
+    assert json.loads((tmp_path / "r.json").read_text())["within_bound"] is False
+    proc = subprocess.run(cmd + ["--allow-accuracy-loss"], capture_output=True, text=True)
+    assert proc.returncode == 0 and so.exists()
+    assert "kept (--allow-accuracy-loss)" in proc.stdout
+
+
+def test_validation_inputs_from_a_file(tmp_path):
+    model = model_path("wide_deep", tmp_path)
+    feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 100)
+    np.savez(tmp_path / "val.npz", **feeds)
+    report = tmp_path / "r.json"
+    kiln.compile(model, str(tmp_path / "q.so"), batch=[64], quantize=["int8"], report=report,
+                 extra_args=["--validation", str(tmp_path / "val.npz"), "--allow-accuracy-loss"])
+    data = json.loads(report.read_text())
+    assert data["rows"] == 100 and data["validation"].endswith("val.npz")
+    assert data["outputs"][0]["elements"] == 100
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--quantize", "int2"], "--quantize: unknown mode 'int2'"),
+    (["--quantize", "int8,bf16-weights"], "int8, fp16-weights and bf16-weights exclude each other"),
+    (["--quantize", "int8-embeddings,int4-embeddings"], "exclude each other"),
+])
+def test_bad_modes_are_refused(args, message, tmp_path):
+    model = model_path("dlrm_kaggle", tmp_path)
+    proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+def test_validation_file_missing_an_input(tmp_path):
+    model = model_path("wide_deep", tmp_path)
+    np.savez(tmp_path / "val.npz", nothing=np.zeros((4, 2), np.float32))
+    proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), "-q",
+                           "--quantize", "int8", "--validation", str(tmp_path / "val.npz")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "val.npz: no input named" in proc.stderr, proc.stderr
