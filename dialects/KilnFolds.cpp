@@ -254,7 +254,7 @@ static Attribute foldElementwise(ArrayRef<Attribute> operands, RankedTensorType 
     for (Attribute e : d.getValues<Attribute>()) {
       if (auto f = dyn_cast<FloatAttr>(e))
         v.push_back({0, f.getValueAsDouble()});
-      else if (d.getElementType().isInteger(1))
+      else if (d.getElementType().isInteger(1) || d.getElementType().isUnsignedInteger())
         v.push_back({int64_t(cast<IntegerAttr>(e).getValue().getZExtValue()), 0});
       else
         v.push_back({cast<IntegerAttr>(e).getValue().getSExtValue(), 0});
@@ -434,7 +434,7 @@ OpFoldResult CastOp::fold(FoldAdaptor a) {
     int64_t i = 0;
     if (auto fa = dyn_cast<FloatAttr>(v))
       i = int64_t(f = fa.getValueAsDouble());
-    else if (from.isInteger(1))
+    else if (from.isInteger(1) || from.isUnsignedInteger())
       f = double(i = cast<IntegerAttr>(v).getValue().getZExtValue());
     else
       f = double(i = cast<IntegerAttr>(v).getValue().getSExtValue());

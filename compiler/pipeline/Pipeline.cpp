@@ -36,6 +36,7 @@ const std::vector<Stage> &stages() {
        }},
       {"raise-idioms",
        [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createRaiseQuantizedMatMul());
          pm.addNestedPass<func::FuncOp>(createRaiseEmbeddingBags());
          pm.addNestedPass<func::FuncOp>(createGroupEmbeddingBags());
          pm.addNestedPass<func::FuncOp>(createRaiseLayerIdioms());

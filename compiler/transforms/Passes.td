@@ -31,6 +31,18 @@ def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
   }];
 }
 
+def RaiseQuantizedMatMul : Pass<"kiln-raise-quantized-matmul", "mlir::func::FuncOp"> {
+  let summary = "Fold imported int8 products (MatMulInteger, QDQ) into int8 kiln.dense";
+  let description = [{
+    The importer writes onnxruntime's quantised products (DynamicQuantizeLinear
+    + MatMulInteger + rescale, or QuantizeLinear/DequantizeLinear around a
+    MatMul, QLinearMatMul) as f32 arithmetic. Where the weight is an int8
+    constant without zero point and its scale a constant scalar or one per
+    column, the product becomes a kiln.dense with that int8 weight, which
+    quantises its input itself. Other forms keep the f32 arithmetic.
+  }];
+}
+
 def RaiseEmbeddingBags : Pass<"kiln-raise-embedding-bags", "mlir::func::FuncOp"> {
   let summary = "Raise Gather + ReduceSum/Mean over the hotness axis to embedding_bag";
   let description = [{
