@@ -1053,18 +1053,23 @@ bool Importer::importQuantization(const onnx::NodeProto &n, const std::string &o
       fail(std::string(what) + " must be int8 or uint8, got " + name);
     }
   };
+  // The axis of a per-axis scale; a per-tensor one ignores it.
+  auto quantAxis = [&](Value x) {
+    auto scale = cast<RankedTensorType>(input(1).getType());
+    return scale.getRank() == 0 || scale.getNumElements() == 1
+               ? 0
+               : normalizeAxis(intAttr("axis", 1), rankOf(x));
+  };
   if (op == "DequantizeLinear") {
     Value x = input(0);
     checkInteger(x, "the quantised input");
-    define(0, dequantize(x, input(1), hasInput(2) ? input(2) : Value(),
-                         normalizeAxis(intAttr("axis", 1), std::max<int64_t>(rankOf(x), 1))));
+    define(0, dequantize(x, input(1), hasInput(2) ? input(2) : Value(), quantAxis(x)));
   } else if (op == "QuantizeLinear") {
     Value x = input(0), zp = hasInput(2) ? input(2) : Value();
     if (zp)
       checkInteger(zp, "the zero point");
     Type to = zp ? getElementTypeOrSelf(zp) : Type(u8);
-    define(0, quantize(x, input(1), zp ? make<CastOp>(zp, f32) : Value(), to,
-                       normalizeAxis(intAttr("axis", 1), std::max<int64_t>(rankOf(x), 1))));
+    define(0, quantize(x, input(1), zp ? make<CastOp>(zp, f32) : Value(), to, quantAxis(x)));
   } else if (op == "DynamicQuantizeLinear") {
     // uint8 over the tensor's range widened to include 0.
     Value x = input(0);

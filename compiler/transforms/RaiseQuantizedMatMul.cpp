@@ -7,6 +7,8 @@
 //     y = cast_f32(cast_i32(round(matmul(cast_f32(q) - zp, cast_f32(W) [- 0])))) * (s * w_scale)
 //   QDQ (QuantizeLinear/DequantizeLinear, QLinearMatMul):
 //     y = matmul((cast_f32(quantize(x, s, zp)) - zp) * s, (cast_f32(W) [- 0]) * w_scale)
+//     (a small weight's dequantisation folds into an f32 constant, which is
+//     quantised again per column)
 //
 // with W an int8 constant [K, N] and w_scale a constant scalar or [N]. Both
 // are x W_dequantised with x quantised on the way; each becomes one
@@ -93,10 +95,21 @@ std::optional<std::vector<float>> columnScales(Value v, int64_t n) {
   return std::vector<float>(values.begin(), values.end());
 }
 
-/// What a quantised activation q = cast(clip(round(x / s) [+ zp])) came from.
+/// What a quantised activation q = cast(clip(round(x / s) [+ zp], qmin,
+/// qmax)) came from: x, s, and with a constant s and zp the range of x the
+/// clip keeps, [(qmin - zp) s, (qmax - zp) s].
 struct Quantized {
   Value x, scale;
+  std::optional<std::pair<double, double>> range;
 };
+
+std::optional<double> scalarConstant(Value v) {
+  auto c = producer<ConstantOp>(v);
+  auto dense = c ? denseElements(c.getValue()) : DenseElementsAttr();
+  if (!dense || dense.getNumElements() != 1 || !dense.getElementType().isF32())
+    return std::nullopt;
+  return double(*dense.getValues<float>().begin());
+}
 
 std::optional<Quantized> quantizedFrom(Value q) {
   auto cast = producer<CastOp>(q);
@@ -104,13 +117,20 @@ std::optional<Quantized> quantizedFrom(Value q) {
   if (!clip || !getElementTypeOrSelf(q).isInteger(8))
     return std::nullopt;
   Value rounded = clip.getInput();
-  if (auto add = producer<AddOp>(rounded))
+  std::optional<double> zp = 0.0;
+  if (auto add = producer<AddOp>(rounded)) {
     rounded = add.getLhs();
+    zp = scalarConstant(add.getRhs());
+  }
   auto round = producer<RoundOp>(rounded);
   auto div = round ? producer<DivOp>(round.getInput()) : DivOp();
   if (!div)
     return std::nullopt;
-  return Quantized{div.getLhs(), div.getRhs()};
+  Quantized out{div.getLhs(), div.getRhs(), std::nullopt};
+  if (auto s = scalarConstant(div.getRhs()); s && zp)
+    out.range = {(clip.getAlpha().convertToDouble() - *zp) * *s,
+                 (clip.getBeta().convertToDouble() - *zp) * *s};
+  return out;
 }
 
 /// q of cast_f32(q) [- zp].
@@ -155,11 +175,16 @@ DenseOp createDense(OpBuilder &b, Operation *root, Value x, ElementsAttr w,
 struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedMatMulPass> {
   void runOnOperation() override {
     IRRewriter rewriter(&getContext());
-    SmallVector<MatMulOp> products;
-    getOperation().walk([&](MatMulOp mm) { products.push_back(mm); });
+    SmallVector<Operation *> products;
+    getOperation().walk([&](Operation *op) {
+      if (isa<MatMulOp, GemmOp>(op))
+        products.push_back(op);
+    });
     bool changed = false;
-    for (MatMulOp mm : products)
-      changed |= raiseDynamic(rewriter, mm) || raiseQdq(rewriter, mm);
+    for (Operation *op : products) {
+      auto mm = dyn_cast<MatMulOp>(op);
+      changed |= (mm && raiseDynamic(rewriter, mm)) || raiseQdq(rewriter, op);
+    }
     if (changed) // the quantisation arithmetic the dense layers replaced
       (void)runRegionDCE(rewriter, getOperation()->getRegions());
   }
@@ -194,20 +219,85 @@ struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedM
     return true;
   }
 
-  /// matmul((cast(quantize(x, s)) - zp) * s, (cast(W) - 0) * w_scale).
-  bool raiseQdq(IRRewriter &rewriter, MatMulOp mm) {
-    auto lhs = producer<MulOp>(mm.getLhs()), rhs = producer<MulOp>(mm.getRhs());
-    if (!lhs || !rhs)
+  /// matmul((cast(quantize(x, s)) - zp) * s, (cast(W) - 0) * w_scale), or
+  /// gemm(the same, W^T, bias) as onnxruntime's QDQ form writes a MatMul +
+  /// Add. A small weight's dequantisation folds into an f32 constant, which
+  /// is then quantised again per column as kiln-quantize-dense would.
+  bool raiseQdq(IRRewriter &rewriter, Operation *root) {
+    Value a, b, bias;
+    bool transposed = false;
+    if (auto mm = dyn_cast<MatMulOp>(root)) {
+      a = mm.getLhs();
+      b = mm.getRhs();
+    } else if (auto g = dyn_cast<GemmOp>(root)) {
+      auto c = g.getC() ? cast<RankedTensorType>(g.getC().getType()) : RankedTensorType();
+      if (g.getTransA() || g.getAlpha().convertToDouble() != 1.0 ||
+          (c && (g.getBeta().convertToDouble() != 1.0 || c.getRank() != 1 ||
+                 c.getDimSize(0) != g.getType().getDimSize(1))))
+        return false;
+      a = g.getA();
+      b = g.getB();
+      bias = g.getC();
+      transposed = g.getTransB();
+    } else {
       return false;
-    ElementsAttr w = int8Weight(rhs.getLhs());
-    auto from = quantizedFrom(quantizedOperand(lhs.getLhs()));
-    if (!w || !from || !sameConstant(from->scale, lhs.getRhs()))
+    }
+    auto lhs = producer<MulOp>(a);
+    auto from = lhs ? quantizedFrom(quantizedOperand(lhs.getLhs())) : std::nullopt;
+    if (!from || !sameConstant(from->scale, lhs.getRhs()))
       return false;
-    auto scales = columnScales(rhs.getRhs(), cast<RankedTensorType>(w.getType()).getDimSize(1));
-    if (!scales)
+    std::vector<char> q;
+    std::vector<float> scales;
+    int64_t k = 0, n = 0;
+    if (auto rhs = producer<MulOp>(b); ElementsAttr w = rhs ? int8Weight(rhs.getLhs()) : nullptr) {
+      auto type = cast<RankedTensorType>(w.getType());
+      k = type.getDimSize(transposed ? 1 : 0);
+      n = type.getDimSize(transposed ? 0 : 1);
+      auto s = columnScales(rhs.getRhs(), n);
+      if (!s)
+        return false;
+      scales = *s;
+      q = constantBytes(w);
+      if (transposed) { // W^T, [K, N]
+        std::vector<char> t(q.size());
+        for (int64_t i = 0; i < k; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            t[i * n + j] = q[j * k + i];
+        q = std::move(t);
+      }
+    } else if (auto c = producer<ConstantOp>(b)) {
+      auto type = cast<RankedTensorType>(c.getType());
+      if (type.getRank() != 2 || !type.getElementType().isF32())
+        return false;
+      k = type.getDimSize(transposed ? 1 : 0);
+      n = type.getDimSize(transposed ? 0 : 1);
+      std::vector<char> bytes = constantBytes(c.getValue());
+      std::vector<float> w(k * n);
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          w[i * n + j] = reinterpret_cast<const float *>(bytes.data())[transposed ? j * k + i
+                                                                                   : i * n + j];
+      std::vector<int32_t> sums(n);
+      q.resize(k * n);
+      scales.resize(n);
+      cpu::quantizeWeightsInt8(w.data(), k, n, reinterpret_cast<int8_t *>(q.data()), scales.data(),
+                               sums.data());
+    }
+    if (q.empty() || k > cpu::kMaxInt8Depth)
       return false;
-    rewriter.setInsertionPoint(mm);
-    rewriter.replaceOp(mm, createDense(rewriter, mm, from->x, w, *scales));
+    rewriter.setInsertionPoint(root);
+    // The calibrated range saturates x (with a zero point at the bottom of
+    // the range it is the ReLU the exporter folded into it): keep that.
+    Value x = from->x;
+    if (from->range)
+      x = ClipOp::create(rewriter, root->getLoc(), x.getType(), x,
+                         rewriter.getF64FloatAttr(from->range->first),
+                         rewriter.getF64FloatAttr(from->range->second));
+    auto w = makeConstant(RankedTensorType::get({k, n}, rewriter.getI8Type()), q, "int8_weight");
+    DenseOp dense = createDense(rewriter, root, x, w, scales);
+    if (bias)
+      rewriter.modifyOpInPlace(dense, [&] { dense.getBiasMutable().assign(bias); });
+    rewriter.replaceOp(root, dense);
     return true;
   }
 };
