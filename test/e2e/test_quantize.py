@@ -135,3 +135,53 @@ def test_validation_file_missing_an_input(tmp_path):
                            "--quantize", "int8", "--validation", str(tmp_path / "val.npz")],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "val.npz: no input named" in proc.stderr, proc.stderr
+
+
+class CalibrationReader:
+    """A few batches of random inputs for onnxruntime's quantize_static."""
+
+    def __init__(self, model):
+        self.batches = iter([zoo.random_inputs(model, 8) for _ in range(4)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_models_quantised_by_onnxruntime(name, kind, tmp_path):
+    """onnxruntime's quantize_dynamic (MatMulInteger) and quantize_static (QDQ)
+    models compile, every quantised product becomes an int8 dense layer, and
+    the outputs match onnxruntime's within the int8 tolerance: no further
+    from onnxruntime's int8 outputs than those are from the f32 model's,
+    plus half a percent of the outputs' scale."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    source = model_path(name, tmp_path)
+    model = onnx.load(source, load_external_data=False)
+    quantized = str(tmp_path / f"{kind}.onnx")
+    if kind == "dynamic":
+        quantize_dynamic(source, quantized, weight_type=QuantType.QInt8)
+    else:
+        quantize_static(source, quantized, CalibrationReader(model), quant_format=QuantFormat.QDQ,
+                        weight_type=QuantType.QInt8, per_channel=True)
+    feeds = zoo.random_inputs(model, 16)
+    f32 = ort.InferenceSession(source, providers=["CPUExecutionProvider"]).run(None, feeds)
+    int8 = ort.InferenceSession(quantized, providers=["CPUExecutionProvider"]).run(None, feeds)
+    so = str(tmp_path / "q.so")
+    kiln.compile(quantized, so, batch=[16])
+    with kiln.load(so) as m:
+        got = list(m.run(feeds).values())
+    for g, q, f in zip(got, int8, f32):
+        allowed = np.abs(q - f).mean() + 5e-3 * np.abs(f).mean()
+        assert np.abs(g - q).mean() <= allowed, (np.abs(g - q).mean(), allowed)
+    mlir = subprocess.run([kiln._find_binary(), "compile", quantized, "-o", "-", "--emit", "mlir",
+                           "--stop-after", "raise-idioms", "--batch", "16", "-q"],
+                          check=True, capture_output=True, text=True).stdout
+    # Every product on a quantised constant weight is an int8 dense layer.
+    graph = onnx.load(quantized).graph
+    weights = {i.name for i in graph.initializer}
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    products = sum(n.op_type == "MatMulInteger" or (n.op_type in ("MatMul", "Gemm") and n.input[1] in dequantized)
+                   for n in graph.node)
+    assert products >= 1 and mlir.count("xi8>, tensor<") == products, mlir
