@@ -287,63 +287,71 @@ inline float dequantize(int32_t acc, int32_t zp, int32_t sum, float scaleA, floa
 }
 
 #ifdef KILN_AVX2
-/// C[R rows, P panels] = epilogue(dequantize(qA W)) over all k-groups.
-template <int R, int P>
-inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t panelStride, int64_t groups,
-                     const Int8Weights &w, const Tile &t) {
-  __m256i acc[R][2 * P];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2 * P; ++v)
-      acc[r][v] = _mm256_setzero_si256();
+/// C[R rows, one panel] = epilogue(dequantize(qA W)) over all k-groups. Up
+/// to 3 rows take all 16 columns in one pass over the weights (each line of
+/// the panel read once); more rows take two passes of 8 columns, so that
+/// the R accumulators, the weights, a broadcast, a product and the ones stay
+/// in registers (GCC spills a 2 x 6 tile).
+template <int R>
+inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, const Int8Weights &w,
+                     const Tile &t) {
+  constexpr int kPasses = R > 3 ? 2 : 1, kVectors = 2 / kPasses;
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256i b[2 * P];
-    for (int p = 0; p < P; ++p) {
-      const int8_t *src = W + p * panelStride + g * 64;
-      b[2 * p] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src));
-      b[2 * p + 1] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + 32));
+  alignas(32) float out[R][2][8];
+  for (int pass = 0; pass < kPasses && pass * 8 < t.cols; ++pass) {
+    __m256i acc[R][kVectors];
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < kVectors; ++v)
+        acc[r][v] = _mm256_setzero_si256();
+    const int8_t *src = W + pass * 32;
+    for (int64_t g = 0; g < groups; ++g, src += 64) {
+      __m256i b[kVectors];
+      for (int v = 0; v < kVectors; ++v)
+        b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + v * 32));
+      for (int r = 0; r < R; ++r) {
+        int32_t four;
+        std::memcpy(&four, a.q + r * a.stride + g * 4, 4);
+        const __m256i x = _mm256_set1_epi32(four);
+        for (int v = 0; v < kVectors; ++v)
+          acc[r][v] = _mm256_add_epi32(acc[r][v],
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(x, b[v]), ones));
+      }
     }
-    for (int r = 0; r < R; ++r) {
-      int32_t four;
-      std::memcpy(&four, a.q + r * a.stride + g * 4, 4);
-      const __m256i x = _mm256_set1_epi32(four);
-      for (int v = 0; v < 2 * P; ++v)
-        acc[r][v] = _mm256_add_epi32(
-            acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b[v]), ones));
+    for (int v = 0; v < kVectors; ++v) {
+      const int half = pass + v;
+      if (half * 8 >= t.cols)
+        break;
+      const int64_t c = t.col + half * 8;
+      const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - half * 8));
+      const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
+      const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
+      for (int r = 0; r < R; ++r) {
+        __m256i exact = _mm256_sub_epi32(acc[r][v],
+                                         _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
+        _mm256_store_ps(out[r][half],
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
+                                      _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
+      }
     }
   }
-  alignas(32) float out[R][2 * P][8];
-  for (int v = 0; v < 2 * P && v * 8 < t.cols; ++v) {
-    const int64_t c = t.col + v * 8;
-    const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - v * 8));
-    const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
-    const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
-    for (int r = 0; r < R; ++r) {
-      __m256i exact = _mm256_sub_epi32(acc[r][v],
-                                       _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
-      _mm256_store_ps(out[r][v], _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
-                                               _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
-    }
-  }
-  storeTile<R, P>(out, t);
+  storeTile<R, 1>(out, t);
 }
 
-template <int P>
-inline void int8TileRows(int64_t rows, const QuantizedRows &a, const int8_t *W, int64_t panelStride,
-                         int64_t groups, const Int8Weights &w, const Tile &t) {
+inline void int8TileRows(int64_t rows, const QuantizedRows &a, const int8_t *W, int64_t groups,
+                         const Int8Weights &w, const Tile &t) {
   switch (rows) {
   case 1:
-    return int8Tile<1, P>(a, W, panelStride, groups, w, t);
+    return int8Tile<1>(a, W, groups, w, t);
   case 2:
-    return int8Tile<2, P>(a, W, panelStride, groups, w, t);
+    return int8Tile<2>(a, W, groups, w, t);
   case 3:
-    return int8Tile<3, P>(a, W, panelStride, groups, w, t);
+    return int8Tile<3>(a, W, groups, w, t);
   case 4:
-    return int8Tile<4, P>(a, W, panelStride, groups, w, t);
+    return int8Tile<4>(a, W, groups, w, t);
   case 5:
-    return int8Tile<5, P>(a, W, panelStride, groups, w, t);
+    return int8Tile<5>(a, W, groups, w, t);
   case 6:
-    return int8Tile<6, P>(a, W, panelStride, groups, w, t);
+    return int8Tile<6>(a, W, groups, w, t);
   }
 }
 #endif
@@ -366,35 +374,28 @@ inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, in
     for (int64_t m = mb; m < me; ++m)
       quantizeActivationRow(A + m * lda, K, buffer + (m - mb) * stride, scale[m - mb],
                             zeroPoint[m - mb]);
-    // One row reads two panels at once, for more independent sums in flight.
-    const int64_t group = me - mb == 1 ? 2 : 1;
-    for (int64_t p = p0; p < p1;) {
-      const int64_t panels = p + group <= p1 ? group : 1, col = p * kPanelWidth;
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t col = p * kPanelWidth, cols = std::min(N - col, kPanelWidth);
+      const int8_t *W = w.packed + p * panelStride;
       for (int64_t i = mb; i < me; i += kInt8Rows) {
         const int64_t rows = std::min<int64_t>(kInt8Rows, me - i);
         QuantizedRows a{buffer + (i - mb) * stride, stride, scale + (i - mb), zeroPoint + (i - mb)};
-        const int64_t cols = std::min(N - col, panels * kPanelWidth);
-        const int8_t *W = w.packed + p * panelStride;
 #ifdef KILN_AVX2
-        Tile t{nullptr, 0, 0, nullptr, 0, 0, C + i * ldc + col, ldc, cols, false, false, &ep, i, col};
-        if (panels == 2)
-          int8TileRows<2>(rows, a, W, panelStride, groups, w, t);
-        else
-          int8TileRows<1>(rows, a, W, panelStride, groups, w, t);
+        int8TileRows(rows, a, W, groups, w,
+                     Tile{nullptr, 0, 0, nullptr, 0, 0, C + i * ldc + col, ldc, cols, false, false,
+                          &ep, i, col});
 #else
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = 0; c < cols; ++c) {
             const int64_t n = col + c;
-            const int8_t *wp = W + (c / kPanelWidth) * panelStride + (c % kPanelWidth) * 4;
             int32_t acc = 0;
             for (int64_t k = 0; k < stride; ++k)
-              acc += int32_t(a.q[r * stride + k]) * wp[(k / 4) * 64 + k % 4];
+              acc += int32_t(a.q[r * stride + k]) * W[(k / 4) * 64 + c * 4 + k % 4];
             C[(i + r) * ldc + n] = applyEpilogue(
                 dequantize(acc, a.zeroPoint[r], w.sums[n], a.scale[r], w.scale[n]), ep, i + r, n);
           }
 #endif
       }
-      p += panels;
     }
   }
 }
