@@ -1031,9 +1031,11 @@ Value Importer::quantize(Value x, Value scale, Value zeroPoint, Type to, int64_t
   Value y = make<RoundOp>(make<DivOp>(x, alongAxis(scale, axis, rank)));
   if (zeroPoint)
     y = make<AddOp>(y, alongAxis(zeroPoint, axis, rank));
-  const bool isSigned = to.isSignedInteger() || to.isSignlessInteger();
-  y = make<ClipOp>(y, builder.getF64FloatAttr(isSigned ? -128 : 0),
-                   builder.getF64FloatAttr(isSigned ? 127 : 255));
+  const unsigned bits = to.getIntOrFloatBitWidth();
+  const bool isSigned = !to.isUnsignedInteger();
+  const double lo = isSigned ? -std::ldexp(1.0, bits - 1) : 0.0;
+  const double hi = isSigned ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
+  y = make<ClipOp>(y, builder.getF64FloatAttr(lo), builder.getF64FloatAttr(hi));
   return make<CastOp>(y, TypeAttr::get(to));
 }
 
@@ -1045,14 +1047,17 @@ bool Importer::importQuantization(const onnx::NodeProto &n, const std::string &o
   OpBuilder &b = builder;
   auto f32 = TypeAttr::get(b.getF32Type());
   auto u8 = IntegerType::get(&ctx, 8, IntegerType::Unsigned);
+  // 8- and 16-bit integers; DequantizeLinear also takes int32 (biases).
   auto checkInteger = [&](Value v, const char *what) {
     Type t = getElementTypeOrSelf(v);
-    if (!t.isInteger(8) && !(op == "DequantizeLinear" && t.isInteger(32))) {
+    if (!t.isInteger(8) && !t.isInteger(16) && !(op == "DequantizeLinear" && t.isInteger(32))) {
       std::string name;
       llvm::raw_string_ostream(name) << t;
-      fail(std::string(what) + " must be int8 or uint8, got " + name);
+      fail(std::string(what) + ": element type " + name + " is not supported");
     }
   };
+  if ((op == "QuantizeLinear" || op == "DequantizeLinear") && intAttr("block_size", 0) != 0)
+    fail("blocked quantisation (block_size) is not supported");
   // The axis of a per-axis scale; a per-tensor one ignores it.
   auto quantAxis = [&](Value x) {
     auto scale = cast<RankedTensorType>(input(1).getType());
@@ -1069,6 +1074,10 @@ bool Importer::importQuantization(const onnx::NodeProto &n, const std::string &o
     if (zp)
       checkInteger(zp, "the zero point");
     Type to = zp ? getElementTypeOrSelf(zp) : Type(u8);
+    if (int64_t dtype = intAttr("output_dtype", 0); dtype && !zp)
+      to = elementType(int32_t(dtype), "QuantizeLinear output_dtype");
+    if (!to.isInteger(8) && !to.isInteger(16))
+      fail("QuantizeLinear output element type is not supported (8- or 16-bit integers)");
     define(0, quantize(x, input(1), zp ? make<CastOp>(zp, f32) : Value(), to, quantAxis(x)));
   } else if (op == "DynamicQuantizeLinear") {
     // uint8 over the tensor's range widened to include 0.

@@ -40,7 +40,7 @@ from onnx import numpy_helper
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 NODE_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node")
-KILN = os.path.join(ROOT, "build", "bin", "kiln")
+KILN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "build", "bin", "kiln")
 RTOL, ATOL = 1e-3, 1e-5
 TIMEOUT = 120
 

@@ -1,10 +1,11 @@
 // quantized.h - dense layers on int8 and 16-bit weights, and row-wise
-// quantised embedding rows. The compiler (kiln-quantize, kiln-pack-weights)
-// uses the quantise and pack functions here, so each layout has one
-// definition.
+// quantised embedding rows. The compiler (kiln-quantize-dense,
+// kiln-quantize-tables, kiln-raise-quantized-matmul, kiln-pack-weights) uses
+// the quantise and pack functions here, so each layout has one definition.
 //
 // int8 dense: weights are symmetric per output column, w = scale[n] * q,
-// q in [-127, 127]; activations are quantised per row inside the kernel,
+// q in [-127, 127] (an imported model's may reach -128); activations are
+// quantised per row inside the kernel,
 // x = scale_a * (q_a - zp), q_a in [0, 127]. The AVX2 product is
 // vpmaddubsw (u8 x s8, adjacent pairs summed into int16) then vpmaddwd by
 // ones (pairs of int16 into int32). A pair is at most 2 * 127 * 128 = 32512
@@ -272,7 +273,7 @@ struct Int8Weights {
 
 namespace detail {
 
-/// Rows per int8 register tile (12 accumulators), and their quantised activations.
+/// Rows per int8 register tile, and their quantised activations.
 constexpr int kInt8Rows = 6;
 struct QuantizedRows {
   const uint8_t *q; // row r at q + r * stride
