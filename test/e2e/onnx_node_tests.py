@@ -146,6 +146,11 @@ def dtype_of(name):
     return onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).name
 
 
+# ONNX's reference outputs for these wrap around int8 where the spec of
+# QLinearMatMul saturates; onnxruntime saturates, and so does kiln.
+REFERENCE_WRAPS = {"test_qlinearmatmul_2D_int8_float32", "test_qlinearmatmul_3D_int8_float32"}
+
+
 def write_report(results, path):
     by_op = collections.defaultdict(lambda: {"pass": 0, "total": 0, "dtypes": set()})
     for name, status, _ in results:
@@ -177,7 +182,9 @@ def write_report(results, path):
     mismatches = [(n, d) for n, s, d in results if s in ("mismatch", "crash")]
     if mismatches:
         lines += ["", "## Mismatches and crashes", ""]
-        lines += [f"- `{n}`: {d}" for n, d in mismatches]
+        lines += [f"- `{n}`: {d}" + (" (the reference data wraps around int8 where the spec and "
+                                      "onnxruntime saturate; kiln matches onnxruntime)"
+                                      if n in REFERENCE_WRAPS else "") for n, d in mismatches]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -120,6 +120,7 @@ def test_validation_inputs_from_a_file(tmp_path):
     (["--quantize", "int2"], "--quantize: unknown mode 'int2'"),
     (["--quantize", "int8,bf16-weights"], "int8, fp16-weights and bf16-weights exclude each other"),
     (["--quantize", "int8-embeddings,int4-embeddings"], "exclude each other"),
+    (["--report", "r.json"], "--report and --validation check a quantised compile: add --quantize"),
 ])
 def test_bad_modes_are_refused(args, message, tmp_path):
     model = model_path("dlrm_kaggle", tmp_path)

@@ -24,7 +24,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
 
 using namespace kiln;
 
@@ -452,8 +451,10 @@ int main(int argc, char **argv) {
         return fail("--freeze: expected NAME=FILE.pb, got '" + f + "'");
       options.freeze.emplace_back(name.str(), path.str());
     }
-    if ((!options.weightPrecision.empty() || options.tableBits != 32) && options.emit == "so" &&
-        options.stopAfter.empty())
+    const bool quantized = !options.weightPrecision.empty() || options.tableBits != 32;
+    if (!quantized && (!accuracy.reportPath.empty() || !accuracy.validationPath.empty()))
+      return fail("--report and --validation check a quantised compile: add --quantize");
+    if (quantized && options.emit == "so" && options.stopAfter.empty())
       return compileQuantized(options, accuracy);
     return mlir::succeeded(compileModel(options)) ? 0 : 1;
   }
