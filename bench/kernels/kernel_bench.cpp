@@ -94,7 +94,8 @@ void Dense(benchmark::State &state, Weights format) {
   std::vector<uint16_t> half(packed.size());
   for (size_t i = 0; i < half.size(); ++i)
     half[i] = kiln::cpu::floatToBf16(packed[i]);
-  std::vector<int8_t> q(K * N), packedInt8(kiln::cpu::panelCount(N) * kiln::cpu::int8GroupCount(K) * 64);
+  std::vector<int8_t> q(K * N),
+      packedInt8(kiln::cpu::panelCount(N) * kiln::cpu::int8GroupCount(K) * 64);
   std::vector<float> scale(N);
   std::vector<int32_t> sums(N);
   kiln::cpu::quantizeWeightsInt8(W.data(), K, N, q.data(), scale.data(), sums.data());
@@ -109,8 +110,8 @@ void Dense(benchmark::State &state, Weights format) {
     else if (format == Weights::Int8)
       kiln::cpu::denseInt8(A.data(), K, int8, K, N, C.data(), N, M, ep, nullptr);
     else
-      kiln::cpu::denseHalf<kiln::cpu::HalfFormat::Bf16>(A.data(), K, half.data(), K, N, C.data(),
-                                                        N, M, ep, nullptr);
+      kiln::cpu::denseHalf<kiln::cpu::HalfFormat::Bf16>(A.data(), K, half.data(), K, N, C.data(), N,
+                                                        M, ep, nullptr);
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
   }
@@ -159,13 +160,14 @@ int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
   // Each shape in f32, int8 and bf16 one after the other, so that the
   // ratios are taken side by side.
-  const int64_t shapes[][3] = {{1, 256, 256},    {1, 1024, 1024},   {16, 256, 256},
-                               {16, 1024, 1024}, {64, 256, 256},    {64, 512, 512},
-                               {64, 1024, 1024}, {256, 256, 256},   {256, 512, 512},
+  const int64_t shapes[][3] = {{1, 256, 256},     {1, 1024, 1024},   {16, 256, 256},
+                               {16, 1024, 1024},  {64, 256, 256},    {64, 512, 512},
+                               {64, 1024, 1024},  {256, 256, 256},   {256, 512, 512},
                                {256, 1024, 1024}, {1024, 384, 1536}, {1024, 1536, 384}};
   for (const auto &shape : shapes)
-    for (auto [name, format] : {std::pair{"Dense", Weights::F32}, std::pair{"DenseInt8", Weights::Int8},
-                                std::pair{"DenseBf16", Weights::Bf16}})
+    for (auto [name, format] :
+         {std::pair{"Dense", Weights::F32}, std::pair{"DenseInt8", Weights::Int8},
+          std::pair{"DenseBf16", Weights::Bf16}})
       benchmark::RegisterBenchmark(name, Dense, format)
           ->ArgNames({"M", "N", "K"})
           ->Args({shape[0], shape[1], shape[2]})

@@ -459,9 +459,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
                 os << "        {" << ptr(table) << ", " << type.getDimSize(0) << ", "
                    << type.getDimSize(1) << ", " << hotness << "},\n";
               else // row-wise quantised: the rows in place of data
-                os << "        {nullptr, " << type.getDimSize(0) << ", "
-                   << e.getTableDim(type) << ", " << hotness << ", " << ptr(table) << ", "
-                   << e.getBits() << "},\n";
+                os << "        {nullptr, " << type.getDimSize(0) << ", " << e.getTableDim(type)
+                   << ", " << hotness << ", " << ptr(table) << ", " << e.getBits() << "},\n";
             }
             os << "    };\n"
                << "    if (!kiln::cpu::embeddingBags<" << T << ", " << elt(e.getIds()) << ">("

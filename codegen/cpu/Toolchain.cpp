@@ -56,10 +56,9 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
   }
   std::string include = "-I" + dir.str(), asmInclude = "-Wa,-I" + dir.str();
   std::string src = (dir + "/" + source).str(), out = output.str();
-  SmallVector<StringRef> args = {
-      *program, "-std=c++17", "-O3", "-fno-math-errno", "-shared", "-fPIC",    "-fvisibility=hidden",
-      "-mavx2", "-mfma", "-mf16c",      "-w",  include,   asmInclude, src,
-      "-o",     out};
+  SmallVector<StringRef> args = {*program, "-std=c++17", "-O3", "-fno-math-errno", "-shared",
+                                 "-fPIC", "-fvisibility=hidden", "-mavx2", "-mfma", "-mf16c", "-w",
+                                 include, asmInclude, src, "-o", out};
   std::string log = (dir + "/compiler.log").str();
   std::optional<StringRef> redirects[] = {std::nullopt, StringRef(log), StringRef(log)};
   std::string message;

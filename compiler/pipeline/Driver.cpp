@@ -188,8 +188,8 @@ LogicalResult compileModel(const CompileOptions &options) {
       llvm::sys::fs::remove_directories(dir);
   });
 
-  CpuModelInfo info{KILN_VERSION, modelHash(options.input, options), "kiln_weights.bin",
-                    options.profile, quantizationName(options), options.f32WeightsBytes};
+  CpuModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
+                    options.profile, quantizationName(options),         options.f32WeightsBytes};
   std::string source;
   std::vector<char> weights;
   {

@@ -90,10 +90,9 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
       return;
     rewriter.setInsertionPoint(mm);
     int64_t n = mm.getRhs().getType().getDimSize(1);
-    rewriter.replaceOpWithNewOp<DenseOp>(mm, mm.getType(), mm.getLhs(), mm.getRhs(), Value(),
-                                         Value(), Value(), Value(), Value(),
-                                         rewriter.getI64IntegerAttr(n),
-                                         rewriter.getStringAttr("none"));
+    rewriter.replaceOpWithNewOp<DenseOp>(
+        mm, mm.getType(), mm.getLhs(), mm.getRhs(), Value(), Value(), Value(), Value(), Value(),
+        rewriter.getI64IntegerAttr(n), rewriter.getStringAttr("none"));
   }
 
   void formFromGemm(IRRewriter &rewriter, GemmOp g) {

@@ -33,10 +33,9 @@ DenseOp soleDense(Value v) {
 /// `op` replaced by a copy of `d` with the given epilogue.
 DenseOp replaceWithDense(PatternRewriter &rewriter, Operation *op, DenseOp d, Value bias,
                          StringRef activation, Value multiplier, Value residual) {
-  return rewriter.replaceOpWithNewOp<DenseOp>(op, d.getType(), d.getInput(), d.getWeight(), bias,
-                                              multiplier, residual, d.getWeightScale(),
-                                              d.getWeightSum(), d.getUnitsAttr(),
-                                              rewriter.getStringAttr(activation));
+  return rewriter.replaceOpWithNewOp<DenseOp>(
+      op, d.getType(), d.getInput(), d.getWeight(), bias, multiplier, residual, d.getWeightScale(),
+      d.getWeightSum(), d.getUnitsAttr(), rewriter.getStringAttr(activation));
 }
 
 /// For a binary op with a sole-use dense operand (of the op's type) that

@@ -162,8 +162,8 @@ bool groupConcat(ConcatOp concat) {
     Value bags = EmbeddingBagsOp::create(
         builder, loc, RankedTensorType::get({outer, width}, type.getElementType()), first.source,
         tables, builder.getDenseI64ArrayAttr(columns), builder.getDenseI64ArrayAttr(hotness),
-        builder.getI64IntegerAttr(first.mode),
-        first.wrapNegative ? builder.getUnitAttr() : nullptr, nullptr);
+        builder.getI64IntegerAttr(first.mode), first.wrapNegative ? builder.getUnitAttr() : nullptr,
+        nullptr);
     SmallVector<int64_t> shape(cast<RankedTensorType>(inputs[i].getType()).getShape());
     shape[axis] = axisDim;
     auto partType = RankedTensorType::get(shape, type.getElementType());

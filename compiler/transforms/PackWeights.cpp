@@ -24,9 +24,10 @@ namespace {
 
 template <typename T>
 ElementsAttr packed(ArrayRef<int64_t> shape, Type element, const std::vector<T> &data) {
-  return makeConstant(RankedTensorType::get(shape, element),
-                      ArrayRef(reinterpret_cast<const char *>(data.data()), data.size() * sizeof(T)),
-                      "packed_weight");
+  return makeConstant(
+      RankedTensorType::get(shape, element),
+      ArrayRef(reinterpret_cast<const char *>(data.data()), data.size() * sizeof(T)),
+      "packed_weight");
 }
 
 /// The [K, N] weight `attr` in its kernel's layout.

@@ -40,10 +40,10 @@ Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision,
     std::vector<float> scale(n);
     std::vector<int32_t> sums(n);
     cpu::quantizeWeightsInt8(w, k, n, q.data(), scale.data(), sums.data());
-    return {makeConstant(RankedTensorType::get({k, n}, b.getI8Type()), bytesOf(q), "int8_weight"),
-            makeConstant(RankedTensorType::get({n}, b.getF32Type()), bytesOf(scale),
-                         "weight_scale"),
-            makeConstant(RankedTensorType::get({n}, b.getI32Type()), bytesOf(sums), "weight_sum")};
+    return {
+        makeConstant(RankedTensorType::get({k, n}, b.getI8Type()), bytesOf(q), "int8_weight"),
+        makeConstant(RankedTensorType::get({n}, b.getF32Type()), bytesOf(scale), "weight_scale"),
+        makeConstant(RankedTensorType::get({n}, b.getI32Type()), bytesOf(sums), "weight_sum")};
   }
   const bool fp16 = precision == "fp16";
   std::vector<uint16_t> half(k * n);

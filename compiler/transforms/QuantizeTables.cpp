@@ -72,8 +72,8 @@ struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
           rewriter.getDenseI64ArrayAttr({perRow}), rewriter.getI64IntegerAttr(3),
           rewriter.getUnitAttr(), nullptr);
       auto shapeType = RankedTensorType::get({g.getType().getRank()}, rewriter.getI64Type());
-      Value shape = ConstantOp::create(rewriter, g.getLoc(),
-                                       DenseIntElementsAttr::get(shapeType, g.getType().getShape()));
+      Value shape = ConstantOp::create(
+          rewriter, g.getLoc(), DenseIntElementsAttr::get(shapeType, g.getType().getShape()));
       rewriter.replaceOpWithNewOp<ReshapeOp>(g, g.getType(), rows, shape);
     });
 

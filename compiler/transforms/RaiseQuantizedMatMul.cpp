@@ -163,10 +163,11 @@ DenseOp createDense(OpBuilder &b, Operation *root, Value x, ElementsAttr w,
     return ArrayRef(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(v[0]));
   };
   Value scale = ConstantOp::create(
-      b, loc, makeConstant(RankedTensorType::get({n}, b.getF32Type()), asBytes(scales),
-                           "weight_scale"));
+      b, loc,
+      makeConstant(RankedTensorType::get({n}, b.getF32Type()), asBytes(scales), "weight_scale"));
   Value sum = ConstantOp::create(
-      b, loc, makeConstant(RankedTensorType::get({n}, b.getI32Type()), asBytes(sums), "weight_sum"));
+      b, loc,
+      makeConstant(RankedTensorType::get({n}, b.getI32Type()), asBytes(sums), "weight_sum"));
   Value weight = ConstantOp::create(b, loc, w);
   return DenseOp::create(b, loc, root->getResult(0).getType(), x, weight, Value(), Value(), Value(),
                          scale, sum, b.getI64IntegerAttr(n), b.getStringAttr("none"));
@@ -198,8 +199,7 @@ struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedM
       return false;
     auto round = dyn_cast<RoundOp>(*mm->user_begin());
     auto toInt = round && round->hasOneUse() ? dyn_cast<CastOp>(*round->user_begin()) : CastOp();
-    auto toFloat =
-        toInt && toInt->hasOneUse() ? dyn_cast<CastOp>(*toInt->user_begin()) : CastOp();
+    auto toFloat = toInt && toInt->hasOneUse() ? dyn_cast<CastOp>(*toInt->user_begin()) : CastOp();
     auto scaled =
         toFloat && toFloat->hasOneUse() ? dyn_cast<MulOp>(*toFloat->user_begin()) : MulOp();
     if (!scaled || !getElementTypeOrSelf(toFloat.getType()).isF32())
@@ -208,9 +208,9 @@ struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedM
     auto product = producer<MulOp>(combined);
     if (!product || scaled.getType() != mm.getType())
       return false;
-    Value wScale = product.getLhs() == from->scale    ? product.getRhs()
+    Value wScale = product.getLhs() == from->scale   ? product.getRhs()
                    : product.getRhs() == from->scale ? product.getLhs()
-                                                      : Value();
+                                                     : Value();
     auto scales = columnScales(wScale, cast<RankedTensorType>(w.getType()).getDimSize(1));
     if (!scales)
       return false;
@@ -275,8 +275,8 @@ struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedM
       std::vector<float> w(k * n);
       for (int64_t i = 0; i < k; ++i)
         for (int64_t j = 0; j < n; ++j)
-          w[i * n + j] = reinterpret_cast<const float *>(bytes.data())[transposed ? j * k + i
-                                                                                   : i * n + j];
+          w[i * n + j] =
+              reinterpret_cast<const float *>(bytes.data())[transposed ? j * k + i : i * n + j];
       std::vector<int32_t> sums(n);
       q.resize(k * n);
       scales.resize(n);

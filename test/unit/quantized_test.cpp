@@ -27,8 +27,9 @@ std::vector<float> uniform(size_t n, unsigned seed, float lo = -1, float hi = 1)
 struct Shape {
   int64_t m, n, k;
 };
-const Shape kShapes[] = {{1, 1, 1},    {1, 17, 5},    {2, 33, 64},   {3, 16, 3},    {4, 40, 7},
-                         {5, 100, 300}, {7, 64, 513}, {16, 48, 1030}, {49, 70, 129}, {97, 130, 600}};
+const Shape kShapes[] = {{1, 1, 1},     {1, 17, 5},    {2, 33, 64},  {3, 16, 3},
+                         {4, 40, 7},    {5, 100, 300}, {7, 64, 513}, {16, 48, 1030},
+                         {49, 70, 129}, {97, 130, 600}};
 
 struct Int8Layer {
   std::vector<int8_t> q, packed;
@@ -170,8 +171,8 @@ TEST(HalfConversion, MatchesF16cOnEveryHalf) {
 
 TEST(HalfConversion, RoundsLikeF16c) {
   std::mt19937 rng(7);
-  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f,
-                               6.1e-5f, INFINITY, -INFINITY, 1.0f / 3, 1e30f};
+  std::vector<float> values = {0.0f,     -0.0f,   65504.0f, 65520.0f,  1e-8f,    5.96e-8f,
+                               2.98e-8f, 6.1e-5f, INFINITY, -INFINITY, 1.0f / 3, 1e30f};
   std::uniform_int_distribution<uint32_t> bits(0, 0xffffffffu);
   for (int i = 0; i < 200000; ++i) {
     uint32_t u = bits(rng);
@@ -185,7 +186,7 @@ TEST(HalfConversion, RoundsLikeF16c) {
     ASSERT_EQ(floatToFp16(f), _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)) << f;
   }
   EXPECT_EQ(floatToBf16(1.0f), 0x3f80);
-  EXPECT_EQ(bf16ToFloat(floatToBf16(1.00390625f)), 1.0f);    // tie to even
+  EXPECT_EQ(bf16ToFloat(floatToBf16(1.00390625f)), 1.0f);      // tie to even
   EXPECT_EQ(bf16ToFloat(floatToBf16(1.01171875f)), 1.015625f); // tie to even, up
   EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));
 }
@@ -197,8 +198,8 @@ template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
     // The reference multiplies by the weights as the kernel sees them.
     std::vector<float> rounded(W.size()), packedF(panelCount(s.n) * s.k * kPanelWidth);
     for (size_t i = 0; i < W.size(); ++i)
-      rounded[i] = F == HalfFormat::Fp16 ? fp16ToFloat(floatToFp16(W[i]))
-                                         : bf16ToFloat(floatToBf16(W[i]));
+      rounded[i] =
+          F == HalfFormat::Fp16 ? fp16ToFloat(floatToFp16(W[i])) : bf16ToFloat(floatToBf16(W[i]));
     packWeights(W.data(), false, s.k, s.n, 1.0f, packedF.data());
     std::vector<uint16_t> packed(packedF.size());
     for (size_t i = 0; i < packed.size(); ++i)

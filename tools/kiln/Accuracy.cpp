@@ -250,15 +250,14 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   llvm::json::Object report{
       {"model", options.input},
       {"quantize",
-       llvm::json::Object{{"weights", options.weightPrecision.empty() ? "f32"
-                                                                        : options.weightPrecision},
-                          {"table_bits", options.tableBits}}},
+       llvm::json::Object{
+           {"weights", options.weightPrecision.empty() ? "f32" : options.weightPrecision},
+           {"table_bits", options.tableBits}}},
       {"validation", accuracy.validationPath.empty() ? "synthetic" : accuracy.validationPath},
       {"rows", rows},
-      {"bound",
-       llvm::json::Object{{"max_mean_abs_diff_probability", accuracy.maxMeanDiff},
-                          {"max_auc_drop", accuracy.maxAucDrop},
-                          {"max_relative_mean_abs_diff", accuracy.maxRelativeDiff}}},
+      {"bound", llvm::json::Object{{"max_mean_abs_diff_probability", accuracy.maxMeanDiff},
+                                   {"max_auc_drop", accuracy.maxAucDrop},
+                                   {"max_relative_mean_abs_diff", accuracy.maxRelativeDiff}}},
       {"within_bound", withinBound},
       {"outputs", std::move(outputs)}};
   llvm::outs() << "accuracy against the f32 model on " << rows
@@ -274,7 +273,8 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   if (withinBound)
     return 0;
   if (accuracy.allowLoss) {
-    llvm::outs() << "accuracy bound exceeded by" << violations << "; kept (--allow-accuracy-loss)\n";
+    llvm::outs() << "accuracy bound exceeded by" << violations
+                 << "; kept (--allow-accuracy-loss)\n";
     return 0;
   }
   llvm::sys::fs::remove(options.output);

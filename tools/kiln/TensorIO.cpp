@@ -13,8 +13,8 @@
 #include <zlib.h>
 
 #include <cstring>
-#include <random>
 #include <fstream>
+#include <random>
 #include <regex>
 
 namespace kiln {
@@ -54,9 +54,8 @@ double HostTensor::value(int64_t i) const {
 
 HostTensor HostTensor::rows(int64_t begin, int64_t count) const {
   HostTensor t{name, dtype, shape, {}};
-  const int64_t rowBytes = shape.empty() || shape[0] == 0
-                               ? 0
-                               : elements() / shape[0] * int64_t(kiln_dtype_size(dtype));
+  const int64_t rowBytes =
+      shape.empty() || shape[0] == 0 ? 0 : elements() / shape[0] * int64_t(kiln_dtype_size(dtype));
   t.shape[0] = count;
   t.data.assign(data.begin() + begin * rowBytes, data.begin() + (begin + count) * rowBytes);
   return t;

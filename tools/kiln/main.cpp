@@ -361,18 +361,22 @@ int main(int argc, char **argv) {
   compile->add_option("--validation", accuracy.validationPath,
                       "With --quantize: validation inputs (.npz keyed by input name, rows along "
                       "the batch dim); default: synthetic rows");
-  compile->add_option("--validation-rows", accuracy.rows,
-                      "With --quantize: synthetic rows (default: 10000 when an output is a "
-                      "probability, for its AUC; else 1024)")
+  compile
+      ->add_option("--validation-rows", accuracy.rows,
+                   "With --quantize: synthetic rows (default: 10000 when an output is a "
+                   "probability, for its AUC; else 1024)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
-  compile->add_option("--max-mean-diff", accuracy.maxMeanDiff,
-                      "With --quantize: largest mean |p - p_f32| of a probability output")
+  compile
+      ->add_option("--max-mean-diff", accuracy.maxMeanDiff,
+                   "With --quantize: largest mean |p - p_f32| of a probability output")
       ->capture_default_str();
-  compile->add_option("--max-auc-drop", accuracy.maxAucDrop,
-                      "With --quantize: largest AUC drop of a probability output")
+  compile
+      ->add_option("--max-auc-drop", accuracy.maxAucDrop,
+                   "With --quantize: largest AUC drop of a probability output")
       ->capture_default_str();
-  compile->add_option("--max-relative-diff", accuracy.maxRelativeDiff,
-                      "With --quantize: largest mean |y - y_f32| / mean |y_f32| of other outputs")
+  compile
+      ->add_option("--max-relative-diff", accuracy.maxRelativeDiff,
+                   "With --quantize: largest mean |y - y_f32| / mean |y_f32| of other outputs")
       ->capture_default_str();
   compile->add_flag("--allow-accuracy-loss", accuracy.allowLoss,
                     "With --quantize: keep a model that exceeds the accuracy bounds");

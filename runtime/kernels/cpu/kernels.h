@@ -946,10 +946,10 @@ template <typename T> struct BagTable {
 /// ids are ids[b * idsRow + columns[k]]: the first tables[0].hotness of
 /// `columns` for table 0, the next for table 1, and so on; table t's pooled
 /// row (mode 0 sum, 1 mean, 2 max) lands after the dims of tables < t in
-/// out[b * outStride]. Mode 3 writes each looked-up row, unpooled. The row a fixed number of lookups ahead (across
-/// tables and samples) is prefetched while the current one is added, so
-/// that several random reads are in flight whatever the hotness. False on
-/// an id out of range (nothing written).
+/// out[b * outStride]. Mode 3 writes each looked-up row, unpooled. The row a fixed number of
+/// lookups ahead (across tables and samples) is prefetched while the current one is added, so that
+/// several random reads are in flight whatever the hotness. False on an id out of range (nothing
+/// written).
 template <typename T, typename I>
 bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
                    int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,

@@ -266,9 +266,9 @@ inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &
 
 /// What an int8 layer needs besides A and C.
 struct Int8Weights {
-  const int8_t *packed;  // packWeightsInt8's layout
-  const float *scale;    // N per-column scales
-  const int32_t *sums;   // N column sums of q
+  const int8_t *packed; // packWeightsInt8's layout
+  const float *scale;   // N per-column scales
+  const int32_t *sums;  // N column sums of q
 };
 
 namespace detail {
@@ -314,8 +314,8 @@ inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, co
         std::memcpy(&four, a.q + r * a.stride + g * 4, 4);
         const __m256i x = _mm256_set1_epi32(four);
         for (int v = 0; v < kVectors; ++v)
-          acc[r][v] = _mm256_add_epi32(acc[r][v],
-                                       _mm256_madd_epi16(_mm256_maddubs_epi16(x, b[v]), ones));
+          acc[r][v] =
+              _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b[v]), ones));
       }
     }
     for (int v = 0; v < kVectors; ++v) {
@@ -327,8 +327,8 @@ inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, co
       const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
       const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
       for (int r = 0; r < R; ++r) {
-        __m256i exact = _mm256_sub_epi32(acc[r][v],
-                                         _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
+        __m256i exact = _mm256_sub_epi32(
+            acc[r][v], _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
         _mm256_store_ps(out[r][half],
                         _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
                                       _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
@@ -474,8 +474,8 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
     for (int64_t i = m0; i < m1; i += 4) {
       const int64_t r = std::min<int64_t>(4, m1 - i);
 #ifdef KILN_AVX2
-      Tile t{A + i * lda, lda, 1, nullptr, 0, K, C + i * ldc + col, ldc, cols, false, false, &ep, i,
-             col};
+      Tile t{A + i * lda, lda,  1,     nullptr, 0,   K, C + i * ldc + col,
+             ldc,         cols, false, false,   &ep, i, col};
       if (panels == 4)
         halfTile<F, 1, 4>(t, w, panelStride);
       else if (panels == 2)
@@ -495,8 +495,8 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
           float acc = 0;
           for (int64_t k = 0; k < K; ++k) {
             uint16_t h = wc[k * kPanelWidth];
-            acc += A[(i + rr) * lda + k] *
-                   (F == HalfFormat::Fp16 ? fp16ToFloat(h) : bf16ToFloat(h));
+            acc +=
+                A[(i + rr) * lda + k] * (F == HalfFormat::Fp16 ? fp16ToFloat(h) : bf16ToFloat(h));
           }
           C[(i + rr) * ldc + col + c] = applyEpilogue(acc, ep, i + rr, col + c);
         }
