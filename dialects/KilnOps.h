@@ -48,6 +48,16 @@ std::vector<char> constantBytes(mlir::ElementsAttr attr);
 mlir::ElementsAttr makeConstant(mlir::RankedTensorType type, llvm::ArrayRef<char> bytes,
                                 llvm::StringRef name);
 
+/// makeConstant of a vector of `type`'s elements.
+template <typename T>
+mlir::ElementsAttr makeConstant(mlir::RankedTensorType type, const std::vector<T> &values,
+                                llvm::StringRef name) {
+  return makeConstant(type,
+                      llvm::ArrayRef(reinterpret_cast<const char *>(values.data()),
+                                     values.size() * sizeof(T)),
+                      name);
+}
+
 /// kiln.dense's activation as the kernels' kiln::cpu::Activation value, or
 /// -1 for an unknown name.
 int32_t denseActivationCode(llvm::StringRef name);

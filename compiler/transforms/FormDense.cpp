@@ -30,12 +30,6 @@ std::vector<float> floatsOf(ElementsAttr attr) {
   return out;
 }
 
-ElementsAttr floatConstant(RankedTensorType type, ArrayRef<float> values, StringRef name) {
-  return makeConstant(type, ArrayRef(reinterpret_cast<const char *>(values.data()),
-                                     values.size() * sizeof(float)),
-                      name);
-}
-
 bool isF32(Value v) { return cast<ShapedType>(v.getType()).getElementType().isF32(); }
 
 struct FormDensePass : impl::FormDenseBase<FormDensePass> {
@@ -55,8 +49,8 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     for (int64_t i = 0; i < k; ++i)
       for (int64_t j = 0; j < n; ++j)
         out[i * n + j] = alpha * (transB ? in[j * k + i] : in[i * n + j]);
-    return slot = floatConstant(RankedTensorType::get({k, n}, type.getElementType()), out,
-                                "dense_weight");
+    return slot = makeConstant(RankedTensorType::get({k, n}, type.getElementType()), out,
+                               "dense_weight");
   }
 
   /// beta * C as [n], for a constant C that broadcasts along rows only.
@@ -67,8 +61,8 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     std::vector<float> in = floatsOf(c), out(n);
     for (int64_t j = 0; j < n; ++j)
       out[j] = beta * in[in.size() == 1 ? 0 : j];
-    return slot = floatConstant(RankedTensorType::get({n}, Float32Type::get(c.getContext())), out,
-                                "dense_bias");
+    return slot = makeConstant(RankedTensorType::get({n}, Float32Type::get(c.getContext())), out,
+                               "dense_bias");
   }
 
   void runOnOperation() override {
@@ -105,8 +99,8 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     rewriter.setInsertionPoint(g);
     if (Value c = g.getC(); c && beta != 0.0f) {
       auto ct = cast<RankedTensorType>(c.getType());
-      bool row = ct.getNumElements() == 1 ||
-                 (ct.getShape().back() == n && ct.getNumElements() == n);
+      bool row =
+          ct.getNumElements() == 1 || (ct.getShape().back() == n && ct.getNumElements() == n);
       if (auto cc = c.getDefiningOp<ConstantOp>(); cc && row)
         bias = ConstantOp::create(rewriter, cc.getLoc(), biasFor(cc.getValue(), n, beta));
       else if (ct == g.getType() && beta == 1.0f)
@@ -114,8 +108,7 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
       else
         return;
     }
-    ElementsAttr weight =
-        weightFor(b.getValue(), g.getTransB(), g.getAlpha().convertToFloat());
+    ElementsAttr weight = weightFor(b.getValue(), g.getTransB(), g.getAlpha().convertToFloat());
     Value w = weight == b.getValue() ? g.getB()
                                      : ConstantOp::create(rewriter, b.getLoc(), weight).getResult();
     // The constants the dense no longer reads, erased once g is gone.

@@ -22,14 +22,6 @@ namespace kiln {
 
 namespace {
 
-template <typename T>
-ElementsAttr packed(ArrayRef<int64_t> shape, Type element, const std::vector<T> &data) {
-  return makeConstant(
-      RankedTensorType::get(shape, element),
-      ArrayRef(reinterpret_cast<const char *>(data.data()), data.size() * sizeof(T)),
-      "packed_weight");
-}
-
 /// The [K, N] weight `attr` in its kernel's layout.
 ElementsAttr pack(ElementsAttr attr, int64_t k, int64_t n) {
   Type element = attr.getElementType();
@@ -38,18 +30,21 @@ ElementsAttr pack(ElementsAttr attr, int64_t k, int64_t n) {
   if (element.isInteger(8)) {
     std::vector<int8_t> out(panels * cpu::int8GroupCount(k) * 64);
     cpu::packWeightsInt8(reinterpret_cast<const int8_t *>(bytes.data()), k, n, out.data());
-    return packed({panels, cpu::int8GroupCount(k), 64}, element, out);
+    return makeConstant(RankedTensorType::get({panels, cpu::int8GroupCount(k), 64}, element), out,
+                        "packed_weight");
   }
   if (element.isF32()) {
     std::vector<float> out(panels * k * cpu::kPanelWidth);
     cpu::packWeights(reinterpret_cast<const float *>(bytes.data()), false, k, n, 1.0f, out.data());
-    return packed({panels, k, cpu::kPanelWidth}, element, out);
+    return makeConstant(RankedTensorType::get({panels, k, cpu::kPanelWidth}, element), out,
+                        "packed_weight");
   }
   // fp16 / bf16: the f32 layout, moved as 16-bit patterns.
   std::vector<uint16_t> out(panels * k * cpu::kPanelWidth);
   cpu::packWeights(reinterpret_cast<const uint16_t *>(bytes.data()), false, k, n, uint16_t(1),
                    out.data());
-  return packed({panels, k, cpu::kPanelWidth}, element, out);
+  return makeConstant(RankedTensorType::get({panels, k, cpu::kPanelWidth}, element), out,
+                      "packed_weight");
 }
 
 struct PackWeightsPass : impl::PackWeightsBase<PackWeightsPass> {

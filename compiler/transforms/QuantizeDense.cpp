@@ -28,10 +28,6 @@ struct Quantized {
   ElementsAttr weight, scale, sums;
 };
 
-template <typename T> ArrayRef<char> bytesOf(const std::vector<T> &v) {
-  return ArrayRef(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(T));
-}
-
 Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision, Builder &b) {
   std::vector<char> bytes = constantBytes(attr);
   const float *w = reinterpret_cast<const float *>(bytes.data());
@@ -40,17 +36,16 @@ Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision,
     std::vector<float> scale(n);
     std::vector<int32_t> sums(n);
     cpu::quantizeWeightsInt8(w, k, n, q.data(), scale.data(), sums.data());
-    return {
-        makeConstant(RankedTensorType::get({k, n}, b.getI8Type()), bytesOf(q), "int8_weight"),
-        makeConstant(RankedTensorType::get({n}, b.getF32Type()), bytesOf(scale), "weight_scale"),
-        makeConstant(RankedTensorType::get({n}, b.getI32Type()), bytesOf(sums), "weight_sum")};
+    return {makeConstant(RankedTensorType::get({k, n}, b.getI8Type()), q, "int8_weight"),
+            makeConstant(RankedTensorType::get({n}, b.getF32Type()), scale, "weight_scale"),
+            makeConstant(RankedTensorType::get({n}, b.getI32Type()), sums, "weight_sum")};
   }
   const bool fp16 = precision == "fp16";
   std::vector<uint16_t> half(k * n);
   for (int64_t i = 0; i < k * n; ++i)
     half[i] = fp16 ? cpu::floatToFp16(w[i]) : cpu::floatToBf16(w[i]);
   Type element = fp16 ? Type(b.getF16Type()) : Type(b.getBF16Type());
-  return {makeConstant(RankedTensorType::get({k, n}, element), bytesOf(half), precision), {}, {}};
+  return {makeConstant(RankedTensorType::get({k, n}, element), half, precision), {}, {}};
 }
 
 struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {

@@ -103,14 +103,6 @@ struct Quantized {
   std::optional<std::pair<double, double>> range;
 };
 
-std::optional<double> scalarConstant(Value v) {
-  auto c = producer<ConstantOp>(v);
-  auto dense = c ? denseElements(c.getValue()) : DenseElementsAttr();
-  if (!dense || dense.getNumElements() != 1 || !dense.getElementType().isF32())
-    return std::nullopt;
-  return double(*dense.getValues<float>().begin());
-}
-
 std::optional<Quantized> quantizedFrom(Value q) {
   auto cast = producer<CastOp>(q);
   auto clip = cast ? producer<ClipOp>(cast.getInput()) : ClipOp();
@@ -120,14 +112,14 @@ std::optional<Quantized> quantizedFrom(Value q) {
   std::optional<double> zp = 0.0;
   if (auto add = producer<AddOp>(rounded)) {
     rounded = add.getLhs();
-    zp = scalarConstant(add.getRhs());
+    zp = getConstantFloat(add.getRhs());
   }
   auto round = producer<RoundOp>(rounded);
   auto div = round ? producer<DivOp>(round.getInput()) : DivOp();
   if (!div)
     return std::nullopt;
   Quantized out{div.getLhs(), div.getRhs(), std::nullopt};
-  if (auto s = scalarConstant(div.getRhs()); s && zp)
+  if (auto s = getConstantFloat(div.getRhs()); s && zp)
     out.range = {(clip.getAlpha().convertToDouble() - *zp) * *s,
                  (clip.getBeta().convertToDouble() - *zp) * *s};
   return out;
@@ -154,20 +146,13 @@ DenseOp createDense(OpBuilder &b, Operation *root, Value x, ElementsAttr w,
   auto type = cast<RankedTensorType>(w.getType());
   const int64_t k = type.getDimSize(0), n = type.getDimSize(1);
   std::vector<char> bytes = constantBytes(w);
-  std::vector<int32_t> sums(n, 0);
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t j = 0; j < n; ++j)
-      sums[j] += int8_t(bytes[i * n + j]);
+  std::vector<int32_t> sums(n);
+  cpu::columnSumsInt8(reinterpret_cast<const int8_t *>(bytes.data()), k, n, sums.data());
   Location loc = root->getLoc();
-  auto asBytes = [](const auto &v) {
-    return ArrayRef(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(v[0]));
-  };
   Value scale = ConstantOp::create(
-      b, loc,
-      makeConstant(RankedTensorType::get({n}, b.getF32Type()), asBytes(scales), "weight_scale"));
+      b, loc, makeConstant(RankedTensorType::get({n}, b.getF32Type()), scales, "weight_scale"));
   Value sum = ConstantOp::create(
-      b, loc,
-      makeConstant(RankedTensorType::get({n}, b.getI32Type()), asBytes(sums), "weight_sum"));
+      b, loc, makeConstant(RankedTensorType::get({n}, b.getI32Type()), sums, "weight_sum"));
   Value weight = ConstantOp::create(b, loc, w);
   return DenseOp::create(b, loc, root->getResult(0).getType(), x, weight, Value(), Value(), Value(),
                          scale, sum, b.getI64IntegerAttr(n), b.getStringAttr("none"));

@@ -169,6 +169,15 @@ inline void poolQuantizedRow(float *y, const uint8_t *row, int64_t dim, int bits
 // int8 weights
 //===----------------------------------------------------------------------===//
 
+/// sums[n] = sum over k of q[k, n], for q [K, N]: the zero-point correction
+/// of the int8 kernel.
+inline void columnSumsInt8(const int8_t *q, int64_t K, int64_t N, int32_t *sums) {
+  std::fill(sums, sums + N, 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      sums[n] += q[k * N + n];
+}
+
 /// Quantises W [K, N] per column: q[k, n] = round(W / scale[n]) in
 /// [-127, 127], scale[n] = max |W[:, n]| / 127; sums[n] = sum over k of q.
 inline void quantizeWeightsInt8(const float *W, int64_t K, int64_t N, int8_t *q, float *scale,
@@ -178,14 +187,10 @@ inline void quantizeWeightsInt8(const float *W, int64_t K, int64_t N, int8_t *q,
     for (int64_t k = 0; k < K; ++k)
       m = std::max(m, std::fabs(W[k * N + n]));
     scale[n] = m > 0 && std::isfinite(m) ? m / 127.0f : 1.0f;
-    int32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      float v = std::clamp(std::nearbyint(W[k * N + n] / scale[n]), -127.0f, 127.0f);
-      q[k * N + n] = int8_t(v);
-      sum += int32_t(v);
-    }
-    sums[n] = sum;
+    for (int64_t k = 0; k < K; ++k)
+      q[k * N + n] = int8_t(std::clamp(std::nearbyint(W[k * N + n] / scale[n]), -127.0f, 127.0f));
   }
+  columnSumsInt8(q, K, N, sums);
 }
 
 /// out[P][ceil(K/4)][16][4] from q [K, N] (see the header comment).
