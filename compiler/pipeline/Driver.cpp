@@ -2,8 +2,8 @@
 
 #include "Driver.h"
 
-#include "codegen/cpu/EmitCpp.h"
-#include "codegen/cpu/Toolchain.h"
+#include "codegen/ModelSource.h"
+#include "codegen/Toolchain.h"
 #include "compiler/import/OnnxImporter.h"
 #include "dialects/KilnOps.h"
 
@@ -96,6 +96,9 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
     h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(&b), sizeof b)) ^ (h * 31);
   if (options.profile)
     h = ~h;
+  if (options.target != "cpu")
+    h = llvm::xxh3_64bits(options.target + std::to_string(options.cudaSm) + options.precision) ^
+        (h * 31);
   if (!options.weightPrecision.empty() || options.tableBits != 32)
     h = llvm::xxh3_64bits(options.weightPrecision + std::to_string(options.tableBits)) ^ (h * 31);
   return llvm::utohexstr(h, /*LowerCase=*/true, 16);
@@ -134,9 +137,36 @@ LogicalResult compileModel(const CompileOptions &options) {
                  << "' (stages: " << llvm::join(stages, ", ") << ")\n";
     return failure();
   }
-  if (options.target != "cpu") {
+  const bool cuda = options.target == "cuda";
+  if (!cuda && options.target != "cpu") {
     llvm::errs() << "kiln: error: --target " << options.target
-                 << " is not supported yet (supported: cpu)\n";
+                 << " is not a target (targets: cpu, cuda)\n";
+    return failure();
+  }
+  static const std::pair<StringRef, StringRef> kPrecisions[] = {
+      {"fp32", "Fp32"}, {"tf32", "Tf32"}, {"bf16", "Bf16"}, {"fp16", "Fp16"}};
+  auto precision = llvm::find_if(kPrecisions, [&](const auto &p) { return p.first == options.precision; });
+  if (cuda) {
+    std::string problem;
+    if (options.cudaSm < 50)
+      problem = "--sm " + std::to_string(options.cudaSm) + " is not a CUDA architecture kiln "
+                "builds for (sm_50 and newer; 90 is Hopper)";
+    else if (options.precision == "fp8")
+      problem = "--precision fp8 is not supported yet (it needs calibrated per-tensor scales)";
+    else if (precision == std::end(kPrecisions))
+      problem = "--precision must be fp32, tf32, bf16 or fp16, got '" + options.precision + "'";
+    else if (!options.weightPrecision.empty() || options.tableBits != 32)
+      problem = "--quantize is for the CPU target; the CUDA target's arithmetic is set with "
+                "--precision";
+    else if (options.profile)
+      problem = "--profile is for the CPU target";
+    if (!problem.empty()) {
+      llvm::errs() << "kiln: error: " << problem << "\n";
+      return failure();
+    }
+  } else if (options.precision != "fp32") {
+    llvm::errs() << "kiln: error: --precision is for the CUDA target (the CPU target uses "
+                    "--quantize)\n";
     return failure();
   }
 
@@ -188,13 +218,15 @@ LogicalResult compileModel(const CompileOptions &options) {
       llvm::sys::fs::remove_directories(dir);
   });
 
-  CpuModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
-                    options.profile, quantizationName(options),         options.f32WeightsBytes};
+  ModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
+                 options.profile, quantizationName(options),         options.f32WeightsBytes};
+  if (cuda)
+    info.cuda = CudaOptions{options.cudaSm, precision->second.str()};
   std::string source;
   std::vector<char> weights;
   {
     llvm::raw_string_ostream os(source);
-    if (failed(emitCpuModel(*module, info, os, weights)))
+    if (failed(emitModel(*module, info, os, weights)))
       return failure();
   }
   if (options.emit == "cpp")
@@ -205,7 +237,8 @@ LogicalResult compileModel(const CompileOptions &options) {
   }
 
   std::string error;
-  if (failed(writeOutput((dir + "/model.cpp").str(), [&](raw_ostream &os) { os << source; })) ||
+  const std::string sourceName = cuda ? "model.cu" : "model.cpp";
+  if (failed(writeOutput((dir + "/" + sourceName).str(), [&](raw_ostream &os) { os << source; })) ||
       failed(writeOutput((dir + "/kiln_weights.bin").str(),
                          [&](raw_ostream &os) { os.write(weights.data(), weights.size()); })))
     return failure();
@@ -215,9 +248,11 @@ LogicalResult compileModel(const CompileOptions &options) {
   }
   if (!options.quiet)
     llvm::errs() << "kiln: emit-cpp done (" << source.size() / 1024 << " KiB source, "
-                 << weights.size() / 1024 << " KiB weights); building " << options.output << "\n";
+                 << weights.size() / 1024 << " KiB weights); building " << options.output
+                 << (cuda ? " with nvcc for sm_" + std::to_string(options.cudaSm) : "") << "\n";
   auto start = std::chrono::steady_clock::now();
-  if (failed(buildSharedLibrary(dir, "model.cpp", options.output, error))) {
+  if (failed(buildSharedLibrary(dir, sourceName, options.output, cuda ? options.cudaSm : 0,
+                                error))) {
     llvm::errs() << "kiln: error: " << error << "\n";
     return failure();
   }

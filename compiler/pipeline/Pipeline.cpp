@@ -67,7 +67,10 @@ const std::vector<Stage> &stages() {
          }
        }},
       {"pack-weights",
-       [](PassManager &pm, const CompileOptions &) { pm.addPass(createPackWeights()); }},
+       [](PassManager &pm, const CompileOptions &o) {
+         if (o.target == "cpu") // cuBLASLt reads the weights as they are
+           pm.addPass(createPackWeights());
+       }},
       {"bound-index-inputs",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createBoundIndexInputs());

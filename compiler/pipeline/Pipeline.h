@@ -13,14 +13,19 @@ struct CompileOptions {
   std::string input;
   std::string output;
   std::vector<int64_t> batches{1};
+  /// "cpu" or "cuda".
   std::string target = "cpu";
+  /// CUDA: the compute capability the code is built for (sm_90 and PTX), and
+  /// the dense layers' arithmetic: fp32, tf32, bf16 or fp16.
+  int cudaSm = 90;
+  std::string precision = "fp32";
   /// "so" (the model library), "cpp" (its source) or "mlir".
   std::string emit = "so";
   /// The last stage to run; empty runs them all.
   std::string stopAfter;
   bool keepTemps = false;
   bool quiet = false;
-  /// Build the model with per-op timers (codegen/cpu: profile.h).
+  /// Build the model with per-op timers (CPU only: profile.h).
   bool profile = false;
   /// Dense weight precision: "" (f32), "int8", "fp16" or "bf16".
   std::string weightPrecision;

@@ -82,6 +82,10 @@ def _load_runtime():
         ("kiln_session_destroy", None, [p]),
         ("kiln_session_error", ctypes.c_char_p, [p]),
         ("kiln_run", ctypes.c_int, [p, i64, ctypes.POINTER(_Tensor), i32, ctypes.POINTER(_Tensor), i32]),
+        ("kiln_run_device", ctypes.c_int,
+         [p, i64, ctypes.POINTER(_Tensor), i32, ctypes.POINTER(_Tensor), i32]),
+        ("kiln_model_is_device", i32, [p]),
+        ("kiln_last_error", ctypes.c_char_p, []),
     ]:
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
@@ -158,7 +162,9 @@ class Model:
         lib.kiln_session_options_init(ctypes.byref(options))
         options.num_threads = num_threads
         if lib.kiln_session_create_with_options(handle, ctypes.byref(options), ctypes.byref(self._session)) != 0:
-            raise Error(f"cannot create a session with {num_threads} threads")
+            self._session = None
+            raise Error(f"cannot create a session: {lib.kiln_last_error().decode()}")
+        self.is_device = bool(lib.kiln_model_is_device(handle))
         self.num_threads = lib.kiln_session_num_threads(self._session)
 
     def _info(self, fn, i):
@@ -178,6 +184,13 @@ class Model:
         IOBinding), so that each `Binding.run()` is a single call into the
         runtime; see Binding."""
         return Binding(self, inputs, outputs)
+
+    def bind_device(self, inputs, outputs):
+        """For a model compiled with --target cuda: binds device arrays (any
+        object with `__cuda_array_interface__`, e.g. torch CUDA tensors),
+        which `run()` then reads and writes in place through
+        kiln_run_device. `outputs` maps every output name to such an array."""
+        return Binding(self, inputs, outputs, device=True)
 
     def close(self):
         if getattr(self, "_session", None):
@@ -205,17 +218,23 @@ class Binding:
     names to those arrays. An input that is not a C-contiguous array is
     bound as a contiguous copy."""
 
-    def __init__(self, model, inputs, outputs=None):
+    def __init__(self, model, inputs, outputs=None, device=False):
         missing = [i.name for i in model.inputs if i.name not in inputs]
         if missing:
             raise Error(f"missing inputs: {', '.join(missing)}")
         unknown = set(inputs) - {i.name for i in model.inputs}
         if unknown:
             raise Error(f"unknown inputs: {', '.join(sorted(unknown))}")
-        arrays = [np.asarray(inputs[i.name], order="C") for i in model.inputs]
+        arrays = [_DeviceArray(inputs[i.name]) if device else np.asarray(inputs[i.name], order="C")
+                  for i in model.inputs]
         batch = next((a.shape[0] for a, i in zip(arrays, model.inputs) if i.shape and i.shape[0] is None), 1)
         self.outputs = {}
         for o in model.outputs:
+            if device:
+                if o.name not in (outputs or {}):
+                    raise Error(f"output '{o.name}' needs a device array")
+                self.outputs[o.name] = outputs[o.name]
+                continue
             shape = tuple(batch if d is None else d for d in o.shape)
             given = (outputs or {}).get(o.name)
             if given is None:
@@ -228,22 +247,45 @@ class Binding:
         def tensor(a):
             shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
             self._keep.append(shape)
-            return _Tensor(a.ctypes.data, _CODES.get(a.dtype, 0), a.ndim, shape)
+            data = a.pointer if device else a.ctypes.data
+            return _Tensor(data, _CODES.get(a.dtype, 0), a.ndim, shape)
 
-        outs = list(self.outputs.values())
+        outs = [_DeviceArray(a) for a in self.outputs.values()] if device else list(self.outputs.values())
         ins_c = (_Tensor * max(len(arrays), 1))(*[tensor(a) for a in arrays])
         outs_c = (_Tensor * max(len(outs), 1))(*[tensor(a) for a in outs])
         self._keep += [arrays, outs, ins_c, outs_c]
         self._model = model
+        self._run = model._lib.kiln_run_device if device else model._lib.kiln_run
         self._args = (model._session, ctypes.c_int64(batch), ins_c, ctypes.c_int32(len(arrays)),
                       outs_c, ctypes.c_int32(len(outs)))
 
     def run(self):
         """Runs the bound request; returns `outputs`."""
-        lib = self._model._lib
-        if lib.kiln_run(*self._args) != 0:
-            raise Error(lib.kiln_session_error(self._model._session).decode())
+        if self._run(*self._args) != 0:
+            raise Error(self._model._lib.kiln_session_error(self._model._session).decode())
         return self.outputs
+
+
+class _DeviceArray:
+    """Pointer, dtype and shape of a C-contiguous device array, read from its
+    `__cuda_array_interface__`."""
+
+    def __init__(self, array):
+        iface = getattr(array, "__cuda_array_interface__", None)
+        if iface is None:
+            raise Error(f"not a device array (no __cuda_array_interface__): {type(array).__name__}")
+        if iface.get("strides") not in (None, ()) and iface["strides"] != _contiguous(iface):
+            raise Error("device arrays must be C-contiguous")
+        self.pointer, self.dtype = iface["data"][0], np.dtype(iface["typestr"])
+        self.shape, self.ndim, self.array = tuple(iface["shape"]), len(iface["shape"]), array
+
+
+def _contiguous(iface):
+    size, strides = np.dtype(iface["typestr"]).itemsize, []
+    for d in reversed(iface["shape"]):
+        strides.insert(0, size)
+        size *= d
+    return tuple(strides)
 
 
 def load(path, num_threads=1):

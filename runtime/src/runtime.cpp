@@ -20,6 +20,9 @@
 struct kiln_model {
   void *handle;
   const kiln_abi_model *abi;
+  /// A device model's hooks and their state (kiln_abi_device); null on the CPU.
+  const kiln_abi_device *device;
+  void *device_state;
 };
 
 struct kiln_session {
@@ -28,10 +31,17 @@ struct kiln_session {
   bool owns_arena;
   kiln::ThreadPool *pool; // null for one thread
   kiln_abi_exec exec;
+  void *device_session;
+  /// A device model's tensor pointers, sized once (run does not allocate).
+  const void **device_inputs;
+  void **device_outputs;
   char error[512];
 };
 
 namespace {
+
+/// The reason for the calling thread's last failed session creation.
+thread_local char lastError[512];
 
 void format(char *out, size_t size, const char *fmt, ...) {
   if (!out || size == 0)
@@ -43,7 +53,7 @@ void format(char *out, size_t size, const char *fmt, ...) {
 }
 
 bool cpuSupports(uint32_t isa) {
-  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C))
+  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C | KILN_ISA_CUDA))
     return false; // a feature this runtime does not know how to check
   __builtin_cpu_init();
   if ((isa & KILN_ISA_AVX2) && !__builtin_cpu_supports("avx2"))
@@ -215,12 +225,24 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, s
   } else if (abi->num_buckets < 1) {
     format(error, error_size, "%s: the model has no batch buckets", path);
     status = KILN_ERROR_NOT_A_MODEL;
+  } else if ((abi->isa & KILN_ISA_CUDA) && (abi->abi_minor < 2 || !abi->device)) {
+    format(error, error_size, "%s: a device model without device hooks", path);
+    status = KILN_ERROR_NOT_A_MODEL;
   }
   if (status == KILN_OK) {
-    *model = new (std::nothrow) kiln_model{handle, abi};
+    const kiln_abi_device *device = (abi->isa & KILN_ISA_CUDA) ? abi->device : nullptr;
+    *model = new (std::nothrow) kiln_model{handle, abi, device, nullptr};
     if (!*model) {
       format(error, error_size, "out of memory");
       status = KILN_ERROR_OUT_OF_MEMORY;
+    } else if (device) {
+      char reason[512] = "";
+      if (device->open(abi, &(*model)->device_state, reason, sizeof reason) != 0) {
+        format(error, error_size, "%s: %s", path, reason);
+        status = KILN_ERROR_UNSUPPORTED_TARGET;
+        delete *model;
+        *model = nullptr;
+      }
     }
   }
   if (status != KILN_OK)
@@ -231,6 +253,8 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, s
 void kiln_model_close(kiln_model *model) {
   if (!model)
     return;
+  if (model->device)
+    model->device->close(model->device_state);
   dlclose(model->handle);
   delete model;
 }
@@ -312,19 +336,46 @@ void kiln_session_options_init(kiln_session_options *options) {
 kiln_status kiln_session_create_with_options(const kiln_model *model,
                                              const kiln_session_options *options,
                                              kiln_session **session) {
+  lastError[0] = '\0';
+  auto refuse = [](kiln_status status, const char *why) {
+    format(lastError, sizeof lastError, "%s", why);
+    return status;
+  };
   if (!model || !options || !session)
-    return KILN_ERROR_INVALID_ARGUMENT;
+    return refuse(KILN_ERROR_INVALID_ARGUMENT, "model, options or session is NULL");
   *session = nullptr;
   uint64_t bytes = maxArena(model->abi);
   if (options->num_threads < 0 || options->num_threads > 256)
-    return KILN_ERROR_INVALID_ARGUMENT;
+    return refuse(KILN_ERROR_INVALID_ARGUMENT, "num_threads must be in [0, 256]");
   if (options->arena && (options->arena_bytes < bytes ||
                          reinterpret_cast<uintptr_t>(options->arena) % KILN_ARENA_ALIGNMENT != 0))
-    return KILN_ERROR_INVALID_ARGUMENT;
-  auto *s = new (std::nothrow) kiln_session{model, static_cast<uint8_t *>(options->arena), false,
-                                            nullptr, {nullptr, 1, nullptr}, {}};
+    return refuse(KILN_ERROR_INVALID_ARGUMENT,
+                  "the caller's arena is smaller than kiln_model_arena_bytes or misaligned");
+  if (options->arena && model->device)
+    return refuse(KILN_ERROR_INVALID_ARGUMENT,
+                  "a device model's arena is device memory the session allocates");
+  auto *s = new (std::nothrow) kiln_session{};
   if (!s)
-    return KILN_ERROR_OUT_OF_MEMORY;
+    return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory");
+  s->model = model;
+  s->arena = static_cast<uint8_t *>(options->arena);
+  s->exec = {nullptr, 1, nullptr};
+  if (model->device) {
+    const kiln_abi_model *m = model->abi;
+    s->device_inputs = new (std::nothrow) const void *[m->num_inputs + 1];
+    s->device_outputs = new (std::nothrow) void *[m->num_outputs + 1];
+    if (!s->device_inputs || !s->device_outputs) {
+      kiln_session_destroy(s);
+      return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+    if (model->device->session_create(model->device_state, &s->device_session, lastError,
+                                      sizeof lastError) != 0) {
+      kiln_session_destroy(s);
+      return KILN_ERROR_MODEL_FAILURE;
+    }
+    *session = s;
+    return KILN_OK;
+  }
   if (!s->arena) {
     s->arena = static_cast<uint8_t *>(
         std::aligned_alloc(KILN_ARENA_ALIGNMENT, (bytes + KILN_ARENA_ALIGNMENT - 1) /
@@ -338,7 +389,7 @@ kiln_status kiln_session_create_with_options(const kiln_model *model,
   }
   if (!s->arena || (options->num_threads > 1 && !s->exec.parallel_for)) {
     kiln_session_destroy(s);
-    return KILN_ERROR_OUT_OF_MEMORY;
+    return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory (arena or threads)");
   }
   *session = s;
   return KILN_OK;
@@ -364,6 +415,10 @@ kiln_status kiln_session_create_with_arena(const kiln_model *model, void *arena,
 void kiln_session_destroy(kiln_session *session) {
   if (!session)
     return;
+  if (session->device_session)
+    session->model->device->session_destroy(session->device_session);
+  delete[] session->device_inputs;
+  delete[] session->device_outputs;
   delete session->pool;
   if (session->owns_arena)
     std::free(session->arena);
@@ -378,8 +433,13 @@ const char *kiln_session_error(const kiln_session *session) {
   return session ? session->error : "session is NULL";
 }
 
-kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, int32_t num_inputs,
-                     const kiln_tensor *outputs, int32_t num_outputs) {
+namespace {
+
+/// Checks a request and finds its bucket. Id inputs' values are checked
+/// when they are host memory (`hostInputs`).
+kiln_status validate(kiln_session *s, int64_t batch, const kiln_tensor *inputs, int32_t num_inputs,
+                     const kiln_tensor *outputs, int32_t num_outputs, bool hostInputs,
+                     int32_t &bucket) {
   if (!s)
     return KILN_ERROR_INVALID_ARGUMENT;
   s->error[0] = '\0';
@@ -396,16 +456,15 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
            m->num_inputs, m->num_outputs, num_inputs, num_outputs);
     return KILN_ERROR_INVALID_ARGUMENT;
   }
-  const kiln_abi_bucket *bucket = m->buckets;
-  while (bucket->batch < batch)
+  bucket = 0;
+  while (m->buckets[bucket].batch < batch)
     ++bucket;
-
   for (int32_t i = 0; i < num_inputs; ++i) {
     const kiln_abi_tensor &spec = m->inputs[i];
     int64_t elements = 0;
     if (!checkTensor(s, "input", spec, inputs[i], batch, elements))
       return KILN_ERROR_INVALID_ARGUMENT;
-    if (!spec.index_bounds)
+    if (!spec.index_bounds || !hostInputs)
       continue;
     bool ok = spec.dtype == KILN_DTYPE_I64
                   ? checkBounds<int64_t>(s, spec, inputs[i].data, elements)
@@ -418,8 +477,37 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
     if (!checkTensor(s, "output", m->outputs[i], outputs[i], batch, elements))
       return KILN_ERROR_INVALID_ARGUMENT;
   }
+  return KILN_OK;
+}
+
+/// Hands a validated request to a device model.
+kiln_status runOnDevice(kiln_session *s, int32_t bucket, int64_t batch, const kiln_tensor *inputs,
+                        const kiln_tensor *outputs, bool devicePointers) {
+  const kiln_abi_model *m = s->model->abi;
+  for (int32_t i = 0; i < m->num_inputs; ++i)
+    s->device_inputs[i] = inputs[i].data;
+  for (int32_t i = 0; i < m->num_outputs; ++i)
+    s->device_outputs[i] = outputs[i].data;
+  if (s->model->device->run(s->device_session, bucket, batch, s->device_inputs, s->device_outputs,
+                            devicePointers ? 1 : 0, s->error, sizeof s->error) != 0)
+    return KILN_ERROR_MODEL_FAILURE;
+  return KILN_OK;
+}
+
+} // namespace
+
+kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, int32_t num_inputs,
+                     const kiln_tensor *outputs, int32_t num_outputs) {
+  int32_t b = 0;
+  kiln_status status = validate(s, batch, inputs, num_inputs, outputs, num_outputs, true, b);
+  if (status != KILN_OK)
+    return status;
+  if (s->model->device)
+    return runOnDevice(s, b, batch, inputs, outputs, false);
 
   // Batched rows beyond `batch` are zero: id 0 is valid for every table.
+  const kiln_abi_model *m = s->model->abi;
+  const kiln_abi_bucket *bucket = &m->buckets[b];
   for (int32_t i = 0; i < num_inputs; ++i) {
     const kiln_abi_tensor &spec = m->inputs[i];
     size_t row = rowBytes(spec);
@@ -437,5 +525,26 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
   }
   return KILN_OK;
 }
+
+kiln_status kiln_run_device(kiln_session *s, int64_t batch, const kiln_tensor *inputs,
+                            int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs) {
+  int32_t b = 0;
+  kiln_status status = validate(s, batch, inputs, num_inputs, outputs, num_outputs, false, b);
+  if (status != KILN_OK)
+    return status;
+  if (!s->model->device) {
+    format(s->error, sizeof s->error,
+           "the model runs on the CPU (target '%s'): pass host memory to kiln_run",
+           s->model->abi->target);
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  return runOnDevice(s, b, batch, inputs, outputs, true);
+}
+
+int32_t kiln_model_is_device(const kiln_model *model) {
+  return model && model->device ? 1 : 0;
+}
+
+const char *kiln_last_error(void) { return lastError; }
 
 } // extern "C"

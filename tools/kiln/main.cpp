@@ -329,8 +329,19 @@ int main(int argc, char **argv) {
       ->add_option("-o,--output", options.output,
                    "Output path ('-' for stdout with --emit mlir/cpp)")
       ->required();
-  compile->add_option("--target", options.target, "Code generation target")
-      ->check(CLI::IsMember({"cpu"}));
+  compile
+      ->add_option("--target", options.target,
+                   "Code generation target: cpu (AVX2/FMA, default) or cuda (CUDA C++ built "
+                   "with nvcc into the same model ABI; runs on an NVIDIA GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  compile
+      ->add_option("--sm", options.cudaSm,
+                   "With --target cuda: the compute capability to build machine code for "
+                   "(default 90, Hopper); PTX is embedded for newer GPUs")
+      ->capture_default_str();
+  compile->add_option("--precision", options.precision,
+                      "With --target cuda: dense layers' arithmetic: fp32 (default), tf32, or "
+                      "bf16/fp16 (operands rounded for the tensor cores, f32 accumulation)");
   compile->add_option("--batch", batches,
                       "Comma-separated batch buckets, e.g. 1,8,64; a request runs in the "
                       "smallest bucket >= its batch");

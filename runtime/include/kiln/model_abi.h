@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 1
+#define KILN_ABI_MINOR 2
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -24,6 +24,7 @@ extern "C" {
 #define KILN_ISA_AVX2 (1u << 0)
 #define KILN_ISA_FMA (1u << 1)
 #define KILN_ISA_F16C (1u << 2) /* since 2.1: half-precision conversions */
+#define KILN_ISA_CUDA (1u << 3) /* since 2.2: runs on a CUDA device (kiln_abi_model.device) */
 
 /* The session's threads as a model sees them. parallel_for runs
  * fn(ctx, task) for every task in [0, tasks) on up to num_threads threads
@@ -61,6 +62,25 @@ typedef struct kiln_abi_bucket {
   kiln_entry_fn entry;
 } kiln_abi_bucket;
 
+/* Since 2.2: the hooks of a model whose code runs on a device (target
+ * "cuda-..."). The runtime validates requests as for a CPU model and hands
+ * them to these; it never calls a device model's bucket entry points, which
+ * have the model's own signature. Each returns 0, or non-zero after writing a
+ * NUL-terminated reason into `message`. */
+typedef struct kiln_abi_device {
+  /* At kiln_model_open: checks the device and uploads the weights. */
+  int (*open)(const struct kiln_abi_model *model, void **state, char *message, size_t message_size);
+  void (*close)(void *state);
+  /* At kiln_session_create: the device arena, pinned staging, a stream and
+   * one captured CUDA graph per bucket. */
+  int (*session_create)(void *state, void **session, char *message, size_t message_size);
+  void (*session_destroy)(void *session);
+  /* Runs `batch` rows in bucket `bucket`; the tensors' data are host
+   * pointers, or device pointers when `device_pointers` is non-zero. */
+  int (*run)(void *session, int32_t bucket, int64_t batch, const void *const *inputs,
+             void *const *outputs, int32_t device_pointers, char *message, size_t message_size);
+} kiln_abi_device;
+
 typedef struct kiln_abi_model {
   uint32_t magic;
   uint16_t abi_major, abi_minor;
@@ -79,6 +99,8 @@ typedef struct kiln_abi_model {
    * --quantize modes) and the weight bytes of the same model at f32. */
   const char *quantization;
   uint64_t f32_weights_bytes;
+  /* Since 2.2: NULL for a CPU model. */
+  const kiln_abi_device *device;
 } kiln_abi_model;
 
 #ifdef __cplusplus

@@ -125,6 +125,11 @@ KILN_API kiln_status kiln_session_create_with_options(const kiln_model *model,
 /* The session's thread count (1 unless num_threads asked for more). */
 KILN_API int32_t kiln_session_num_threads(const kiln_session *session);
 
+/* Why the calling thread's last kiln_session_create* failed ("" after a
+ * success). For a device model this is where a CUDA error at session
+ * creation (out of device memory, say) is reported. */
+KILN_API const char *kiln_last_error(void);
+
 /* A one-thread session that owns an arena allocated once here. */
 KILN_API kiln_status kiln_session_create(const kiln_model *model, kiln_session **session);
 /* A one-thread session that uses the caller's arena (see
@@ -149,6 +154,19 @@ typedef struct kiln_tensor {
  * before the arena is touched. */
 KILN_API kiln_status kiln_run(kiln_session *session, int64_t batch, const kiln_tensor *inputs,
                               int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs);
+
+/* Device models (compiled with --target cuda). kiln_run works for them too:
+ * its host tensors are copied through the session's pinned staging inside
+ * the bucket's CUDA graph. A session of a device model ignores num_threads
+ * and takes no caller arena: it allocates its device arena once. */
+KILN_API int32_t kiln_model_is_device(const kiln_model *model);
+/* As kiln_run, with every tensor's data in device memory (CUDA pointers of
+ * the model's device). Id inputs are checked on the device: an id out of
+ * range fails the run with the op's name. Returns when the outputs are
+ * written. KILN_ERROR_INVALID_ARGUMENT for a CPU model. */
+KILN_API kiln_status kiln_run_device(kiln_session *session, int64_t batch,
+                                     const kiln_tensor *inputs, int32_t num_inputs,
+                                     const kiln_tensor *outputs, int32_t num_outputs);
 
 #ifdef __cplusplus
 }

@@ -151,6 +151,11 @@ void unary(const T *in, T *out, int64_t n, Fn fn, const kiln_abi_exec *exec) {
   });
 }
 
+/// Copies `bytes` bytes (kiln.copy).
+inline void copy(void *out, const void *in, size_t bytes, const kiln_abi_exec * = nullptr) {
+  std::memcpy(out, in, bytes);
+}
+
 template <typename From, typename To>
 void cast(const From *in, To *out, int64_t n, const kiln_abi_exec *exec) {
   inBlocks(n, exec, [&](int64_t begin, int64_t end) {
@@ -323,7 +328,8 @@ inline void softmaxRows(const float *in, float *out, int64_t rows, int64_t n) {
 /// Y[M,N] = alpha * op(A) op(B) + beta * C, C broadcast from [cRows, cCols].
 template <typename T>
 void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y, int64_t M,
-          int64_t N, int64_t K, bool transA, bool transB, T alpha, T beta) {
+          int64_t N, int64_t K, bool transA, bool transB, T alpha, T beta,
+          const kiln_abi_exec * = nullptr) {
   for (int64_t i = 0; i < M; ++i) {
     T *y = Y + i * N;
     if (C && beta != T(0)) {
@@ -526,7 +532,8 @@ inline void attention(const float *q, const float *k, const float *v, const floa
 /// on an index outside [-size, size) of the axis.
 template <typename T, typename I>
 bool gatherElements(const T *data, const int64_t *dataShape, const I *indices,
-                    const int64_t *indexShape, int rank, int axisDim, T *out) {
+                    const int64_t *indexShape, int rank, int axisDim, T *out,
+                    const kiln_abi_exec * = nullptr) {
   int64_t dataStrides[kMaxRank], index[kMaxRank] = {}, total = 1;
   const int64_t axis = dataShape[axisDim];
   rowMajorStrides(dataShape, rank, dataStrides);
@@ -548,7 +555,8 @@ bool gatherElements(const T *data, const int64_t *dataShape, const I *indices,
 /// Zeroes what is outside the upper (j - i >= k) or lower (j - i <= k)
 /// triangle of each of `batch` [rows, cols] matrices.
 template <typename T>
-void trilu(const T *in, T *out, int64_t batch, int64_t rows, int64_t cols, bool upper, int64_t k) {
+void trilu(const T *in, T *out, int64_t batch, int64_t rows, int64_t cols, bool upper, int64_t k,
+           const kiln_abi_exec * = nullptr) {
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < cols; ++j) {
@@ -562,7 +570,7 @@ void trilu(const T *in, T *out, int64_t batch, int64_t rows, int64_t cols, bool 
 /// [outer, axis, inner]; ties go to the first, or with `last` the last.
 template <typename T>
 void argExtreme(const T *in, int64_t *out, int64_t outer, int64_t axis, int64_t inner, bool max,
-                bool last) {
+                bool last, const kiln_abi_exec * = nullptr) {
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       const T *x = in + o * axis * inner + i;
@@ -580,7 +588,7 @@ void argExtreme(const T *in, int64_t *out, int64_t outer, int64_t axis, int64_t 
 /// Running sums along the middle of [outer, axis, inner].
 template <typename T>
 void cumsum(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool exclusive,
-            bool reverse) {
+            bool reverse, const kiln_abi_exec * = nullptr) {
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       T sum = 0;
@@ -601,7 +609,7 @@ void cumsum(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, boo
 /// Constant padding: out has in's elements at offset `begin` per dim.
 template <typename T>
 void pad(const T *in, const int64_t *inShape, const int64_t *begin, const int64_t *outShape,
-         int rank, T value, T *out) {
+         int rank, T value, T *out, const kiln_abi_exec * = nullptr) {
   int64_t inStrides[kMaxRank], index[kMaxRank] = {}, total = 1;
   rowMajorStrides(inShape, rank, inStrides);
   for (int d = 0; d < rank; ++d)
@@ -735,14 +743,14 @@ bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis
 /// out[i...] = in[start + i * step ...] per dim.
 template <typename T>
 void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int64_t *steps,
-           const int64_t *outShape, int rank, T *out) {
+           const int64_t *outShape, int rank, T *out, const kiln_abi_exec *exec = nullptr) {
   int64_t inStrides[kMaxRank], strides[kMaxRank], offset = 0;
   rowMajorStrides(inShape, rank, inStrides);
   for (int d = 0; d < rank; ++d) {
     offset += starts[d] * inStrides[d];
     strides[d] = steps[d] * inStrides[d];
   }
-  stridedCopy(in, offset, strides, outShape, rank, out);
+  stridedCopy(in, offset, strides, outShape, rank, out, exec);
 }
 
 /// Reduces over the dims flagged in `reduced` with `combine`, starting from
@@ -829,17 +837,17 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
 /// out = in broadcast to outShape (ONNX Expand); `in` is right-aligned.
 template <typename T>
 void broadcastTo(const T *in, const int64_t *inShape, int inRank, const int64_t *outShape, int rank,
-                 T *out) {
+                 T *out, const kiln_abi_exec *exec = nullptr) {
   int64_t strides[kMaxRank];
   broadcastStrides(inShape, inRank, outShape, rank, strides);
-  stridedCopy(in, 0, strides, outShape, rank, out);
+  stridedCopy(in, 0, strides, outShape, rank, out, exec);
 }
 
 /// out = cond ? x : y with all three broadcast to outShape.
 template <typename T>
 void select(const bool *cond, const int64_t *cShape, int cRank, const T *x, const int64_t *xShape,
             int xRank, const T *y, const int64_t *yShape, int yRank, T *out,
-            const int64_t *outShape, int rank) {
+            const int64_t *outShape, int rank, const kiln_abi_exec * = nullptr) {
   int64_t cs[kMaxRank], xs[kMaxRank], ys[kMaxRank], index[kMaxRank] = {}, total = 1;
   broadcastStrides(cShape, cRank, outShape, rank, cs);
   broadcastStrides(xShape, xRank, outShape, rank, xs);

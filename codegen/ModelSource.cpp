@@ -1,12 +1,16 @@
-//===- EmitCpp.cpp - planned kiln IR -> C++ model source ------------------===//
+//===- ModelSource.cpp - planned kiln IR -> C++ or CUDA model source ------===//
 //
 // A translation, not a pass: every decision (shapes, buffer offsets, which op
 // runs) has been made in the IR; this file spells each op as one kernel call
-// with its static shapes and pointers into the arena or the weights.
+// with its static shapes and pointers into the arena or the weights. Both
+// targets' kernels take the same arguments (runtime/kernels/cpu/kernels.h,
+// runtime/kernels/cuda/kernels.cuh); the generated source names them through
+// the alias `kernels`, and only the spelling of element functions and fused
+// loops, and the descriptor, differ between the two.
 //
 //===----------------------------------------------------------------------===//
 
-#include "EmitCpp.h"
+#include "ModelSource.h"
 
 #include "compiler/transforms/Passes.h"
 #include "dialects/KilnOps.h"
@@ -117,8 +121,8 @@ std::string numberLiteral(double v, const std::string &type) {
 
 class Emitter {
 public:
-  Emitter(raw_ostream &os, std::vector<char> &weights, bool profile)
-      : os(os), weights(weights), profile(profile) {}
+  Emitter(raw_ostream &os, std::vector<char> &weights, bool profile, bool device)
+      : os(os), weights(weights), profile(profile), device(device) {}
 
   LogicalResult emitFunction(func::FuncOp func);
 
@@ -130,11 +134,23 @@ private:
   std::string shape(Value v, StringRef name);
   std::string elt(Value v) { return cType(getElementTypeOrSelf(v)); }
   int64_t weightOffset(ElementsAttr attr);
+  /// The opening of an element function: device code's lambdas are marked,
+  /// except inside a fused loop's body, which is device code already.
+  std::string lambda() const { return device && !capture ? "[] __device__ (" : "[]("; }
+  /// The failure branch of a checked kernel call; a device kernel reports
+  /// through the session's error word, so the message is registered first.
+  std::string failBranch(const std::string &what) {
+    if (device)
+      os << "    exec->reason = " << cString(what) << ";\n";
+    return "      return kernels::fail(message, message_size, " + cString(what) + ");\n";
+  }
 
   raw_ostream &os;
   std::vector<char> &weights;
   DenseMap<Attribute, int64_t> weightOffsets;
   bool profile;
+  /// CUDA (kernels.cuh) rather than CPU code.
+  bool device;
   std::string functionName, nodeName;
   /// Set while a fused loop's body is emitted: emitOp then stores the op's
   /// element function here instead of emitting a kernel call.
@@ -214,13 +230,13 @@ LogicalResult Emitter::emitOp(Operation *op) {
   auto binary = [&](StringRef expr) {
     Value l = op->getOperand(0), r = op->getOperand(1);
     std::string In = elt(l);
-    std::string fn = "[](" + In + " x, " + In + " y) { return " + T + "(" + expr.str() + "); }";
+    std::string fn = lambda() + In + " x, " + In + " y) { return " + T + "(" + expr.str() + "); }";
     if (capture) {
       *capture = fn;
       return;
     }
     std::string ls = shape(l, "ls"), rs = shape(r, "rs"), outShape = shape(out, "os");
-    os << "    kiln::cpu::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
+    os << "    kernels::binary<" << In << ", " << T << ">(" << ptr(l) << ", " << ls << ", "
        << rank(l) << ", " << ptr(r) << ", " << rs << ", " << rank(r) << ", " << ptr(out) << ", "
        << outShape << ", " << rank(out) << ", " << fn << ", " << rowStride(op, 0) << ", exec);\n";
   };
@@ -232,27 +248,27 @@ LogicalResult Emitter::emitOp(Operation *op) {
           "const " + T + " alpha = " + numberLiteral(alpha.getValueAsDouble(), T) + "; const " + T +
           " beta = " + numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
           "; (void)alpha; (void)beta; ";
-    std::string fn = "[](" + T + " x) { " + params + "return " + T + "(" + expr.str() + "); }";
+    std::string fn = lambda() + T + " x) { " + params + "return " + T + "(" + expr.str() + "); }";
     if (capture) {
       *capture = fn;
       return;
     }
-    os << "    kiln::cpu::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n << ", "
+    os << "    kernels::unary(" << ptr(op->getOperand(0)) << ", " << ptr(out) << ", " << n << ", "
        << fn << ", exec);\n";
   };
   // f32 ops with a vectorised kernel (`call` taking in, out, n), others `expr`.
   auto vectorUnary = [&](StringRef call, StringRef expr) {
-    if (T != "float" || capture)
+    if (T != "float" || capture || device)
       return unary(expr);
-    os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { " << call << "("
+    os << "    kernels::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { " << call << "("
        << ptr(op->getOperand(0)) << " + b, " << ptr(out) << " + b, e - b); });\n";
   };
   auto activation = [&](StringRef name, StringRef expr) {
-    if (T != "float" || capture)
+    if (T != "float" || capture || device)
       return unary(expr);
-    os << "    kiln::cpu::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { "
-       << "kiln::cpu::activate(" << ptr(op->getOperand(0)) << " + b, " << ptr(out)
-       << " + b, e - b, kiln::cpu::Activation::" << name << "); });\n";
+    os << "    kernels::inBlocks(" << n << ", exec, [&](int64_t b, int64_t e) { "
+       << "kernels::activate(" << ptr(op->getOperand(0)) << " + b, " << ptr(out)
+       << " + b, e - b, kernels::Activation::" << name << "); });\n";
   };
   auto reduce = [&](Value input, ArrayRef<int64_t> axes, StringRef init, StringRef combine,
                     bool mean) {
@@ -262,8 +278,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
       flags.push_back(llvm::is_contained(axes, d));
     std::string is = shape(input, "is");
     os << "    static constexpr bool reduced[] = {" << list(flags) << "};\n"
-       << "    kiln::cpu::reduce<" << T << ">(" << ptr(input) << ", " << is << ", reduced, "
-       << in.getRank() << ", " << ptr(out) << ", " << init << ", [](" << T << " a, " << T
+       << "    kernels::reduce<" << T << ">(" << ptr(input) << ", " << is << ", reduced, "
+       << in.getRank() << ", " << ptr(out) << ", " << init << ", " << lambda() << T << " a, " << T
        << " b) { return " << T << "(" << combine << "); }, " << (mean ? "true" : "false")
        << ", exec);\n";
   };
@@ -288,7 +304,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](DivOp) {
-            binary(isa<FloatType>(outType.getElementType()) ? "x / y" : "kiln::cpu::divide(x, y)");
+            binary(isa<FloatType>(outType.getElementType()) ? "x / y" : "kernels::divide(x, y)");
             return success();
           })
           .Case([&](MaxOp) {
@@ -304,7 +320,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](ModOp) {
-            binary("kiln::cpu::mod(x, y)");
+            binary("kernels::mod(x, y)");
             return success();
           })
           .Case([&](PReluOp) {
@@ -405,23 +421,23 @@ LogicalResult Emitter::emitOp(Operation *op) {
           })
           .Case([&](GeluOp g) {
             activation(g.getAlpha().convertToDouble() != 0 ? "GeluTanh" : "GeluErf",
-                       "kiln::cpu::gelu(x, alpha != 0)");
+                       "kernels::gelu(x, alpha != 0)");
             return success();
           })
           .Case([&](WhereOp w) {
             std::string cs = shape(w.getCond(), "cs"), xs = shape(w.getX(), "xs"),
                         ys = shape(w.getY(), "ys"), o = shape(out, "os");
-            os << "    kiln::cpu::select<" << T << ">(" << ptr(w.getCond()) << ", " << cs << ", "
+            os << "    kernels::select<" << T << ">(" << ptr(w.getCond()) << ", " << cs << ", "
                << rank(w.getCond()) << ", " << ptr(w.getX()) << ", " << xs << ", " << rank(w.getX())
                << ", " << ptr(w.getY()) << ", " << ys << ", " << rank(w.getY()) << ", " << ptr(out)
-               << ", " << o << ", " << rank(out) << ");\n";
+               << ", " << o << ", " << rank(out) << ", exec);\n";
             return success();
           })
           .Case([&](ExpandOp e) {
             std::string is = shape(e.getInput(), "is"), o = shape(out, "os");
-            os << "    kiln::cpu::broadcastTo<" << T << ">(" << ptr(e.getInput()) << ", " << is
+            os << "    kernels::broadcastTo<" << T << ">(" << ptr(e.getInput()) << ", " << is
                << ", " << rank(e.getInput()) << ", " << o << ", " << rank(out) << ", " << ptr(out)
-               << ");\n";
+               << ", exec);\n";
             return success();
           })
           .Case([&](LayerNormOp l) {
@@ -430,7 +446,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             auto size = [](Value v) {
               return cast<RankedTensorType>(v.getType()).getNumElements();
             };
-            os << "    kiln::cpu::layerNorm<" << T << ">(" << ptr(l.getInput()) << ", "
+            os << "    kernels::layerNorm<" << T << ">(" << ptr(l.getInput()) << ", "
                << ptr(l.getScale()) << ", " << size(l.getScale()) << ", "
                << (l.getBias() ? ptr(l.getBias()) : "nullptr") << ", "
                << (l.getBias() ? size(l.getBias()) : 0) << ", " << ptr(out) << ", "
@@ -444,15 +460,16 @@ LogicalResult Emitter::emitOp(Operation *op) {
             auto in = i.getInput().getType();
             int64_t count = outType.getDimSize(1);
             os << "    static constexpr int64_t pairs[] = {" << list(i.getPairs()) << "};\n"
-               << "    kiln::cpu::interaction(" << ptr(i.getInput()) << ", " << in.getDimSize(0)
+               << "    kernels::interaction(" << ptr(i.getInput()) << ", " << in.getDimSize(0)
                << ", " << in.getDimSize(1) << ", " << in.getDimSize(2) << ", pairs, " << count
                << ", " << ptr(out) << ", " << rowStride(i, count) << ", exec);\n";
             return success();
           })
           .Case([&](EmbeddingBagsOp e) {
             auto ids = e.getIds().getType();
+            std::string fail = failBranch("embedding_bags '" + nodeName + "': index out of range");
             os << "    static constexpr int64_t columns[] = {" << list(e.getColumns()) << "};\n"
-               << "    const kiln::cpu::BagTable<" << T << "> tables[] = {\n";
+               << "    const kernels::BagTable<" << T << "> tables[] = {\n";
             for (auto [table, hotness] : llvm::zip(e.getTables(), e.getHotness())) {
               auto type = cast<RankedTensorType>(table.getType());
               if (e.getBits() == 32)
@@ -463,19 +480,20 @@ LogicalResult Emitter::emitOp(Operation *op) {
                    << ", " << hotness << ", " << ptr(table) << ", " << e.getBits() << "},\n";
             }
             os << "    };\n"
-               << "    if (!kiln::cpu::embeddingBags<" << T << ", " << elt(e.getIds()) << ">("
+               << "    if (!kernels::embeddingBags<" << T << ", " << elt(e.getIds()) << ">("
                << ptr(e.getIds()) << ", " << ids.getDimSize(0) << ", "
                << ids.getNumElements() / std::max<int64_t>(ids.getDimSize(0), 1) << ", tables, "
                << e.getTables().size() << ", columns, " << e.getMode() << ", "
                << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << ", "
                << rowStride(e, outType.getDimSize(1)) << ", exec))\n"
-               << "      return kiln::cpu::fail(message, message_size, "
-               << cString("embedding_bags '" + nodeName + "': index out of range") << ");\n";
+               << fail;
             return success();
           })
           .Case([&](EmbeddingBagOp e) {
             auto table = e.getTable().getType();
-            os << "    if (!kiln::cpu::embeddingBag<" << T << ", " << elt(e.getIndices()) << ">("
+            std::string fail =
+                failBranch("embedding_bag '" + nodeName + "': index or offset out of range");
+            os << "    if (!kernels::embeddingBag<" << T << ", " << elt(e.getIndices()) << ">("
                << ptr(e.getTable()) << ", " << table.getDimSize(0) << ", " << table.getDimSize(1)
                << ", " << ptr(e.getIndices()) << ", " << e.getIndices().getType().getNumElements()
                << ", " << ptr(e.getBegin()) << ", " << ptr(e.getEnd()) << ", "
@@ -483,13 +501,11 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << (e.getWeights() ? ptr(e.getWeights()) : "nullptr") << ", " << e.getMode() << ", "
                << (e.getWrapNegative() ? "true" : "false") << ", " << ptr(out) << ", "
                << rowStride(e, table.getDimSize(1)) << ", exec))\n"
-               << "      return kiln::cpu::fail(message, message_size, "
-               << cString("embedding_bag '" + nodeName + "': index or offset out of range")
-               << ");\n";
+               << fail;
             return success();
           })
           .Case([&](SigmoidOp) {
-            activation("Sigmoid", "kiln::cpu::sigmoid(x)");
+            activation("Sigmoid", "kernels::sigmoid(x)");
             return success();
           })
           .Case([&](TanhOp) {
@@ -497,7 +513,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](ExpOp) {
-            vectorUnary("kiln::cpu::exp", "std::exp(x)");
+            vectorUnary("kernels::exp", "std::exp(x)");
             return success();
           })
           .Case([&](LogOp) {
@@ -509,7 +525,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](ErfOp) {
-            vectorUnary("kiln::cpu::erf", "std::erf(x)");
+            vectorUnary("kernels::erf", "std::erf(x)");
             return success();
           })
           .Case([&](NegOp) {
@@ -521,12 +537,12 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](CopyOp c) {
-            os << "    std::memcpy(" << ptr(out) << ", " << ptr(c.getInput()) << ", " << n
-               << " * sizeof(" << T << "));\n";
+            os << "    kernels::copy(" << ptr(out) << ", " << ptr(c.getInput()) << ", " << n
+               << " * sizeof(" << T << "), exec);\n";
             return success();
           })
           .Case([&](CastOp c) {
-            os << "    kiln::cpu::cast<" << elt(c.getInput()) << ", " << T << ">("
+            os << "    kernels::cast<" << elt(c.getInput()) << ", " << T << ">("
                << ptr(c.getInput()) << ", " << ptr(out) << ", " << n << ", exec);\n";
             return success();
           })
@@ -542,19 +558,23 @@ LogicalResult Emitter::emitOp(Operation *op) {
               cRows = ct.getRank() == 2 ? ct.getDimSize(0) : 1;
               cCols = ct.getRank() >= 1 ? ct.getShape().back() : 1;
             }
-            os << "    kiln::cpu::gemm<" << T << ">(" << ptr(g.getA()) << ", " << ptr(g.getB())
+            os << "    kernels::gemm<" << T << ">(" << ptr(g.getA()) << ", " << ptr(g.getB())
                << ", " << c << ", " << cRows << ", " << cCols << ", " << ptr(out) << ", " << m
                << ", " << nn << ", " << k << ", " << (g.getTransA() ? "true" : "false") << ", "
                << (g.getTransB() ? "true" : "false") << ", "
                << numberLiteral(g.getAlpha().convertToDouble(), T) << ", "
-               << numberLiteral(g.getBeta().convertToDouble(), T) << ");\n";
+               << numberLiteral(g.getBeta().convertToDouble(), T) << ", exec);\n";
             return success();
           })
           .Case([&](DenseOp d) {
-            if (!d.isPacked())
+            if (device && (d.isPacked() || !d.getWeight().getType().getElementType().isF32()))
+              return d.emitOpError("the CUDA target takes unpacked f32 weights (kiln.dense is "
+                                   "packed or quantised)"),
+                     failure();
+            if (!device && !d.isPacked())
               return d.emitOpError("weight is not packed (run kiln-pack-weights)"), failure();
             int64_t k = d.getDepth(), units = d.getUnits();
-            os << "    kiln::cpu::Epilogue ep;\n";
+            os << "    kernels::Epilogue ep;\n";
             if (Value b = d.getBias())
               os << "    ep.bias = " << ptr(b) << ";\n";
             if (Value m = d.getMultiplier())
@@ -563,20 +583,20 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    ep.residual = " << ptr(r) << ";\n";
             if (d.getMultiplier() || d.getResidual())
               os << "    ep.stride = " << units << ";\n";
-            os << "    ep.activation = kiln::cpu::Activation("
+            os << "    ep.activation = kernels::Activation("
                << denseActivationCode(d.getActivation()) << ");\n";
             Type w = d.getWeight().getType().getElementType();
             std::string weights = ptr(d.getWeight());
             if (d.isInt8()) {
-              os << "    const kiln::cpu::Int8Weights w{" << weights << ", "
+              os << "    const kernels::Int8Weights w{" << weights << ", "
                  << ptr(d.getWeightScale()) << ", " << ptr(d.getWeightSum()) << "};\n";
-              os << "    kiln::cpu::denseInt8(";
+              os << "    kernels::denseInt8(";
               weights = "w";
             } else if (w.isF16() || w.isBF16()) {
-              os << "    kiln::cpu::denseHalf<kiln::cpu::HalfFormat::"
+              os << "    kernels::denseHalf<kernels::HalfFormat::"
                  << (w.isF16() ? "Fp16" : "Bf16") << ">(";
             } else {
-              os << "    kiln::cpu::dense(";
+              os << "    kernels::dense(";
             }
             os << ptr(d.getInput()) << ", " << k << ", " << weights << ", " << k << ", " << units
                << ", " << ptr(out) << ", " << rowStride(d, units) << ", " << n / units
@@ -600,7 +620,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
               mask = ptr(m);
               strides = dimsArray(st, "ms");
             }
-            os << "    kiln::cpu::attention(" << ptr(a.getQuery()) << ", " << ptr(a.getKey())
+            os << "    kernels::attention(" << ptr(a.getQuery()) << ", " << ptr(a.getKey())
                << ", " << ptr(a.getValue()) << ", " << mask << ", " << strides << ", " << ptr(out)
                << ", " << q.getDimSize(0) << ", " << q.getDimSize(1) << ", " << k.getDimSize(1)
                << ", " << q.getDimSize(2) << ", " << q.getDimSize(3) << ", "
@@ -614,7 +634,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string lb = dimsArray(l.getShape().drop_back(2), "lb"),
                         rb = dimsArray(r.getShape().drop_back(2), "rb"),
                         ob = dimsArray(outType.getShape().drop_back(2), "ob");
-            os << "    kiln::cpu::matmul<" << T << ">(" << ptr(mm.getLhs()) << ", " << lb << ", "
+            os << "    kernels::matmul<" << T << ">(" << ptr(mm.getLhs()) << ", " << lb << ", "
                << l.getRank() - 2 << ", " << ptr(mm.getRhs()) << ", " << rb << ", "
                << r.getRank() - 2 << ", " << ptr(out) << ", " << ob << ", " << batchRank << ", "
                << l.getDimSize(l.getRank() - 2) << ", " << r.getShape().back() << ", "
@@ -622,41 +642,41 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case<SoftmaxOp, LogSoftmaxOp>([&](auto s) {
-            os << "    kiln::cpu::softmax<" << T << ">(" << ptr(s.getInput()) << ", " << ptr(out)
+            os << "    kernels::softmax<" << T << ">(" << ptr(s.getInput()) << ", " << ptr(out)
                << ", " << around(outType.getShape(), s.getAxis()) << ", "
                << (isa<LogSoftmaxOp>(op) ? "true" : "false") << ", exec);\n";
             return success();
           })
           .Case<ArgMaxOp, ArgMinOp>([&](auto a) {
             auto in = a.getInput().getType();
-            os << "    kiln::cpu::argExtreme<" << elt(a.getInput()) << ">(" << ptr(a.getInput())
+            os << "    kernels::argExtreme<" << elt(a.getInput()) << ">(" << ptr(a.getInput())
                << ", " << ptr(out) << ", " << around(in.getShape(), a.getAxis()) << ", "
                << (isa<ArgMaxOp>(op) ? "true" : "false") << ", "
-               << (a.getSelectLastIndex() ? "true" : "false") << ");\n";
+               << (a.getSelectLastIndex() ? "true" : "false") << ", exec);\n";
             return success();
           })
           .Case([&](CumSumOp c) {
-            os << "    kiln::cpu::cumsum<" << T << ">(" << ptr(c.getInput()) << ", " << ptr(out)
+            os << "    kernels::cumsum<" << T << ">(" << ptr(c.getInput()) << ", " << ptr(out)
                << ", " << around(outType.getShape(), c.getAxis()) << ", "
                << (c.getExclusive() ? "true" : "false") << ", "
-               << (c.getReverse() ? "true" : "false") << ");\n";
+               << (c.getReverse() ? "true" : "false") << ", exec);\n";
             return success();
           })
           .Case([&](TriluOp t) {
             auto dims = outType.getShape();
             int64_t rows = dims[dims.size() - 2], cols = dims.back();
-            os << "    kiln::cpu::trilu<" << T << ">(" << ptr(t.getInput()) << ", " << ptr(out)
+            os << "    kernels::trilu<" << T << ">(" << ptr(t.getInput()) << ", " << ptr(out)
                << ", " << product(dims.drop_back(2)) << ", " << rows << ", " << cols << ", "
-               << (t.getUpper() ? "true" : "false") << ", " << t.getK() << ");\n";
+               << (t.getUpper() ? "true" : "false") << ", " << t.getK() << ", exec);\n";
             return success();
           })
           .Case([&](GatherElementsOp g) {
             std::string ds = shape(g.getData(), "ds"), is = shape(g.getIndices(), "is");
-            os << "    if (!kiln::cpu::gatherElements<" << T << ", " << elt(g.getIndices()) << ">("
+            std::string fail = failBranch("gather_elements '" + nodeName + "': index out of range");
+            os << "    if (!kernels::gatherElements<" << T << ", " << elt(g.getIndices()) << ">("
                << ptr(g.getData()) << ", " << ds << ", " << ptr(g.getIndices()) << ", " << is
-               << ", " << outType.getRank() << ", " << g.getAxis() << ", " << ptr(out) << "))\n"
-               << "      return kiln::cpu::fail(message, message_size, "
-               << cString("gather_elements '" + nodeName + "': index out of range") << ");\n";
+               << ", " << outType.getRank() << ", " << g.getAxis() << ", " << ptr(out) << ", exec))\n"
+               << fail;
             return success();
           })
           .Case([&](PadOp p) {
@@ -664,15 +684,15 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string is = shape(p.getInput(), "is"), o = shape(out, "os");
             os << "    static constexpr int64_t begin[] = {"
                << list(pads.take_front(outType.getRank())) << "};\n"
-               << "    kiln::cpu::pad<" << T << ">(" << ptr(p.getInput()) << ", " << is
+               << "    kernels::pad<" << T << ">(" << ptr(p.getInput()) << ", " << is
                << ", begin, " << o << ", " << outType.getRank() << ", "
-               << numberLiteral(p.getValue().convertToDouble(), T) << ", " << ptr(out) << ");\n";
+               << numberLiteral(p.getValue().convertToDouble(), T) << ", " << ptr(out) << ", exec);\n";
             return success();
           })
           .Case([&](TransposeOp t) {
             std::string in = shape(t.getInput(), "is");
             os << "    static constexpr int64_t perm[] = {" << list(t.getPerm()) << "};\n"
-               << "    kiln::cpu::transpose<" << T << ">(" << ptr(t.getInput()) << ", " << in
+               << "    kernels::transpose<" << T << ">(" << ptr(t.getInput()) << ", " << in
                << ", perm, " << outType.getRank() << ", " << ptr(out) << ", exec);\n";
             return success();
           })
@@ -686,7 +706,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
               int64_t chunk =
                   product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
               if (!inPlace || !inPlace[i]) // else its producer wrote it there
-                os << "    kiln::cpu::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
+                os << "    kernels::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
                    << ", " << outer << ", " << chunk << ", " << row << ", " << offset
                    << ", exec);\n";
               offset += chunk;
@@ -696,14 +716,14 @@ LogicalResult Emitter::emitOp(Operation *op) {
           .Case([&](GatherOp g) {
             auto data = g.getData().getType();
             int64_t axis = g.getAxis();
-            os << "    if (!kiln::cpu::gather<" << T << ", " << elt(g.getIndices()) << ">("
+            std::string fail = failBranch("gather '" + nodeName + "': index out of range");
+            os << "    if (!kernels::gather<" << T << ", " << elt(g.getIndices()) << ">("
                << ptr(g.getData()) << ", " << ptr(g.getIndices()) << ", " << ptr(out) << ", "
                << product(data.getShape().take_front(axis)) << ", " << data.getDimSize(axis) << ", "
                << g.getIndices().getType().getNumElements() << ", "
                << product(data.getShape().drop_front(axis + 1)) << ", "
                << rowStride(g, product(data.getShape().drop_front(axis + 1))) << ", exec))\n"
-               << "      return kiln::cpu::fail(message, message_size, "
-               << cString("gather '" + nodeName + "': index out of range") << ");\n";
+               << fail;
             return success();
           })
           .Case([&](SliceOp s) -> LogicalResult {
@@ -718,9 +738,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string in = shape(s.getInput(), "is"), o = shape(out, "os");
             os << "    static constexpr int64_t starts[] = {" << list(starts) << "};\n"
                << "    static constexpr int64_t steps[] = {" << list(steps) << "};\n"
-               << "    kiln::cpu::slice<" << T << ">(" << ptr(s.getInput()) << ", " << in
+               << "    kernels::slice<" << T << ">(" << ptr(s.getInput()) << ", " << in
                << ", starts, steps, " << o << ", " << outType.getRank() << ", " << ptr(out)
-               << ");\n";
+               << ", exec);\n";
             return success();
           })
           .Case([&](ReduceSumOp r) {
@@ -781,22 +801,27 @@ LogicalResult Emitter::emitFused(FusedElementwiseOp f) {
     names[op.getResult(0)] = name;
   }
   Value result = body.getTerminator()->getOperand(0);
-  os << "    kiln::cpu::inBlocks(" << f.getType().getNumElements()
-     << ", exec, [&](int64_t b, int64_t e) {\n"
-     << "      for (int64_t i = b; i < e; ++i) {\n"
-     << loop << "        " << ptr(f.getResult()) << "[i] = " << names[result] << ";\n"
-     << "      }\n    });\n";
+  std::string store = "        " + ptr(f.getResult()) + "[i] = " + names[result] + ";\n";
+  if (device) // one thread per element
+    os << "    kernels::forEach(" << f.getType().getNumElements()
+       << ", exec, [=] __device__ (int64_t i) {\n"
+       << loop << store << "    });\n";
+  else
+    os << "    kernels::inBlocks(" << f.getType().getNumElements()
+       << ", exec, [&](int64_t b, int64_t e) {\n"
+       << "      for (int64_t i = b; i < e; ++i) {\n"
+       << loop << store << "      }\n    });\n";
   return success();
 }
 
 LogicalResult Emitter::emitFunction(func::FuncOp func) {
   for (Operation &op : func.getBody().front().without_terminator())
     if (op.getNumResults() && cType(getElementTypeOrSelf(op.getResult(0))).empty())
-      return op.emitError("element type has no CPU representation");
+      return op.emitError("element type has no C++ representation");
   functionName = func.getSymName().str();
-  os << "int " << func.getSymName()
-     << "(uint8_t *A, const uint8_t *W, const kiln_abi_exec *exec, char *message, size_t "
-        "message_size) {\n"
+  os << "int " << func.getSymName() << "(uint8_t *A, const uint8_t *W, "
+     << (device ? "kiln::cuda::Exec" : "const kiln_abi_exec") << " *exec, char *message, "
+     << "size_t message_size) {\n"
      << "  (void)A; (void)W; (void)exec; (void)message; (void)message_size;\n";
   for (Operation &op : func.getBody().front().without_terminator())
     if (failed(emitOp(&op)))
@@ -848,8 +873,11 @@ std::string tensorSpecs(func::FuncOp func, bool inputs, raw_ostream &os) {
 
 } // namespace
 
-LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostream &os,
-                           std::vector<char> &weights) {
+LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
+                        std::vector<char> &weights) {
+  const bool device = info.cuda.has_value();
+  if (device && info.profile)
+    return module.emitError("--profile is not supported for --target cuda");
   SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
   for (func::FuncOp f : funcs)
     if (!f->hasAttr("kiln.batch") || !f->hasAttr("kiln.arena_bytes"))
@@ -862,7 +890,9 @@ LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostrea
   });
 
   os << "// Generated by kiln " << info.compilerVersion << ". Do not edit.\n"
-     << "#include \"kiln/model_abi.h\"\n#include \"kernels.h\"\n"
+     << "#include \"kiln/model_abi.h\"\n"
+     << (device ? "#include \"session.cuh\"\nnamespace kernels = kiln::cuda;\n"
+                : "#include \"kernels.h\"\nnamespace kernels = kiln::cpu;\n")
      << (info.profile ? "#include \"profile.h\"\n" : "") << "\n"
      << "extern \"C\" const uint8_t kiln_weights[];\n"
      << "__asm__(\".section .rodata.kiln_weights,\\\"a\\\",@progbits\\n\"\n"
@@ -871,7 +901,7 @@ LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostrea
      << "        \".incbin \\\"" << info.weightsFile << "\\\"\\n"
      << ".byte 0\\n.previous\");\n\nnamespace {\n\n";
 
-  Emitter emitter(os, weights, info.profile);
+  Emitter emitter(os, weights, info.profile, device);
   for (func::FuncOp f : funcs)
     if (failed(emitter.emitFunction(f)))
       return failure();
@@ -904,17 +934,29 @@ LogicalResult emitCpuModel(ModuleOp module, const CpuModelInfo &info, raw_ostrea
     os << "    {" << f->getAttrOfType<IntegerAttr>("kiln.batch").getInt() << ", "
        << f->getAttrOfType<IntegerAttr>("kiln.arena_bytes").getInt() << "u, "
        << f->getAttrOfType<IntegerAttr>("kiln.arena_lower_bound").getInt() << "u, "
-       << f.getSymName() << "_in, " << f.getSymName() << "_out, &" << f.getSymName() << "},\n";
-  os << "};\n\n} // namespace\n\n"
+       << f.getSymName() << "_in, " << f.getSymName() << "_out, "
+       << (device ? "reinterpret_cast<kiln_entry_fn>(&" + f.getSymName().str() + ")"
+                  : "&" + f.getSymName().str())
+       << "},\n";
+  os << "};\n";
+  if (device)
+    os << "constexpr kiln::cuda::ModelConfig kConfig = {kiln::cuda::Precision::"
+       << info.cuda->precision << ", " << info.cuda->sm << "};\n"
+       << "constexpr kiln_abi_device kDevice = kiln::cuda::deviceHooks<kConfig>();\n";
+  os << "\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "
         "kiln_model_descriptor = {\n"
      << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, " << cString(info.compilerVersion)
-     << ", \"x86_64-avx2-fma-f16c\",\n"
-     << "    KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C, " << cString(info.modelHash) << ",\n"
+     << ", "
+     << (device ? cString("cuda-sm" + std::to_string(info.cuda->sm)) + ",\n    KILN_ISA_CUDA"
+                : std::string("\"x86_64-avx2-fma-f16c\",\n    KILN_ISA_AVX2 | KILN_ISA_FMA | "
+                              "KILN_ISA_F16C"))
+     << ", " << cString(info.modelHash) << ",\n"
      << "    " << first.getNumArguments() << ", " << first.getNumResults()
      << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, " << weights.size()
      << "u,\n    " << cString(info.quantization) << ", "
-     << (info.f32WeightsBytes ? info.f32WeightsBytes : weights.size()) << "u};\n";
+     << (info.f32WeightsBytes ? info.f32WeightsBytes : weights.size()) << "u, "
+     << (device ? "&kDevice" : "nullptr") << "};\n";
   return success();
 }
 

@@ -1,6 +1,6 @@
 //===- EmbeddedFiles.h - the runtime headers kiln carries -------*- C++ -*-===//
-#ifndef KILN_CODEGEN_CPU_EMBEDDEDFILES_H
-#define KILN_CODEGEN_CPU_EMBEDDEDFILES_H
+#ifndef KILN_CODEGEN_EMBEDDEDFILES_H
+#define KILN_CODEGEN_EMBEDDEDFILES_H
 
 namespace kiln {
 

@@ -1,0 +1,934 @@
+// kernels.cuh - the CUDA kernels generated models call.
+//
+// The generated entry point of a batch bucket calls these with the same
+// arguments as the CPU kernels of runtime/kernels/cpu/kernels.h (so that one
+// emitter spells both), `exec` being the session's Exec. Each call launches
+// its kernel on the session's stream; the entry point runs once eagerly and
+// once under CUDA graph capture when a session is created, and afterwards
+// only the captured graph is replayed. Nothing here is called per request.
+//
+// Kernels that check ids (gathers, embedding bags) never read out of bounds:
+// an id out of range reads row 0 (or nothing) and records the op's site in
+// the session's device error word, which the session turns into the op's
+// message after the replay.
+#ifndef KILN_KERNELS_CUDA_KERNELS_CUH
+#define KILN_KERNELS_CUDA_KERNELS_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace kiln::cuda {
+
+constexpr int kMaxRank = 8;
+constexpr int kMaxSites = 256;
+constexpr int kThreads = 256;
+
+/// A shape or strides passed to a kernel by value.
+struct Dims {
+  int64_t v[kMaxRank];
+};
+
+enum class Activation : int32_t { None = 0, Relu, Sigmoid, Tanh, GeluErf, GeluTanh };
+
+/// What follows a dense layer's product, as in the CPU kernels: bias, then
+/// the activation, then the multiplier, then the residual.
+struct Epilogue {
+  const float *bias = nullptr;
+  const float *multiplier = nullptr;
+  const float *residual = nullptr;
+  int64_t stride = 0;
+  Activation activation = Activation::None;
+};
+
+/// The arithmetic of dense layers (kiln compile --precision): operands are
+/// stored at f32; tf32/bf16/fp16 let cuBLASLt round them for the tensor
+/// cores, accumulating at f32.
+enum class Precision : int32_t { Fp32 = 0, Tf32, Bf16, Fp16 };
+
+/// A session's device context as the generated code sees it.
+struct Exec {
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void *workspace = nullptr;
+  size_t workspaceBytes = 0;
+  int *error = nullptr; // device word: the site of the first failed check, 0 if none
+  Precision precision = Precision::Fp32;
+  int maxBlocks = 65535;
+  /// The message of the op being emitted (set by the generated code before a
+  /// checked op); sites[i - 1] is the message of site i.
+  const char *reason = nullptr;
+  const char *sites[kMaxSites] = {};
+  int numSites = 0;
+  /// The first failed CUDA or cuBLASLt call while the entry point ran.
+  const char *failedCall = nullptr;
+  int failedCode = 0;
+  /// Device copies of the kernels' small tables (embedding tables' layout,
+  /// interaction pairs): made in the eager run, reused by the capture.
+  std::vector<void *> persisted;
+  size_t persistCursor = 0;
+  bool capturing = false;
+};
+
+inline void check(Exec *e, cudaError_t status, const char *what) {
+  if (status != cudaSuccess && !e->failedCall) {
+    e->failedCall = what;
+    e->failedCode = int(status);
+  }
+}
+
+inline void checkLt(Exec *e, cublasStatus_t status, const char *what) {
+  if (status != CUBLAS_STATUS_SUCCESS && !e->failedCall) {
+    e->failedCall = what;
+    e->failedCode = 100000 + int(status);
+  }
+}
+
+/// The site number of the op being run (its message registered once).
+inline int site(Exec *e) {
+  const char *reason = e->reason ? e->reason : "a kernel: index out of range";
+  for (int i = 0; i < e->numSites; ++i)
+    if (e->sites[i] == reason)
+      return i + 1;
+  if (e->numSites == kMaxSites)
+    return kMaxSites;
+  e->sites[e->numSites++] = reason;
+  return e->numSites;
+}
+
+/// A device copy of `n` host values that lives as long as the session.
+template <typename T> const T *persist(Exec *e, const T *host, int64_t n) {
+  if (e->capturing)
+    return e->persistCursor < e->persisted.size()
+               ? static_cast<const T *>(e->persisted[e->persistCursor++])
+               : nullptr;
+  void *device = nullptr;
+  check(e, cudaMalloc(&device, std::max<int64_t>(n, 1) * sizeof(T)), "cudaMalloc");
+  if (!device)
+    return nullptr;
+  e->persisted.push_back(device);
+  check(e, cudaMemcpy(device, host, n * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
+  return static_cast<const T *>(device);
+}
+
+/// Generated code's failure path (the CPU kernels' signature); device
+/// kernels report through the error word instead, so this is not reached.
+inline int fail(char *message, size_t size, const char *what) {
+  std::snprintf(message, size, "%s", what);
+  return 1;
+}
+
+inline __device__ void flag(int *error, int site) { atomicCAS(error, 0, site); }
+
+template <typename F> __global__ void forEachKernel(int64_t n, F f) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    f(i);
+}
+
+/// f(i) for every i in [0, n), on a grid-stride loop.
+template <typename F> void forEach(int64_t n, Exec *e, F f) {
+  if (n <= 0)
+    return;
+  int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, e->maxBlocks);
+  forEachKernel<<<unsigned(blocks), kThreads, 0, e->stream>>>(n, f);
+  check(e, cudaGetLastError(), "kernel launch");
+}
+
+inline Dims dims(const int64_t *values, int rank) {
+  Dims d{};
+  for (int i = 0; i < rank && i < kMaxRank; ++i)
+    d.v[i] = values[i];
+  return d;
+}
+
+/// Row-major strides of `shape` right-aligned to `out`'s rank, 0 where a
+/// dim of size 1 is broadcast.
+inline Dims broadcastStrides(const int64_t *shape, int shapeRank, const int64_t *out, int rank) {
+  Dims s{};
+  int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    int i = d - (rank - shapeRank);
+    int64_t size = i >= 0 ? shape[i] : 1;
+    s.v[d] = (size == 1 && out[d] != 1) ? 0 : stride;
+    stride *= size;
+  }
+  return s;
+}
+
+inline Dims rowMajorStrides(const int64_t *shape, int rank) {
+  Dims s{};
+  int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    s.v[d] = stride;
+    stride *= shape[d];
+  }
+  return s;
+}
+
+inline int64_t elementCount(const int64_t *shape, int rank) {
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d)
+    n *= shape[d];
+  return n;
+}
+
+/// The offset of flat output element i under `strides` (shape `shape`).
+__host__ __device__ inline int64_t offsetOf(int64_t i, const Dims &shape, const Dims &strides,
+                                            int rank) {
+  int64_t offset = 0;
+  for (int d = rank - 1; d >= 0; --d) {
+    offset += i % shape.v[d] * strides.v[d];
+    i /= shape.v[d];
+  }
+  return offset;
+}
+
+// ---- elementwise ----------------------------------------------------------
+
+template <typename T, typename R, typename Fn>
+void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int64_t *bShape,
+            int bRank, R *out, const int64_t *outShape, int rank, Fn fn, int64_t outStride,
+            Exec *e) {
+  const int64_t total = elementCount(outShape, rank);
+  const int64_t aCount = elementCount(aShape, aRank), bCount = elementCount(bShape, bRank);
+  if (outStride == 0 && (aCount == total || aCount == 1) && (bCount == total || bCount == 1)) {
+    const int64_t as = aCount == total ? 1 : 0, bs = bCount == total ? 1 : 0;
+    forEach(total, e, [=] __device__(int64_t i) { out[i] = fn(a[i * as], b[i * bs]); });
+    return;
+  }
+  const Dims shape = dims(outShape, rank), sa = broadcastStrides(aShape, aRank, outShape, rank),
+             sb = broadcastStrides(bShape, bRank, outShape, rank);
+  const int64_t inner = rank ? outShape[rank - 1] : 1, row = outStride ? outStride : inner;
+  forEach(total, e, [=] __device__(int64_t i) {
+    out[i / inner * row + i % inner] =
+        fn(a[offsetOf(i, shape, sa, rank)], b[offsetOf(i, shape, sb, rank)]);
+  });
+}
+
+template <typename T, typename Fn> void unary(const T *in, T *out, int64_t n, Fn fn, Exec *e) {
+  forEach(n, e, [=] __device__(int64_t i) { out[i] = fn(in[i]); });
+}
+
+template <typename From, typename To> void cast(const From *in, To *out, int64_t n, Exec *e) {
+  forEach(n, e, [=] __device__(int64_t i) { out[i] = static_cast<To>(in[i]); });
+}
+
+inline void copy(void *out, const void *in, size_t bytes, Exec *e) {
+  if (bytes && out != in)
+    check(e, cudaMemcpyAsync(out, in, bytes, cudaMemcpyDeviceToDevice, e->stream),
+          "cudaMemcpyAsync");
+}
+
+template <typename T>
+void select(const bool *cond, const int64_t *cShape, int cRank, const T *x, const int64_t *xShape,
+            int xRank, const T *y, const int64_t *yShape, int yRank, T *out,
+            const int64_t *outShape, int rank, Exec *e) {
+  const Dims shape = dims(outShape, rank), sc = broadcastStrides(cShape, cRank, outShape, rank),
+             sx = broadcastStrides(xShape, xRank, outShape, rank),
+             sy = broadcastStrides(yShape, yRank, outShape, rank);
+  forEach(elementCount(outShape, rank), e, [=] __device__(int64_t i) {
+    out[i] = cond[offsetOf(i, shape, sc, rank)] ? x[offsetOf(i, shape, sx, rank)]
+                                                : y[offsetOf(i, shape, sy, rank)];
+  });
+}
+
+/// out[i...] = in[offset + sum_d i_d * strides[d]].
+template <typename T>
+void stridedCopy(const T *in, int64_t offset, const Dims &strides, const int64_t *outShape,
+                 int rank, T *out, Exec *e) {
+  const Dims shape = dims(outShape, rank);
+  forEach(elementCount(outShape, rank), e, [=] __device__(int64_t i) {
+    out[i] = in[offset + offsetOf(i, shape, strides, rank)];
+  });
+}
+
+template <typename T>
+void broadcastTo(const T *in, const int64_t *inShape, int inRank, const int64_t *outShape, int rank,
+                 T *out, Exec *e) {
+  stridedCopy(in, 0, broadcastStrides(inShape, inRank, outShape, rank), outShape, rank, out, e);
+}
+
+template <typename T>
+void transpose(const T *in, const int64_t *inShape, const int64_t *perm, int rank, T *out,
+               Exec *e) {
+  const Dims inStrides = rowMajorStrides(inShape, rank);
+  Dims strides{};
+  int64_t outShape[kMaxRank];
+  for (int d = 0; d < rank; ++d) {
+    outShape[d] = inShape[perm[d]];
+    strides.v[d] = inStrides.v[perm[d]];
+  }
+  stridedCopy(in, 0, strides, outShape, rank, out, e);
+}
+
+template <typename T>
+void slice(const T *in, const int64_t *inShape, const int64_t *starts, const int64_t *steps,
+           const int64_t *outShape, int rank, T *out, Exec *e) {
+  const Dims inStrides = rowMajorStrides(inShape, rank);
+  Dims strides{};
+  int64_t offset = 0;
+  for (int d = 0; d < rank; ++d) {
+    offset += starts[d] * inStrides.v[d];
+    strides.v[d] = steps[d] * inStrides.v[d];
+  }
+  stridedCopy(in, offset, strides, outShape, rank, out, e);
+}
+
+template <typename T>
+void pad(const T *in, const int64_t *inShape, const int64_t *begin, const int64_t *outShape,
+         int rank, T value, T *out, Exec *e) {
+  const Dims shape = dims(outShape, rank), inDims = dims(inShape, rank), from = dims(begin, rank),
+             inStrides = rowMajorStrides(inShape, rank);
+  forEach(elementCount(outShape, rank), e, [=] __device__(int64_t n) {
+    int64_t src = 0, i = n;
+    bool inside = true;
+    for (int d = rank - 1; d >= 0; --d) {
+      int64_t at = i % shape.v[d] - from.v[d];
+      i /= shape.v[d];
+      inside = inside && at >= 0 && at < inDims.v[d];
+      src += at * inStrides.v[d];
+    }
+    out[n] = inside ? in[src] : value;
+  });
+}
+
+template <typename T>
+void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSize, int64_t offset,
+                Exec *e) {
+  forEach(outer * chunk, e, [=] __device__(int64_t i) {
+    out[i / chunk * rowSize + offset + i % chunk] = in[i];
+  });
+}
+
+template <typename T>
+void trilu(const T *in, T *out, int64_t batch, int64_t rows, int64_t cols, bool upper, int64_t k,
+           Exec *e) {
+  forEach(batch * rows * cols, e, [=] __device__(int64_t n) {
+    int64_t j = n % cols, i = n / cols % rows;
+    out[n] = (upper ? j - i >= k : j - i <= k) ? in[n] : T(0);
+  });
+}
+
+template <typename T>
+void cumsum(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool exclusive,
+            bool reverse, Exec *e) {
+  forEach(outer * inner, e, [=] __device__(int64_t r) {
+    const int64_t base = r / inner * axis * inner + r % inner;
+    T sum = 0;
+    for (int64_t s = 0; s < axis; ++s) {
+      int64_t at = base + (reverse ? axis - 1 - s : s) * inner;
+      T x = in[at];
+      out[at] = exclusive ? sum : sum + x;
+      sum += x;
+    }
+  });
+}
+
+template <typename T>
+void argExtreme(const T *in, int64_t *out, int64_t outer, int64_t axis, int64_t inner, bool max,
+                bool last, Exec *e) {
+  forEach(outer * inner, e, [=] __device__(int64_t r) {
+    const T *x = in + r / inner * axis * inner + r % inner;
+    int64_t best = 0;
+    for (int64_t a = 1; a < axis; ++a) {
+      T v = x[a * inner], b = x[best * inner];
+      if (max ? (v > b || (last && v == b)) : (v < b || (last && v == b)))
+        best = a;
+    }
+    out[r] = best;
+  });
+}
+
+template <typename T, typename I>
+bool gatherElements(const T *data, const int64_t *dataShape, const I *indices,
+                    const int64_t *indexShape, int rank, int axisDim, T *out, Exec *e) {
+  const Dims shape = dims(indexShape, rank), strides = rowMajorStrides(dataShape, rank);
+  const int64_t axis = dataShape[axisDim];
+  int *error = e->error;
+  const int where = site(e);
+  forEach(elementCount(indexShape, rank), e, [=] __device__(int64_t n) {
+    I k = indices[n];
+    if (k < -axis || k >= axis) {
+      flag(error, where);
+      k = 0;
+    }
+    int64_t src = 0, i = n;
+    for (int d = rank - 1; d >= 0; --d) {
+      int64_t at = i % shape.v[d];
+      i /= shape.v[d];
+      src += (d == axisDim ? (k < 0 ? k + axis : int64_t(k)) : at) * strides.v[d];
+    }
+    out[n] = data[src];
+  });
+  return true;
+}
+
+template <typename T, typename I>
+bool gather(const T *data, const I *indices, T *out, int64_t outer, int64_t axis,
+            int64_t numIndices, int64_t inner, int64_t outStride, Exec *e) {
+  int *error = e->error;
+  const int where = site(e);
+  forEach(outer * numIndices * inner, e, [=] __device__(int64_t n) {
+    const int64_t r = n / inner, c = n % inner, o = r / numIndices;
+    I k = indices[r % numIndices];
+    if (k < -axis || k >= axis) {
+      flag(error, where);
+      k = 0;
+    }
+    out[r * outStride + c] = data[(o * axis + (k < 0 ? k + axis : int64_t(k))) * inner + c];
+  });
+  return true;
+}
+
+// ---- reductions -----------------------------------------------------------
+
+__device__ inline float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ inline float warpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Reduces the dims flagged in `reduced`: one thread per output, walking
+/// the reduced elements.
+template <typename T, typename Combine>
+void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, T *out, T init,
+            Combine combine, bool mean, Exec *e) {
+  const Dims strides = rowMajorStrides(inShape, rank);
+  Dims keptShape{}, keptStrides{}, redShape{}, redStrides{};
+  int kept = 0, red = 0;
+  int64_t outTotal = 1, count = 1;
+  for (int d = 0; d < rank; ++d) {
+    if (reduced[d]) {
+      redShape.v[red] = inShape[d];
+      redStrides.v[red++] = strides.v[d];
+      count *= inShape[d];
+    } else {
+      keptShape.v[kept] = inShape[d];
+      keptStrides.v[kept++] = strides.v[d];
+      outTotal *= inShape[d];
+    }
+  }
+  forEach(outTotal, e, [=] __device__(int64_t o) {
+    const T *x = in + offsetOf(o, keptShape, keptStrides, kept);
+    T y = init;
+    for (int64_t r = 0; r < count; ++r)
+      y = combine(y, x[offsetOf(r, redShape, redStrides, red)]);
+    out[o] = mean && count > 0 ? T(y / T(count)) : y;
+  });
+}
+
+/// One warp per row of `n` elements `stride` apart: softmax or log-softmax.
+template <typename T>
+__global__ void softmaxKernel(const T *in, T *out, int64_t rows, int64_t n, int64_t inner,
+                              bool log) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows)
+    return;
+  const int64_t base = row / inner * n * inner + row % inner;
+  float m = -INFINITY;
+  for (int64_t a = lane; a < n; a += 32)
+    m = fmaxf(m, float(in[base + a * inner]));
+  m = warpMax(m);
+  float sum = 0;
+  for (int64_t a = lane; a < n; a += 32)
+    sum += expf(float(in[base + a * inner]) - m);
+  sum = warpSum(sum);
+  const float logSum = logf(sum);
+  for (int64_t a = lane; a < n; a += 32) {
+    float x = float(in[base + a * inner]) - m;
+    out[base + a * inner] = T(log ? x - logSum : expf(x) / sum);
+  }
+}
+
+template <typename T>
+void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bool log, Exec *e) {
+  const int64_t rows = outer * inner;
+  if (rows <= 0)
+    return;
+  softmaxKernel<<<unsigned((rows + 7) / 8), 256, 0, e->stream>>>(in, out, rows, axis, inner, log);
+  check(e, cudaGetLastError(), "softmax launch");
+}
+
+/// One warp per row: mean and variance in two passes over the row.
+template <typename T>
+__global__ void layerNormKernel(const T *in, const T *scale, int64_t scaleSize, const T *bias,
+                                int64_t biasSize, T *out, int64_t outer, int64_t inner,
+                                float epsilon, bool rms) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= outer)
+    return;
+  const T *x = in + row * inner;
+  T *y = out + row * inner;
+  float mean = 0;
+  if (!rms) {
+    for (int64_t i = lane; i < inner; i += 32)
+      mean += float(x[i]);
+    mean = warpSum(mean) / float(inner);
+  }
+  float var = 0;
+  for (int64_t i = lane; i < inner; i += 32) {
+    float d = float(x[i]) - mean;
+    var += d * d;
+  }
+  const float inv = rsqrtf(warpSum(var) / float(inner) + epsilon);
+  for (int64_t i = lane; i < inner; i += 32) {
+    float v = (float(x[i]) - mean) * inv * float(scale[scaleSize == 1 ? 0 : i]);
+    y[i] = T(bias ? v + float(bias[biasSize == 1 ? 0 : i]) : v);
+  }
+}
+
+template <typename T>
+void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, int64_t biasSize,
+               T *out, int64_t outer, int64_t inner, double epsilon, bool rms, Exec *e) {
+  if (outer <= 0)
+    return;
+  layerNormKernel<<<unsigned((outer + 7) / 8), 256, 0, e->stream>>>(
+      in, scale, scaleSize, bias, biasSize, out, outer, inner, float(epsilon), rms);
+  check(e, cudaGetLastError(), "layer_norm launch");
+}
+
+// ---- products -------------------------------------------------------------
+
+__host__ __device__ inline float activate(float x, Activation a) {
+  switch (a) {
+  case Activation::Relu:
+    return x > 0 ? x : 0;
+  case Activation::Sigmoid:
+    return 1 / (1 + expf(-x));
+  case Activation::Tanh:
+    return tanhf(x);
+  case Activation::GeluErf:
+    return 0.5f * x * (1 + erff(x * 0.70710678118654752f));
+  case Activation::GeluTanh:
+    return 0.5f * x * (1 + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  case Activation::None:
+    break;
+  }
+  return x;
+}
+
+/// The largest power of two up to 16 that divides every byte address and
+/// byte stride of an operand: cuBLASLt picks kernels for that alignment.
+inline uint32_t alignmentOf(const void *p, int64_t ld, size_t element) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(p) | uint64_t(ld * element) | 16u;
+  return uint32_t(bits & (~bits + 1));
+}
+
+/// y[rows, units] (rows `ldy` apart) = epilogue(x[rows, depth] (rows `ldx`
+/// apart) times w[depth, units]) through cuBLASLt. The bias, ReLU and tanh
+/// GELU run in cuBLASLt's epilogue, a residual as its C operand when
+/// nothing comes between; what remains runs as one elementwise pass.
+inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, int64_t units,
+                  float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
+  if (rows <= 0)
+    return;
+  const bool ltActivation =
+      ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh;
+  const bool ltResidual = ep.residual && ep.activation == Activation::None && !ep.multiplier;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  if (ep.activation == Activation::Relu)
+    epilogue = ep.bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+  else if (ep.activation == Activation::GeluTanh)
+    epilogue = ep.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+  else if (ep.bias)
+    epilogue = CUBLASLT_EPILOGUE_BIAS;
+  static const cublasComputeType_t kCompute[] = {
+      CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_32F_FAST_16BF,
+      CUBLAS_COMPUTE_32F_FAST_16F};
+
+  // Column-major: y^T [units, rows] = w^T [units, depth] x^T [depth, rows].
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  checkLt(e, cublasLtMatmulDescCreate(&op, kCompute[int(e->precision)], CUDA_R_32F),
+          "cublasLtMatmulDescCreate");
+  checkLt(e,
+          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                         sizeof epilogue),
+          "cublasLtMatmulDescSetAttribute");
+  if (ep.bias)
+    checkLt(e,
+            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias,
+                                           sizeof ep.bias),
+            "cublasLtMatmulDescSetAttribute");
+  const float *cPtr = ltResidual ? ep.residual : y;
+  const int64_t ldc = ltResidual ? ep.stride : ldy;
+  checkLt(e, cublasLtMatrixLayoutCreate(&a, CUDA_R_32F, units, depth, units),
+          "cublasLtMatrixLayoutCreate");
+  checkLt(e, cublasLtMatrixLayoutCreate(&b, CUDA_R_32F, depth, rows, ldx),
+          "cublasLtMatrixLayoutCreate");
+  checkLt(e, cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, units, rows, ldc),
+          "cublasLtMatrixLayoutCreate");
+  checkLt(e, cublasLtMatrixLayoutCreate(&d, CUDA_R_32F, units, rows, ldy),
+          "cublasLtMatrixLayoutCreate");
+  checkLt(e, cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  const uint64_t workspace = e->workspaceBytes;
+  const uint32_t alignA = alignmentOf(w, units, 4), alignB = alignmentOf(x, ldx, 4),
+                 alignC = alignmentOf(cPtr, ldc, 4), alignD = alignmentOf(y, ldy, 4);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+                                       sizeof workspace);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignA,
+                                       sizeof alignA);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alignB,
+                                       sizeof alignB);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alignC,
+                                       sizeof alignC);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignD,
+                                       sizeof alignD);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  checkLt(e, cublasLtMatmulAlgoGetHeuristic(e->lt, op, a, b, c, d, pref, 1, &result, &found),
+          "cublasLtMatmulAlgoGetHeuristic");
+  if (found == 0)
+    checkLt(e, CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)");
+  const float alpha = 1, beta = ltResidual ? 1 : 0;
+  if (found > 0)
+    checkLt(e,
+            cublasLtMatmul(e->lt, op, &alpha, w, a, x, b, &beta, cPtr, c, y, d, &result.algo,
+                           e->workspace, e->workspaceBytes, e->stream),
+            "cublasLtMatmul");
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(a);
+  cublasLtMatrixLayoutDestroy(b);
+  cublasLtMatrixLayoutDestroy(c);
+  cublasLtMatrixLayoutDestroy(d);
+  cublasLtMatmulDescDestroy(op);
+
+  const Activation rest = ltActivation ? Activation::None : ep.activation;
+  const float *mult = ep.multiplier, *res = ltResidual ? nullptr : ep.residual;
+  if (rest == Activation::None && !mult && !res)
+    return;
+  const int64_t stride = ep.stride;
+  forEach(rows * units, e, [=] __device__(int64_t i) {
+    const int64_t m = i / units, n = i % units;
+    float v = activate(y[m * ldy + n], rest);
+    if (mult)
+      v *= mult[m * stride + n];
+    if (res)
+      v += res[m * stride + n];
+    y[m * ldy + n] = v;
+  });
+}
+
+/// Y = alpha op(A) op(B) + beta C (ONNX Gemm with a computed B): one thread
+/// per output. Layers against constant weights are kiln.dense instead.
+template <typename T>
+void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y, int64_t M,
+          int64_t N, int64_t K, bool transA, bool transB, T alpha, T beta, Exec *e) {
+  forEach(M * N, e, [=] __device__(int64_t i) {
+    const int64_t m = i / N, n = i % N;
+    T acc = 0;
+    for (int64_t k = 0; k < K; ++k)
+      acc += A[transA ? k * M + m : m * K + k] * B[transB ? n * K + k : k * N + n];
+    T c = C ? C[(cRows == 1 ? 0 : m) * cCols + (cCols == 1 ? 0 : n)] : T(0);
+    Y[i] = alpha * acc + beta * c;
+  });
+}
+
+/// Batched matmul with broadcast batch dims: one thread per output.
+template <typename T>
+void matmul(const T *lhs, const int64_t *lBatch, int lRank, const T *rhs, const int64_t *rBatch,
+            int rRank, T *out, const int64_t *oBatch, int batchRank, int64_t M, int64_t N,
+            int64_t K, Exec *e) {
+  const Dims shape = dims(oBatch, batchRank),
+             ls = broadcastStrides(lBatch, lRank, oBatch, batchRank),
+             rs = broadcastStrides(rBatch, rRank, oBatch, batchRank);
+  forEach(elementCount(oBatch, batchRank) * M * N, e, [=] __device__(int64_t i) {
+    const int64_t mat = i / (M * N), m = i / N % M, n = i % N;
+    const T *l = lhs + offsetOf(mat, shape, ls, batchRank) * M * K + m * K;
+    const T *r = rhs + offsetOf(mat, shape, rs, batchRank) * K * N + n;
+    T acc = 0;
+    for (int64_t k = 0; k < K; ++k)
+      acc += l[k] * r[k * N];
+    out[i] = acc;
+  });
+}
+
+/// DLRM's dot interaction: one block per sample, its features in shared
+/// memory (rows padded by one float against bank conflicts).
+__global__ inline void interactionKernel(const float *x, int64_t features, int64_t dim,
+                                         const int64_t *pairs, int64_t count, float *out,
+                                         int64_t outStride, bool shared) {
+  extern __shared__ float z[];
+  const int64_t b = blockIdx.x, pitch = shared ? dim + 1 : dim;
+  const float *src = x + b * features * dim;
+  if (shared) {
+    for (int64_t i = threadIdx.x; i < features * dim; i += blockDim.x)
+      z[i / dim * pitch + i % dim] = src[i];
+    __syncthreads();
+  }
+  const float *rows = shared ? z : src;
+  for (int64_t p = threadIdx.x; p < count; p += blockDim.x) {
+    const float *u = rows + pairs[2 * p] * pitch, *v = rows + pairs[2 * p + 1] * pitch;
+    float acc = 0;
+    for (int64_t c = 0; c < dim; ++c)
+      acc += u[c] * v[c];
+    out[b * outStride + p] = acc;
+  }
+}
+
+inline void interaction(const float *x, int64_t batch, int64_t features, int64_t dim,
+                        const int64_t *pairs, int64_t count, float *out, int64_t outStride,
+                        Exec *e) {
+  const int64_t *devicePairs = persist(e, pairs, 2 * count);
+  const size_t bytes = size_t(features) * (dim + 1) * sizeof(float);
+  const bool shared = bytes <= 48 * 1024;
+  if (batch <= 0 || !devicePairs)
+    return;
+  interactionKernel<<<unsigned(batch), 128, shared ? bytes : 0, e->stream>>>(
+      x, features, dim, devicePairs, count, out, outStride, shared);
+  check(e, cudaGetLastError(), "interaction launch");
+}
+
+/// Scaled dot-product attention in [batch, seq, heads, dim] layout (as the
+/// CPU kernel): one block per (batch, head) with the head's keys and values
+/// in shared memory, one warp per query row at a time.
+constexpr int kAttentionWarps = 4;
+
+__global__ inline void attentionKernel(const float *q, const float *k, const float *v,
+                                       const float *mask, Dims ms, float *out, int64_t sq,
+                                       int64_t sk, int64_t heads, int64_t d, int64_t dv,
+                                       float scale) {
+  extern __shared__ float sh[];
+  const int64_t b = blockIdx.x / heads, h = blockIdx.x % heads, kp = d + 1;
+  float *keys = sh, *values = keys + sk * kp, *scores = values + sk * dv;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float *p = scores + warp * (sk + d), *qi = p + sk;
+  for (int64_t i = threadIdx.x; i < sk * d; i += blockDim.x)
+    keys[i / d * kp + i % d] = k[((b * sk + i / d) * heads + h) * d + i % d];
+  for (int64_t i = threadIdx.x; i < sk * dv; i += blockDim.x)
+    values[i] = v[((b * sk + i / dv) * heads + h) * dv + i % dv];
+  __syncthreads();
+  for (int64_t i = warp; i < sq; i += kAttentionWarps) {
+    for (int64_t c = lane; c < d; c += 32)
+      qi[c] = q[((b * sq + i) * heads + h) * d + c];
+    __syncwarp();
+    float m = -INFINITY;
+    for (int64_t j = lane; j < sk; j += 32) {
+      float s = 0;
+      for (int64_t c = 0; c < d; ++c)
+        s += qi[c] * keys[j * kp + c];
+      s *= scale;
+      if (mask)
+        s += mask[b * ms.v[0] + h * ms.v[1] + i * ms.v[2] + j * ms.v[3]];
+      p[j] = s;
+      m = fmaxf(m, s);
+    }
+    m = warpMax(m);
+    float sum = 0;
+    for (int64_t j = lane; j < sk; j += 32) {
+      float ex = expf(p[j] - m);
+      p[j] = ex;
+      sum += ex;
+    }
+    sum = warpSum(sum);
+    __syncwarp();
+    const float inv = 1 / sum;
+    for (int64_t c = lane; c < dv; c += 32) {
+      float acc = 0;
+      for (int64_t j = 0; j < sk; ++j)
+        acc += p[j] * values[j * dv + c];
+      out[((b * sq + i) * heads + h) * dv + c] = acc * inv;
+    }
+    __syncwarp();
+  }
+}
+
+inline void attention(const float *q, const float *k, const float *v, const float *mask,
+                      const int64_t *maskStrides, float *out, int64_t batch, int64_t sq,
+                      int64_t sk, int64_t heads, int64_t d, int64_t dv, float scale, Exec *e) {
+  const size_t bytes = (size_t(sk) * (d + 1) + size_t(sk) * dv + kAttentionWarps * (sk + d)) * 4;
+  if (bytes > 200 * 1024) {
+    e->reason = "attention: the keys and values of one head exceed shared memory";
+    check(e, cudaErrorInvalidValue, e->reason);
+    return;
+  }
+  if (!e->capturing)
+    check(e,
+          cudaFuncSetAttribute(attentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               int(bytes)),
+          "cudaFuncSetAttribute");
+  if (batch * heads <= 0)
+    return;
+  attentionKernel<<<unsigned(batch * heads), 32 * kAttentionWarps, bytes, e->stream>>>(
+      q, k, v, mask, maskStrides ? dims(maskStrides, 4) : Dims{}, out, sq, sk, heads, d, dv,
+      scale);
+  check(e, cudaGetLastError(), "attention launch");
+}
+
+// ---- embeddings -----------------------------------------------------------
+
+/// One table of embeddingBags (the CPU kernels' struct; row-wise quantised
+/// tables are not supported on this target).
+template <typename T> struct BagTable {
+  const T *data;
+  int64_t rows, dim, hotness;
+  const uint8_t *rowwise = nullptr;
+  int bits = 0;
+};
+
+/// A table as the kernel reads it: where its ids and its output start.
+template <typename T> struct DeviceBagTable {
+  const T *data;
+  int64_t rows, dim, hotness, firstId, outOffset;
+};
+
+/// One warp per (sample, table) pools `hotness` rows, lanes across the dim.
+template <typename T, typename I>
+__global__ void embeddingBagsKernel(const I *ids, int64_t batch, int64_t idsRow,
+                                    const DeviceBagTable<T> *tables, int64_t count,
+                                    const int64_t *columns, int mode, bool wrapNegative, T *out,
+                                    int64_t outStride, int *error, int where) {
+  const int64_t w = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (w >= batch * count)
+    return;
+  const int64_t b = w / count;
+  const DeviceBagTable<T> t = tables[w % count];
+  T *y = out + b * outStride + t.outOffset;
+  const bool rows = mode == 3;
+  for (int64_t c = lane; c < t.dim; c += 32) {
+    T acc = (mode == 2 && t.hotness) ? -INFINITY : T(0);
+    for (int64_t l = 0; l < t.hotness; ++l) {
+      I id = ids[b * idsRow + columns[t.firstId + l]];
+      if (id < (wrapNegative ? -t.rows : 0) || id >= t.rows) {
+        flag(error, where);
+        id = 0;
+      }
+      const T x = t.data[(id < 0 ? id + t.rows : int64_t(id)) * t.dim + c];
+      if (rows)
+        y[l * t.dim + c] = x;
+      else
+        acc = mode == 2 ? fmaxf(acc, x) : acc + x;
+    }
+    if (!rows)
+      y[c] = mode == 1 && t.hotness > 1 ? acc / T(t.hotness) : acc;
+  }
+}
+
+template <typename T, typename I>
+bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
+                   int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,
+                   int64_t outStride, Exec *e) {
+  std::vector<DeviceBagTable<T>> layout;
+  int64_t firstId = 0, outOffset = 0;
+  for (int64_t t = 0; t < count; ++t) {
+    if (tables[t].rowwise) {
+      check(e, cudaErrorNotSupported, "embedding_bags: row-wise quantised tables");
+      return true;
+    }
+    layout.push_back({tables[t].data, tables[t].rows, tables[t].dim, tables[t].hotness, firstId,
+                      outOffset});
+    firstId += tables[t].hotness;
+    outOffset += mode == 3 ? tables[t].dim * tables[t].hotness : tables[t].dim;
+  }
+  const DeviceBagTable<T> *deviceTables = persist(e, layout.data(), count);
+  const int64_t *deviceColumns = persist(e, columns, firstId);
+  const int where = site(e);
+  const int64_t warps = batch * count;
+  if (warps <= 0 || !deviceTables || !deviceColumns)
+    return true;
+  embeddingBagsKernel<<<unsigned((warps + 7) / 8), 256, 0, e->stream>>>(
+      ids, batch, idsRow, deviceTables, count, deviceColumns, mode, wrapNegative, out, outStride,
+      e->error, where);
+  check(e, cudaGetLastError(), "embedding_bags launch");
+  return true;
+}
+
+/// ONNX-style bags over [begin[b], end[b]) of `indices`, optional per-id
+/// weights: one warp per bag.
+template <typename T, typename I>
+__global__ void embeddingBagKernel(const T *table, int64_t rows, int64_t dim, const I *indices,
+                                   int64_t numIndices, const I *begin, const I *end, int64_t bags,
+                                   const T *weights, int mode, bool wrapNegative, T *out,
+                                   int64_t outStride, int *error, int where) {
+  const int64_t b = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (b >= bags)
+    return;
+  int64_t lo = begin[b], hi = end[b];
+  if (lo < 0 || hi < lo || hi > numIndices) {
+    flag(error, where);
+    lo = hi = 0;
+  }
+  T *y = out + b * outStride;
+  for (int64_t c = lane; c < dim; c += 32) {
+    T acc = (mode == 2 && hi > lo) ? -INFINITY : T(0);
+    for (int64_t j = lo; j < hi; ++j) {
+      I id = indices[j];
+      if (id < (wrapNegative ? -rows : 0) || id >= rows) {
+        flag(error, where);
+        continue;
+      }
+      const T x = table[(id < 0 ? id + rows : int64_t(id)) * dim + c] * (weights ? weights[j] : T(1));
+      acc = mode == 2 ? fmaxf(acc, x) : acc + x;
+    }
+    y[c] = mode == 1 && hi > lo ? acc / T(hi - lo) : acc;
+  }
+}
+
+template <typename T, typename I>
+bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, int64_t numIndices,
+                  const I *begin, const I *end, int64_t bags, const T *weights, int mode,
+                  bool wrapNegative, T *out, int64_t outStride, Exec *e) {
+  const int where = site(e);
+  if (bags <= 0)
+    return true;
+  embeddingBagKernel<<<unsigned((bags + 7) / 8), 256, 0, e->stream>>>(
+      table, rows, dim, indices, numIndices, begin, end, bags, weights, mode, wrapNegative, out,
+      outStride, e->error, where);
+  check(e, cudaGetLastError(), "embedding_bag launch");
+  return true;
+}
+
+// ---- element functions the generated expressions use ---------------------
+
+template <typename T> __host__ __device__ T divide(T x, T y) {
+  if (y == 0 || (y == T(-1) && x == std::numeric_limits<T>::min()))
+    return y == 0 ? T(0) : x;
+  return x / y;
+}
+
+template <typename T> __host__ __device__ T mod(T x, T y) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return std::fmod(x, y);
+  } else {
+    if (y == 0)
+      return 0;
+    T r = T(x - divide(x, y) * y);
+    return (r != 0 && ((r < 0) != (y < 0))) ? T(r + y) : r;
+  }
+}
+
+__host__ __device__ inline double gelu(double x, bool tanhApproximation) {
+  if (tanhApproximation)
+    return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1.0 + erf(x * 0.7071067811865476));
+}
+
+__host__ __device__ inline float gelu(float x, bool tanhApproximation) {
+  return activate(x, tanhApproximation ? Activation::GeluTanh : Activation::GeluErf);
+}
+
+__host__ __device__ inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+__host__ __device__ inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+} // namespace kiln::cuda
+
+#endif

@@ -1,0 +1,322 @@
+// session.cuh - the device hooks (kiln_abi_device) of a CUDA model.
+//
+// Compiled into each CUDA model .so, so that the runtime library itself
+// never links CUDA. Opening the model uploads its weights once. A session
+// allocates, once, a device arena (the planned arena, the cuBLASLt workspace
+// and an error word), pinned host staging for the inputs and outputs, and a
+// stream; then, for every batch bucket, it runs the bucket's entry point once
+// eagerly (loading modules and choosing cuBLASLt algorithms) and captures it
+// twice as CUDA graphs: with the host<->device copies of the inputs and
+// outputs inside, and without them for callers passing device pointers. A
+// request is then memcpys into pinned memory, one graph launch and one
+// stream synchronisation: no allocation, host or device.
+#ifndef KILN_KERNELS_CUDA_SESSION_CUH
+#define KILN_KERNELS_CUDA_SESSION_CUH
+
+#include "kernels.cuh"
+#include "kiln/model_abi.h"
+
+#include <cstdio>
+#include <new>
+
+namespace kiln::cuda {
+
+/// The entry point of one bucket as the generated code defines it.
+using Entry = int (*)(uint8_t *arena, const uint8_t *weights, Exec *exec, char *message,
+                      size_t message_size);
+
+/// What a compile fixed about the device side.
+struct ModelConfig {
+  Precision precision;
+  int sm; // the oldest compute capability the code runs on, e.g. 90
+};
+
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+constexpr size_t kDeviceAlignment = 256;
+
+inline size_t alignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+inline int cudaFailure(char *message, size_t size, const char *what, cudaError_t status) {
+  std::snprintf(message, size, "CUDA: %s failed: %s", what, cudaGetErrorString(status));
+  return 1;
+}
+
+/// Bytes of one leading-dim row of a tensor (all of a scalar), and the rows
+/// a caller's buffer holds at `batch`.
+inline size_t rowBytes(const kiln_abi_tensor &t) {
+  static const size_t sizes[] = {0, 4, 8, 8, 4, 1, 1, 1, 2, 2, 4, 8};
+  size_t bytes = t.dtype >= 1 && t.dtype <= 11 ? sizes[t.dtype] : 0;
+  for (int32_t d = 1; d < t.rank; ++d)
+    bytes *= t.shape[d];
+  return bytes;
+}
+
+inline size_t rowsAt(const kiln_abi_tensor &t, int64_t batch) {
+  return t.batched ? batch : (t.rank ? t.shape[0] : 1);
+}
+
+struct DeviceModel {
+  const kiln_abi_model *abi = nullptr;
+  uint8_t *weights = nullptr;
+};
+
+struct DeviceSession {
+  const DeviceModel *model = nullptr;
+  Exec exec;
+  uint8_t *arena = nullptr;   // device: arena, cuBLASLt workspace, error word
+  uint8_t *staging = nullptr; // pinned: inputs, outputs (at the largest batch), error word
+  int *hostError = nullptr;
+  std::vector<size_t> inputStage, outputStage;
+  std::vector<cudaGraphExec_t> hostGraphs, deviceGraphs;
+};
+
+template <const ModelConfig &C>
+int open(const kiln_abi_model *abi, void **state, char *message, size_t size) {
+  int count = 0, device = 0, major = 0, minor = 0;
+  cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    std::snprintf(message, size, "compiled for target '%s', and no CUDA device is available (%s)",
+                  abi->target, status != cudaSuccess ? cudaGetErrorString(status) : "none found");
+    return 1;
+  }
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  if (major * 10 + minor < C.sm) {
+    std::snprintf(message, size, "compiled for target '%s' (sm_%d and newer); device %d is sm_%d%d",
+                  abi->target, C.sm, device, major, minor);
+    return 1;
+  }
+  auto *model = new (std::nothrow) DeviceModel;
+  if (!model)
+    return std::snprintf(message, size, "out of memory"), 1;
+  model->abi = abi;
+  if ((status = cudaMalloc(&model->weights, std::max<uint64_t>(abi->weights_bytes, 1))) !=
+          cudaSuccess ||
+      (status = cudaMemcpy(model->weights, abi->weights, abi->weights_bytes,
+                           cudaMemcpyHostToDevice)) != cudaSuccess) {
+    cudaFree(model->weights);
+    delete model;
+    return cudaFailure(message, size, "uploading the weights", status);
+  }
+  *state = model;
+  return 0;
+}
+
+inline void close(void *state) {
+  auto *model = static_cast<DeviceModel *>(state);
+  if (!model)
+    return;
+  cudaFree(model->weights);
+  delete model;
+}
+
+inline void sessionDestroy(void *session) {
+  auto *s = static_cast<DeviceSession *>(session);
+  if (!s)
+    return;
+  if (s->exec.stream)
+    cudaStreamSynchronize(s->exec.stream);
+  for (cudaGraphExec_t g : s->hostGraphs)
+    cudaGraphExecDestroy(g);
+  for (cudaGraphExec_t g : s->deviceGraphs)
+    cudaGraphExecDestroy(g);
+  for (void *p : s->exec.persisted)
+    cudaFree(p);
+  if (s->exec.lt)
+    cublasLtDestroy(s->exec.lt);
+  if (s->exec.stream)
+    cudaStreamDestroy(s->exec.stream);
+  cudaFree(s->arena);
+  cudaFreeHost(s->staging);
+  delete s;
+}
+
+/// Reports the first failed call of an entry point's run.
+inline int execFailure(const Exec &e, char *message, size_t size) {
+  if (e.failedCode >= 100000)
+    std::snprintf(message, size, "cuBLASLt: %s failed with status %d", e.failedCall,
+                  e.failedCode - 100000);
+  else
+    std::snprintf(message, size, "CUDA: %s failed: %s", e.failedCall,
+                  cudaGetErrorString(cudaError_t(e.failedCode)));
+  return 1;
+}
+
+/// Captures bucket `b` as a graph; with `host`, the copies between pinned
+/// staging and the arena are inside it.
+inline int capture(DeviceSession *s, int32_t b, bool host, size_t firstPersisted,
+                   cudaGraphExec_t *out, char *message, size_t size) {
+  const kiln_abi_model *m = s->model->abi;
+  const kiln_abi_bucket &bucket = m->buckets[b];
+  Exec &e = s->exec;
+  e.capturing = true;
+  e.persistCursor = firstPersisted;
+  cudaError_t status = cudaStreamBeginCapture(e.stream, cudaStreamCaptureModeRelaxed);
+  if (status != cudaSuccess)
+    return cudaFailure(message, size, "cudaStreamBeginCapture", status);
+  for (int32_t i = 0; host && i < m->num_inputs; ++i)
+    check(&e,
+          cudaMemcpyAsync(s->arena + bucket.input_offsets[i], s->staging + s->inputStage[i],
+                          rowBytes(m->inputs[i]) * rowsAt(m->inputs[i], bucket.batch),
+                          cudaMemcpyHostToDevice, e.stream),
+          "cudaMemcpyAsync");
+  int rc = reinterpret_cast<Entry>(bucket.entry)(s->arena, s->model->weights, &e, message, size);
+  for (int32_t i = 0; host && i < m->num_outputs; ++i)
+    check(&e,
+          cudaMemcpyAsync(s->staging + s->outputStage[i], s->arena + bucket.output_offsets[i],
+                          rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], bucket.batch),
+                          cudaMemcpyDeviceToHost, e.stream),
+          "cudaMemcpyAsync");
+  check(&e, cudaMemcpyAsync(s->hostError, e.error, sizeof(int), cudaMemcpyDeviceToHost, e.stream),
+        "cudaMemcpyAsync");
+  check(&e, cudaMemsetAsync(e.error, 0, sizeof(int), e.stream), "cudaMemsetAsync");
+  cudaGraph_t graph = nullptr;
+  status = cudaStreamEndCapture(e.stream, &graph);
+  e.capturing = false;
+  if (rc != 0)
+    return rc;
+  if (e.failedCall)
+    return execFailure(e, message, size);
+  if (status != cudaSuccess)
+    return cudaFailure(message, size, "cudaStreamEndCapture", status);
+  status = cudaGraphInstantiate(out, graph, 0);
+  cudaGraphDestroy(graph);
+  if (status != cudaSuccess)
+    return cudaFailure(message, size, "cudaGraphInstantiate", status);
+  return 0;
+}
+
+template <const ModelConfig &C>
+int sessionCreate(void *state, void **session, char *message, size_t size) {
+  const auto *model = static_cast<const DeviceModel *>(state);
+  const kiln_abi_model *m = model->abi;
+  auto *s = new (std::nothrow) DeviceSession;
+  if (!s)
+    return std::snprintf(message, size, "out of memory"), 1;
+  s->model = model;
+  Exec &e = s->exec;
+  e.precision = C.precision;
+  auto failed = [&](int rc) {
+    sessionDestroy(s);
+    return rc;
+  };
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  e.maxBlocks = std::max(sms, 1) * 8;
+  cudaError_t status = cudaStreamCreateWithFlags(&e.stream, cudaStreamNonBlocking);
+  if (status != cudaSuccess)
+    return failed(cudaFailure(message, size, "cudaStreamCreate", status));
+  if (cublasLtCreate(&e.lt) != CUBLAS_STATUS_SUCCESS) {
+    e.lt = nullptr;
+    std::snprintf(message, size, "cuBLASLt: cublasLtCreate failed");
+    return failed(1);
+  }
+
+  uint64_t arena = 0;
+  for (int32_t b = 0; b < m->num_buckets; ++b)
+    arena = std::max(arena, m->buckets[b].arena_bytes);
+  arena = alignUp(arena, kDeviceAlignment);
+  if ((status = cudaMalloc(&s->arena, arena + kWorkspaceBytes + kDeviceAlignment)) != cudaSuccess)
+    return failed(cudaFailure(message, size, "allocating the device arena", status));
+  e.workspace = s->arena + arena;
+  e.workspaceBytes = kWorkspaceBytes;
+  e.error = reinterpret_cast<int *>(s->arena + arena + kWorkspaceBytes);
+
+  const int64_t maxBatch = m->buckets[m->num_buckets - 1].batch;
+  size_t staged = 0;
+  for (int32_t i = 0; i < m->num_inputs; ++i) {
+    s->inputStage.push_back(staged);
+    staged += alignUp(rowBytes(m->inputs[i]) * rowsAt(m->inputs[i], maxBatch), 64);
+  }
+  for (int32_t i = 0; i < m->num_outputs; ++i) {
+    s->outputStage.push_back(staged);
+    staged += alignUp(rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], maxBatch), 64);
+  }
+  if ((status = cudaMallocHost(&s->staging, staged + 64)) != cudaSuccess)
+    return failed(cudaFailure(message, size, "allocating pinned staging", status));
+  s->hostError = reinterpret_cast<int *>(s->staging + staged);
+  *s->hostError = 0;
+  if ((status = cudaMemset(e.error, 0, sizeof(int))) != cudaSuccess)
+    return failed(cudaFailure(message, size, "cudaMemset", status));
+
+  for (int32_t b = 0; b < m->num_buckets; ++b) {
+    // An eager run over a zeroed arena (every id 0, valid) loads the
+    // kernels and makes the persisted tables; then the two captures.
+    const size_t firstPersisted = e.persisted.size();
+    check(&e, cudaMemsetAsync(s->arena, 0, m->buckets[b].arena_bytes, e.stream), "cudaMemset");
+    int rc = reinterpret_cast<Entry>(m->buckets[b].entry)(s->arena, model->weights, &e, message,
+                                                          size);
+    check(&e, cudaStreamSynchronize(e.stream), "the first run of a bucket");
+    check(&e, cudaMemset(e.error, 0, sizeof(int)), "cudaMemset");
+    if (rc != 0)
+      return failed(rc);
+    if (e.failedCall)
+      return failed(execFailure(e, message, size));
+    cudaGraphExec_t hostGraph = nullptr, deviceGraph = nullptr;
+    if ((rc = capture(s, b, true, firstPersisted, &hostGraph, message, size)) != 0)
+      return failed(rc);
+    s->hostGraphs.push_back(hostGraph);
+    if ((rc = capture(s, b, false, firstPersisted, &deviceGraph, message, size)) != 0)
+      return failed(rc);
+    s->deviceGraphs.push_back(deviceGraph);
+  }
+  *session = s;
+  return 0;
+}
+
+inline int run(void *session, int32_t b, int64_t batch, const void *const *inputs,
+               void *const *outputs, int32_t devicePointers, char *message, size_t size) {
+  auto *s = static_cast<DeviceSession *>(session);
+  const kiln_abi_model *m = s->model->abi;
+  const kiln_abi_bucket &bucket = m->buckets[b];
+  cudaStream_t stream = s->exec.stream;
+  cudaError_t status = cudaSuccess;
+  auto step = [&](cudaError_t st) {
+    if (status == cudaSuccess)
+      status = st;
+  };
+  // Rows past `batch` up to the bucket's are zero: id 0 is valid everywhere.
+  for (int32_t i = 0; i < m->num_inputs; ++i) {
+    const kiln_abi_tensor &t = m->inputs[i];
+    const size_t used = rowBytes(t) * rowsAt(t, batch), all = rowBytes(t) * rowsAt(t, bucket.batch);
+    if (devicePointers) {
+      uint8_t *slot = s->arena + bucket.input_offsets[i];
+      step(cudaMemcpyAsync(slot, inputs[i], used, cudaMemcpyDeviceToDevice, stream));
+      if (all > used)
+        step(cudaMemsetAsync(slot + used, 0, all - used, stream));
+    } else {
+      uint8_t *slot = s->staging + s->inputStage[i];
+      std::memcpy(slot, inputs[i], used);
+      std::memset(slot + used, 0, all - used);
+    }
+  }
+  step(cudaGraphLaunch(devicePointers ? s->deviceGraphs[b] : s->hostGraphs[b], stream));
+  for (int32_t i = 0; devicePointers && i < m->num_outputs; ++i)
+    step(cudaMemcpyAsync(outputs[i], s->arena + bucket.output_offsets[i],
+                         rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], batch),
+                         cudaMemcpyDeviceToDevice, stream));
+  step(cudaStreamSynchronize(stream));
+  if (status != cudaSuccess)
+    return cudaFailure(message, size, "running the model's graph", status);
+  if (int where = *s->hostError) {
+    *s->hostError = 0;
+    std::snprintf(message, size, "%s",
+                  where <= s->exec.numSites ? s->exec.sites[where - 1] : "index out of range");
+    return 1;
+  }
+  for (int32_t i = 0; !devicePointers && i < m->num_outputs; ++i)
+    std::memcpy(outputs[i], s->staging + s->outputStage[i],
+                rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], batch));
+  return 0;
+}
+
+/// The hooks a generated model exports through its descriptor.
+template <const ModelConfig &C> constexpr kiln_abi_device deviceHooks() {
+  return kiln_abi_device{&open<C>, &close, &sessionCreate<C>, &sessionDestroy, &run};
+}
+
+} // namespace kiln::cuda
+
+#endif
