@@ -68,7 +68,7 @@ def relative(got, want):
 
 
 def device_tensors(feeds):
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).cuda() for k, v in feeds.items()}
+    return {k: torch.from_numpy(np.array(v, order="C")).cuda() for k, v in feeds.items()}
 
 
 def check_model(name, onnx_path, feeds, so, reference=None):
@@ -169,6 +169,33 @@ def time_model(name, folder, so):
     return rows
 
 
+def profile_kernels(name, folder, so, batch, runs=20):
+    """The GPU kernels of one kiln-cuda request (torch.profiler sees the
+    kernels of every library in the process), slowest first."""
+    from torch.profiler import ProfilerActivity, profile
+    model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+    inputs = device_tensors(zoo.random_inputs(model, batch, seed=batch))
+    with kiln.load(so + ".cuda.so") as gpu:
+        outs = {o.name: torch.empty([batch if d is None else d for d in o.shape], device="cuda")
+                for o in gpu.outputs}
+        binding = gpu.bind_device(inputs, outs)
+        for _ in range(5):
+            binding.run()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(runs):
+                binding.run()
+    events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
+    events.sort(key=lambda e: e.device_time_total, reverse=True)
+    total = sum(e.device_time_total for e in events) / runs
+    kernels = sum(e.count for e in events) / runs
+    print(f"  {name} b{batch}: {kernels:.0f} GPU operations, {total:.1f} us of GPU time per request")
+    rows = []
+    for e in events[:10]:
+        rows.append({"us": e.device_time_total / runs, "count": e.count / runs, "name": e.key[:100]})
+        print(f"    {rows[-1]['us']:8.1f} us  x{rows[-1]['count']:<4.0f} {rows[-1]['name']}")
+    return {"model": name, "batch": batch, "gpu_us": total, "operations": kernels, "top": rows}
+
+
 def load_case(folder):
     model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
     case = os.path.join(folder, "test_data_set_0")
@@ -220,6 +247,14 @@ def main():
             except Exception as e:
                 print(f"  {name}: timing failed: {type(e).__name__}: {e}", flush=True)
                 report["timing"].append({"model": name, "error": f"{type(e).__name__}: {e}"})
+
+        report["profile"] = []
+        for name, batch in [("dlrm_mlperf", 1), ("deepfm", 1), ("minilm_l6_s128", 1), ("dlrm_mlperf", 8192)]:
+            try:
+                report["profile"].append(profile_kernels(name, os.path.join(args.work, "zoo", name),
+                                                         os.path.join(args.work, "so", name), batch))
+            except Exception as e:
+                print(f"  profile {name} failed: {type(e).__name__}: {e}", flush=True)
 
     with open(os.path.join(out, "gpu_check.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -38,7 +38,7 @@ WORK=${WORK:-/tmp/kiln-gpu}
 export OUT=${OUT:-$WORK}
 mkdir -p "$WORK/so" "$OUT"
 export PATH="$PATH:/usr/local/cuda/bin"
-export LD_LIBRARY_PATH="$PWD/$GPU/lib:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$PWD/$GPU/lib:$WORK:${LD_LIBRARY_PATH:-}"
 export KILN_BIN="$PWD/$GPU/kiln" KILN_RUNTIME_LIB="$WORK/libkiln_runtime.so"
 start=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true

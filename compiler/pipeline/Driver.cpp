@@ -130,6 +130,35 @@ LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> writ
 
 } // namespace
 
+/// The CUDA target's --precision names and their kiln::cuda::Precision.
+static const std::pair<StringRef, StringRef> kPrecisions[] = {
+    {"fp32", "Fp32"}, {"tf32", "Tf32"}, {"bf16", "Bf16"}, {"fp16", "Fp16"}};
+
+LogicalResult checkTargetOptions(const CompileOptions &options) {
+  const bool cuda = options.target == "cuda";
+  std::string problem;
+  if (!cuda && options.target != "cpu")
+    problem = "--target " + options.target + " is not a target (targets: cpu, cuda)";
+  else if (!cuda && options.precision != "fp32")
+    problem = "--precision is for the CUDA target (the CPU target uses --quantize)";
+  else if (cuda && options.cudaSm < 50)
+    problem = "--sm " + std::to_string(options.cudaSm) +
+              " is not a CUDA architecture kiln builds for (sm_50 and newer; 90 is Hopper)";
+  else if (cuda && options.precision == "fp8")
+    problem = "--precision fp8 is not supported yet (it needs calibrated per-tensor scales)";
+  else if (cuda && llvm::none_of(kPrecisions, [&](const auto &p) { return p.first == options.precision; }))
+    problem = "--precision must be fp32, tf32, bf16 or fp16, got '" + options.precision + "'";
+  else if (cuda && (!options.weightPrecision.empty() || options.tableBits != 32))
+    problem = "--quantize is for the CPU target; the CUDA target's arithmetic is set with "
+              "--precision";
+  else if (cuda && options.profile)
+    problem = "--profile is for the CPU target";
+  if (problem.empty())
+    return success();
+  llvm::errs() << "kiln: error: " << problem << "\n";
+  return failure();
+}
+
 LogicalResult compileModel(const CompileOptions &options) {
   const auto &stages = pipelineStages();
   if (!options.stopAfter.empty() && llvm::find(stages, options.stopAfter) == stages.end()) {
@@ -137,38 +166,9 @@ LogicalResult compileModel(const CompileOptions &options) {
                  << "' (stages: " << llvm::join(stages, ", ") << ")\n";
     return failure();
   }
+  if (failed(checkTargetOptions(options)))
+    return failure();
   const bool cuda = options.target == "cuda";
-  if (!cuda && options.target != "cpu") {
-    llvm::errs() << "kiln: error: --target " << options.target
-                 << " is not a target (targets: cpu, cuda)\n";
-    return failure();
-  }
-  static const std::pair<StringRef, StringRef> kPrecisions[] = {
-      {"fp32", "Fp32"}, {"tf32", "Tf32"}, {"bf16", "Bf16"}, {"fp16", "Fp16"}};
-  auto precision = llvm::find_if(kPrecisions, [&](const auto &p) { return p.first == options.precision; });
-  if (cuda) {
-    std::string problem;
-    if (options.cudaSm < 50)
-      problem = "--sm " + std::to_string(options.cudaSm) + " is not a CUDA architecture kiln "
-                "builds for (sm_50 and newer; 90 is Hopper)";
-    else if (options.precision == "fp8")
-      problem = "--precision fp8 is not supported yet (it needs calibrated per-tensor scales)";
-    else if (precision == std::end(kPrecisions))
-      problem = "--precision must be fp32, tf32, bf16 or fp16, got '" + options.precision + "'";
-    else if (!options.weightPrecision.empty() || options.tableBits != 32)
-      problem = "--quantize is for the CPU target; the CUDA target's arithmetic is set with "
-                "--precision";
-    else if (options.profile)
-      problem = "--profile is for the CPU target";
-    if (!problem.empty()) {
-      llvm::errs() << "kiln: error: " << problem << "\n";
-      return failure();
-    }
-  } else if (options.precision != "fp32") {
-    llvm::errs() << "kiln: error: --precision is for the CUDA target (the CPU target uses "
-                    "--quantize)\n";
-    return failure();
-  }
 
   MLIRContext context;
   context.loadDialect<KilnDialect, func::FuncDialect>();
@@ -221,7 +221,10 @@ LogicalResult compileModel(const CompileOptions &options) {
   ModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
                  options.profile, quantizationName(options),         options.f32WeightsBytes};
   if (cuda)
-    info.cuda = CudaOptions{options.cudaSm, precision->second.str()};
+    info.cuda = CudaOptions{options.cudaSm,
+                            llvm::find_if(kPrecisions, [&](const auto &p) {
+                              return p.first == options.precision;
+                            })->second.str()};
   std::string source;
   std::vector<char> weights;
   {

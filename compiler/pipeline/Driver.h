@@ -10,6 +10,10 @@ namespace kiln {
 /// Errors are printed to stderr with the node or file they concern.
 mlir::LogicalResult compileModel(const CompileOptions &options);
 
+/// Checks the target options (--target, --sm, --precision) and what they
+/// exclude; prints the error.
+mlir::LogicalResult checkTargetOptions(const CompileOptions &options);
+
 } // namespace kiln
 
 #endif

@@ -466,6 +466,8 @@ int main(int argc, char **argv) {
         return fail("--freeze: expected NAME=FILE.pb, got '" + f + "'");
       options.freeze.emplace_back(name.str(), path.str());
     }
+    if (mlir::failed(checkTargetOptions(options)))
+      return 1;
     const bool quantized = !options.weightPrecision.empty() || options.tableBits != 32;
     if (!quantized && (!accuracy.reportPath.empty() || !accuracy.validationPath.empty()))
       return fail("--report and --validation check a quantised compile: add --quantize");

@@ -59,7 +59,7 @@ struct Exec {
   cublasLtHandle_t lt = nullptr;
   void *workspace = nullptr;
   size_t workspaceBytes = 0;
-  int *error = nullptr; // device word: the site of the first failed check, 0 if none
+  int *error = nullptr; // mapped host word: the site of a failed check, 0 if none
   Precision precision = Precision::Fp32;
   int maxBlocks = 65535;
   /// The message of the op being emitted (set by the generated code before a
@@ -125,7 +125,9 @@ inline int fail(char *message, size_t size, const char *what) {
   return 1;
 }
 
-inline __device__ void flag(int *error, int site) { atomicCAS(error, 0, site); }
+/// Records a failed check: the error word is mapped host memory, read by the
+/// session after the replay (any one failing site is reported).
+inline __device__ void flag(int *error, int site) { *reinterpret_cast<volatile int *>(error) = site; }
 
 template <typename F> __global__ void forEachKernel(int64_t n, F f) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -422,6 +424,22 @@ void reduce(const T *in, const int64_t *inShape, const bool *reduced, int rank, 
       outTotal *= inShape[d];
     }
   }
+  if constexpr (sizeof(T) >= 4) {
+    if (count >= 32) { // a warp per output, lanes splitting the reduced elements
+      forEach(outTotal * 32, e, [=] __device__(int64_t i) {
+        const int64_t o = i / 32;
+        const T *x = in + offsetOf(o, keptShape, keptStrides, kept);
+        T y = init;
+        for (int64_t r = i % 32; r < count; r += 32)
+          y = combine(y, x[offsetOf(r, redShape, redStrides, red)]);
+        for (int offset = 16; offset > 0; offset >>= 1)
+          y = combine(y, __shfl_xor_sync(0xffffffffu, y, offset));
+        if (i % 32 == 0)
+          out[o] = mean ? T(y / T(count)) : y;
+      });
+      return;
+    }
+  }
   forEach(outTotal, e, [=] __device__(int64_t o) {
     const T *x = in + offsetOf(o, keptShape, keptStrides, kept);
     T y = init;
@@ -530,14 +548,74 @@ inline uint32_t alignmentOf(const void *p, int64_t ld, size_t element) {
   return uint32_t(bits & (~bits + 1));
 }
 
+__host__ __device__ inline float applyEpilogue(float v, const Epilogue &ep, int64_t m, int64_t n) {
+  if (ep.bias)
+    v += ep.bias[n];
+  v = activate(v, ep.activation);
+  if (ep.multiplier)
+    v *= ep.multiplier[m * ep.stride + n];
+  if (ep.residual)
+    v += ep.residual[m * ep.stride + n];
+  return v;
+}
+
+/// A dense layer of at most kFewRows rows in one kernel: a block takes
+/// kFewColumns columns, its 256 threads split the depth 32 ways (each warp
+/// reading 32-byte runs of 4 weight rows), the partial sums meet in shared
+/// memory and the epilogue is applied before the single store. At these
+/// sizes the weights are read once and cuBLASLt's GEMV, split-K reduction
+/// and epilogue kernels would be three launches.
+constexpr int kFewRows = 8, kFewColumns = 8, kDepthGroups = 32;
+
+__global__ inline void denseFewRowsKernel(const float *x, int64_t ldx, const float *w,
+                                          int64_t depth, int64_t units, float *y, int64_t ldy,
+                                          int rows, Epilogue ep) {
+  __shared__ float part[kDepthGroups][kFewRows][kFewColumns];
+  const int column = threadIdx.x % kFewColumns, group = threadIdx.x / kFewColumns;
+  const int64_t n = blockIdx.x * int64_t(kFewColumns) + column;
+  float acc[kFewRows] = {};
+  if (n < units) {
+#pragma unroll 4
+    for (int64_t k = group; k < depth; k += kDepthGroups) {
+      const float wk = w[k * units + n];
+#pragma unroll
+      for (int m = 0; m < kFewRows; ++m)
+        if (m < rows)
+          acc[m] += x[m * ldx + k] * wk;
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kFewRows; ++m)
+    part[group][m][column] = acc[m];
+  __syncthreads();
+  if (threadIdx.x < rows * kFewColumns) {
+    const int m = threadIdx.x / kFewColumns, c = threadIdx.x % kFewColumns;
+    const int64_t out = blockIdx.x * int64_t(kFewColumns) + c;
+    if (out < units) {
+      float v = 0;
+      for (int g = 0; g < kDepthGroups; ++g)
+        v += part[g][m][c];
+      y[m * ldy + out] = applyEpilogue(v, ep, m, out);
+    }
+  }
+}
+
 /// y[rows, units] (rows `ldy` apart) = epilogue(x[rows, depth] (rows `ldx`
-/// apart) times w[depth, units]) through cuBLASLt. The bias, ReLU and tanh
+/// apart) times w[depth, units]): few rows in denseFewRowsKernel, more
+/// through cuBLASLt. The bias, ReLU and tanh
 /// GELU run in cuBLASLt's epilogue, a residual as its C operand when
 /// nothing comes between; what remains runs as one elementwise pass.
 inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, int64_t units,
                   float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
   if (rows <= 0)
     return;
+  if (rows <= kFewRows) {
+    denseFewRowsKernel<<<unsigned((units + kFewColumns - 1) / kFewColumns),
+                         kFewColumns * kDepthGroups, 0, e->stream>>>(
+        x, ldx, w, depth, units, y, ldy, int(rows), ep);
+    check(e, cudaGetLastError(), "dense launch");
+    return;
+  }
   const bool ltActivation =
       ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh;
   const bool ltResidual = ep.residual && ep.activation == Activation::None && !ep.multiplier;
@@ -614,15 +692,10 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
   const float *mult = ep.multiplier, *res = ltResidual ? nullptr : ep.residual;
   if (rest == Activation::None && !mult && !res)
     return;
-  const int64_t stride = ep.stride;
+  const Epilogue tail{nullptr, mult, res, ep.stride, rest};
   forEach(rows * units, e, [=] __device__(int64_t i) {
     const int64_t m = i / units, n = i % units;
-    float v = activate(y[m * ldy + n], rest);
-    if (mult)
-      v *= mult[m * stride + n];
-    if (res)
-      v += res[m * stride + n];
-    y[m * ldy + n] = v;
+    y[m * ldy + n] = applyEpilogue(y[m * ldy + n], tail, m, n);
   });
 }
 
@@ -697,16 +770,22 @@ inline void interaction(const float *x, int64_t batch, int64_t features, int64_t
 }
 
 /// Scaled dot-product attention in [batch, seq, heads, dim] layout (as the
-/// CPU kernel): one block per (batch, head) with the head's keys and values
-/// in shared memory, one warp per query row at a time.
+/// CPU kernel): one block per (batch, head, chunk of kAttentionQueries
+/// queries) with the head's keys and values in shared memory, each warp
+/// taking one query at a time; a lane scores every 32nd key and sums
+/// every 32nd output column, four independent sums at a time.
 constexpr int kAttentionWarps = 4;
+constexpr int kAttentionQueries = 16;
 
 __global__ inline void attentionKernel(const float *q, const float *k, const float *v,
                                        const float *mask, Dims ms, float *out, int64_t sq,
                                        int64_t sk, int64_t heads, int64_t d, int64_t dv,
                                        float scale) {
   extern __shared__ float sh[];
-  const int64_t b = blockIdx.x / heads, h = blockIdx.x % heads, kp = d + 1;
+  const int64_t chunks = (sq + kAttentionQueries - 1) / kAttentionQueries;
+  const int64_t bh = blockIdx.x / chunks, b = bh / heads, h = bh % heads;
+  const int64_t first = blockIdx.x % chunks * kAttentionQueries;
+  const int64_t kp = d + 1; // key rows padded against bank conflicts
   float *keys = sh, *values = keys + sk * kp, *scores = values + sk * dv;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float *p = scores + warp * (sk + d), *qi = p + sk;
@@ -715,36 +794,52 @@ __global__ inline void attentionKernel(const float *q, const float *k, const flo
   for (int64_t i = threadIdx.x; i < sk * dv; i += blockDim.x)
     values[i] = v[((b * sk + i / dv) * heads + h) * dv + i % dv];
   __syncthreads();
-  for (int64_t i = warp; i < sq; i += kAttentionWarps) {
+  const int64_t last = min(first + kAttentionQueries, sq);
+  for (int64_t i = first + warp; i < last; i += kAttentionWarps) {
     for (int64_t c = lane; c < d; c += 32)
       qi[c] = q[((b * sq + i) * heads + h) * d + c];
     __syncwarp();
-    float m = -INFINITY;
-    for (int64_t j = lane; j < sk; j += 32) {
-      float s = 0;
-      for (int64_t c = 0; c < d; ++c)
-        s += qi[c] * keys[j * kp + c];
-      s *= scale;
-      if (mask)
-        s += mask[b * ms.v[0] + h * ms.v[1] + i * ms.v[2] + j * ms.v[3]];
-      p[j] = s;
-      m = fmaxf(m, s);
+    const float *m = mask ? mask + b * ms.v[0] + h * ms.v[1] + i * ms.v[2] : nullptr;
+    float best = -INFINITY;
+    for (int64_t j0 = lane; j0 < sk; j0 += 4 * 32) {
+      float s[4] = {0, 0, 0, 0};
+      for (int64_t c = 0; c < d; ++c) {
+        const float x = qi[c];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (j0 + 32 * u < sk)
+            s[u] += x * keys[(j0 + 32 * u) * kp + c];
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int64_t j = j0 + 32 * u;
+        if (j < sk) {
+          float score = s[u] * scale + (m ? m[j * ms.v[3]] : 0.0f);
+          p[j] = score;
+          best = fmaxf(best, score);
+        }
+      }
     }
-    m = warpMax(m);
+    best = warpMax(best);
     float sum = 0;
     for (int64_t j = lane; j < sk; j += 32) {
-      float ex = expf(p[j] - m);
-      p[j] = ex;
-      sum += ex;
+      float e = expf(p[j] - best);
+      p[j] = e;
+      sum += e;
     }
     sum = warpSum(sum);
     __syncwarp();
     const float inv = 1 / sum;
     for (int64_t c = lane; c < dv; c += 32) {
-      float acc = 0;
-      for (int64_t j = 0; j < sk; ++j)
-        acc += p[j] * values[j * dv + c];
-      out[((b * sq + i) * heads + h) * dv + c] = acc * inv;
+      float acc[4] = {0, 0, 0, 0};
+      int64_t j = 0;
+      for (; j + 4 <= sk; j += 4)
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          acc[u] += p[j + u] * values[(j + u) * dv + c];
+      for (; j < sk; ++j)
+        acc[0] += p[j] * values[j * dv + c];
+      out[((b * sq + i) * heads + h) * dv + c] = (acc[0] + acc[1] + acc[2] + acc[3]) * inv;
     }
     __syncwarp();
   }
@@ -755,8 +850,7 @@ inline void attention(const float *q, const float *k, const float *v, const floa
                       int64_t sk, int64_t heads, int64_t d, int64_t dv, float scale, Exec *e) {
   const size_t bytes = (size_t(sk) * (d + 1) + size_t(sk) * dv + kAttentionWarps * (sk + d)) * 4;
   if (bytes > 200 * 1024) {
-    e->reason = "attention: the keys and values of one head exceed shared memory";
-    check(e, cudaErrorInvalidValue, e->reason);
+    check(e, cudaErrorInvalidValue, "attention: one head's keys and values exceed shared memory");
     return;
   }
   if (!e->capturing)
@@ -764,9 +858,10 @@ inline void attention(const float *q, const float *k, const float *v, const floa
           cudaFuncSetAttribute(attentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                int(bytes)),
           "cudaFuncSetAttribute");
-  if (batch * heads <= 0)
+  const int64_t blocks = batch * heads * ((sq + kAttentionQueries - 1) / kAttentionQueries);
+  if (blocks <= 0)
     return;
-  attentionKernel<<<unsigned(batch * heads), 32 * kAttentionWarps, bytes, e->stream>>>(
+  attentionKernel<<<unsigned(blocks), 32 * kAttentionWarps, bytes, e->stream>>>(
       q, k, v, mask, maskStrides ? dims(maskStrides, 4) : Dims{}, out, sq, sk, heads, d, dv,
       scale);
   check(e, cudaGetLastError(), "attention launch");
@@ -789,36 +884,89 @@ template <typename T> struct DeviceBagTable {
   int64_t rows, dim, hotness, firstId, outOffset;
 };
 
-/// One warp per (sample, table) pools `hotness` rows, lanes across the dim.
-template <typename T, typename I>
+/// One warp per (sample, table). A row is read in chunks of V floats (16
+/// bytes when the dims allow); a narrow row leaves lanes over, so the warp
+/// splits into `slots` groups of lanes that each take every slots-th lookup,
+/// four at a time (several rows in flight), and the groups' sums are added.
+template <int V> struct Chunk {
+  float v[V];
+};
+
+template <int V> __device__ inline Chunk<V> loadChunk(const float *p) {
+  Chunk<V> c;
+  if constexpr (V == 4) {
+    float4 x = *reinterpret_cast<const float4 *>(p);
+    c.v[0] = x.x, c.v[1] = x.y, c.v[2] = x.z, c.v[3] = x.w;
+  } else {
+    c.v[0] = *p;
+  }
+  return c;
+}
+
+template <int V, typename I>
 __global__ void embeddingBagsKernel(const I *ids, int64_t batch, int64_t idsRow,
-                                    const DeviceBagTable<T> *tables, int64_t count,
-                                    const int64_t *columns, int mode, bool wrapNegative, T *out,
+                                    const DeviceBagTable<float> *tables, int64_t count,
+                                    const int64_t *columns, int mode, bool wrapNegative, float *out,
                                     int64_t outStride, int *error, int where) {
   const int64_t w = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (w >= batch * count)
     return;
   const int64_t b = w / count;
-  const DeviceBagTable<T> t = tables[w % count];
-  T *y = out + b * outStride + t.outOffset;
-  const bool rows = mode == 3;
-  for (int64_t c = lane; c < t.dim; c += 32) {
-    T acc = (mode == 2 && t.hotness) ? -INFINITY : T(0);
-    for (int64_t l = 0; l < t.hotness; ++l) {
-      I id = ids[b * idsRow + columns[t.firstId + l]];
-      if (id < (wrapNegative ? -t.rows : 0) || id >= t.rows) {
-        flag(error, where);
-        id = 0;
-      }
-      const T x = t.data[(id < 0 ? id + t.rows : int64_t(id)) * t.dim + c];
-      if (rows)
-        y[l * t.dim + c] = x;
-      else
-        acc = mode == 2 ? fmaxf(acc, x) : acc + x;
+  const DeviceBagTable<float> t = tables[w % count];
+  float *y = out + b * outStride + t.outOffset;
+  const I *sample = ids + b * idsRow;
+  const int64_t chunks = t.dim / V;
+  const int slots = chunks >= 32 ? 1 : int(32 / chunks);
+  const int slot = chunks >= 32 ? 0 : lane / int(chunks);
+  const bool rows = mode == 3, max = mode == 2;
+  auto rowOf = [&](int64_t l) {
+    I id = sample[columns[t.firstId + l]];
+    if (id < (wrapNegative ? -t.rows : 0) || id >= t.rows) {
+      flag(error, where);
+      id = 0;
     }
-    if (!rows)
-      y[c] = mode == 1 && t.hotness > 1 ? acc / T(t.hotness) : acc;
+    return t.data + (id < 0 ? id + t.rows : int64_t(id)) * t.dim;
+  };
+  for (int64_t c0 = 0; c0 < chunks; c0 += 32) {
+    const int64_t c = chunks >= 32 ? c0 + lane : lane % chunks;
+    const bool active = slot < slots && c < chunks;
+    Chunk<V> acc;
+    for (int j = 0; j < V; ++j)
+      acc.v[j] = max ? -INFINITY : 0.0f;
+    for (int64_t l0 = slot; active && l0 < t.hotness; l0 += 4 * slots) {
+      Chunk<V> part[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (l0 + u * slots < t.hotness)
+          part[u] = loadChunk<V>(rowOf(l0 + u * slots) + c * V);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int64_t l = l0 + u * slots;
+        if (l >= t.hotness)
+          continue;
+        for (int j = 0; j < V; ++j) {
+          if (rows)
+            y[l * t.dim + c * V + j] = part[u].v[j];
+          else
+            acc.v[j] = max ? fmaxf(acc.v[j], part[u].v[j]) : acc.v[j] + part[u].v[j];
+        }
+      }
+    }
+    if (rows)
+      continue;
+    // Slot 0's lanes gather the other slots' results for their chunk.
+    for (int k = 1; k < slots; ++k)
+      for (int j = 0; j < V; ++j) {
+        const float other = __shfl_sync(0xffffffffu, acc.v[j], (lane + k * int(chunks)) % 32);
+        if (slot == 0)
+          acc.v[j] = max ? fmaxf(acc.v[j], other) : acc.v[j] + other;
+      }
+    if (slot == 0 && c < chunks)
+      for (int j = 0; j < V; ++j)
+        y[c * V + j] = t.hotness == 0                  ? 0.0f
+                       : mode == 1 && t.hotness > 1 ? acc.v[j] / float(t.hotness)
+                                                    : acc.v[j];
   }
 }
 
@@ -826,6 +974,7 @@ template <typename T, typename I>
 bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
                    int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,
                    int64_t outStride, Exec *e) {
+  static_assert(std::is_same_v<T, float>, "f32 embedding tables");
   std::vector<DeviceBagTable<T>> layout;
   int64_t firstId = 0, outOffset = 0;
   for (int64_t t = 0; t < count; ++t) {
@@ -844,9 +993,15 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
   const int64_t warps = batch * count;
   if (warps <= 0 || !deviceTables || !deviceColumns)
     return true;
-  embeddingBagsKernel<<<unsigned((warps + 7) / 8), 256, 0, e->stream>>>(
-      ids, batch, idsRow, deviceTables, count, deviceColumns, mode, wrapNegative, out, outStride,
-      e->error, where);
+  // 16-byte chunks when every table's rows, and the output rows, allow them.
+  bool vector = reinterpret_cast<uintptr_t>(out) % 16 == 0 && outStride % 4 == 0;
+  for (int64_t t = 0; t < count; ++t)
+    vector = vector && tables[t].dim % 4 == 0 &&
+             reinterpret_cast<uintptr_t>(tables[t].data) % 16 == 0;
+  auto launch = vector ? embeddingBagsKernel<4, I> : embeddingBagsKernel<1, I>;
+  launch<<<unsigned((warps + 7) / 8), 256, 0, e->stream>>>(ids, batch, idsRow, deviceTables, count,
+                                                           deviceColumns, mode, wrapNegative, out,
+                                                           outStride, e->error, where);
   check(e, cudaGetLastError(), "embedding_bags launch");
   return true;
 }

@@ -2,14 +2,17 @@
 //
 // Compiled into each CUDA model .so, so that the runtime library itself
 // never links CUDA. Opening the model uploads its weights once. A session
-// allocates, once, a device arena (the planned arena, the cuBLASLt workspace
-// and an error word), pinned host staging for the inputs and outputs, and a
-// stream; then, for every batch bucket, it runs the bucket's entry point once
-// eagerly (loading modules and choosing cuBLASLt algorithms) and captures it
-// twice as CUDA graphs: with the host<->device copies of the inputs and
-// outputs inside, and without them for callers passing device pointers. A
-// request is then memcpys into pinned memory, one graph launch and one
-// stream synchronisation: no allocation, host or device.
+// allocates, once, a device arena (the planned arena and the cuBLASLt
+// workspace), pinned host staging for the inputs and outputs, a mapped error
+// word and a stream; then, for every batch bucket, it runs the bucket's entry
+// point once eagerly (loading modules and choosing cuBLASLt algorithms),
+// captures it as a CUDA graph and instantiates it twice: inside a graph that
+// also copies the inputs from and the outputs to pinned staging, and alone
+// for callers passing device pointers (whose copies are then stream-ordered
+// around it: a graph's copy nodes cannot be pointed at memory of another
+// allocator, such as PyTorch's). A request is memcpys into pinned memory,
+// one graph launch and one stream synchronisation: no allocation, host or
+// device.
 #ifndef KILN_KERNELS_CUDA_SESSION_CUH
 #define KILN_KERNELS_CUDA_SESSION_CUH
 
@@ -63,9 +66,9 @@ struct DeviceModel {
 struct DeviceSession {
   const DeviceModel *model = nullptr;
   Exec exec;
-  uint8_t *arena = nullptr;   // device: arena, cuBLASLt workspace, error word
+  uint8_t *arena = nullptr;   // device: arena, cuBLASLt workspace
   uint8_t *staging = nullptr; // pinned: inputs, outputs (at the largest batch), error word
-  int *hostError = nullptr;
+  int *hostError = nullptr;   // in staging, mapped: exec.error is its device address
   std::vector<size_t> inputStage, outputStage;
   std::vector<cudaGraphExec_t> hostGraphs, deviceGraphs;
 };
@@ -118,9 +121,11 @@ inline void sessionDestroy(void *session) {
   if (s->exec.stream)
     cudaStreamSynchronize(s->exec.stream);
   for (cudaGraphExec_t g : s->hostGraphs)
-    cudaGraphExecDestroy(g);
+    if (g)
+      cudaGraphExecDestroy(g);
   for (cudaGraphExec_t g : s->deviceGraphs)
-    cudaGraphExecDestroy(g);
+    if (g)
+      cudaGraphExecDestroy(g);
   for (void *p : s->exec.persisted)
     cudaFree(p);
   if (s->exec.lt)
@@ -129,6 +134,7 @@ inline void sessionDestroy(void *session) {
     cudaStreamDestroy(s->exec.stream);
   cudaFree(s->arena);
   cudaFreeHost(s->staging);
+  s->exec.persisted.clear();
   delete s;
 }
 
@@ -143,36 +149,18 @@ inline int execFailure(const Exec &e, char *message, size_t size) {
   return 1;
 }
 
-/// Captures bucket `b` as a graph; with `host`, the copies between pinned
-/// staging and the arena are inside it.
-inline int capture(DeviceSession *s, int32_t b, bool host, size_t firstPersisted,
-                   cudaGraphExec_t *out, char *message, size_t size) {
-  const kiln_abi_model *m = s->model->abi;
-  const kiln_abi_bucket &bucket = m->buckets[b];
+/// Captures the work of bucket `b` (its entry point) as a graph.
+inline int capture(DeviceSession *s, int32_t b, size_t firstPersisted, cudaGraph_t *graph,
+                   char *message, size_t size) {
   Exec &e = s->exec;
   e.capturing = true;
   e.persistCursor = firstPersisted;
   cudaError_t status = cudaStreamBeginCapture(e.stream, cudaStreamCaptureModeRelaxed);
   if (status != cudaSuccess)
     return cudaFailure(message, size, "cudaStreamBeginCapture", status);
-  for (int32_t i = 0; host && i < m->num_inputs; ++i)
-    check(&e,
-          cudaMemcpyAsync(s->arena + bucket.input_offsets[i], s->staging + s->inputStage[i],
-                          rowBytes(m->inputs[i]) * rowsAt(m->inputs[i], bucket.batch),
-                          cudaMemcpyHostToDevice, e.stream),
-          "cudaMemcpyAsync");
+  const kiln_abi_bucket &bucket = s->model->abi->buckets[b];
   int rc = reinterpret_cast<Entry>(bucket.entry)(s->arena, s->model->weights, &e, message, size);
-  for (int32_t i = 0; host && i < m->num_outputs; ++i)
-    check(&e,
-          cudaMemcpyAsync(s->staging + s->outputStage[i], s->arena + bucket.output_offsets[i],
-                          rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], bucket.batch),
-                          cudaMemcpyDeviceToHost, e.stream),
-          "cudaMemcpyAsync");
-  check(&e, cudaMemcpyAsync(s->hostError, e.error, sizeof(int), cudaMemcpyDeviceToHost, e.stream),
-        "cudaMemcpyAsync");
-  check(&e, cudaMemsetAsync(e.error, 0, sizeof(int), e.stream), "cudaMemsetAsync");
-  cudaGraph_t graph = nullptr;
-  status = cudaStreamEndCapture(e.stream, &graph);
+  status = cudaStreamEndCapture(e.stream, graph);
   e.capturing = false;
   if (rc != 0)
     return rc;
@@ -180,11 +168,43 @@ inline int capture(DeviceSession *s, int32_t b, bool host, size_t firstPersisted
     return execFailure(e, message, size);
   if (status != cudaSuccess)
     return cudaFailure(message, size, "cudaStreamEndCapture", status);
-  status = cudaGraphInstantiate(out, graph, 0);
-  cudaGraphDestroy(graph);
-  if (status != cudaSuccess)
-    return cudaFailure(message, size, "cudaGraphInstantiate", status);
   return 0;
+}
+
+/// The executable graph of bucket `b` for host tensors: copies of the
+/// inputs from pinned staging, the captured `work`, copies of the outputs to
+/// pinned staging.
+inline int withCopies(DeviceSession *s, int32_t b, cudaGraph_t work, cudaGraphExec_t *out,
+                      char *message, size_t size) {
+  const kiln_abi_model *m = s->model->abi;
+  const kiln_abi_bucket &bucket = m->buckets[b];
+  cudaGraph_t graph = nullptr;
+  cudaError_t status = cudaGraphCreate(&graph, 0);
+  std::vector<cudaGraphNode_t> copies;
+  for (int32_t i = 0; i < m->num_inputs && status == cudaSuccess; ++i) {
+    cudaGraphNode_t node = nullptr;
+    if (size_t bytes = rowBytes(m->inputs[i]) * rowsAt(m->inputs[i], bucket.batch)) {
+      status = cudaGraphAddMemcpyNode1D(&node, graph, nullptr, 0, s->arena + bucket.input_offsets[i],
+                                        s->staging + s->inputStage[i], bytes,
+                                        cudaMemcpyHostToDevice);
+      copies.push_back(node);
+    }
+  }
+  cudaGraphNode_t body = nullptr;
+  if (status == cudaSuccess)
+    status = cudaGraphAddChildGraphNode(&body, graph, copies.data(), copies.size(), work);
+  for (int32_t i = 0; i < m->num_outputs && status == cudaSuccess; ++i) {
+    cudaGraphNode_t node = nullptr;
+    if (size_t bytes = rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], bucket.batch))
+      status = cudaGraphAddMemcpyNode1D(&node, graph, &body, 1, s->staging + s->outputStage[i],
+                                        s->arena + bucket.output_offsets[i], bytes,
+                                        cudaMemcpyDeviceToHost);
+  }
+  if (status == cudaSuccess)
+    status = cudaGraphInstantiate(out, graph, 0);
+  cudaGraphDestroy(graph);
+  return status == cudaSuccess ? 0
+                               : cudaFailure(message, size, "building the bucket's graph", status);
 }
 
 template <const ModelConfig &C>
@@ -218,11 +238,10 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
   for (int32_t b = 0; b < m->num_buckets; ++b)
     arena = std::max(arena, m->buckets[b].arena_bytes);
   arena = alignUp(arena, kDeviceAlignment);
-  if ((status = cudaMalloc(&s->arena, arena + kWorkspaceBytes + kDeviceAlignment)) != cudaSuccess)
+  if ((status = cudaMalloc(&s->arena, arena + kWorkspaceBytes)) != cudaSuccess)
     return failed(cudaFailure(message, size, "allocating the device arena", status));
   e.workspace = s->arena + arena;
   e.workspaceBytes = kWorkspaceBytes;
-  e.error = reinterpret_cast<int *>(s->arena + arena + kWorkspaceBytes);
 
   const int64_t maxBatch = m->buckets[m->num_buckets - 1].batch;
   size_t staged = 0;
@@ -234,12 +253,13 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
     s->outputStage.push_back(staged);
     staged += alignUp(rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], maxBatch), 64);
   }
-  if ((status = cudaMallocHost(&s->staging, staged + 64)) != cudaSuccess)
+  if ((status = cudaHostAlloc(&s->staging, staged + 64, cudaHostAllocMapped)) != cudaSuccess)
     return failed(cudaFailure(message, size, "allocating pinned staging", status));
   s->hostError = reinterpret_cast<int *>(s->staging + staged);
   *s->hostError = 0;
-  if ((status = cudaMemset(e.error, 0, sizeof(int))) != cudaSuccess)
-    return failed(cudaFailure(message, size, "cudaMemset", status));
+  if ((status = cudaHostGetDevicePointer(reinterpret_cast<void **>(&e.error), s->hostError, 0)) !=
+      cudaSuccess)
+    return failed(cudaFailure(message, size, "mapping the error word", status));
 
   for (int32_t b = 0; b < m->num_buckets; ++b) {
     // An eager run over a zeroed arena (every id 0, valid) loads the
@@ -249,18 +269,22 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
     int rc = reinterpret_cast<Entry>(m->buckets[b].entry)(s->arena, model->weights, &e, message,
                                                           size);
     check(&e, cudaStreamSynchronize(e.stream), "the first run of a bucket");
-    check(&e, cudaMemset(e.error, 0, sizeof(int)), "cudaMemset");
+    *s->hostError = 0;
     if (rc != 0)
       return failed(rc);
     if (e.failedCall)
       return failed(execFailure(e, message, size));
-    cudaGraphExec_t hostGraph = nullptr, deviceGraph = nullptr;
-    if ((rc = capture(s, b, true, firstPersisted, &hostGraph, message, size)) != 0)
+    cudaGraph_t work = nullptr;
+    if ((rc = capture(s, b, firstPersisted, &work, message, size)) != 0)
       return failed(rc);
-    s->hostGraphs.push_back(hostGraph);
-    if ((rc = capture(s, b, false, firstPersisted, &deviceGraph, message, size)) != 0)
+    s->hostGraphs.emplace_back();
+    s->deviceGraphs.emplace_back();
+    rc = withCopies(s, b, work, &s->hostGraphs.back(), message, size);
+    if (rc == 0 && (status = cudaGraphInstantiate(&s->deviceGraphs.back(), work, 0)) != cudaSuccess)
+      rc = cudaFailure(message, size, "cudaGraphInstantiate", status);
+    cudaGraphDestroy(work);
+    if (rc != 0)
       return failed(rc);
-    s->deviceGraphs.push_back(deviceGraph);
   }
   *session = s;
   return 0;
@@ -272,10 +296,14 @@ inline int run(void *session, int32_t b, int64_t batch, const void *const *input
   const kiln_abi_model *m = s->model->abi;
   const kiln_abi_bucket &bucket = m->buckets[b];
   cudaStream_t stream = s->exec.stream;
+  cudaGraphExec_t graph = devicePointers ? s->deviceGraphs[b] : s->hostGraphs[b];
   cudaError_t status = cudaSuccess;
-  auto step = [&](cudaError_t st) {
-    if (status == cudaSuccess)
+  const char *failed = nullptr;
+  auto step = [&](cudaError_t st, const char *what) {
+    if (status == cudaSuccess && st != cudaSuccess) {
       status = st;
+      failed = what;
+    }
   };
   // Rows past `batch` up to the bucket's are zero: id 0 is valid everywhere.
   for (int32_t i = 0; i < m->num_inputs; ++i) {
@@ -283,23 +311,26 @@ inline int run(void *session, int32_t b, int64_t batch, const void *const *input
     const size_t used = rowBytes(t) * rowsAt(t, batch), all = rowBytes(t) * rowsAt(t, bucket.batch);
     if (devicePointers) {
       uint8_t *slot = s->arena + bucket.input_offsets[i];
-      step(cudaMemcpyAsync(slot, inputs[i], used, cudaMemcpyDeviceToDevice, stream));
+      step(cudaMemcpyAsync(slot, inputs[i], used, cudaMemcpyDeviceToDevice, stream),
+           "copying an input");
       if (all > used)
-        step(cudaMemsetAsync(slot + used, 0, all - used, stream));
+        step(cudaMemsetAsync(slot + used, 0, all - used, stream), "cudaMemsetAsync");
     } else {
       uint8_t *slot = s->staging + s->inputStage[i];
       std::memcpy(slot, inputs[i], used);
       std::memset(slot + used, 0, all - used);
     }
   }
-  step(cudaGraphLaunch(devicePointers ? s->deviceGraphs[b] : s->hostGraphs[b], stream));
-  for (int32_t i = 0; devicePointers && i < m->num_outputs; ++i)
+  if (status == cudaSuccess)
+    step(cudaGraphLaunch(graph, stream), "cudaGraphLaunch");
+  for (int32_t i = 0; devicePointers && status == cudaSuccess && i < m->num_outputs; ++i)
     step(cudaMemcpyAsync(outputs[i], s->arena + bucket.output_offsets[i],
                          rowBytes(m->outputs[i]) * rowsAt(m->outputs[i], batch),
-                         cudaMemcpyDeviceToDevice, stream));
-  step(cudaStreamSynchronize(stream));
+                         cudaMemcpyDeviceToDevice, stream),
+         "copying an output");
+  step(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   if (status != cudaSuccess)
-    return cudaFailure(message, size, "running the model's graph", status);
+    return cudaFailure(message, size, failed, status);
   if (int where = *s->hostError) {
     *s->hostError = 0;
     std::snprintf(message, size, "%s",
