@@ -373,3 +373,85 @@ TEST(ModelFailure, AnIndexComputedInsideTheModelIsCheckedWhenItRuns) {
 }
 
 } // namespace
+
+// Device models (kiln compile --target cuda) hand validated requests to their
+// own hooks; fake_device_model.cpp implements them on the CPU.
+namespace {
+struct DeviceRequest {
+  explicit DeviceRequest(int64_t batch) : batch(batch), x(batch * 2), y(batch * 2, -1.0f) {
+    for (int64_t i = 0; i < batch * 2; ++i)
+      x[i] = float(i);
+    shape[0] = batch;
+    input = {x.data(), KILN_DTYPE_F32, 2, shape};
+    output = {y.data(), KILN_DTYPE_F32, 2, shape};
+  }
+  int64_t batch;
+  std::vector<float> x, y;
+  int64_t shape[2] = {0, 2};
+  kiln_tensor input, output;
+};
+} // namespace
+
+TEST(DeviceModel, OpeningWithoutADeviceFailsWithTheModelsReason) {
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(kModels + "/libfake_device_0.so", &model, error),
+            KILN_ERROR_UNSUPPORTED_TARGET);
+  EXPECT_EQ(model, nullptr);
+  EXPECT_NE(error.find("no CUDA device is available"), std::string::npos) << error;
+}
+
+TEST(DeviceModel, RequestsGoToTheDeviceHooksAfterValidation) {
+  kiln_model *model = nullptr;
+  std::string error;
+  ASSERT_EQ(openModel(kModels + "/libfake_device_1.so", &model, error), KILN_OK) << error;
+  EXPECT_EQ(kiln_model_is_device(model), 1);
+  kiln_session *session = nullptr;
+  ASSERT_EQ(kiln_session_create(model, &session), KILN_OK) << kiln_last_error();
+
+  DeviceRequest r(3);
+  ASSERT_EQ(kiln_run(session, 3, &r.input, 1, &r.output, 1), KILN_OK)
+      << kiln_session_error(session);
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_EQ(r.y[i], 2 * r.x[i]);
+  ASSERT_EQ(kiln_run_device(session, 3, &r.input, 1, &r.output, 1), KILN_OK);
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_EQ(r.y[i], 2 * r.x[i] + 1);
+
+  // The runtime still checks shapes and batches; the model's own failure
+  // comes back with its message, and the session stays usable.
+  EXPECT_EQ(kiln_run(session, 5, &r.input, 1, &r.output, 1), KILN_ERROR_INVALID_ARGUMENT);
+  r.x[1] = NAN;
+  EXPECT_EQ(kiln_run_device(session, 3, &r.input, 1, &r.output, 1), KILN_ERROR_MODEL_FAILURE);
+  EXPECT_STREQ(kiln_session_error(session), "fake: NaN input");
+  r.x[1] = 1;
+  EXPECT_EQ(kiln_run(session, 3, &r.input, 1, &r.output, 1), KILN_OK);
+
+  // A caller's arena is host memory: refused, with the reason.
+  kiln_session_options options;
+  kiln_session_options_init(&options);
+  alignas(64) static uint8_t arena[64];
+  options.arena = arena;
+  options.arena_bytes = sizeof arena;
+  kiln_session *other = nullptr;
+  EXPECT_EQ(kiln_session_create_with_options(model, &options, &other),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_last_error()).find("device memory"), std::string::npos);
+
+  // The fake device runs out of memory at its third session.
+  kiln_session *second = nullptr, *third = nullptr;
+  ASSERT_EQ(kiln_session_create(model, &second), KILN_OK);
+  EXPECT_EQ(kiln_session_create(model, &third), KILN_ERROR_MODEL_FAILURE);
+  EXPECT_EQ(third, nullptr);
+  EXPECT_NE(std::string(kiln_last_error()).find("out of memory"), std::string::npos);
+  kiln_session_destroy(second);
+  kiln_session_destroy(session);
+  kiln_model_close(model);
+}
+
+TEST_F(TinyModel, DevicePointersAreRefusedForACpuModel) {
+  EXPECT_EQ(kiln_model_is_device(model), 0);
+  TinyRequest r(2);
+  EXPECT_EQ(kiln_run_device(session, 2, r.inputs, 2, r.outputs, 2), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_session_error(session)).find("runs on the CPU"), std::string::npos);
+}

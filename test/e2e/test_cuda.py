@@ -1,0 +1,126 @@
+"""The CUDA target (kiln compile --target cuda): every zoo model and real
+export builds with nvcc into a library exporting the kiln descriptor of a
+device model. Without a GPU (as in CI) opening it fails cleanly, naming the
+target; with one, its outputs match the CPU build's. bench/gpu_check.sh is
+the fuller check and benchmark for a GPU machine."""
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import kiln
+import zoo
+from conftest import SHARED_MODELS
+
+NVCC = shutil.which("nvcc") or next(
+    (p for p in ["/usr/local/cuda/bin/nvcc"] if os.access(p, os.X_OK)), None)
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit) is not installed")
+
+
+def gpu_present():
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    probe = subprocess.run([smi, "-L"], capture_output=True, text=True)
+    return probe.returncode == 0 and "GPU" in probe.stdout
+
+
+GPU = gpu_present()
+CASES = sorted(zoo.MODELS) + [f"real/{m}" for m in ["bert_rel", "din", "dlrm_bag"]]
+BUCKETS = [1, 8]
+KILN_ISA_CUDA = 1 << 3
+
+
+class AbiModel(ctypes.Structure):
+    """The leading fields of kiln_abi_model (runtime/include/kiln/model_abi.h)."""
+    _fields_ = [("magic", ctypes.c_uint32), ("abi_major", ctypes.c_uint16),
+                ("abi_minor", ctypes.c_uint16), ("compiler_version", ctypes.c_char_p),
+                ("target", ctypes.c_char_p), ("isa", ctypes.c_uint32)]
+
+
+@pytest.fixture(scope="module", params=CASES)
+def built(request, tmp_path_factory):
+    if NVCC is None:
+        pytest.skip("nvcc (the CUDA toolkit) is not installed")
+    out = tmp_path_factory.mktemp("cuda")
+    if request.param.startswith("real/"):
+        folder = os.path.join(SHARED_MODELS, request.param[5:])
+        if not os.path.isdir(folder):
+            pytest.skip(f"{folder} is not present")
+    else:
+        folder = zoo.write(request.param, str(out), batch=8)
+    so = os.path.join(out, "model.cuda.so")
+    kiln.compile(os.path.join(folder, "model.onnx"), so, batch=BUCKETS, target="cuda")
+    return folder, so
+
+
+@needs_nvcc
+def test_builds_a_device_model(built):
+    _, so = built
+    lib = ctypes.CDLL(so)
+    abi = AbiModel.in_dll(lib, "kiln_model_descriptor")
+    assert abi.magic == 0x4E4C494B
+    assert abi.target == b"cuda-sm90"
+    assert abi.isa & KILN_ISA_CUDA
+
+
+@pytest.mark.skipif(GPU, reason="a GPU is present")
+@needs_nvcc
+def test_opening_without_a_gpu_fails_naming_the_target(built):
+    _, so = built
+    with pytest.raises(kiln.Error, match=r"compiled for target 'cuda-sm90', and no CUDA device"):
+        kiln.load(so)
+
+
+@pytest.mark.skipif(not GPU, reason="no GPU on this machine")
+@needs_nvcc
+def test_matches_the_cpu_build(built, tmp_path):
+    folder, so = built
+    model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+    cpu_so = tmp_path / "model.cpu.so"
+    kiln.compile(os.path.join(folder, "model.onnx"), cpu_so, batch=BUCKETS)
+    case = os.path.join(folder, "test_data_set_0")
+    feeds = {i.name: numpy_helper.to_array(onnx.load_tensor(os.path.join(case, f"input_{n}.pb")))
+             for n, i in enumerate(model.graph.input)}
+    with kiln.load(cpu_so) as cpu, kiln.load(so) as gpu:
+        want, got = cpu.run(feeds), gpu.run(feeds)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+
+
+@needs_nvcc
+def test_reduced_precision_builds(tmp_path):
+    folder = zoo.write("dcnv2", str(tmp_path), batch=8)
+    for precision in ["tf32", "bf16", "fp16"]:
+        so = tmp_path / f"{precision}.so"
+        kiln.compile(os.path.join(folder, "model.onnx"), so, target="cuda",
+                     extra_args=["--precision", precision, "--sm", "80"])
+        abi = AbiModel.in_dll(ctypes.CDLL(str(so)), "kiln_model_descriptor")
+        assert abi.target == b"cuda-sm80"
+
+
+def test_device_pointers_are_refused_for_a_cpu_model(tmp_path):
+    """kiln_run_device on a CPU model is an error naming the CPU target (the
+    arrays here only pretend to be device memory)."""
+    folder = zoo.write("dlrm_kaggle", str(tmp_path), batch=8)
+    so = tmp_path / "model.so"
+    kiln.compile(os.path.join(folder, "model.onnx"), so, batch=[2])
+    model_proto = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+
+    class Pretend:
+        def __init__(self, array):
+            self.array = array
+            self.__cuda_array_interface__ = {"data": (array.ctypes.data, False), "shape": array.shape,
+                                             "typestr": array.dtype.str, "version": 3}
+
+    with kiln.load(so) as model:
+        assert not model.is_device
+        feeds = {k: Pretend(v) for k, v in zoo.random_inputs(model_proto, 2).items()}
+        outs = {o.name: Pretend(np.empty((2, *o.shape[1:]), o.dtype)) for o in model.outputs}
+        with pytest.raises(kiln.Error, match="runs on the CPU"):
+            model.bind_device(feeds, outs).run()
