@@ -593,8 +593,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    kernels::denseInt8(";
               weights = "w";
             } else if (w.isF16() || w.isBF16()) {
-              os << "    kernels::denseHalf<kernels::HalfFormat::"
-                 << (w.isF16() ? "Fp16" : "Bf16") << ">(";
+              os << "    kernels::denseHalf<kernels::HalfFormat::" << (w.isF16() ? "Fp16" : "Bf16")
+                 << ">(";
             } else {
               os << "    kernels::dense(";
             }
@@ -620,12 +620,11 @@ LogicalResult Emitter::emitOp(Operation *op) {
               mask = ptr(m);
               strides = dimsArray(st, "ms");
             }
-            os << "    kernels::attention(" << ptr(a.getQuery()) << ", " << ptr(a.getKey())
-               << ", " << ptr(a.getValue()) << ", " << mask << ", " << strides << ", " << ptr(out)
-               << ", " << q.getDimSize(0) << ", " << q.getDimSize(1) << ", " << k.getDimSize(1)
-               << ", " << q.getDimSize(2) << ", " << q.getDimSize(3) << ", "
-               << outType.getDimSize(3) << ", "
-               << numberLiteral(a.getScale().convertToDouble(), "float") << ", exec);\n";
+            os << "    kernels::attention(" << ptr(a.getQuery()) << ", " << ptr(a.getKey()) << ", "
+               << ptr(a.getValue()) << ", " << mask << ", " << strides << ", " << ptr(out) << ", "
+               << q.getDimSize(0) << ", " << q.getDimSize(1) << ", " << k.getDimSize(1) << ", "
+               << q.getDimSize(2) << ", " << q.getDimSize(3) << ", " << outType.getDimSize(3)
+               << ", " << numberLiteral(a.getScale().convertToDouble(), "float") << ", exec);\n";
             return success();
           })
           .Case([&](MatMulOp mm) {
@@ -675,7 +674,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string fail = failBranch("gather_elements '" + nodeName + "': index out of range");
             os << "    if (!kernels::gatherElements<" << T << ", " << elt(g.getIndices()) << ">("
                << ptr(g.getData()) << ", " << ds << ", " << ptr(g.getIndices()) << ", " << is
-               << ", " << outType.getRank() << ", " << g.getAxis() << ", " << ptr(out) << ", exec))\n"
+               << ", " << outType.getRank() << ", " << g.getAxis() << ", " << ptr(out)
+               << ", exec))\n"
                << fail;
             return success();
           })
@@ -684,9 +684,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string is = shape(p.getInput(), "is"), o = shape(out, "os");
             os << "    static constexpr int64_t begin[] = {"
                << list(pads.take_front(outType.getRank())) << "};\n"
-               << "    kernels::pad<" << T << ">(" << ptr(p.getInput()) << ", " << is
-               << ", begin, " << o << ", " << outType.getRank() << ", "
-               << numberLiteral(p.getValue().convertToDouble(), T) << ", " << ptr(out) << ", exec);\n";
+               << "    kernels::pad<" << T << ">(" << ptr(p.getInput()) << ", " << is << ", begin, "
+               << o << ", " << outType.getRank() << ", "
+               << numberLiteral(p.getValue().convertToDouble(), T) << ", " << ptr(out)
+               << ", exec);\n";
             return success();
           })
           .Case([&](TransposeOp t) {
@@ -706,9 +707,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
               int64_t chunk =
                   product(cast<RankedTensorType>(in.getType()).getShape().drop_front(axis));
               if (!inPlace || !inPlace[i]) // else its producer wrote it there
-                os << "    kernels::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out)
-                   << ", " << outer << ", " << chunk << ", " << row << ", " << offset
-                   << ", exec);\n";
+                os << "    kernels::concatPart<" << T << ">(" << ptr(in) << ", " << ptr(out) << ", "
+                   << outer << ", " << chunk << ", " << row << ", " << offset << ", exec);\n";
               offset += chunk;
             }
             return success();

@@ -35,7 +35,8 @@ LogicalResult writeSupportHeaders(StringRef dir, std::string &error) {
   for (int i = 0; i < kNumEmbeddedFiles; ++i) {
     SmallString<256> path(dir);
     llvm::sys::path::append(path, kEmbeddedFiles[i].path);
-    if (std::error_code ec = llvm::sys::fs::create_directories(llvm::sys::path::parent_path(path))) {
+    if (std::error_code ec =
+            llvm::sys::fs::create_directories(llvm::sys::path::parent_path(path))) {
       error = "cannot create the folder of " + path.str().str() + ": " + ec.message();
       return failure();
     }
@@ -47,7 +48,8 @@ LogicalResult writeSupportHeaders(StringRef dir, std::string &error) {
 
 /// The program `name` from the environment variable `env`, else found on
 /// the PATH, else at `fallback`.
-static std::optional<std::string> findCompiler(const char *env, StringRef name, StringRef fallback) {
+static std::optional<std::string> findCompiler(const char *env, StringRef name,
+                                               StringRef fallback) {
   const char *value = std::getenv(env);
   std::string program = value && *value ? value : name.str();
   if (auto found = llvm::sys::findProgramByName(program))
@@ -73,13 +75,13 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
   // Machine code for sm_<N>, and PTX the driver compiles for newer GPUs.
   std::string sass = "arch=compute_" + arch + ",code=sm_" + arch;
   std::string ptx = "arch=compute_" + arch + ",code=compute_" + arch;
-  std::string asmInclude = cuda ? "-Xcompiler=-fPIC,-fvisibility=hidden,-Wa\\,-I" + dir.str()
-                                : "-Wa,-I" + dir.str();
-  SmallVector<StringRef> args = {*program, "-std=c++17", "-O3", "-shared", "-w", include,
-                                 asmInclude};
+  std::string asmInclude =
+      cuda ? "-Xcompiler=-fPIC,-fvisibility=hidden,-Wa\\,-I" + dir.str() : "-Wa,-I" + dir.str();
+  SmallVector<StringRef> args = {*program, "-std=c++17", "-O3",     "-shared",
+                                 "-w",     include,      asmInclude};
   if (cuda)
-    args.append({"--extended-lambda", "--expt-relaxed-constexpr", "-gencode", sass, "-gencode",
-                 ptx, src, "-o", out, "-lcublasLt"});
+    args.append({"--extended-lambda", "--expt-relaxed-constexpr", "-gencode", sass, "-gencode", ptx,
+                 src, "-o", out, "-lcublasLt"});
   else
     args.append({"-fno-math-errno", "-fPIC", "-fvisibility=hidden", "-mavx2", "-mfma", "-mf16c",
                  src, "-o", out});

@@ -146,7 +146,8 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
               " is not a CUDA architecture kiln builds for (sm_50 and newer; 90 is Hopper)";
   else if (cuda && options.precision == "fp8")
     problem = "--precision fp8 is not supported yet (it needs calibrated per-tensor scales)";
-  else if (cuda && llvm::none_of(kPrecisions, [&](const auto &p) { return p.first == options.precision; }))
+  else if (cuda &&
+           llvm::none_of(kPrecisions, [&](const auto &p) { return p.first == options.precision; }))
     problem = "--precision must be fp32, tf32, bf16 or fp16, got '" + options.precision + "'";
   else if (cuda && (!options.weightPrecision.empty() || options.tableBits != 32))
     problem = "--quantize is for the CPU target; the CUDA target's arithmetic is set with "
@@ -221,10 +222,9 @@ LogicalResult compileModel(const CompileOptions &options) {
   ModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
                  options.profile, quantizationName(options),         options.f32WeightsBytes};
   if (cuda)
-    info.cuda = CudaOptions{options.cudaSm,
-                            llvm::find_if(kPrecisions, [&](const auto &p) {
-                              return p.first == options.precision;
-                            })->second.str()};
+    info.cuda = CudaOptions{options.cudaSm, llvm::find_if(kPrecisions, [&](const auto &p) {
+                                              return p.first == options.precision;
+                                            })->second.str()};
   std::string source;
   std::vector<char> weights;
   {
@@ -254,8 +254,8 @@ LogicalResult compileModel(const CompileOptions &options) {
                  << weights.size() / 1024 << " KiB weights); building " << options.output
                  << (cuda ? " with nvcc for sm_" + std::to_string(options.cudaSm) : "") << "\n";
   auto start = std::chrono::steady_clock::now();
-  if (failed(buildSharedLibrary(dir, sourceName, options.output, cuda ? options.cudaSm : 0,
-                                error))) {
+  if (failed(
+          buildSharedLibrary(dir, sourceName, options.output, cuda ? options.cudaSm : 0, error))) {
     llvm::errs() << "kiln: error: " << error << "\n";
     return failure();
   }

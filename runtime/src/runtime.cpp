@@ -541,9 +541,7 @@ kiln_status kiln_run_device(kiln_session *s, int64_t batch, const kiln_tensor *i
   return runOnDevice(s, b, batch, inputs, outputs, true);
 }
 
-int32_t kiln_model_is_device(const kiln_model *model) {
-  return model && model->device ? 1 : 0;
-}
+int32_t kiln_model_is_device(const kiln_model *model) { return model && model->device ? 1 : 0; }
 
 const char *kiln_last_error(void) { return lastError; }
 

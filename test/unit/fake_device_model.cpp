@@ -63,6 +63,22 @@ const kiln_abi_bucket kBuckets[] = {{2, 64, 64, kOffsets, kOffsets, nullptr},
 
 } // namespace
 
-extern "C" __attribute__((visibility("default"))) const kiln_abi_model kiln_model_descriptor = {
-    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, "fake", "cuda-sm90", KILN_ISA_CUDA, "0", 1, 1,
-    kInputs,          kOutputs,       2,              kBuckets, nullptr,   0, "none",     0, &kDevice};
+extern "C" __attribute__((visibility("default")))
+const kiln_abi_model kiln_model_descriptor = {KILN_MODEL_MAGIC,
+                                              KILN_ABI_MAJOR,
+                                              KILN_ABI_MINOR,
+                                              "fake",
+                                              "cuda-sm90",
+                                              KILN_ISA_CUDA,
+                                              "0",
+                                              1,
+                                              1,
+                                              kInputs,
+                                              kOutputs,
+                                              2,
+                                              kBuckets,
+                                              nullptr,
+                                              0,
+                                              "none",
+                                              0,
+                                              &kDevice};

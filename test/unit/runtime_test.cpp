@@ -434,8 +434,7 @@ TEST(DeviceModel, RequestsGoToTheDeviceHooksAfterValidation) {
   options.arena = arena;
   options.arena_bytes = sizeof arena;
   kiln_session *other = nullptr;
-  EXPECT_EQ(kiln_session_create_with_options(model, &options, &other),
-            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(kiln_session_create_with_options(model, &options, &other), KILN_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(kiln_last_error()).find("device memory"), std::string::npos);
 
   // The fake device runs out of memory at its third session.

@@ -127,7 +127,9 @@ inline int fail(char *message, size_t size, const char *what) {
 
 /// Records a failed check: the error word is mapped host memory, read by the
 /// session after the replay (any one failing site is reported).
-inline __device__ void flag(int *error, int site) { *reinterpret_cast<volatile int *>(error) = site; }
+inline __device__ void flag(int *error, int site) {
+  *reinterpret_cast<volatile int *>(error) = site;
+}
 
 template <typename F> __global__ void forEachKernel(int64_t n, F f) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -247,9 +249,8 @@ template <typename T>
 void stridedCopy(const T *in, int64_t offset, const Dims &strides, const int64_t *outShape,
                  int rank, T *out, Exec *e) {
   const Dims shape = dims(outShape, rank);
-  forEach(elementCount(outShape, rank), e, [=] __device__(int64_t i) {
-    out[i] = in[offset + offsetOf(i, shape, strides, rank)];
-  });
+  forEach(elementCount(outShape, rank), e,
+          [=] __device__(int64_t i) { out[i] = in[offset + offsetOf(i, shape, strides, rank)]; });
 }
 
 template <typename T>
@@ -305,9 +306,8 @@ void pad(const T *in, const int64_t *inShape, const int64_t *begin, const int64_
 template <typename T>
 void concatPart(const T *in, T *out, int64_t outer, int64_t chunk, int64_t rowSize, int64_t offset,
                 Exec *e) {
-  forEach(outer * chunk, e, [=] __device__(int64_t i) {
-    out[i / chunk * rowSize + offset + i % chunk] = in[i];
-  });
+  forEach(outer * chunk, e,
+          [=] __device__(int64_t i) { out[i / chunk * rowSize + offset + i % chunk] = in[i]; });
 }
 
 template <typename T>
@@ -614,8 +614,8 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
     return;
   if (rows <= kFewRows && depth * units <= kFewRowsWeights) {
     denseFewRowsKernel<<<unsigned((units + kFewColumns - 1) / kFewColumns),
-                         kFewColumns * kDepthGroups, 0, e->stream>>>(
-        x, ldx, w, depth, units, y, ldy, int(rows), ep);
+                         kFewColumns * kDepthGroups, 0, e->stream>>>(x, ldx, w, depth, units, y,
+                                                                     ldy, int(rows), ep);
     check(e, cudaGetLastError(), "dense launch");
     return;
   }
@@ -629,9 +629,9 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
     epilogue = ep.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   else if (ep.bias)
     epilogue = CUBLASLT_EPILOGUE_BIAS;
-  static const cublasComputeType_t kCompute[] = {
-      CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_32F_FAST_16BF,
-      CUBLAS_COMPUTE_32F_FAST_16F};
+  static const cublasComputeType_t kCompute[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                 CUBLAS_COMPUTE_32F_FAST_16BF,
+                                                 CUBLAS_COMPUTE_32F_FAST_16F};
 
   // Column-major: y^T [units, rows] = w^T [units, depth] x^T [depth, rows].
   cublasLtMatmulDesc_t op = nullptr;
@@ -639,10 +639,10 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
   cublasLtMatmulPreference_t pref = nullptr;
   checkLt(e, cublasLtMatmulDescCreate(&op, kCompute[int(e->precision)], CUDA_R_32F),
           "cublasLtMatmulDescCreate");
-  checkLt(e,
-          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                         sizeof epilogue),
-          "cublasLtMatmulDescSetAttribute");
+  checkLt(
+      e,
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue),
+      "cublasLtMatmulDescSetAttribute");
   if (ep.bias)
     checkLt(e,
             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias,
@@ -849,8 +849,8 @@ __global__ inline void attentionKernel(const float *q, const float *k, const flo
 }
 
 inline void attention(const float *q, const float *k, const float *v, const float *mask,
-                      const int64_t *maskStrides, float *out, int64_t batch, int64_t sq,
-                      int64_t sk, int64_t heads, int64_t d, int64_t dv, float scale, Exec *e) {
+                      const int64_t *maskStrides, float *out, int64_t batch, int64_t sq, int64_t sk,
+                      int64_t heads, int64_t d, int64_t dv, float scale, Exec *e) {
   const size_t bytes = (size_t(sk) * (d + 1) + size_t(sk) * dv + kAttentionWarps * (sk + d)) * 4;
   if (bytes > 200 * 1024) {
     check(e, cudaErrorInvalidValue, "attention: one head's keys and values exceed shared memory");
@@ -865,8 +865,7 @@ inline void attention(const float *q, const float *k, const float *v, const floa
   if (blocks <= 0)
     return;
   attentionKernel<<<unsigned(blocks), 32 * kAttentionWarps, bytes, e->stream>>>(
-      q, k, v, mask, maskStrides ? dims(maskStrides, 4) : Dims{}, out, sq, sk, heads, d, dv,
-      scale);
+      q, k, v, mask, maskStrides ? dims(maskStrides, 4) : Dims{}, out, sq, sk, heads, d, dv, scale);
   check(e, cudaGetLastError(), "attention launch");
 }
 
@@ -891,9 +890,7 @@ template <typename T> struct DeviceBagTable {
 /// bytes when the dims allow); a narrow row leaves lanes over, so the warp
 /// splits into `slots` groups of lanes that each take every slots-th lookup,
 /// four at a time (several rows in flight), and the groups' sums are added.
-template <int V> struct Chunk {
-  float v[V];
-};
+template <int V> struct Chunk { float v[V]; };
 
 template <int V> __device__ inline Chunk<V> loadChunk(const float *p) {
   Chunk<V> c;
@@ -967,7 +964,7 @@ __global__ void embeddingBagsKernel(const I *ids, int64_t batch, int64_t idsRow,
       }
     if (slot == 0 && c < chunks)
       for (int j = 0; j < V; ++j)
-        y[c * V + j] = t.hotness == 0                  ? 0.0f
+        y[c * V + j] = t.hotness == 0               ? 0.0f
                        : mode == 1 && t.hotness > 1 ? acc.v[j] / float(t.hotness)
                                                     : acc.v[j];
   }
@@ -985,8 +982,8 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
       check(e, cudaErrorNotSupported, "embedding_bags: row-wise quantised tables");
       return true;
     }
-    layout.push_back({tables[t].data, tables[t].rows, tables[t].dim, tables[t].hotness, firstId,
-                      outOffset});
+    layout.push_back(
+        {tables[t].data, tables[t].rows, tables[t].dim, tables[t].hotness, firstId, outOffset});
     firstId += tables[t].hotness;
     outOffset += mode == 3 ? tables[t].dim * tables[t].hotness : tables[t].dim;
   }
@@ -999,8 +996,8 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
   // 16-byte chunks when every table's rows, and the output rows, allow them.
   bool vector = reinterpret_cast<uintptr_t>(out) % 16 == 0 && outStride % 4 == 0;
   for (int64_t t = 0; t < count; ++t)
-    vector = vector && tables[t].dim % 4 == 0 &&
-             reinterpret_cast<uintptr_t>(tables[t].data) % 16 == 0;
+    vector =
+        vector && tables[t].dim % 4 == 0 && reinterpret_cast<uintptr_t>(tables[t].data) % 16 == 0;
   auto launch = vector ? embeddingBagsKernel<4, I> : embeddingBagsKernel<1, I>;
   launch<<<unsigned((warps + 7) / 8), 256, 0, e->stream>>>(ids, batch, idsRow, deviceTables, count,
                                                            deviceColumns, mode, wrapNegative, out,
@@ -1034,7 +1031,8 @@ __global__ void embeddingBagKernel(const T *table, int64_t rows, int64_t dim, co
         flag(error, where);
         continue;
       }
-      const T x = table[(id < 0 ? id + rows : int64_t(id)) * dim + c] * (weights ? weights[j] : T(1));
+      const T x =
+          table[(id < 0 ? id + rows : int64_t(id)) * dim + c] * (weights ? weights[j] : T(1));
       acc = mode == 2 ? fmaxf(acc, x) : acc + x;
     }
     y[c] = mode == 1 && hi > lo ? acc / T(hi - lo) : acc;

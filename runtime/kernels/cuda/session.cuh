@@ -184,9 +184,9 @@ inline int withCopies(DeviceSession *s, int32_t b, cudaGraph_t work, cudaGraphEx
   for (int32_t i = 0; i < m->num_inputs && status == cudaSuccess; ++i) {
     cudaGraphNode_t node = nullptr;
     if (size_t bytes = rowBytes(m->inputs[i]) * rowsAt(m->inputs[i], bucket.batch)) {
-      status = cudaGraphAddMemcpyNode1D(&node, graph, nullptr, 0, s->arena + bucket.input_offsets[i],
-                                        s->staging + s->inputStage[i], bytes,
-                                        cudaMemcpyHostToDevice);
+      status =
+          cudaGraphAddMemcpyNode1D(&node, graph, nullptr, 0, s->arena + bucket.input_offsets[i],
+                                   s->staging + s->inputStage[i], bytes, cudaMemcpyHostToDevice);
       copies.push_back(node);
     }
   }
@@ -266,8 +266,8 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
     // kernels and makes the persisted tables; then the two captures.
     const size_t firstPersisted = e.persisted.size();
     check(&e, cudaMemsetAsync(s->arena, 0, m->buckets[b].arena_bytes, e.stream), "cudaMemset");
-    int rc = reinterpret_cast<Entry>(m->buckets[b].entry)(s->arena, model->weights, &e, message,
-                                                          size);
+    int rc =
+        reinterpret_cast<Entry>(m->buckets[b].entry)(s->arena, model->weights, &e, message, size);
     check(&e, cudaStreamSynchronize(e.stream), "the first run of a bucket");
     *s->hostError = 0;
     if (rc != 0)
