@@ -18,6 +18,7 @@
 
 #include "gemm.h"
 #include "quantized.h"
+#include "scalar.h"
 #include "vmath.h"
 
 namespace kiln::cpu {
@@ -1039,33 +1040,10 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
   return true;
 }
 
-/// Integer division truncating toward zero, as ONNX Div; x / 0 and the one
-/// overflowing quotient are 0 instead of a trap (padded rows are zeros).
-template <typename T> T divide(T x, T y) {
-  if (y == 0 || (y == T(-1) && x == std::numeric_limits<T>::min()))
-    return y == 0 ? T(0) : x;
-  return x / y;
-}
-
-/// ONNX Mod: integers take the divisor's sign (x mod 0 is 0), floats fmod.
-template <typename T> T mod(T x, T y) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::fmod(x, y);
-  } else {
-    if (y == 0)
-      return 0;
-    T r = T(x - divide(x, y) * y);
-    return (r != 0 && ((r < 0) != (y < 0))) ? T(r + y) : r;
-  }
-}
-
-inline double gelu(double x, bool tanhApproximation) {
-  if (tanhApproximation)
-    return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-  return 0.5 * x * (1.0 + std::erf(x * 0.7071067811865476));
-}
-
-inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+using scalar::divide;
+using scalar::gelu;
+using scalar::mod;
+using scalar::sigmoid;
 
 } // namespace kiln::cpu
 

@@ -14,6 +14,8 @@
 #ifndef KILN_KERNELS_CUDA_KERNELS_CUH
 #define KILN_KERNELS_CUDA_KERNELS_CUH
 
+#include "scalar.h"
+
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -1055,34 +1057,15 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
 
 // ---- element functions the generated expressions use ---------------------
 
-template <typename T> __host__ __device__ T divide(T x, T y) {
-  if (y == 0 || (y == T(-1) && x == std::numeric_limits<T>::min()))
-    return y == 0 ? T(0) : x;
-  return x / y;
-}
-
-template <typename T> __host__ __device__ T mod(T x, T y) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::fmod(x, y);
-  } else {
-    if (y == 0)
-      return 0;
-    T r = T(x - divide(x, y) * y);
-    return (r != 0 && ((r < 0) != (y < 0))) ? T(r + y) : r;
-  }
-}
-
-__host__ __device__ inline double gelu(double x, bool tanhApproximation) {
-  if (tanhApproximation)
-    return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-  return 0.5 * x * (1.0 + erf(x * 0.7071067811865476));
-}
+using scalar::divide;
+using scalar::gelu;
+using scalar::mod;
+using scalar::sigmoid;
 
 __host__ __device__ inline float gelu(float x, bool tanhApproximation) {
   return activate(x, tanhApproximation ? Activation::GeluTanh : Activation::GeluErf);
 }
 
-__host__ __device__ inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 __host__ __device__ inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 } // namespace kiln::cuda

@@ -134,7 +134,6 @@ inline void sessionDestroy(void *session) {
     cudaStreamDestroy(s->exec.stream);
   cudaFree(s->arena);
   cudaFreeHost(s->staging);
-  s->exec.persisted.clear();
   delete s;
 }
 
