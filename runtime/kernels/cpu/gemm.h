@@ -47,28 +47,11 @@ void packWeights(const T *B, bool transB, int64_t K, int64_t N, T alpha, T *out)
       }
 }
 
-/// What a dense layer applies to each result before storing it:
-/// act(acc + bias[n]) * multiplier[m, n] + residual[m, n].
-struct Epilogue {
-  const float *bias = nullptr;       // N values, or null
-  const float *multiplier = nullptr; // rows of `stride` values, or null
-  const float *residual = nullptr;   // rows of `stride` values, or null
-  int64_t stride = 0;
-  Activation activation = Activation::None;
-};
+using scalar::Epilogue;
 
 namespace detail {
 
-inline float applyEpilogue(float x, const Epilogue &ep, int64_t m, int64_t n) {
-  if (ep.bias)
-    x += ep.bias[n];
-  x = activate(x, ep.activation);
-  if (ep.multiplier)
-    x *= ep.multiplier[m * ep.stride + n];
-  if (ep.residual)
-    x += ep.residual[m * ep.stride + n];
-  return x;
-}
+using scalar::applyEpilogue;
 
 #ifdef KILN_AVX2
 /// Lanes [0, n) set.

@@ -1041,9 +1041,7 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
 }
 
 using scalar::divide;
-using scalar::gelu;
 using scalar::mod;
-using scalar::sigmoid;
 
 } // namespace kiln::cpu
 

@@ -16,45 +16,14 @@
 #define KILN_AVX2 1
 #endif
 
+#include "scalar.h"
+
 namespace kiln::cpu {
 
-/// The activations a GEMM epilogue or an elementwise kernel applies.
-/// The values are part of the kiln dialect (kiln.dense's `activation`).
-enum class Activation : int32_t {
-  None = 0,
-  Relu = 1,
-  Sigmoid = 2,
-  Tanh = 3,
-  GeluErf = 4,  // 0.5 x (1 + erf(x / sqrt 2))
-  GeluTanh = 5, // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
-};
-
-inline float gelu(float x, bool tanhApproximation) {
-  if (tanhApproximation)
-    return 0.5f * x *
-           (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-  return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
-}
-
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-inline float activate(float x, Activation act) {
-  switch (act) {
-  case Activation::None:
-    return x;
-  case Activation::Relu:
-    return x > 0 ? x : 0;
-  case Activation::Sigmoid:
-    return sigmoid(x);
-  case Activation::Tanh:
-    return std::tanh(x);
-  case Activation::GeluErf:
-    return gelu(x, false);
-  case Activation::GeluTanh:
-    return gelu(x, true);
-  }
-  return x;
-}
+using scalar::activate;
+using scalar::Activation;
+using scalar::gelu;
+using scalar::sigmoid;
 
 #ifdef KILN_AVX2
 namespace avx2 {

@@ -38,17 +38,14 @@ struct Dims {
   int64_t v[kMaxRank];
 };
 
-enum class Activation : int32_t { None = 0, Relu, Sigmoid, Tanh, GeluErf, GeluTanh };
-
-/// What follows a dense layer's product, as in the CPU kernels: bias, then
-/// the activation, then the multiplier, then the residual.
-struct Epilogue {
-  const float *bias = nullptr;
-  const float *multiplier = nullptr;
-  const float *residual = nullptr;
-  int64_t stride = 0;
-  Activation activation = Activation::None;
-};
+using scalar::activate;
+using scalar::Activation;
+using scalar::applyEpilogue;
+using scalar::divide;
+using scalar::Epilogue;
+using scalar::gelu;
+using scalar::mod;
+using scalar::sigmoid;
 
 /// The arithmetic of dense layers (kiln compile --precision): operands are
 /// stored at f32; tf32/bf16/fp16 let cuBLASLt round them for the tensor
@@ -525,40 +522,11 @@ void layerNorm(const T *in, const T *scale, int64_t scaleSize, const T *bias, in
 
 // ---- products -------------------------------------------------------------
 
-__host__ __device__ inline float activate(float x, Activation a) {
-  switch (a) {
-  case Activation::Relu:
-    return x > 0 ? x : 0;
-  case Activation::Sigmoid:
-    return 1 / (1 + expf(-x));
-  case Activation::Tanh:
-    return tanhf(x);
-  case Activation::GeluErf:
-    return 0.5f * x * (1 + erff(x * 0.70710678118654752f));
-  case Activation::GeluTanh:
-    return 0.5f * x * (1 + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-  case Activation::None:
-    break;
-  }
-  return x;
-}
-
 /// The largest power of two up to 16 that divides every byte address and
 /// byte stride of an operand: cuBLASLt picks kernels for that alignment.
 inline uint32_t alignmentOf(const void *p, int64_t ld, size_t element) {
   uint64_t bits = reinterpret_cast<uintptr_t>(p) | uint64_t(ld * element) | 16u;
   return uint32_t(bits & (~bits + 1));
-}
-
-__host__ __device__ inline float applyEpilogue(float v, const Epilogue &ep, int64_t m, int64_t n) {
-  if (ep.bias)
-    v += ep.bias[n];
-  v = activate(v, ep.activation);
-  if (ep.multiplier)
-    v *= ep.multiplier[m * ep.stride + n];
-  if (ep.residual)
-    v += ep.residual[m * ep.stride + n];
-  return v;
 }
 
 /// A dense layer of at most kFewRows rows and kFewRowsWeights weights in one
@@ -1054,19 +1022,6 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
   check(e, cudaGetLastError(), "embedding_bag launch");
   return true;
 }
-
-// ---- element functions the generated expressions use ---------------------
-
-using scalar::divide;
-using scalar::gelu;
-using scalar::mod;
-using scalar::sigmoid;
-
-__host__ __device__ inline float gelu(float x, bool tanhApproximation) {
-  return activate(x, tanhApproximation ? Activation::GeluTanh : Activation::GeluErf);
-}
-
-__host__ __device__ inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 } // namespace kiln::cuda
 
