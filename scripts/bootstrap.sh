@@ -40,3 +40,9 @@ if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$PWD/.venv/bin/python"
 fi
 cmake --build build
+
+# The CUDA target needs the CUDA toolkit (nvcc, cuBLASLt), which Debian does
+# not package at version 13: it is used where it is installed.
+if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "bootstrap: nvcc not found: 'kiln compile --target cuda' and its tests need the CUDA 13 toolkit"
+fi
