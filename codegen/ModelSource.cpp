@@ -589,7 +589,11 @@ LogicalResult Emitter::emitOp(Operation *op) {
             std::string weights = ptr(d.getWeight());
             if (d.isInt8()) {
               os << "    const kernels::Int8Weights w{" << weights << ", "
-                 << ptr(d.getWeightScale()) << ", " << ptr(d.getWeightSum()) << "};\n";
+                 << ptr(d.getWeightScale()) << ", " << ptr(d.getWeightSum());
+              if (auto scale = d.getInputScale()) // a static input range
+                os << ", " << numberLiteral(scale->convertToDouble(), "float") << ", "
+                   << *d.getInputZeroPoint();
+              os << "};\n";
               os << "    kernels::denseInt8(";
               weights = "w";
             } else if (w.isF16() || w.isBF16()) {

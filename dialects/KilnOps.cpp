@@ -247,6 +247,13 @@ LogicalResult DenseOp::verify() {
       return emitOpError("multiplier and residual must have the result type ") << getType();
   if (denseActivationCode(getActivation()) < 0)
     return emitOpError("unknown activation '") << getActivation() << "'";
+  if (bool(getInputScale()) != bool(getInputZeroPoint()) || (getInputScale() && !int8))
+    return emitOpError("a static input range (input_scale with input_zero_point) needs i8 weights");
+  if (auto scale = getInputScale();
+      scale && !(scale->convertToFloat() > 0 && std::isfinite(scale->convertToFloat())))
+    return emitOpError("input_scale must be positive and finite");
+  if (auto zp = getInputZeroPoint(); zp && (*zp < 0 || *zp > 127))
+    return emitOpError("input_zero_point must be in [0, 127]");
   return success();
 }
 

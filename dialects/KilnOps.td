@@ -98,7 +98,9 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     Quantised weights (kiln-quantize): f16 and bf16 weights are widened to
     f32 as they are read. i8 weights are q in [-127, 127] with W = q *
     `weight_scale`[n] per column, `weight_sum`[n] being the column sums of
-    q; the input is then quantised per row inside the kernel.
+    q; the input is then quantised per row inside the kernel, or, with
+    `input_scale` and `input_zero_point` (static calibration), with that one
+    range for every row.
   }];
   let arguments = (ins F32Tensor:$input,
                    TensorOf<[F32, F16, BF16, I8]>:$weight,
@@ -106,7 +108,8 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
                    Optional<F32Tensor>:$multiplier, Optional<F32Tensor>:$residual,
                    Optional<F32Tensor>:$weight_scale, Optional<TensorOf<[I32]>>:$weight_sum,
                    I64Attr:$units,
-                   DefaultValuedStrAttr<StrAttr, "none">:$activation);
+                   DefaultValuedStrAttr<StrAttr, "none">:$activation,
+                   OptionalAttr<F32Attr>:$input_scale, OptionalAttr<I32Attr>:$input_zero_point);
   let results = (outs F32Tensor:$result);
   let hasVerifier = 1;
   let extraClassDeclaration = [{

@@ -101,6 +101,10 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
         (h * 31);
   if (!options.weightPrecision.empty() || options.tableBits != 32)
     h = llvm::xxh3_64bits(options.weightPrecision + std::to_string(options.tableBits)) ^ (h * 31);
+  if (!options.inputRanges.empty())
+    h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(options.inputRanges.data()),
+                                    options.inputRanges.size() * sizeof(double))) ^
+        (h * 31);
   return llvm::utohexstr(h, /*LowerCase=*/true, 16);
 }
 

@@ -55,9 +55,12 @@ const std::vector<Stage> &stages() {
        }},
       {"quantize",
        [](PassManager &pm, const CompileOptions &o) {
+         if (o.exposeDenseInputs) // a calibration observer stays f32
+           return pm.addPass(createExposeDenseInputs());
          if (!o.weightPrecision.empty()) {
            QuantizeDenseOptions options;
            options.precision = o.weightPrecision;
+           options.inputRanges.assign(o.inputRanges.begin(), o.inputRanges.end());
            pm.addPass(createQuantizeDense(options));
          }
          if (o.tableBits != 32) {

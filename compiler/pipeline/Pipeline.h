@@ -31,6 +31,11 @@ struct CompileOptions {
   std::string weightPrecision;
   /// Embedding table bits: 32 (f32), 8 or 4 (row-wise quantised).
   int tableBits = 32;
+  /// int8 with static calibration: each int8 layer's input range, lo, hi
+  /// pairs in layer order (kiln-quantize-dense's input-ranges).
+  std::vector<double> inputRanges;
+  /// Compile the f32 calibration observer instead (kiln-expose-dense-inputs).
+  bool exposeDenseInputs = false;
   /// Weight bytes of this model compiled at f32, recorded in a quantised
   /// model's descriptor (0: not known).
   uint64_t f32WeightsBytes = 0;

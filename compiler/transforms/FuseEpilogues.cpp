@@ -35,7 +35,8 @@ DenseOp replaceWithDense(PatternRewriter &rewriter, Operation *op, DenseOp d, Va
                          StringRef activation, Value multiplier, Value residual) {
   return rewriter.replaceOpWithNewOp<DenseOp>(
       op, d.getType(), d.getInput(), d.getWeight(), bias, multiplier, residual, d.getWeightScale(),
-      d.getWeightSum(), d.getUnitsAttr(), rewriter.getStringAttr(activation));
+      d.getWeightSum(), d.getUnitsAttr(), rewriter.getStringAttr(activation), d.getInputScaleAttr(),
+      d.getInputZeroPointAttr());
 }
 
 /// For a binary op with a sole-use dense operand (of the op's type) that

@@ -14,6 +14,10 @@ namespace kiln {
 #define GEN_PASS_REGISTRATION
 #include "compiler/transforms/Passes.h.inc"
 
+/// Whether kiln-quantize-dense{precision=int8} stores this layer at int8:
+/// an unpacked constant f32 weight no deeper than the int8 kernel allows.
+bool isInt8Candidate(DenseOp d);
+
 } // namespace kiln
 
 #endif

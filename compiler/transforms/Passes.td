@@ -146,10 +146,29 @@ def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
     `fp16` and `bf16` round it to that format, the arithmetic staying f32.
     Layers deeper than the int8 kernel's limit keep f32 weights. Each
     distinct weight is quantised once.
+
+    `input-ranges` (int8, from static calibration: kiln compile
+    --calibration) gives each int8 layer's input range as lo, hi pairs, for
+    the layers of each function in order (the layers
+    kiln-expose-dense-inputs exposes); the layer then takes input_scale and
+    input_zero_point and its input is quantised with that one range.
   }];
   let options = [
-    Option<"precision", "precision", "std::string", "\"int8\"", "int8, fp16 or bf16">
+    Option<"precision", "precision", "std::string", "\"int8\"", "int8, fp16 or bf16">,
+    ListOption<"inputRanges", "input-ranges", "double",
+               "int8: lo, hi of each layer's input, in layer order">
   ];
+}
+
+def ExposeDenseInputs : Pass<"kiln-expose-dense-inputs", "mlir::ModuleOp"> {
+  let summary = "Make the inputs of the layers int8 would quantise extra results";
+  let description = [{
+    For static calibration: appends the input of every dense layer that
+    kiln-quantize-dense would store at int8 (isInt8Candidate) to its
+    function's results, in layer order, named "kiln.calibration.<i>". The
+    f32 model compiled this way shows the activations each int8 layer will
+    see; their ranges become kiln-quantize-dense's input-ranges.
+  }];
 }
 
 def QuantizeTables : Pass<"kiln-quantize-tables", "mlir::ModuleOp"> {

@@ -48,6 +48,44 @@ Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision,
   return {makeConstant(RankedTensorType::get({k, n}, element), half, precision), {}, {}};
 }
 
+bool quantizable(DenseOp d) {
+  auto w = d.getWeight().getDefiningOp<ConstantOp>();
+  return !d.isPacked() && w && d.getWeight().getType().getElementType().isF32();
+}
+
+/// Sets each int8 layer's static input range from `ranges` (lo, hi pairs in
+/// layer order, for each function).
+LogicalResult setInputRanges(ModuleOp module, ArrayRef<double> ranges) {
+  for (func::FuncOp f : module.getOps<func::FuncOp>()) {
+    size_t layer = 0;
+    WalkResult walk = f.walk([&](DenseOp d) {
+      if (!isInt8Candidate(d))
+        return WalkResult::advance();
+      if (2 * layer + 1 >= ranges.size()) {
+        d.emitError("kiln-quantize-dense: input-ranges has ")
+            << ranges.size() / 2 << " layers' ranges; this function has more int8 layers";
+        return WalkResult::interrupt();
+      }
+      float scale;
+      int32_t zeroPoint;
+      cpu::activationQuantization(float(ranges[2 * layer]), float(ranges[2 * layer + 1]), scale,
+                                  zeroPoint);
+      Builder b(d);
+      d.setInputScaleAttr(b.getF32FloatAttr(scale));
+      d.setInputZeroPointAttr(b.getI32IntegerAttr(zeroPoint));
+      ++layer;
+      return WalkResult::advance();
+    });
+    if (walk.wasInterrupted())
+      return failure();
+    if (2 * layer != ranges.size())
+      return f.emitError("kiln-quantize-dense: input-ranges has ")
+             << ranges.size() / 2 << " layers' ranges; this function has " << layer
+             << " int8 layers";
+  }
+  return success();
+}
+
 struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
   using QuantizeDenseBase::QuantizeDenseBase;
 
@@ -57,16 +95,21 @@ struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
           << precision << "' (int8, fp16 or bf16)";
       return signalPassFailure();
     }
+    if (!inputRanges.empty() && (precision != "int8" || inputRanges.size() % 2)) {
+      getOperation().emitError("kiln-quantize-dense: input-ranges takes lo, hi pairs, for int8");
+      return signalPassFailure();
+    }
+    // The ranges are matched to the layers before any of them changes.
+    if (!inputRanges.empty() && failed(setInputRanges(getOperation(), inputRanges)))
+      return signalPassFailure();
     DenseMap<Attribute, Quantized> done;
     DenseMap<Operation *, std::array<Value, 3>> values; // per original constant op
     IRRewriter rewriter(&getContext());
     getOperation().walk([&](DenseOp d) {
+      if (precision == "int8" ? !isInt8Candidate(d) : !quantizable(d))
+        return;
       auto w = d.getWeight().getDefiningOp<ConstantOp>();
-      if (d.isPacked() || !w || !d.getWeight().getType().getElementType().isF32())
-        return;
       int64_t k = d.getDepth(), n = d.getUnits();
-      if (precision == "int8" && k > cpu::kMaxInt8Depth)
-        return;
       Quantized &q = done[w.getValue()];
       if (!q.weight)
         q = quantize(w.getValue(), k, n, precision, rewriter);
@@ -94,4 +137,7 @@ struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
   }
 };
 } // namespace
+
+bool isInt8Candidate(DenseOp d) { return quantizable(d) && d.getDepth() <= cpu::kMaxInt8Depth; }
+
 } // namespace kiln

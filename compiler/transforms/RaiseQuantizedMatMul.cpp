@@ -155,7 +155,8 @@ DenseOp createDense(OpBuilder &b, Operation *root, Value x, ElementsAttr w,
       b, loc, makeConstant(RankedTensorType::get({n}, b.getI32Type()), sums, "weight_sum"));
   Value weight = ConstantOp::create(b, loc, w);
   return DenseOp::create(b, loc, root->getResult(0).getType(), x, weight, Value(), Value(), Value(),
-                         scale, sum, b.getI64IntegerAttr(n), b.getStringAttr("none"));
+                         scale, sum, b.getI64IntegerAttr(n), b.getStringAttr("none"), FloatAttr(),
+                         IntegerAttr());
 }
 
 struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedMatMulPass> {

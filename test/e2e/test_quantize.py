@@ -138,6 +138,81 @@ def test_validation_file_missing_an_input(tmp_path):
     assert proc.returncode == 1 and "val.npz: no input named" in proc.stderr, proc.stderr
 
 
+def calibration_files(tmp_path, model, scale=1.0):
+    """Calibration rows (dense features times `scale`) and other validation rows."""
+    proto = onnx.load(model, load_external_data=False)
+    calib = zoo.random_inputs(proto, 300, seed=21)
+    calib = {k: v * scale if v.dtype == np.float32 else v for k, v in calib.items()}
+    np.savez(tmp_path / "calib.npz", **calib)
+    np.savez(tmp_path / "val.npz", **zoo.random_inputs(proto, 1000, seed=22))
+    return str(tmp_path / "calib.npz"), str(tmp_path / "val.npz")
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_static_calibration(method, tmp_path):
+    model = model_path("dlrm_kaggle", tmp_path)
+    calib, val = calibration_files(tmp_path, model)
+    report = tmp_path / "r.json"
+    so = tmp_path / "q.so"
+    kiln.compile(model, str(so), batch=[64], quantize=["int8"], report=report,
+                 extra_args=["--calibration", calib, "--calibration-method", method,
+                             "--validation", val])
+    data = json.loads(report.read_text())
+    assert data["activations"].startswith("static, ") and "over 300 rows" in data["activations"]
+    assert data["within_bound"], data
+    # Every int8 layer carries its static range.
+    mlir = subprocess.run([kiln._find_binary(), "compile", model, "-o", "-", "--emit", "mlir",
+                           "--stop-after", "quantize", "--batch", "64", "--quantize", "int8",
+                           "--calibration", calib, "--calibration-method", method, "-q"],
+                          check=True, capture_output=True, text=True).stdout
+    layers = [line for line in mlir.splitlines() if "kiln.dense" in line]
+    assert layers and all("input_scale" in line and "input_zero_point" in line for line in layers)
+    with kiln.load(so) as m:
+        feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 5)
+        prob = m.run(feeds)["click_prob"]
+    assert np.all((prob >= 0) & (prob <= 1))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_the_first_layer_takes_the_range_of_the_calibration_rows(scale, tmp_path):
+    """The bottom MLP's first layer reads the dense features: its static
+    scale is their observed range (widened to 0) in 127 steps, a thousand
+    times smaller when the calibration rows are."""
+    model = model_path("dlrm_kaggle", tmp_path)
+    calib, _ = calibration_files(tmp_path, model, scale)
+    dense = np.load(calib)["dense"]
+    want = (max(dense.max(), 0) - min(dense.min(), 0)) / 127
+    mlir = subprocess.run([kiln._find_binary(), "compile", model, "-o", "-", "--emit", "mlir",
+                           "--stop-after", "quantize", "--batch", "64", "--quantize", "int8",
+                           "--calibration", calib, "-q"],
+                          check=True, capture_output=True, text=True).stdout
+    first = next(line for line in mlir.splitlines() if "kiln.dense" in line)
+    assert "tensor<64x13xf32>" in first
+    got = float(first.split("input_scale = ")[1].split(" ")[0])
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--calibration", "c.npz"], "--calibration sets the ranges of int8 layers' inputs: add --quantize int8"),
+    (["--quantize", "int8-embeddings", "--calibration", "c.npz"], "add --quantize int8"),
+    (["--quantize", "int8", "--calibration", "c.npz", "--calibration-method", "mean"], "calibration-method"),
+])
+def test_bad_calibration_options(args, message, tmp_path):
+    model = model_path("dlrm_kaggle", tmp_path)
+    proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), *args],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_calibration_file_missing_an_input(tmp_path):
+    model = model_path("dlrm_kaggle", tmp_path)
+    np.savez(tmp_path / "c.npz", dense=np.zeros((4, 13), np.float32))
+    proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), "-q",
+                           "--quantize", "int8", "--calibration", str(tmp_path / "c.npz")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "c.npz: no input named" in proc.stderr, proc.stderr
+
+
 class CalibrationReader:
     """A few batches of random inputs for onnxruntime's quantize_static."""
 

@@ -50,15 +50,22 @@ Int8Layer quantizeLayer(const std::vector<float> &W, int64_t K, int64_t N) {
 }
 
 /// The int8 layer computed exactly in integers from the same quantised
-/// values, then the epilogue (bias and activation).
+/// values, then the epilogue (bias and activation). A static range (scale
+/// `inputScale` > 0) is applied here by the plain formula, saturating.
 std::vector<float> int8Reference(const std::vector<float> &A, const Int8Layer &l,
-                                 const std::vector<float> &bias, const Shape &s, Activation act) {
+                                 const std::vector<float> &bias, const Shape &s, Activation act,
+                                 float inputScale = 0, int32_t inputZeroPoint = 0) {
   std::vector<float> out(s.m * s.n);
   std::vector<uint8_t> qa(int8GroupCount(s.k) * 4);
   for (int64_t i = 0; i < s.m; ++i) {
-    float scale;
-    int32_t zp;
-    quantizeActivationRow(A.data() + i * s.k, s.k, qa.data(), scale, zp);
+    float scale = inputScale;
+    int32_t zp = inputZeroPoint;
+    if (inputScale > 0)
+      for (int64_t k = 0; k < s.k; ++k)
+        qa[k] = uint8_t(
+            std::clamp<long>(std::lround(A[i * s.k + k] / inputScale) + inputZeroPoint, 0, 127));
+    else
+      quantizeActivationRow(A.data() + i * s.k, s.k, qa.data(), scale, zp);
     for (int64_t j = 0; j < s.n; ++j) {
       int64_t acc = 0;
       for (int64_t k = 0; k < s.k; ++k)
@@ -89,6 +96,38 @@ TEST(Int8Dense, MatchesExactIntegerReference) {
   for (const Shape &s : kShapes)
     for (Activation act : {Activation::None, Activation::Relu, Activation::Sigmoid})
       checkInt8(s, act, nullptr);
+}
+
+TEST(Int8Dense, StaticRangeSaturatesOutsideIt) {
+  // Calibrated on [-0.25, 0.75], run on [-0.5, 1.5]: a third of the values
+  // saturate, each row quantised with the layer's one range.
+  float scale;
+  int32_t zp;
+  activationQuantization(-0.25f, 0.75f, scale, zp);
+  EXPECT_NEAR(scale, 1.0f / 127, 1e-7f);
+  EXPECT_EQ(zp, 32);
+  for (const Shape &s : kShapes) {
+    const unsigned seed = unsigned(s.m * 7 + s.n + s.k);
+    auto A = uniform(s.m * s.k, seed, -0.5f, 1.5f), W = uniform(s.k * s.n, seed + 1),
+         bias = uniform(s.n, seed + 2);
+    Int8Layer l = quantizeLayer(W, s.k, s.n);
+    Int8Weights w = l.view();
+    w.inputScale = scale;
+    w.inputZeroPoint = zp;
+    Epilogue ep;
+    ep.bias = bias.data();
+    std::vector<float> out(s.m * s.n, NAN);
+    denseInt8(A.data(), s.k, w, s.k, s.n, out.data(), s.n, s.m, ep, nullptr);
+    auto want = int8Reference(A, l, bias, s, Activation::None, scale, zp);
+    auto dynamic = int8Reference(A, l, bias, s, Activation::None);
+    bool differs = false;
+    for (int64_t i = 0; i < s.m * s.n; ++i) {
+      ASSERT_NEAR(out[i], want[i], 1e-5f * (1 + std::abs(want[i])))
+          << "M " << s.m << " N " << s.n << " K " << s.k << " at " << i;
+      differs |= std::abs(want[i] - dynamic[i]) > 1e-3f;
+    }
+    EXPECT_TRUE(differs || s.k < 3) << "the static range changed nothing at K " << s.k;
+  }
 }
 
 TEST(Int8Dense, MatchesOnAThreadPool) {

@@ -74,36 +74,6 @@ struct OutputStats {
   std::vector<double> reference, quantized; // per-row scalars only
 };
 
-/// The validation rows: the .npz's tensors ordered like the model's inputs.
-bool readValidation(const kiln_model *m, const std::string &path, std::vector<HostTensor> &out,
-                    int64_t &rows, std::string &error) {
-  std::vector<HostTensor> given;
-  if (!readNpz(path, given, error))
-    return false;
-  rows = -1;
-  for (const kiln_tensor_info &info : tensorInfos(m, true)) {
-    auto it = std::find_if(given.begin(), given.end(),
-                           [&](const HostTensor &t) { return t.name == info.name; });
-    if (it == given.end()) {
-      error = path + ": no input named '" + info.name + "'";
-      return false;
-    }
-    if (info.rank > 0 && info.shape[0] < 0) {
-      if (it->shape.empty() || (rows >= 0 && it->shape[0] != rows)) {
-        error = path + ": input '" + info.name + "' does not have the others' rows";
-        return false;
-      }
-      rows = it->shape[0];
-    }
-    out.push_back(*it);
-  }
-  if (rows <= 0) {
-    error = path + ": no rows of batched inputs";
-    return false;
-  }
-  return true;
-}
-
 } // namespace
 
 int compileQuantized(const CompileOptions &requested, const AccuracyOptions &accuracy) {
@@ -114,6 +84,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   CompileOptions reference = requested;
   reference.weightPrecision.clear();
   reference.tableBits = 32;
+  reference.inputRanges.clear();
   reference.output = (dir + "/f32.so").str();
   reference.quiet = true;
   if (!requested.quiet)
@@ -145,7 +116,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
     std::vector<HostTensor> validation;
     std::string error;
     if (!accuracy.validationPath.empty() &&
-        !readValidation(m, accuracy.validationPath, validation, rows, error))
+        !readInputRows(m, accuracy.validationPath, validation, rows, error))
       return fail(error);
     for (const kiln_tensor_info &info : tensorInfos(m, false))
       stats.push_back(OutputStats{info.name});
@@ -253,6 +224,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
        llvm::json::Object{
            {"weights", options.weightPrecision.empty() ? "f32" : options.weightPrecision},
            {"table_bits", options.tableBits}}},
+      {"activations", accuracy.activations},
       {"validation", accuracy.validationPath.empty() ? "synthetic" : accuracy.validationPath},
       {"rows", rows},
       {"bound", llvm::json::Object{{"max_mean_abs_diff_probability", accuracy.maxMeanDiff},
@@ -261,7 +233,8 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       {"within_bound", withinBound},
       {"outputs", std::move(outputs)}};
   llvm::outs() << "accuracy against the f32 model on " << rows
-               << (accuracy.validationPath.empty() ? " synthetic" : " validation") << " rows:\n"
+               << (accuracy.validationPath.empty() ? " synthetic" : " validation")
+               << " rows (int8 activations: " << accuracy.activations << "):\n"
                << summary;
   if (!accuracy.reportPath.empty()) {
     std::error_code ec;

@@ -23,6 +23,8 @@ struct AccuracyOptions {
   double maxRelativeDiff = 1e-2;
   /// Keep a model outside the bounds (the report still says so).
   bool allowLoss = false;
+  /// How int8 activations are quantised, for the report.
+  std::string activations = "dynamic, per row";
 };
 
 /// Compiles the quantised model `options` asks for and its f32 twin, runs

@@ -431,4 +431,33 @@ bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors, s
   return true;
 }
 
+bool readInputRows(const kiln_model *m, const std::string &path, std::vector<HostTensor> &out,
+                   int64_t &rows, std::string &error) {
+  std::vector<HostTensor> given;
+  if (!readNpz(path, given, error))
+    return false;
+  rows = -1;
+  for (const kiln_tensor_info &info : tensorInfos(m, true)) {
+    auto it = std::find_if(given.begin(), given.end(),
+                           [&](const HostTensor &t) { return t.name == info.name; });
+    if (it == given.end()) {
+      error = path + ": no input named '" + info.name + "'";
+      return false;
+    }
+    if (info.rank > 0 && info.shape[0] < 0) {
+      if (it->shape.empty() || (rows >= 0 && it->shape[0] != rows)) {
+        error = path + ": input '" + info.name + "' does not have the others' rows";
+        return false;
+      }
+      rows = it->shape[0];
+    }
+    out.push_back(*it);
+  }
+  if (rows <= 0) {
+    error = path + ": no rows of batched inputs";
+    return false;
+  }
+  return true;
+}
+
 } // namespace kiln

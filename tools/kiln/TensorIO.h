@@ -35,6 +35,11 @@ bool readTestCase(const std::string &dir, const std::string &prefix, std::vector
 bool readNpz(const std::string &path, std::vector<HostTensor> &out, std::string &error);
 bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors, std::string &error);
 
+/// The rows of an .npz of model inputs (keys: input names), ordered like the
+/// model's inputs; `rows` is their leading dim (that of every batched input).
+bool readInputRows(const kiln_model *m, const std::string &path, std::vector<HostTensor> &out,
+                   int64_t &rows, std::string &error);
+
 /// A compiled model's input (or output) specs.
 std::vector<kiln_tensor_info> tensorInfos(const kiln_model *m, bool inputs);
 

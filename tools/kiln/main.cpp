@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Accuracy.h"
+#include "Calibration.h"
 #include "TensorIO.h"
 
 #include "compiler/pipeline/Driver.h"
@@ -391,6 +392,21 @@ int main(int argc, char **argv) {
       ->capture_default_str();
   compile->add_flag("--allow-accuracy-loss", accuracy.allowLoss,
                     "With --quantize: keep a model that exceeds the accuracy bounds");
+  CalibrationOptions calibration;
+  compile->add_option("--calibration", calibration.path,
+                      "With --quantize int8: calibration inputs (.npz keyed by input name, rows "
+                      "along the batch dim); each int8 layer then quantises its input with one "
+                      "static range observed on them instead of each row's own range");
+  compile
+      ->add_option("--calibration-method", calibration.method,
+                   "With --calibration: minmax (the observed range) or percentile (clipping "
+                   "the tails)")
+      ->check(CLI::IsMember({"minmax", "percentile"}))
+      ->capture_default_str();
+  compile
+      ->add_option("--calibration-percentile", calibration.percentile,
+                   "With --calibration-method percentile: the percentile kept on each side")
+      ->capture_default_str();
   compile->add_flag("-q,--quiet", options.quiet, "No progress output");
 
   std::string modelPath;
@@ -471,6 +487,13 @@ int main(int argc, char **argv) {
     const bool quantized = !options.weightPrecision.empty() || options.tableBits != 32;
     if (!quantized && (!accuracy.reportPath.empty() || !accuracy.validationPath.empty()))
       return fail("--report and --validation check a quantised compile: add --quantize");
+    if (!calibration.path.empty()) {
+      if (options.weightPrecision != "int8")
+        return fail("--calibration sets the ranges of int8 layers' inputs: add --quantize int8");
+      std::string error;
+      if (!calibrate(options, calibration, accuracy.activations, error))
+        return fail(error);
+    }
     if (quantized && options.emit == "so" && options.stopAfter.empty())
       return compileQuantized(options, accuracy);
     return mlir::succeeded(compileModel(options)) ? 0 : 1;

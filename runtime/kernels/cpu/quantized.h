@@ -5,8 +5,8 @@
 //
 // int8 dense: weights are symmetric per output column, w = scale[n] * q,
 // q in [-127, 127] (an imported model's may reach -128); activations are
-// quantised per row inside the kernel,
-// x = scale_a * (q_a - zp), q_a in [0, 127]. The AVX2 product is
+// quantised per row inside the kernel (or, after calibration, with one
+// static range per layer), x = scale_a * (q_a - zp), q_a in [0, 127]. The AVX2 product is
 // vpmaddubsw (u8 x s8, adjacent pairs summed into int16) then vpmaddwd by
 // ones (pairs of int16 into int32). A pair is at most 2 * 127 * 128 = 32512
 // in magnitude, inside int16: activations use 7 bits so that vpmaddubsw
@@ -211,9 +211,24 @@ inline uint8_t quantizeActivation(float r, int32_t zp) {
   return uint8_t(std::clamp(int32_t(q) + zp, int32_t(0), int32_t(kInt8ActivationMax)));
 }
 
-/// Quantises one row of activations to [0, 127]: the row's range (widened
-/// to include 0, so that zero is exact) in 127 steps. Writes groups * 4
-/// bytes, the padding at the zero point (the padded weights are 0).
+/// The scale and zero point of activations in [lo, hi] (widened to include
+/// 0, so that zero is exact) in 127 steps.
+inline void activationQuantization(float lo, float hi, float &scale, int32_t &zeroPoint) {
+  lo = std::min(lo, 0.0f);
+  hi = std::max(hi, 0.0f);
+  scale = (hi - lo) / float(kInt8ActivationMax);
+  if (!(scale > 0.0f) || !std::isfinite(scale))
+    scale = 1.0f;
+  zeroPoint = int32_t(std::clamp(std::nearbyint(-lo / scale), 0.0f, float(kInt8ActivationMax)));
+}
+
+/// Quantises one row of activations to [0, 127] with this scale and zero
+/// point (values outside the range saturate). Writes groups * 4 bytes, the
+/// padding at the zero point (the padded weights are 0).
+inline void quantizeActivationRowWith(const float *x, int64_t K, uint8_t *q, float scale,
+                                      int32_t zeroPoint);
+
+/// Quantises one row of activations to [0, 127] over the row's own range.
 inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &scale,
                                   int32_t &zeroPoint) {
   float lo = 0, hi = 0;
@@ -237,12 +252,14 @@ inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &
     lo = std::min(lo, x[k]);
     hi = std::max(hi, x[k]);
   }
-  scale = (hi - lo) / float(kInt8ActivationMax);
-  if (!(scale > 0.0f) || !std::isfinite(scale))
-    scale = 1.0f;
+  activationQuantization(lo, hi, scale, zeroPoint);
+  quantizeActivationRowWith(x, K, q, scale, zeroPoint);
+}
+
+inline void quantizeActivationRowWith(const float *x, int64_t K, uint8_t *q, float scale,
+                                      int32_t zeroPoint) {
   const float inv = 1.0f / scale;
-  zeroPoint = int32_t(std::clamp(std::nearbyint(-lo * inv), 0.0f, float(kInt8ActivationMax)));
-  k = 0;
+  int64_t k = 0;
 #ifdef KILN_AVX2
   // cvtps rounds to nearest even like nearbyint; NaN becomes INT_MIN and
   // clamps to 0 like the scalar path.
@@ -274,6 +291,10 @@ struct Int8Weights {
   const int8_t *packed; // packWeightsInt8's layout
   const float *scale;   // N per-column scales
   const int32_t *sums;  // N column sums of q
+  /// A calibrated layer's static activation scale and zero point
+  /// (activationQuantization); scale 0: each row's own range.
+  float inputScale = 0;
+  int32_t inputZeroPoint = 0;
 };
 
 namespace detail {
@@ -377,9 +398,16 @@ inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, in
       std::clamp<int64_t>(kBufferBytes / stride / kInt8Rows * kInt8Rows, kInt8Rows, kMaxBlockRows);
   for (int64_t mb = m0; mb < m1; mb += blockRows) {
     const int64_t me = std::min(mb + blockRows, m1);
-    for (int64_t m = mb; m < me; ++m)
-      quantizeActivationRow(A + m * lda, K, buffer + (m - mb) * stride, scale[m - mb],
-                            zeroPoint[m - mb]);
+    for (int64_t m = mb; m < me; ++m) {
+      uint8_t *q = buffer + (m - mb) * stride;
+      if (w.inputScale > 0) {
+        scale[m - mb] = w.inputScale;
+        zeroPoint[m - mb] = w.inputZeroPoint;
+        quantizeActivationRowWith(A + m * lda, K, q, w.inputScale, w.inputZeroPoint);
+      } else {
+        quantizeActivationRow(A + m * lda, K, q, scale[m - mb], zeroPoint[m - mb]);
+      }
+    }
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t col = p * kPanelWidth, cols = std::min(N - col, kPanelWidth);
       const int8_t *W = w.packed + p * panelStride;
@@ -409,7 +437,7 @@ inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, in
 } // namespace detail
 
 /// C[M, N] = epilogue(A[M, K] * W) for int8 weights (K <= kMaxInt8Depth),
-/// A quantised per row on the fly.
+/// A quantised per row on the fly (with the layer's static range if it has one).
 inline void denseInt8(const float *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N,
                       float *C, int64_t ldc, int64_t M, const Epilogue &ep,
                       const kiln_abi_exec *exec) {

@@ -51,3 +51,20 @@ func.func @mixed_element_types(%x: tensor<2xf32>, %i: tensor<2xi64>) -> tensor<2
   %y = kiln.add %x, %i : (tensor<2xf32>, tensor<2xi64>) -> tensor<2xf32>
   return %y : tensor<2xf32>
 }
+
+// -----
+
+func.func @static_input_range_on_f32_weights(%x: tensor<2x3xf32>) -> tensor<2x2xf32> {
+  %w = kiln.constant dense<1.0> : tensor<3x2xf32>
+  // expected-error @below {{a static input range (input_scale with input_zero_point) needs i8 weights}}
+  %y = kiln.dense %x, %w {units = 2 : i64, input_scale = 0.5 : f32, input_zero_point = 3 : i32} : (tensor<2x3xf32>, tensor<3x2xf32>) -> tensor<2x2xf32>
+  return %y : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @static_input_zero_point_out_of_range(%x: tensor<2x3xf32>, %w: tensor<3x2xi8>, %s: tensor<2xf32>, %n: tensor<2xi32>) -> tensor<2x2xf32> {
+  // expected-error @below {{input_zero_point must be in [0, 127]}}
+  %y = kiln.dense %x, %w scale %s sums %n {units = 2 : i64, input_scale = 0.5 : f32, input_zero_point = 200 : i32} : (tensor<2x3xf32>, tensor<3x2xi8>, tensor<2xf32>, tensor<2xi32>) -> tensor<2x2xf32>
+  return %y : tensor<2x2xf32>
+}
