@@ -1,7 +1,7 @@
 """Quantised compiles (kiln compile --quantize): every zoo model and real
 export in int8 + int8-embeddings with its accuracy report, each mode on one
-model, the accuracy bound failing a compile, and validation inputs from a
-file."""
+model, the accuracy bound failing a compile, validation inputs from a file,
+static calibration, and models quantised by onnxruntime."""
 import json
 import os
 import subprocess
@@ -129,13 +129,14 @@ def test_bad_modes_are_refused(args, message, tmp_path):
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
 
 
-def test_validation_file_missing_an_input(tmp_path):
+@pytest.mark.parametrize("option", ["--validation", "--calibration"])
+def test_input_file_missing_an_input(option, tmp_path):
     model = model_path("wide_deep", tmp_path)
-    np.savez(tmp_path / "val.npz", nothing=np.zeros((4, 2), np.float32))
+    np.savez(tmp_path / "rows.npz", nothing=np.zeros((4, 2), np.float32))
     proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), "-q",
-                           "--quantize", "int8", "--validation", str(tmp_path / "val.npz")],
+                           "--quantize", "int8", option, str(tmp_path / "rows.npz")],
                           capture_output=True, text=True)
-    assert proc.returncode == 1 and "val.npz: no input named" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "rows.npz: no input named" in proc.stderr, proc.stderr
 
 
 def calibration_files(tmp_path, model, scale=1.0):
@@ -202,15 +203,6 @@ def test_bad_calibration_options(args, message, tmp_path):
     proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), *args],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
-
-
-def test_calibration_file_missing_an_input(tmp_path):
-    model = model_path("dlrm_kaggle", tmp_path)
-    np.savez(tmp_path / "c.npz", dense=np.zeros((4, 13), np.float32))
-    proc = subprocess.run([kiln._find_binary(), "compile", model, "-o", str(tmp_path / "q.so"), "-q",
-                           "--quantize", "int8", "--calibration", str(tmp_path / "c.npz")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 1 and "c.npz: no input named" in proc.stderr, proc.stderr
 
 
 class CalibrationReader:
