@@ -682,7 +682,8 @@ void gemm(const T *A, const T *B, const T *C, int64_t cRows, int64_t cCols, T *Y
     T acc = 0;
     for (int64_t k = 0; k < K; ++k)
       acc += A[transA ? k * M + m : m * K + k] * B[transB ? n * K + k : k * N + n];
-    T c = C ? C[(cRows == 1 ? 0 : m) * cCols + (cCols == 1 ? 0 : n)] : T(0);
+    // As on the CPU, C is not read when beta is 0 (ONNX: C may then hold anything).
+    T c = C && beta != T(0) ? C[(cRows == 1 ? 0 : m) * cCols + (cCols == 1 ? 0 : n)] : T(0);
     Y[i] = alpha * acc + beta * c;
   });
 }
