@@ -71,7 +71,7 @@ def device_tensors(feeds):
     return {k: torch.from_numpy(np.array(v, order="C")).cuda() for k, v in feeds.items()}
 
 
-def check_model(name, onnx_path, feeds, so, reference=None):
+def check_model(name, feeds, so, reference=None):
     """CPU build vs CUDA build (host and device pointers) on `feeds`."""
     row = {"model": name, "batch": int(next(iter(feeds.values())).shape[0])}
     with kiln.load(so + ".cpu.so") as cpu, kiln.load(so + ".cuda.so") as gpu:
@@ -228,7 +228,7 @@ def main():
         if not real:
             feeds = zoo.random_inputs(model, 64, seed=1)
         try:
-            row = check_model(("real/" if real else "") + name, folder, feeds, so, ref if real else None)
+            row = check_model(("real/" if real else "") + name, feeds, so, ref if real else None)
         except Exception as e:  # a failure is a row of the report, not the end of it
             row = {"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"}
         report["checks"].append(row)

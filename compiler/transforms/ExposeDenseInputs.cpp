@@ -31,8 +31,8 @@ struct ExposeDenseInputsPass : impl::ExposeDenseInputsBase<ExposeDenseInputsPass
       f.getAllResultAttrs(attrs);
       for (auto [i, v] : llvm::enumerate(inputs)) {
         results.push_back(v.getType());
-        attrs.push_back(b.getDictionaryAttr(
-            b.getNamedAttr("kiln.name", b.getStringAttr("kiln.calibration." + std::to_string(i)))));
+        attrs.push_back(b.getDictionaryAttr(b.getNamedAttr(
+            "kiln.name", b.getStringAttr(kCalibrationOutputPrefix + std::to_string(i)))));
       }
       cast<func::ReturnOp>(f.getBody().front().getTerminator()).getOperandsMutable().append(inputs);
       f.setType(FunctionType::get(&getContext(), f.getArgumentTypes(), results));

@@ -18,6 +18,9 @@ namespace kiln {
 /// an unpacked constant f32 weight no deeper than the int8 kernel allows.
 bool isInt8Candidate(DenseOp d);
 
+/// kiln-expose-dense-inputs names the i-th exposed input this prefix + i.
+constexpr llvm::StringLiteral kCalibrationOutputPrefix = "kiln.calibration.";
+
 } // namespace kiln
 
 #endif

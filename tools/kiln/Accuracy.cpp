@@ -124,23 +124,12 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       llvm::errs() << "kiln: running both models on up to " << rows << " validation rows\n";
     for (int64_t begin = 0; begin < rows; begin += chunk) {
       const int64_t batch = std::min(chunk, rows - begin);
-      std::vector<HostTensor> inputs;
-      if (validation.empty()) {
-        inputs = randomInputs(m, batch, uint64_t(begin) + 1);
-      } else {
-        auto infos = tensorInfos(m, true);
-        for (size_t i = 0; i < validation.size(); ++i)
-          inputs.push_back(infos[i].rank > 0 && infos[i].shape[0] < 0
-                               ? validation[i].rows(begin, batch)
-                               : validation[i]);
-      }
-      std::vector<kiln_tensor> in;
-      for (HostTensor &t : inputs)
-        in.push_back(t.view());
+      std::vector<HostTensor> inputs = validation.empty()
+                                           ? randomInputs(m, batch, uint64_t(begin) + 1)
+                                           : inputRows(m, validation, begin, batch);
+      std::vector<kiln_tensor> in = views(inputs);
       auto run = [&](Session &session, std::vector<HostTensor> &outputs) {
-        std::vector<kiln_tensor> out;
-        for (HostTensor &t : outputs)
-          out.push_back(t.view());
+        std::vector<kiln_tensor> out = views(outputs);
         session.run(batch, in.data(), int32_t(in.size()), out.data(), int32_t(out.size()));
       };
       auto got = outputBuffers(m, batch), want = outputBuffers(referenceModel.get(), batch);

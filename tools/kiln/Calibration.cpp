@@ -11,6 +11,7 @@
 #include "TensorIO.h"
 
 #include "compiler/pipeline/Driver.h"
+#include "compiler/transforms/Passes.h"
 #include "kiln/runtime.hpp"
 
 #include "llvm/ADT/ScopeExit.h"
@@ -27,8 +28,6 @@ namespace {
 constexpr int64_t kChunk = 64;
 /// At most this many values of a layer are kept for its percentiles.
 constexpr int64_t kMaxSamples = int64_t(1) << 21;
-
-constexpr llvm::StringLiteral kExposedPrefix = "kiln.calibration.";
 
 struct LayerStats {
   double lo = 0, hi = 0;
@@ -81,27 +80,17 @@ bool calibrate(CompileOptions &options, const CalibrationOptions &calibration, s
     std::vector<HostTensor> given;
     if (!readInputRows(m, calibration.path, given, rows, error))
       return false;
-    const auto inputInfos = tensorInfos(m, true);
     const auto outputInfos = tensorInfos(m, false);
     std::vector<size_t> exposed;
     for (size_t o = 0; o < outputInfos.size(); ++o)
-      if (llvm::StringRef(outputInfos[o].name).starts_with(kExposedPrefix))
+      if (llvm::StringRef(outputInfos[o].name).starts_with(kCalibrationOutputPrefix))
         exposed.push_back(o);
     layers.resize(exposed.size());
     for (int64_t begin = 0; begin < rows; begin += kChunk) {
       const int64_t batch = std::min(kChunk, rows - begin);
-      std::vector<HostTensor> inputs;
-      std::vector<kiln_tensor> in;
-      for (size_t i = 0; i < given.size(); ++i)
-        inputs.push_back(inputInfos[i].rank > 0 && inputInfos[i].shape[0] < 0
-                             ? given[i].rows(begin, batch)
-                             : given[i]);
-      for (HostTensor &t : inputs)
-        in.push_back(t.view());
-      auto outputs = outputBuffers(m, batch);
-      std::vector<kiln_tensor> out;
-      for (HostTensor &t : outputs)
-        out.push_back(t.view());
+      std::vector<HostTensor> inputs = inputRows(m, given, begin, batch);
+      std::vector<HostTensor> outputs = outputBuffers(m, batch);
+      std::vector<kiln_tensor> in = views(inputs), out = views(outputs);
       session.run(batch, in.data(), int32_t(in.size()), out.data(), int32_t(out.size()));
       for (size_t l = 0; l < exposed.size(); ++l) {
         const HostTensor &t = outputs[exposed[l]];

@@ -460,4 +460,21 @@ bool readInputRows(const kiln_model *m, const std::string &path, std::vector<Hos
   return true;
 }
 
+std::vector<HostTensor> inputRows(const kiln_model *m, const std::vector<HostTensor> &inputs,
+                                  int64_t begin, int64_t count) {
+  const auto infos = tensorInfos(m, true);
+  std::vector<HostTensor> out;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    out.push_back(infos[i].rank > 0 && infos[i].shape[0] < 0 ? inputs[i].rows(begin, count)
+                                                             : inputs[i]);
+  return out;
+}
+
+std::vector<kiln_tensor> views(std::vector<HostTensor> &tensors) {
+  std::vector<kiln_tensor> out;
+  for (HostTensor &t : tensors)
+    out.push_back(t.view());
+  return out;
+}
+
 } // namespace kiln

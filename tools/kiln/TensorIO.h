@@ -40,6 +40,14 @@ bool writeNpz(const std::string &path, const std::vector<HostTensor> &tensors, s
 bool readInputRows(const kiln_model *m, const std::string &path, std::vector<HostTensor> &out,
                    int64_t &rows, std::string &error);
 
+/// Rows [begin, begin + count) of each batched input of `inputs` (ordered
+/// like the model's inputs), the others whole: one chunk of a row set.
+std::vector<HostTensor> inputRows(const kiln_model *m, const std::vector<HostTensor> &inputs,
+                                  int64_t begin, int64_t count);
+
+/// The tensors as the C ABI takes them (views of their data).
+std::vector<kiln_tensor> views(std::vector<HostTensor> &tensors);
+
 /// A compiled model's input (or output) specs.
 std::vector<kiln_tensor_info> tensorInfos(const kiln_model *m, bool inputs);
 

@@ -184,11 +184,7 @@ int64_t batchOf(const kiln_model *m, const std::vector<HostTensor> &inputs) {
 /// Runs `repeat` times; returns the median latency in microseconds.
 double runModel(Session &session, int64_t batch, std::vector<HostTensor> &inputs,
                 std::vector<HostTensor> &outputs, int repeat) {
-  std::vector<kiln_tensor> in, out;
-  for (auto &t : inputs)
-    in.push_back(t.view());
-  for (auto &t : outputs)
-    out.push_back(t.view());
+  std::vector<kiln_tensor> in = views(inputs), out = views(outputs);
   std::vector<double> times;
   for (int r = 0; r < std::max(repeat, 1); ++r) {
     auto start = std::chrono::steady_clock::now();
