@@ -953,8 +953,11 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
      << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, " << cString(info.compilerVersion)
      << ", "
      << (device ? cString("cuda-sm" + std::to_string(info.cuda->sm)) + ",\n    KILN_ISA_CUDA"
-                : std::string("\"x86_64-avx2-fma-f16c\",\n    KILN_ISA_AVX2 | KILN_ISA_FMA | "
-                              "KILN_ISA_F16C"))
+         : info.cpu == CpuIsa::Avx512Vnni
+             ? std::string("\"x86_64-avx2-fma-f16c-avx512vnni\",\n    KILN_ISA_AVX2 | "
+                           "KILN_ISA_FMA | KILN_ISA_F16C | KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI")
+             : std::string("\"x86_64-avx2-fma-f16c\",\n    KILN_ISA_AVX2 | KILN_ISA_FMA | "
+                           "KILN_ISA_F16C"))
      << ", " << cString(info.modelHash) << ",\n"
      << "    " << first.getNumArguments() << ", " << first.getNumResults()
      << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, " << weights.size()

@@ -11,6 +11,11 @@
 
 namespace kiln {
 
+/// The x86-64 instruction sets a CPU model is built for (kiln compile --cpu):
+/// AVX2/FMA/F16C, or those plus AVX-512 (F, BW, VL) and VNNI, which the
+/// int8 dense kernel then multiplies with.
+enum class CpuIsa { Avx2, Avx512Vnni };
+
 /// What the CUDA target adds to a model (kiln compile --target cuda).
 struct CudaOptions {
   /// The oldest compute capability the code runs on, e.g. 90 (sm_90).
@@ -32,6 +37,8 @@ struct ModelInfo {
   /// model at f32 (0: these weights are f32).
   std::string quantization = "none";
   uint64_t f32WeightsBytes = 0;
+  /// The instruction sets of a CPU model.
+  CpuIsa cpu = CpuIsa::Avx2;
   /// Set for a CUDA model (kernels.cuh, session.cuh), unset for the CPU.
   std::optional<CudaOptions> cuda;
 };

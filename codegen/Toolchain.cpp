@@ -60,7 +60,7 @@ static std::optional<std::string> findCompiler(const char *env, StringRef name,
 }
 
 LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef output, int cudaSm,
-                                 std::string &error) {
+                                 CpuIsa cpu, std::string &error) {
   const bool cuda = cudaSm > 0;
   auto program = cuda ? findCompiler("NVCC", "nvcc", "/usr/local/cuda/bin/nvcc")
                       : findCompiler("CXX", "c++", "");
@@ -79,12 +79,15 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
       cuda ? "-Xcompiler=-fPIC,-fvisibility=hidden,-Wa\\,-I" + dir.str() : "-Wa,-I" + dir.str();
   SmallVector<StringRef> args = {*program, "-std=c++17", "-O3",     "-shared",
                                  "-w",     include,      asmInclude};
-  if (cuda)
+  if (cuda) {
     args.append({"--extended-lambda", "--expt-relaxed-constexpr", "-gencode", sass, "-gencode", ptx,
                  src, "-o", out, "-lcublasLt"});
-  else
-    args.append({"-fno-math-errno", "-fPIC", "-fvisibility=hidden", "-mavx2", "-mfma", "-mf16c",
-                 src, "-o", out});
+  } else {
+    args.append({"-fno-math-errno", "-fPIC", "-fvisibility=hidden", "-mavx2", "-mfma", "-mf16c"});
+    if (cpu == CpuIsa::Avx512Vnni)
+      args.append({"-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"});
+    args.append({src, "-o", out});
+  }
   std::string log = (dir + "/compiler.log").str();
   std::optional<StringRef> redirects[] = {std::nullopt, StringRef(log), StringRef(log)};
   std::string message;

@@ -2,6 +2,8 @@
 #ifndef KILN_CODEGEN_TOOLCHAIN_H
 #define KILN_CODEGEN_TOOLCHAIN_H
 
+#include "ModelSource.h"
+
 #include "mlir/Support/LLVM.h"
 
 #include <string>
@@ -15,9 +17,11 @@ mlir::LogicalResult writeSupportHeaders(llvm::StringRef dir, std::string &error)
 /// library `output`: C++ with $CXX (default c++), or with `cudaSm` > 0 CUDA
 /// with $NVCC (default nvcc, else /usr/local/cuda/bin/nvcc) for sm_<cudaSm>
 /// plus PTX for newer GPUs, cudart linked statically and cuBLASLt
-/// dynamically. On failure `error` holds the compiler's diagnostics.
+/// dynamically; C++ for the instruction sets `cpu`. On failure `error`
+/// holds the compiler's diagnostics.
 mlir::LogicalResult buildSharedLibrary(llvm::StringRef dir, llvm::StringRef source,
-                                       llvm::StringRef output, int cudaSm, std::string &error);
+                                       llvm::StringRef output, int cudaSm, CpuIsa cpu,
+                                       std::string &error);
 
 } // namespace kiln
 

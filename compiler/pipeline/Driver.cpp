@@ -99,6 +99,8 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
   if (options.target != "cpu")
     h = llvm::xxh3_64bits(options.target + std::to_string(options.cudaSm) + options.precision) ^
         (h * 31);
+  else if (options.cpu != "avx2")
+    h = llvm::xxh3_64bits(options.cpu) ^ (h * 31);
   if (!options.weightPrecision.empty() || options.tableBits != 32)
     h = llvm::xxh3_64bits(options.weightPrecision + std::to_string(options.tableBits)) ^ (h * 31);
   if (!options.inputRanges.empty())
@@ -143,6 +145,10 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
   std::string problem;
   if (!cuda && options.target != "cpu")
     problem = "--target " + options.target + " is not a target (targets: cpu, cuda)";
+  else if (options.cpu != "avx2" && options.cpu != "avx512-vnni")
+    problem = "--cpu must be avx2, avx512-vnni or native, got '" + options.cpu + "'";
+  else if (cuda && options.cpu != "avx2")
+    problem = "--cpu is for the CPU target";
   else if (!cuda && options.precision != "fp32")
     problem = "--precision is for the CUDA target (the CPU target uses --quantize)";
   else if (cuda && options.cudaSm < 50)
@@ -162,6 +168,15 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
     return success();
   llvm::errs() << "kiln: error: " << problem << "\n";
   return failure();
+}
+
+std::string resolveNativeCpu(const std::string &cpu) {
+  if (cpu != "native")
+    return cpu;
+  __builtin_cpu_init();
+  const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return vnni ? "avx512-vnni" : "avx2";
 }
 
 LogicalResult compileModel(const CompileOptions &options) {
@@ -225,6 +240,7 @@ LogicalResult compileModel(const CompileOptions &options) {
 
   ModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
                  options.profile, quantizationName(options),         options.f32WeightsBytes};
+  info.cpu = options.cpu == "avx512-vnni" ? CpuIsa::Avx512Vnni : CpuIsa::Avx2;
   if (cuda)
     info.cuda = CudaOptions{options.cudaSm, llvm::find_if(kPrecisions, [&](const auto &p) {
                                               return p.first == options.precision;
@@ -256,10 +272,13 @@ LogicalResult compileModel(const CompileOptions &options) {
   if (!options.quiet)
     llvm::errs() << "kiln: emit-cpp done (" << source.size() / 1024 << " KiB source, "
                  << weights.size() / 1024 << " KiB weights); building " << options.output
-                 << (cuda ? " with nvcc for sm_" + std::to_string(options.cudaSm) : "") << "\n";
+                 << (cuda                    ? " with nvcc for sm_" + std::to_string(options.cudaSm)
+                     : options.cpu != "avx2" ? " for " + options.cpu
+                                             : "")
+                 << "\n";
   auto start = std::chrono::steady_clock::now();
-  if (failed(
-          buildSharedLibrary(dir, sourceName, options.output, cuda ? options.cudaSm : 0, error))) {
+  if (failed(buildSharedLibrary(dir, sourceName, options.output, cuda ? options.cudaSm : 0,
+                                info.cpu, error))) {
     llvm::errs() << "kiln: error: " << error << "\n";
     return failure();
   }

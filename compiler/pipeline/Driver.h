@@ -10,9 +10,13 @@ namespace kiln {
 /// Errors are printed to stderr with the node or file they concern.
 mlir::LogicalResult compileModel(const CompileOptions &options);
 
-/// Checks the target options (--target, --sm, --precision) and what they
-/// exclude; prints the error.
+/// Checks the target options (--target, --cpu, --sm, --precision) and what
+/// they exclude; prints the error.
 mlir::LogicalResult checkTargetOptions(const CompileOptions &options);
+
+/// --cpu native: the instruction sets of this machine ("avx512-vnni" where
+/// it has AVX-512 F/BW/VL and VNNI, else "avx2"). Other values are kept.
+std::string resolveNativeCpu(const std::string &cpu);
 
 } // namespace kiln
 

@@ -15,6 +15,9 @@ struct CompileOptions {
   std::vector<int64_t> batches{1};
   /// "cpu" or "cuda".
   std::string target = "cpu";
+  /// CPU: the instruction sets, "avx2" or "avx512-vnni" ("native" is
+  /// resolved by resolveNativeCpu before compiling).
+  std::string cpu = "avx2";
   /// CUDA: the compute capability the code is built for (sm_90 and PTX), and
   /// the dense layers' arithmetic: fp32, tf32, bf16 or fp16.
   int cudaSm = 90;

@@ -53,7 +53,8 @@ void format(char *out, size_t size, const char *fmt, ...) {
 }
 
 bool cpuSupports(uint32_t isa) {
-  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C | KILN_ISA_CUDA))
+  if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C | KILN_ISA_CUDA |
+                      KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI))
     return false; // a feature this runtime does not know how to check
   __builtin_cpu_init();
   if ((isa & KILN_ISA_AVX2) && !__builtin_cpu_supports("avx2"))
@@ -61,6 +62,12 @@ bool cpuSupports(uint32_t isa) {
   if ((isa & KILN_ISA_FMA) && !__builtin_cpu_supports("fma"))
     return false;
   if ((isa & KILN_ISA_F16C) && !__builtin_cpu_supports("f16c"))
+    return false;
+  if ((isa & KILN_ISA_AVX512) &&
+      !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")))
+    return false;
+  if ((isa & KILN_ISA_AVX512_VNNI) && !__builtin_cpu_supports("avx512vnni"))
     return false;
   return true;
 }

@@ -104,6 +104,34 @@ def test_the_bound_fails_the_compile(tmp_path):
     assert "kept (--allow-accuracy-loss)" in proc.stdout
 
 
+def has_avx512_vnni():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line for line in f if line.startswith("flags")), "").split()
+    return all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512_vnni"))
+
+
+@pytest.mark.skipif(not has_avx512_vnni(), reason="this CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("name", ["dcnv2", "minilm_l6_s64"])
+def test_avx512_vnni_build_computes_what_the_avx2_build_does(name, tmp_path):
+    # Both int8 kernels produce the same exact int32 sums; the f32 code
+    # around them is the same source.
+    model = model_path(name, tmp_path)
+    feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 13)
+    outputs, targets = {}, {}
+    for cpu in ["avx2", "avx512-vnni", "native"]:
+        so = str(tmp_path / f"{cpu}.so")
+        kiln.compile(model, so, batch=[1, 16], quantize=["int8"],
+                     extra_args=["--cpu", cpu, "--validation-rows", "32", "--allow-accuracy-loss"])
+        targets[cpu] = inspect(so)["target"]
+        with kiln.load(so) as m:
+            outputs[cpu] = m.run(feeds)
+    assert targets == {"avx2": "x86_64-avx2-fma-f16c", "avx512-vnni": "x86_64-avx2-fma-f16c-avx512vnni",
+                       "native": "x86_64-avx2-fma-f16c-avx512vnni"}
+    for name, want in outputs["avx2"].items():
+        np.testing.assert_allclose(outputs["avx512-vnni"][name], want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(outputs["native"][name], outputs["avx512-vnni"][name])
+
+
 def test_validation_inputs_from_a_file(tmp_path):
     model = model_path("wide_deep", tmp_path)
     feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 100)

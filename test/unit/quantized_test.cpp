@@ -15,6 +15,23 @@ using namespace kiln::cpu;
 
 namespace {
 
+#if defined(KILN_EXPECT_VNNI) && !defined(KILN_AVX512_VNNI)
+#error "the AVX-512 VNNI build of these tests does not reach the VNNI kernel"
+#endif
+
+#ifdef KILN_AVX512_VNNI
+/// The AVX-512 VNNI build of these tests needs a CPU that runs it.
+class RequireVnni : public ::testing::Environment {
+  void SetUp() override {
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")))
+      GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+  }
+};
+::testing::Environment *const kRequireVnni = ::testing::AddGlobalTestEnvironment(new RequireVnni);
+#endif
+
 std::vector<float> uniform(size_t n, unsigned seed, float lo = -1, float hi = 1) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);

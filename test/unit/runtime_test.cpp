@@ -2,6 +2,7 @@
 // the ABI checks at open, queries, numerics against a hand-written reference,
 // input validation, caller-owned arenas, threads, and zero allocation per run.
 
+#include "kiln/model_abi.h"
 #include "kiln/runtime.h"
 #include "kiln/runtime.hpp"
 
@@ -178,6 +179,21 @@ TEST(ModelOpen, RefusesATargetThisCpuCannotRun) {
   std::string error;
   EXPECT_EQ(openModel(kModels + "/libfake_isa.so", &model, error), KILN_ERROR_UNSUPPORTED_TARGET);
   EXPECT_NE(error.find("fake-target"), std::string::npos) << error;
+}
+
+TEST(ModelOpen, ChecksAvx512VnniOnThisCpu) {
+  // KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI: opened exactly where the CPU has
+  // AVX-512 F, BW, VL and VNNI.
+  static_assert((KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI) == 0x30, "as the fake model's isa");
+  __builtin_cpu_init();
+  const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(kModels + "/libfake_avx512_vnni.so", &model, error),
+            vnni ? KILN_OK : KILN_ERROR_UNSUPPORTED_TARGET)
+      << error;
+  kiln_model_close(model);
 }
 
 TEST(ModelOpen, RejectsNullArguments) {

@@ -85,6 +85,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   reference.weightPrecision.clear();
   reference.tableBits = 32;
   reference.inputRanges.clear();
+  reference.cpu = "avx2"; // f32 code gains nothing from AVX-512 VNNI
   reference.output = (dir + "/f32.so").str();
   reference.quiet = true;
   if (!requested.quiet)

@@ -58,6 +58,7 @@ bool calibrate(CompileOptions &options, const CalibrationOptions &calibration, s
   observer.weightPrecision.clear();
   observer.tableBits = 32;
   observer.inputRanges.clear();
+  observer.cpu = "avx2"; // f32 code gains nothing from AVX-512 VNNI
   observer.exposeDenseInputs = true;
   observer.batches = {kChunk};
   observer.output = (dir + "/observer.so").str();

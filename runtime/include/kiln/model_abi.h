@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 2
+#define KILN_ABI_MINOR 3
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -25,6 +25,8 @@ extern "C" {
 #define KILN_ISA_FMA (1u << 1)
 #define KILN_ISA_F16C (1u << 2) /* since 2.1: half-precision conversions */
 #define KILN_ISA_CUDA (1u << 3) /* since 2.2: runs on a CUDA device (kiln_abi_model.device) */
+#define KILN_ISA_AVX512 (1u << 4)      /* since 2.3: AVX-512 F, BW and VL */
+#define KILN_ISA_AVX512_VNNI (1u << 5) /* since 2.3: AVX-512 VNNI */
 
 /* The session's threads as a model sees them. parallel_for runs
  * fn(ctx, task) for every task in [0, tasks) on up to num_threads threads

@@ -11,6 +11,9 @@
 // ones (pairs of int16 into int32). A pair is at most 2 * 127 * 128 = 32512
 // in magnitude, inside int16: activations use 7 bits so that vpmaddubsw
 // never saturates, whatever the weights (test/unit: the extreme values).
+// With AVX-512 VNNI (kiln compile --cpu avx512-vnni) one vpdpbusd adds four
+// u8 x s8 products straight into int32. Both give the same exact int32
+// sums, so both builds of a model compute the same outputs.
 // The int32 sums are exact; acc - zp * colsum[n] removes the zero point, and
 // the float result scale_a * scale[n] * that gets the dense epilogue.
 //
@@ -300,7 +303,11 @@ struct Int8Weights {
 namespace detail {
 
 /// Rows per int8 register tile, and their quantised activations.
+#ifdef KILN_AVX512_VNNI
+constexpr int kInt8Rows = 8;
+#else
 constexpr int kInt8Rows = 6;
+#endif
 struct QuantizedRows {
   const uint8_t *q; // row r at q + r * stride
   int64_t stride;
@@ -314,6 +321,66 @@ inline float dequantize(int32_t acc, int32_t zp, int32_t sum, float scaleA, floa
 }
 
 #ifdef KILN_AVX2
+/// Stores R rows of a tile's exact int32 sums (one panel, t.cols columns)
+/// to C as epilogue(dequantize(sums)).
+template <int R>
+inline void storeInt8Tile(const int32_t (&acc)[R][kPanelWidth], const QuantizedRows &a,
+                          const Int8Weights &w, const Tile &t) {
+  alignas(32) float out[R][2][8];
+  for (int half = 0; half < 2 && half * 8 < t.cols; ++half) {
+    const int64_t c = t.col + half * 8;
+    const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - half * 8));
+    const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
+    const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
+    for (int r = 0; r < R; ++r) {
+      const __m256i exact =
+          _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i *>(acc[r] + half * 8)),
+                           _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
+      _mm256_store_ps(out[r][half],
+                      _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
+                                    _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
+    }
+  }
+  storeTile<R, 1>(out, t);
+}
+
+#ifdef KILN_AVX512_VNNI
+/// C[R rows, one panel] = epilogue(dequantize(qA W)): a k-group of the
+/// panel (16 columns x 4 k) is one 64-byte vector, and vpdpbusd adds its
+/// products with 4 broadcast bytes of a row into that row's 16 int32 sums.
+/// Fewer than 4 rows keep several chains of k-groups in flight, as one
+/// chain waits on vpdpbusd's latency.
+template <int R>
+inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, const Int8Weights &w,
+                     const Tile &t) {
+  constexpr int kChains = R >= 4 ? 1 : R >= 2 ? 2 : 4;
+  __m512i acc[kChains][R];
+  for (int c = 0; c < kChains; ++c)
+    for (int r = 0; r < R; ++r)
+      acc[c][r] = _mm512_setzero_si512();
+  auto step = [&](int c, int64_t g) {
+    const __m512i b = _mm512_loadu_si512(W + g * 64);
+    for (int r = 0; r < R; ++r) {
+      int32_t four;
+      std::memcpy(&four, a.q + r * a.stride + g * 4, 4);
+      acc[c][r] = _mm512_dpbusd_epi32(acc[c][r], _mm512_set1_epi32(four), b);
+    }
+  };
+  int64_t g = 0;
+  for (; g + kChains <= groups; g += kChains)
+    for (int c = 0; c < kChains; ++c)
+      step(c, g + c);
+  for (; g < groups; ++g)
+    step(0, g);
+  alignas(64) int32_t sums[R][kPanelWidth];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 1; c < kChains; ++c)
+      acc[0][r] = _mm512_add_epi32(acc[0][r], acc[c][r]);
+    _mm512_store_si512(sums[r], acc[0][r]);
+  }
+  storeInt8Tile<R>(sums, a, w, t);
+}
+#else
 /// C[R rows, one panel] = epilogue(dequantize(qA W)) over all k-groups. Up
 /// to 3 rows take all 16 columns in one pass over the weights (each line of
 /// the panel read once); more rows take two passes of 8 columns, so that
@@ -324,7 +391,7 @@ inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, co
                      const Tile &t) {
   constexpr int kPasses = R > 3 ? 2 : 1, kVectors = 2 / kPasses;
   const __m256i ones = _mm256_set1_epi16(1);
-  alignas(32) float out[R][2][8];
+  alignas(32) int32_t sums[R][kPanelWidth];
   for (int pass = 0; pass < kPasses && pass * 8 < t.cols; ++pass) {
     __m256i acc[R][kVectors];
     for (int r = 0; r < R; ++r)
@@ -344,42 +411,22 @@ inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, co
               _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b[v]), ones));
       }
     }
-    for (int v = 0; v < kVectors; ++v) {
-      const int half = pass + v;
-      if (half * 8 >= t.cols)
-        break;
-      const int64_t c = t.col + half * 8;
-      const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - half * 8));
-      const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
-      const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
-      for (int r = 0; r < R; ++r) {
-        __m256i exact = _mm256_sub_epi32(
-            acc[r][v], _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
-        _mm256_store_ps(out[r][half],
-                        _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
-                                      _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
-      }
-    }
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < kVectors; ++v)
+        _mm256_store_si256(reinterpret_cast<__m256i *>(sums[r] + (pass + v) * 8), acc[r][v]);
   }
-  storeTile<R, 1>(out, t);
+  storeInt8Tile<R>(sums, a, w, t);
 }
+#endif
 
+/// int8Tile<rows> for 1 <= rows <= kInt8Rows.
+template <int R = 1>
 inline void int8TileRows(int64_t rows, const QuantizedRows &a, const int8_t *W, int64_t groups,
                          const Int8Weights &w, const Tile &t) {
-  switch (rows) {
-  case 1:
-    return int8Tile<1>(a, W, groups, w, t);
-  case 2:
-    return int8Tile<2>(a, W, groups, w, t);
-  case 3:
-    return int8Tile<3>(a, W, groups, w, t);
-  case 4:
-    return int8Tile<4>(a, W, groups, w, t);
-  case 5:
-    return int8Tile<5>(a, W, groups, w, t);
-  case 6:
-    return int8Tile<6>(a, W, groups, w, t);
-  }
+  if constexpr (R < kInt8Rows)
+    if (rows > R)
+      return int8TileRows<R + 1>(rows, a, W, groups, w, t);
+  int8Tile<R>(a, W, groups, w, t);
 }
 #endif
 

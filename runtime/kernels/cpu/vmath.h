@@ -15,6 +15,12 @@
 #include <immintrin.h>
 #define KILN_AVX2 1
 #endif
+// kiln compile --cpu avx512-vnni: the int8 dense kernel multiplies with
+// vpdpbusd (quantized.h); everything else is the AVX2 code.
+#if defined(KILN_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) &&                         \
+    defined(__AVX512VL__) && defined(__AVX512VNNI__)
+#define KILN_AVX512_VNNI 1
+#endif
 
 #include "scalar.h"
 
