@@ -113,9 +113,10 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
 }
 
 TEST(Attention, MatchesReference) {
-  // Sizes around the kernel's 32-wide blocks, a [batch, 1, 1, keys] mask.
+  // Sizes around the kernel's 16-wide tiles and 4-query blocks (3 with
+  // 1029 keys), a [batch, 1, 1, keys] mask.
   for (auto [sq, sk, d, dv] :
-       {std::array<int64_t, 4>{3, 37, 5, 40}, {64, 64, 32, 32}, {2, 8, 33, 7}}) {
+       {std::array<int64_t, 4>{3, 37, 5, 40}, {64, 64, 32, 32}, {2, 8, 33, 7}, {7, 1029, 3, 17}}) {
     const int64_t batch = 2, heads = 3;
     unsigned seed = sq * 7 + sk;
     auto q = randomFloats(batch * sq * heads * d, seed),

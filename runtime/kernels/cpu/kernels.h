@@ -177,35 +177,38 @@ inline float horizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-/// Y[R rows, N] += alpha * A[R rows, K] * B[K, N].
+/// Y[R rows, N] (+ Y with `accumulate`) = alpha * A[R rows, K] * B[K, N],
+/// rows lda, ldb and ldy floats apart; register tiles of R rows x 16 columns.
 template <int R>
-void rowsTimesMatrix(const float *A, const float *B, float *Y, int64_t N, int64_t K, float alpha) {
+void rowsTimesMatrix(const float *A, int64_t lda, const float *B, int64_t ldb, float *Y,
+                     int64_t ldy, int64_t N, int64_t K, float alpha, bool accumulate) {
   int64_t j = 0;
+  const __m256 scale = _mm256_set1_ps(alpha);
   for (; j + 16 <= N; j += 16) {
     __m256 acc[R][2];
-    for (int r = 0; r < R; ++r) {
-      acc[r][0] = _mm256_loadu_ps(Y + r * N + j);
-      acc[r][1] = _mm256_loadu_ps(Y + r * N + j + 8);
-    }
+    for (int r = 0; r < R; ++r)
+      acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; ++k) {
-      __m256 b0 = _mm256_loadu_ps(B + k * N + j), b1 = _mm256_loadu_ps(B + k * N + j + 8);
+      __m256 b0 = _mm256_loadu_ps(B + k * ldb + j), b1 = _mm256_loadu_ps(B + k * ldb + j + 8);
       for (int r = 0; r < R; ++r) {
-        __m256 a = _mm256_set1_ps(alpha * A[r * K + k]);
+        __m256 a = _mm256_broadcast_ss(A + r * lda + k);
         acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
         acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(Y + r * N + j, acc[r][0]);
-      _mm256_storeu_ps(Y + r * N + j + 8, acc[r][1]);
-    }
+    for (int r = 0; r < R; ++r)
+      for (int h = 0; h < 2; ++h) {
+        float *y = Y + r * ldy + j + 8 * h;
+        _mm256_storeu_ps(y, accumulate ? _mm256_fmadd_ps(acc[r][h], scale, _mm256_loadu_ps(y))
+                                       : _mm256_mul_ps(acc[r][h], scale));
+      }
   }
   for (; j < N; ++j)
     for (int r = 0; r < R; ++r) {
       float acc = 0;
       for (int64_t k = 0; k < K; ++k)
-        acc += A[r * K + k] * B[k * N + j];
-      Y[r * N + j] += alpha * acc;
+        acc += A[r * lda + k] * B[k * ldb + j];
+      Y[r * ldy + j] = (accumulate ? Y[r * ldy + j] : 0.0f) + alpha * acc;
     }
 }
 
@@ -258,9 +261,9 @@ inline void accumulate(const float *A, const float *B, float *Y, int64_t M, int6
       rowsTimesTransposed<1>(A + i * K, B, Y + i * N, N, K, alpha);
   } else {
     for (; i + 4 <= M; i += 4)
-      rowsTimesMatrix<4>(A + i * K, B, Y + i * N, N, K, alpha);
+      rowsTimesMatrix<4>(A + i * K, K, B, N, Y + i * N, N, N, K, alpha, true);
     for (; i < M; ++i)
-      rowsTimesMatrix<1>(A + i * K, B, Y + i * N, N, K, alpha);
+      rowsTimesMatrix<1>(A + i * K, K, B, N, Y + i * N, N, N, K, alpha, true);
   }
 }
 
@@ -299,17 +302,23 @@ inline void layerNorm(const float *in, const float *scale, const float *bias, fl
   }
 }
 
-/// Softmax of each of `rows` contiguous rows of `n` floats.
+/// Softmax of each of `rows` contiguous rows of `n` floats. A NaN anywhere
+/// in a row makes the whole row NaN (through the sum).
 inline void softmaxRows(const float *in, float *out, int64_t rows, int64_t n) {
   for (int64_t r = 0; r < rows; ++r) {
     const float *x = in + r * n;
     float *y = out + r * n;
-    float m = x[0];
-    for (int64_t i = 1; i < n; ++i)
-      m = std::max(m, x[i]);
     int64_t i = 0;
+    __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    for (; i + 8 <= n; i += 8)
+      vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    float m = *std::max_element(lanes, lanes + 8);
+    for (; i < n; ++i)
+      m = std::max(m, x[i]);
     __m256 acc = _mm256_setzero_ps(), mv = _mm256_set1_ps(m);
-    for (; i + 8 <= n; i += 8) {
+    for (i = 0; i + 8 <= n; i += 8) {
       __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
       _mm256_storeu_ps(y + i, e);
       acc = _mm256_add_ps(acc, e);
@@ -317,8 +326,11 @@ inline void softmaxRows(const float *in, float *out, int64_t rows, int64_t n) {
     float sum = horizontalSum(acc);
     for (; i < n; ++i)
       sum += y[i] = std::exp(x[i] - m);
-    float inv = 1.0f / sum;
-    for (i = 0; i < n; ++i)
+    const float inv = 1.0f / sum;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), vinv));
+    for (; i < n; ++i)
       y[i] *= inv;
   }
 }
@@ -431,30 +443,30 @@ void softmax(const T *in, T *out, int64_t outer, int64_t axis, int64_t inner, bo
 }
 
 namespace detail {
-/// out[x] = sum_r scale * a[r] rows[r * stride + x] for x < width: a vector
-/// times a matrix, 32 columns at a time in four accumulators.
-inline void vectorTimesRows(const float *a, float scale, const float *rows, int64_t stride,
-                            int64_t count, int64_t width, float *out) {
-  int64_t x = 0;
+/// out[r * ldo + x] = scale * sum_k a[r * lda + k] b[k * ldb + x] for
+/// r < rows (<= 4) and x < width: a few rows times a small matrix.
+inline void rowsTimesMatrix(const float *a, int64_t lda, int64_t rows, const float *b, int64_t ldb,
+                            int64_t depth, int64_t width, float scale, float *out, int64_t ldo) {
 #ifdef KILN_AVX2
-  for (; x + 32 <= width; x += 32) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    for (int64_t r = 0; r < count; ++r) {
-      __m256 ar = _mm256_set1_ps(scale * a[r]);
-      for (int u = 0; u < 4; ++u)
-        acc[u] = _mm256_fmadd_ps(ar, _mm256_loadu_ps(rows + r * stride + x + 8 * u), acc[u]);
+  switch (rows) {
+  case 1:
+    return avx2::rowsTimesMatrix<1>(a, lda, b, ldb, out, ldo, width, depth, scale, false);
+  case 2:
+    return avx2::rowsTimesMatrix<2>(a, lda, b, ldb, out, ldo, width, depth, scale, false);
+  case 3:
+    return avx2::rowsTimesMatrix<3>(a, lda, b, ldb, out, ldo, width, depth, scale, false);
+  default:
+    return avx2::rowsTimesMatrix<4>(a, lda, b, ldb, out, ldo, width, depth, scale, false);
+  }
+#else
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < width; ++x) {
+      float acc = 0;
+      for (int64_t k = 0; k < depth; ++k)
+        acc += a[r * lda + k] * b[k * ldb + x];
+      out[r * ldo + x] = scale * acc;
     }
-    for (int u = 0; u < 4; ++u)
-      _mm256_storeu_ps(out + x + 8 * u, acc[u]);
-  }
 #endif
-  for (; x < width; ++x) {
-    float acc = 0;
-    for (int64_t r = 0; r < count; ++r)
-      acc += scale * a[r] * rows[r * stride + x];
-    out[x] = acc;
-  }
 }
 /// a . b over n floats.
 inline float dot(const float *a, const float *b, int64_t n) {
@@ -497,33 +509,39 @@ inline void interaction(const float *x, int64_t batch, int64_t features, int64_t
 /// p = softmax_j(scale * q[b, i, h, :] . k[b, j, h, :] + mask[b, h, i, j]).
 /// `maskStrides` (4, for b, h, i, j; 0 where broadcast) index `mask` (null
 /// for none). Batches and heads are split over the threads; one head's keys
-/// (sk * d <= 16384) and a row of scores stay on the stack.
+/// (sk * d <= 16384) and the scores of up to 4 queries (sk <= 4096) stay on
+/// the stack, and each step takes those queries at once.
 inline void attention(const float *q, const float *k, const float *v, const float *mask,
                       const int64_t *maskStrides, float *out, int64_t batch, int64_t sq, int64_t sk,
                       int64_t heads, int64_t d, int64_t dv, float scale,
                       const kiln_abi_exec *exec) {
-  constexpr int64_t kMaxKeys = 16384;
+  constexpr int64_t kMaxKeys = 16384, kMaxScores = 4096;
+  const int64_t block = std::clamp<int64_t>(kMaxScores / std::max<int64_t>(sk, 1), 1, 4);
   parallelRange(exec, batch * heads, 1, 1, [&](int64_t t0, int64_t t1) {
-    float keys[kMaxKeys], p[4096];
+    float keys[kMaxKeys], p[kMaxScores];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / heads, h = t % heads;
-      // keys[c][j] = k[b, j, h, c]: a score row is then d axpys over j.
+      // keys[c][j] = k[b, j, h, c]: scores are then the queries times [d][sk].
       for (int64_t j = 0; j < sk; ++j)
         for (int64_t c = 0; c < d; ++c)
           keys[c * sk + j] = k[((b * sk + j) * heads + h) * d + c];
-      for (int64_t i = 0; i < sq; ++i) {
-        const float *qi = q + ((b * sq + i) * heads + h) * d;
-        // Scores: q_i times the head's keys, [d][sk].
-        detail::vectorTimesRows(qi, scale, keys, sk, d, sk, p);
-        if (mask) {
-          const float *m = mask + b * maskStrides[0] + h * maskStrides[1] + i * maskStrides[2];
-          for (int64_t j = 0; j < sk; ++j)
-            p[j] += m[j * maskStrides[3]];
+      for (int64_t i = 0; i < sq; i += block) {
+        const int64_t rows = std::min(block, sq - i);
+        detail::rowsTimesMatrix(q + ((b * sq + i) * heads + h) * d, heads * d, rows, keys, sk, d,
+                                sk, scale, p, sk);
+        for (int64_t r = 0; r < rows; ++r) {
+          float *pr = p + r * sk;
+          if (mask) {
+            const float *m =
+                mask + b * maskStrides[0] + h * maskStrides[1] + (i + r) * maskStrides[2];
+            for (int64_t j = 0; j < sk; ++j)
+              pr[j] += m[j * maskStrides[3]];
+          }
+          softmax(pr, pr, 1, sk, 1);
         }
-        softmax(p, p, 1, sk, 1);
         // Output: the probabilities times the head's value rows.
-        detail::vectorTimesRows(p, 1.0f, v + (b * sk * heads + h) * dv, heads * dv, sk, dv,
-                                out + ((b * sq + i) * heads + h) * dv);
+        detail::rowsTimesMatrix(p, sk, rows, v + (b * sk * heads + h) * dv, heads * dv, sk, dv,
+                                1.0f, out + ((b * sq + i) * heads + h) * dv, heads * dv);
       }
     }
   });
