@@ -121,13 +121,17 @@ def measure(model_path, feeds_for, batches, runs, budget, threads_check, workdir
 
 
 def machine_description():
-    model = platform.processor() or platform.machine()
+    model, flags = platform.processor() or platform.machine(), []
     try:
         with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            lines = f.readlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    return (f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+    isa = [name for name, flag in [("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 VNNI", "avx512_vnni")]
+           if flag in flags]
+    return (f"{model} ({', '.join(isa) or 'no AVX2'}), {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, onnxruntime {ort.__version__}")
 
 

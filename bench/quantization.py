@@ -7,13 +7,18 @@ For every zoo model:
   f32 compile;
 - speed at batch 1, 64 and 256: kiln f32, kiln int8 (`--quantize
   int8,int8-embeddings`: like quantize_dynamic, dense layers and tables)
-  and onnxruntime on the same model quantised by its own `quantize_dynamic`
+  built for AVX2 and for this machine (`--cpu native`: AVX-512 VNNI where
+  it has it, as onnxruntime's MLAS picks its kernels at run time), and
+  onnxruntime on the same model quantised by its own `quantize_dynamic`
   (int8 weights, uint8 activations, uint8 tables), alternating in one
   process (one thread, IOBinding for onnxruntime, a bound kiln model).
 
     python bench/quantization.py --out docs/quantization.md --json bench/quantization.json \\
-        [--models dlrm_kaggle din] [--runs 30] [--budget 5] \\
+        [--models dlrm_kaggle din] [--runs 30] [--budget 5] [--modes-from OLD.json] \\
         [--kernels bench/kernels.json] [--notes docs/quantization-notes.md]
+
+--modes-from keeps the accuracy and size results of the models in OLD.json
+and measures only the speed.
 
 --kernels adds the f32 / int8 / bf16 dense kernel table from
 `build/bench/kiln_kernel_bench --benchmark_format=json`; --notes puts that
@@ -71,13 +76,17 @@ def speed(model_path, model, work, runs, budget):
     from onnxruntime.quantization import QuantType, quantize_dynamic
     ort_int8 = os.path.join(work, "ort_int8.onnx")
     quantize_dynamic(model_path, ort_int8, weight_type=QuantType.QInt8)
-    f32_so, int8_so = os.path.join(work, "f32_speed.so"), os.path.join(work, "int8_speed.so")
+    f32_so = os.path.join(work, "f32_speed.so")
     kiln.compile(model_path, f32_so, batch=BATCHES)
-    kiln.compile(model_path, int8_so, batch=BATCHES, quantize=["int8", "int8-embeddings"],
-                 extra_args=["--allow-accuracy-loss", "--validation-rows", "256"])
+    int8_so = {}
+    for cpu in ["avx2", "native"]:
+        int8_so[cpu] = os.path.join(work, f"int8_{cpu}.so")
+        kiln.compile(model_path, int8_so[cpu], batch=BATCHES, quantize=["int8", "int8-embeddings"],
+                     extra_args=["--allow-accuracy-loss", "--validation-rows", "256", "--cpu", cpu])
+    target = inspect(int8_so["native"])["target"]
     session = harness.ort_session(ort_int8, 1)
     rows = []
-    with kiln.load(f32_so) as f32, kiln.load(int8_so) as int8:
+    with kiln.load(f32_so) as f32, kiln.load(int8_so["avx2"]) as avx2, kiln.load(int8_so["native"]) as int8:
         for batch in BATCHES:
             feeds = zoo.random_inputs(model, batch)
             binding = session.io_binding()
@@ -85,7 +94,8 @@ def speed(model_path, model, work, runs, budget):
                 binding.bind_cpu_input(name, value)
             for out in session.get_outputs():
                 binding.bind_output(out.name)
-            runners = {"kiln_f32": f32.bind(feeds).run, "kiln_int8": int8.bind(feeds).run,
+            runners = {"kiln_f32": f32.bind(feeds).run, "kiln_int8_avx2": avx2.bind(feeds).run,
+                       "kiln_int8": int8.bind(feeds).run,
                        "ort_int8": lambda: session.run_with_iobinding(binding)}
             start = time.perf_counter()
             for run in runners.values():  # warm-up
@@ -98,10 +108,11 @@ def speed(model_path, model, work, runs, budget):
                     t = time.perf_counter()
                     run()
                     times[name].append(time.perf_counter() - t)
-            row = {"batch": batch, "runs": n}
+            row = {"batch": batch, "runs": n, "kiln_int8_target": target}
             row.update({f"{name}_us": float(np.median(v)) * 1e6 for name, v in times.items()})
             rows.append(row)
-            print(f"  batch {batch}: kiln f32 {row['kiln_f32_us']:.0f} us, kiln int8 {row['kiln_int8_us']:.0f} us, "
+            print(f"  batch {batch}: kiln f32 {row['kiln_f32_us']:.0f} us, kiln int8 avx2 "
+                  f"{row['kiln_int8_avx2_us']:.0f} us, {target} {row['kiln_int8_us']:.0f} us, "
                   f"ort int8 {row['ort_int8_us']:.0f} us", file=sys.stderr)
     return rows
 
@@ -159,16 +170,19 @@ def report(results, machine, path, kernels=None, notes=None):
                      f"{m['int8-embeddings']['so_bytes']} | "
                      f"{m['f32']['so_bytes'] / m['int8-embeddings']['so_bytes']:.2f}x |")
     lines += ["", "### Speed", "",
-              "Median latency, one thread, the three alternating in one process. kiln int8 is",
-              "`--quantize int8,int8-embeddings` (int8 dense layers and tables); onnxruntime int8 is the",
-              "model after `onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)`, which",
-              "quantises the MatMuls and the Gather tables.", "",
-              "| model | batch | kiln f32 us | kiln int8 us | ORT int8 us | kiln int8 / kiln f32 | "
-              "kiln int8 / ORT int8 |", "|---|---|---|---|---|---|---|"]
+              "Median latency, one thread, the four alternating in one process. kiln int8 is",
+              "`--quantize int8,int8-embeddings` (int8 dense layers and tables), built with `--cpu avx2`",
+              "and with `--cpu native` (target in the table); onnxruntime int8 is the model after",
+              "`onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)`, which quantises the",
+              "MatMuls and the Gather tables, and picks its kernels for this CPU at run time.", "",
+              "| model | batch | kiln f32 us | kiln int8 avx2 us | kiln int8 native us | native target | "
+              "ORT int8 us | native / kiln f32 | native / ORT int8 |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, data in results.items():
         for r in data["speed"]:
-            lines.append(f"| {name} | {r['batch']} | {r['kiln_f32_us']:.0f} | {r['kiln_int8_us']:.0f} | "
-                         f"{r['ort_int8_us']:.0f} | {r['kiln_int8_us'] / r['kiln_f32_us']:.2f} | "
+            lines.append(f"| {name} | {r['batch']} | {r['kiln_f32_us']:.0f} | {r['kiln_int8_avx2_us']:.0f} | "
+                         f"{r['kiln_int8_us']:.0f} | {r['kiln_int8_target']} | {r['ort_int8_us']:.0f} | "
+                         f"{r['kiln_int8_us'] / r['kiln_f32_us']:.2f} | "
                          f"{r['kiln_int8_us'] / r['ort_int8_us']:.2f} |")
     if kernels:
         lines += ["", "### Dense kernels", "",
@@ -191,13 +205,17 @@ def main():
     parser.add_argument("--from-json", help="render --out from this JSON instead of measuring")
     parser.add_argument("--kernels", help="kiln_kernel_bench JSON output for the kernel table")
     parser.add_argument("--notes", help="markdown to put before the tables")
+    parser.add_argument("--modes-from", help="keep the accuracy and size results of this JSON; measure speed")
     args = parser.parse_args()
     if args.from_json:
         with open(args.from_json) as f:
             saved = json.load(f)
         report(saved["results"], saved["machine"], args.out, args.kernels, args.notes)
         return
-    results = {}
+    results, kept = {}, {}
+    if args.modes_from:
+        with open(args.modes_from) as f:
+            kept = json.load(f)["results"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             print(name, file=sys.stderr)
@@ -206,7 +224,7 @@ def main():
             folder = zoo.write(name, work, batch=1)
             path = os.path.join(folder, "model.onnx")
             model = onnx.load(path, load_external_data=False)
-            results[name] = {"modes": compile_modes(path, work),
+            results[name] = {"modes": kept[name]["modes"] if name in kept else compile_modes(path, work),
                              "speed": speed(path, model, work, args.runs, args.budget)}
     machine = harness.machine_description()
     if args.json:
