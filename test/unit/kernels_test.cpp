@@ -157,6 +157,34 @@ TEST(Attention, MatchesReference) {
   }
 }
 
+TEST(Softmax, MatchesReferenceMaskedAndNaN) {
+  for (int64_t n : {1, 7, 37, 64}) {
+    auto x = randomFloats(3 * n, unsigned(n));
+    for (int64_t j = 0; j < n; j += 2)
+      x[n + j] = -10000.0f; // row 1: every other position masked
+    std::vector<float> y(3 * n);
+    softmax(x.data(), y.data(), 3, n, 1);
+    for (int64_t r = 0; r < 3; ++r) {
+      double max = -1e300, sum = 0;
+      for (int64_t j = 0; j < n; ++j)
+        max = std::max(max, double(x[r * n + j]));
+      for (int64_t j = 0; j < n; ++j)
+        sum += std::exp(x[r * n + j] - max);
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_NEAR(y[r * n + j], std::exp(x[r * n + j] - max) / sum, 1e-6)
+            << "n " << n << " row " << r << " at " << j;
+    }
+    // A NaN anywhere, in the vector part or the tail, makes its row NaN.
+    for (int64_t at : {int64_t(0), n / 2, n - 1}) {
+      std::vector<float> z(x.begin(), x.begin() + n);
+      z[at] = NAN;
+      softmax(z.data(), y.data(), 1, n, 1);
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_TRUE(std::isnan(y[j])) << "n " << n << " NaN at " << at << ", output " << j;
+    }
+  }
+}
+
 TEST(Interaction, MatchesReferenceWithRowStride) {
   // Dims around the kernel's 16- and 8-wide steps; rows written 5 apart
   // into a wider buffer whose other columns must stay untouched.

@@ -317,9 +317,16 @@ inline void softmaxRows(const float *in, float *out, int64_t rows, int64_t n) {
     float m = *std::max_element(lanes, lanes + 8);
     for (; i < n; ++i)
       m = std::max(m, x[i]);
-    __m256 acc = _mm256_setzero_ps(), mv = _mm256_set1_ps(m);
+    // Terms below e^-87 (masked positions) are 0: their share of the sum,
+    // at least 1, is below FLT_MIN, and computing them subnormal took
+    // twice as long.
+    const __m256 mv = _mm256_set1_ps(m), floor = _mm256_set1_ps(-87.0f);
+    __m256 acc = _mm256_setzero_ps();
     for (i = 0; i + 8 <= n; i += 8) {
-      __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+      const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv);
+      // max(floor, d) and the ordered compare keep a NaN d.
+      const __m256 e =
+          _mm256_andnot_ps(_mm256_cmp_ps(d, floor, _CMP_LT_OQ), avx2::exp(_mm256_max_ps(floor, d)));
       _mm256_storeu_ps(y + i, e);
       acc = _mm256_add_ps(acc, e);
     }

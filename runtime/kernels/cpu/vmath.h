@@ -90,10 +90,12 @@ inline __m256 tanh(__m256 x) {
 
 /// erf(x): below |x| < 0.5 its Taylor polynomial, above it Abramowitz and
 /// Stegun 7.1.26, 1 - t P(t) e^{-x^2} (1.5e-7 absolute in exact arithmetic).
+/// x^2 is capped at 16 (erf(4) rounds to 1): e^{-x^2} of larger |x| would be
+/// subnormal, and subnormal arithmetic made erf twice as slow on such inputs.
 inline __m256 erf(__m256 x) {
   const __m256 signMask = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
   __m256 ax = _mm256_andnot_ps(signMask, x);
-  __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 x2 = _mm256_min_ps(_mm256_mul_ps(x, x), _mm256_set1_ps(16.0f));
   // Small: x * (c0 + c1 x^2 + ... + c6 x^12), the Taylor series of erf(x)/x
   // (truncation error below 1e-9 for |x| < 0.5).
   __m256 ps = _mm256_set1_ps(1.2055332e-4f);
