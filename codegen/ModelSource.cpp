@@ -590,9 +590,15 @@ LogicalResult Emitter::emitOp(Operation *op) {
             if (d.isInt8()) {
               os << "    const kernels::Int8Weights w{" << weights << ", "
                  << ptr(d.getWeightScale()) << ", " << ptr(d.getWeightSum());
-              if (auto scale = d.getInputScale()) // a static input range
-                os << ", " << numberLiteral(scale->convertToDouble(), "float") << ", "
-                   << *d.getInputZeroPoint();
+              // The static input range, and the output range of a requantising layer.
+              auto range = [&](std::optional<APFloat> scale, std::optional<int32_t> zeroPoint) {
+                os << ", " << (scale ? numberLiteral(scale->convertToDouble(), "float") : "0")
+                   << ", " << zeroPoint.value_or(0);
+              };
+              if (d.getInputScale() || d.getOutputScale())
+                range(d.getInputScale(), d.getInputZeroPoint());
+              if (d.getOutputScale())
+                range(d.getOutputScale(), d.getOutputZeroPoint());
               os << "};\n";
               os << "    kernels::denseInt8(";
               weights = "w";

@@ -203,7 +203,11 @@ KILN_INFER(DenseOp) {
     return emitOptionalError(loc, "dense input must have rank >= 1");
   SmallVector<int64_t> shape(in.getShape());
   shape.back() = adaptor.getUnits();
-  return push(types, shape, in.getElementType());
+  // f32, or ui8 when the layer requantises its result.
+  Type element = adaptor.getOutputScale()
+                     ? Type(IntegerType::get(context, 8, IntegerType::Unsigned))
+                     : Type(Float32Type::get(context));
+  return push(types, shape, element);
 }
 
 /// The activations kiln.dense accepts, in the order of the kernels'
@@ -243,8 +247,9 @@ LogicalResult DenseOp::verify() {
     if (v && cast<RankedTensorType>(v.getType()).getShape() != ArrayRef(n))
       return emitOpError("bias, weight scale and weight sums must be [") << n << "]";
   for (Value v : {getMultiplier(), getResidual()})
-    if (v && v.getType() != getType())
-      return emitOpError("multiplier and residual must have the result type ") << getType();
+    if (v && (cast<RankedTensorType>(v.getType()).getShape() != getType().getShape() ||
+              !cast<RankedTensorType>(v.getType()).getElementType().isF32()))
+      return emitOpError("multiplier and residual must be f32 of the result's shape");
   if (denseActivationCode(getActivation()) < 0)
     return emitOpError("unknown activation '") << getActivation() << "'";
   if (bool(getInputScale()) != bool(getInputZeroPoint()) || (getInputScale() && !int8))
@@ -254,6 +259,16 @@ LogicalResult DenseOp::verify() {
     return emitOpError("input_scale must be positive and finite");
   if (auto zp = getInputZeroPoint(); zp && (*zp < 0 || *zp > 127))
     return emitOpError("input_zero_point must be in [0, 127]");
+  if (getInput().getType().getElementType().isUnsignedInteger(8) && (!getInputScale() || k % 4))
+    return emitOpError("a ui8 input (a requantised layer's result) needs input_scale and a depth "
+                       "that is a multiple of 4");
+  if (bool(getOutputScale()) != bool(getOutputZeroPoint()) || (getOutputScale() && !int8))
+    return emitOpError("requantisation (output_scale with output_zero_point) needs i8 weights");
+  if (auto scale = getOutputScale();
+      scale && !(scale->convertToFloat() > 0 && std::isfinite(scale->convertToFloat())))
+    return emitOpError("output_scale must be positive and finite");
+  if (auto zp = getOutputZeroPoint(); zp && (*zp < 0 || *zp > 127))
+    return emitOpError("output_zero_point must be in [0, 127]");
   return success();
 }
 

@@ -101,16 +101,23 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     q; the input is then quantised per row inside the kernel, or, with
     `input_scale` and `input_zero_point` (static calibration), with that one
     range for every row.
+
+    Requantisation (kiln-fuse-requantize): with `output_scale` and
+    `output_zero_point` an int8 layer's result is ui8, its f32 values (after
+    the epilogue) quantised with that range as the next layer would quantise
+    them; a ui8 input is such a result, already quantised with the layer's
+    input_scale and input_zero_point (its depth a multiple of 4).
   }];
-  let arguments = (ins F32Tensor:$input,
+  let arguments = (ins TensorOf<[F32, UI8]>:$input,
                    TensorOf<[F32, F16, BF16, I8]>:$weight,
                    Optional<F32Tensor>:$bias,
                    Optional<F32Tensor>:$multiplier, Optional<F32Tensor>:$residual,
                    Optional<F32Tensor>:$weight_scale, Optional<TensorOf<[I32]>>:$weight_sum,
                    I64Attr:$units,
                    DefaultValuedStrAttr<StrAttr, "none">:$activation,
-                   OptionalAttr<F32Attr>:$input_scale, OptionalAttr<I32Attr>:$input_zero_point);
-  let results = (outs F32Tensor:$result);
+                   OptionalAttr<F32Attr>:$input_scale, OptionalAttr<I32Attr>:$input_zero_point,
+                   OptionalAttr<F32Attr>:$output_scale, OptionalAttr<I32Attr>:$output_zero_point);
+  let results = (outs TensorOf<[F32, UI8]>:$result);
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// The depth K of the product.

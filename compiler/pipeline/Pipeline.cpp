@@ -62,6 +62,8 @@ const std::vector<Stage> &stages() {
            options.precision = o.weightPrecision;
            options.inputRanges.assign(o.inputRanges.begin(), o.inputRanges.end());
            pm.addPass(createQuantizeDense(options));
+           if (!o.inputRanges.empty())
+             pm.addNestedPass<func::FuncOp>(createFuseRequantize());
          }
          if (o.tableBits != 32) {
            QuantizeTablesOptions options;

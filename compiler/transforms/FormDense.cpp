@@ -86,7 +86,8 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     int64_t n = mm.getRhs().getType().getDimSize(1);
     rewriter.replaceOpWithNewOp<DenseOp>(
         mm, mm.getType(), mm.getLhs(), mm.getRhs(), Value(), Value(), Value(), Value(), Value(),
-        rewriter.getI64IntegerAttr(n), rewriter.getStringAttr("none"), FloatAttr(), IntegerAttr());
+        rewriter.getI64IntegerAttr(n), rewriter.getStringAttr("none"), FloatAttr(), IntegerAttr(),
+        FloatAttr(), IntegerAttr());
   }
 
   void formFromGemm(IRRewriter &rewriter, GemmOp g) {
@@ -115,9 +116,10 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
     Operation *replaced[] = {b, g.getC() ? g.getC().getDefiningOp<ConstantOp>() : nullptr};
     if (replaced[1] == replaced[0])
       replaced[1] = nullptr;
-    rewriter.replaceOpWithNewOp<DenseOp>(
-        g, g.getType(), g.getA(), w, bias, Value(), residual, Value(), Value(),
-        rewriter.getI64IntegerAttr(n), rewriter.getStringAttr("none"), FloatAttr(), IntegerAttr());
+    rewriter.replaceOpWithNewOp<DenseOp>(g, g.getType(), g.getA(), w, bias, Value(), residual,
+                                         Value(), Value(), rewriter.getI64IntegerAttr(n),
+                                         rewriter.getStringAttr("none"), FloatAttr(), IntegerAttr(),
+                                         FloatAttr(), IntegerAttr());
     for (Operation *c : replaced)
       if (c && c->use_empty())
         rewriter.eraseOp(c);

@@ -36,7 +36,7 @@ DenseOp replaceWithDense(PatternRewriter &rewriter, Operation *op, DenseOp d, Va
   return rewriter.replaceOpWithNewOp<DenseOp>(
       op, d.getType(), d.getInput(), d.getWeight(), bias, multiplier, residual, d.getWeightScale(),
       d.getWeightSum(), d.getUnitsAttr(), rewriter.getStringAttr(activation), d.getInputScaleAttr(),
-      d.getInputZeroPointAttr());
+      d.getInputZeroPointAttr(), d.getOutputScaleAttr(), d.getOutputZeroPointAttr());
 }
 
 /// For a binary op with a sole-use dense operand (of the op's type) that

@@ -160,6 +160,21 @@ def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
   ];
 }
 
+def FuseRequantize : Pass<"kiln-fuse-requantize", "mlir::func::FuncOp"> {
+  let summary = "Int8 layers write the next int8 layer's quantised input";
+  let description = [{
+    Where an int8 kiln.dense's only use is the input of another int8 dense
+    with a static input range (input_scale, input_zero_point: static
+    calibration), the first layer takes that range as its output_scale and
+    output_zero_point and its result becomes ui8: its epilogue quantises
+    the f32 values exactly as the next layer would have, which then reads
+    them as they are. The activations between the two are 4x smaller and
+    the second layer's quantising pass disappears; the results do not
+    change. Layers whose width is not a multiple of 4 (the kernel reads the
+    input in groups of 4 bytes) are left as they are.
+  }];
+}
+
 def ExposeDenseInputs : Pass<"kiln-expose-dense-inputs", "mlir::ModuleOp"> {
   let summary = "Make the inputs of the layers int8 would quantise extra results";
   let description = [{

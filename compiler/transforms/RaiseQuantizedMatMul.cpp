@@ -156,7 +156,7 @@ DenseOp createDense(OpBuilder &b, Operation *root, Value x, ElementsAttr w,
   Value weight = ConstantOp::create(b, loc, w);
   return DenseOp::create(b, loc, root->getResult(0).getType(), x, weight, Value(), Value(), Value(),
                          scale, sum, b.getI64IntegerAttr(n), b.getStringAttr("none"), FloatAttr(),
-                         IntegerAttr());
+                         IntegerAttr(), FloatAttr(), IntegerAttr());
 }
 
 struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedMatMulPass> {

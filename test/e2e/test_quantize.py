@@ -196,6 +196,13 @@ def test_static_calibration(method, tmp_path):
                           check=True, capture_output=True, text=True).stdout
     layers = [line for line in mlir.splitlines() if "kiln.dense" in line]
     assert layers and all("input_scale" in line and "input_zero_point" in line for line in layers)
+    # Layers feeding the next layer of an MLP requantise into its range
+    # (kiln-fuse-requantize): the bottom MLP's 512 -> 256 -> 64 chain and the
+    # top MLP's hidden layers pass ui8 activations.
+    requantising = [line for line in layers if "output_scale" in line]
+    assert len(requantising) >= 4, mlir
+    assert all(line.rstrip().endswith("xui8>") for line in requantising)
+    assert sum("(tensor<64x" in line and "xui8>, " in line for line in layers) == len(requantising)
     with kiln.load(so) as m:
         feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 5)
         prob = m.run(feeds)["click_prob"]

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <immintrin.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -145,6 +146,44 @@ TEST(Int8Dense, StaticRangeSaturatesOutsideIt) {
     }
     EXPECT_TRUE(differs || s.k < 3) << "the static range changed nothing at K " << s.k;
   }
+}
+
+TEST(Int8Dense, RequantisedChainEqualsTheFloatChain) {
+  // Two calibrated layers: the first writing uint8 with the second's input
+  // range (its epilogue requantising) and the second reading those bytes
+  // give exactly what the two give through f32, on one thread and on a
+  // pool; rows and widths around the tiles (the second depth a multiple of 4).
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(3));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  for (auto [m, k, n1, n2] :
+       {std::array<int64_t, 4>{1, 5, 4, 3}, {7, 33, 20, 17}, {50, 64, 132, 40}, {97, 300, 64, 130}})
+    for (const kiln_abi_exec *e : {(const kiln_abi_exec *)nullptr, (const kiln_abi_exec *)&exec}) {
+      const unsigned seed = unsigned(m + k + n1 + n2);
+      auto A = uniform(m * k, seed, -0.5f, 1.5f), W1 = uniform(k * n1, seed + 1),
+           W2 = uniform(n1 * n2, seed + 2), bias = uniform(n1, seed + 3);
+      Int8Layer l1 = quantizeLayer(W1, k, n1), l2 = quantizeLayer(W2, n1, n2);
+      Int8Weights w1 = l1.view(), w2 = l2.view();
+      activationQuantization(-0.5f, 1.0f, w1.inputScale, w1.inputZeroPoint);
+      activationQuantization(0.0f, 0.8f * float(k) / 8, w2.inputScale, w2.inputZeroPoint);
+      Epilogue relu;
+      relu.bias = bias.data();
+      relu.activation = Activation::Relu;
+      std::vector<float> hidden(m * n1), want(m * n2), got(m * n2, NAN);
+      denseInt8(A.data(), k, w1, k, n1, hidden.data(), n1, m, relu, e);
+      denseInt8(hidden.data(), n1, w2, n1, n2, want.data(), n2, m, Epilogue{}, e);
+      Int8Weights requantising = w1;
+      requantising.outputScale = w2.inputScale;
+      requantising.outputZeroPoint = w2.inputZeroPoint;
+      std::vector<uint8_t> bytes(m * n1);
+      denseInt8(A.data(), k, requantising, k, n1, bytes.data(), n1, m, relu, e);
+      denseInt8(bytes.data(), n1, w2, n1, n2, got.data(), n2, m, Epilogue{}, e);
+      ASSERT_EQ(got, want) << "M " << m << " K " << k << " N " << n1 << ", " << n2;
+      int saturated = 0;
+      for (uint8_t q : bytes)
+        saturated += q == kInt8ActivationMax;
+      EXPECT_LT(saturated, m * n1) << "the range must not clip everything";
+    }
 }
 
 TEST(Int8Dense, MatchesOnAThreadPool) {

@@ -34,6 +34,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 namespace kiln::cpu {
 
@@ -225,11 +226,18 @@ inline void activationQuantization(float lo, float hi, float &scale, int32_t &ze
   zeroPoint = int32_t(std::clamp(std::nearbyint(-lo / scale), 0.0f, float(kInt8ActivationMax)));
 }
 
-/// Quantises one row of activations to [0, 127] with this scale and zero
-/// point (values outside the range saturate). Writes groups * 4 bytes, the
-/// padding at the zero point (the padded weights are 0).
+/// Quantises n activations to [0, 127] with this scale and zero point
+/// (values outside the range saturate, NaN counts as 0).
+inline void quantizeActivations(const float *x, int64_t n, uint8_t *q, float scale,
+                                int32_t zeroPoint);
+
+/// quantizeActivations for one row of a layer's input. Writes groups * 4
+/// bytes, the padding at the zero point (the padded weights are 0).
 inline void quantizeActivationRowWith(const float *x, int64_t K, uint8_t *q, float scale,
-                                      int32_t zeroPoint);
+                                      int32_t zeroPoint) {
+  quantizeActivations(x, K, q, scale, zeroPoint);
+  std::fill(q + K, q + int8GroupCount(K) * 4, uint8_t(zeroPoint));
+}
 
 /// Quantises one row of activations to [0, 127] over the row's own range.
 inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &scale,
@@ -259,22 +267,23 @@ inline void quantizeActivationRow(const float *x, int64_t K, uint8_t *q, float &
   quantizeActivationRowWith(x, K, q, scale, zeroPoint);
 }
 
-inline void quantizeActivationRowWith(const float *x, int64_t K, uint8_t *q, float scale,
-                                      int32_t zeroPoint) {
+inline void quantizeActivations(const float *x, int64_t n, uint8_t *q, float scale,
+                                int32_t zeroPoint) {
   const float inv = 1.0f / scale;
   int64_t k = 0;
 #ifdef KILN_AVX2
-  // cvtps rounds to nearest even like nearbyint; NaN becomes INT_MIN and
-  // clamps to 0 like the scalar path.
+  // cvtps rounds to nearest even like nearbyint; NaN lanes are zeroed first,
+  // as the scalar path counts NaN as 0.
   const __m256 vinv = _mm256_set1_ps(inv);
   const __m256i vzp = _mm256_set1_epi32(zeroPoint), top = _mm256_set1_epi32(kInt8ActivationMax);
   auto convert = [&](const float *p) {
     __m256 r = _mm256_mul_ps(_mm256_loadu_ps(p), vinv);
+    r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));
     r = _mm256_max_ps(_mm256_min_ps(r, _mm256_set1_ps(256.0f)), _mm256_set1_ps(-256.0f));
     __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
     return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), top);
   };
-  for (; k + 32 <= K; k += 32) {
+  for (; k + 32 <= n; k += 32) {
     const __m256i a = _mm256_packs_epi32(convert(x + k), convert(x + k + 8));
     const __m256i b = _mm256_packs_epi32(convert(x + k + 16), convert(x + k + 24));
     // packs interleave the 128-bit lanes: 0-3 16-19 4-7 20-23 | ... ; undo it.
@@ -283,10 +292,8 @@ inline void quantizeActivationRowWith(const float *x, int64_t K, uint8_t *q, flo
     _mm256_storeu_si256(reinterpret_cast<__m256i *>(q + k), bytes);
   }
 #endif
-  for (; k < K; ++k)
+  for (; k < n; ++k)
     q[k] = quantizeActivation(x[k] * inv, zeroPoint);
-  for (int64_t end = int8GroupCount(K) * 4; k < end; ++k)
-    q[k] = uint8_t(zeroPoint);
 }
 
 /// What an int8 layer needs besides A and C.
@@ -298,6 +305,10 @@ struct Int8Weights {
   /// (activationQuantization); scale 0: each row's own range.
   float inputScale = 0;
   int32_t inputZeroPoint = 0;
+  /// A requantising layer's output scale and zero point (the next layer's
+  /// input range), for a uint8_t C.
+  float outputScale = 0;
+  int32_t outputZeroPoint = 0;
 };
 
 namespace detail {
@@ -464,51 +475,80 @@ inline void int8TileRows(int64_t rows, const QuantizedRows &a, const int8_t *W, 
 #endif
 
 /// Rows [m0, m1) and panels [p0, p1) of an int8 layer: blocks of rows are
-/// quantised once into a stack buffer, then every panel runs over them.
-inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N,
-                           float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+/// quantised once into a stack buffer (unless A is uint8_t: rows a
+/// requantising layer already quantised with w's input range), then every
+/// panel runs over them. A uint8_t C is quantised with w's output range
+/// after the epilogue, from a tile staged on the stack.
+template <typename In, typename Out>
+inline void denseInt8Block(const In *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N,
+                           Out *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                            const Epilogue &ep) {
-  constexpr int64_t kBufferBytes = kInt8Rows * kMaxInt8Depth;
+  constexpr bool kQuantizedInput = std::is_same_v<In, uint8_t>;
+  constexpr bool kRequantize = std::is_same_v<Out, uint8_t>;
+  constexpr int64_t kBufferBytes = kQuantizedInput ? 64 : kInt8Rows * kMaxInt8Depth;
   constexpr int64_t kMaxBlockRows = 48;
   alignas(32) uint8_t buffer[kBufferBytes];
   float scale[kMaxBlockRows];
   int32_t zeroPoint[kMaxBlockRows];
-  const int64_t groups = int8GroupCount(K), stride = groups * 4, panelStride = groups * 64;
-  const int64_t blockRows =
-      std::clamp<int64_t>(kBufferBytes / stride / kInt8Rows * kInt8Rows, kInt8Rows, kMaxBlockRows);
+  const int64_t groups = int8GroupCount(K), panelStride = groups * 64;
+  const int64_t stride = kQuantizedInput ? lda : groups * 4;
+  const int64_t blockRows = kQuantizedInput
+                                ? kMaxBlockRows
+                                : std::clamp<int64_t>(kBufferBytes / stride / kInt8Rows * kInt8Rows,
+                                                      kInt8Rows, kMaxBlockRows);
   for (int64_t mb = m0; mb < m1; mb += blockRows) {
     const int64_t me = std::min(mb + blockRows, m1);
+    const uint8_t *rows = buffer;
+    if constexpr (kQuantizedInput)
+      rows = A + mb * lda;
     for (int64_t m = mb; m < me; ++m) {
-      uint8_t *q = buffer + (m - mb) * stride;
-      if (w.inputScale > 0) {
-        scale[m - mb] = w.inputScale;
-        zeroPoint[m - mb] = w.inputZeroPoint;
-        quantizeActivationRowWith(A + m * lda, K, q, w.inputScale, w.inputZeroPoint);
+      float &s = scale[m - mb];
+      int32_t &z = zeroPoint[m - mb];
+      if constexpr (kQuantizedInput) {
+        s = w.inputScale;
+        z = w.inputZeroPoint;
+      } else if (w.inputScale > 0) {
+        s = w.inputScale;
+        z = w.inputZeroPoint;
+        quantizeActivationRowWith(A + m * lda, K, buffer + (m - mb) * stride, s, z);
       } else {
-        quantizeActivationRow(A + m * lda, K, q, scale[m - mb], zeroPoint[m - mb]);
+        quantizeActivationRow(A + m * lda, K, buffer + (m - mb) * stride, s, z);
       }
     }
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t col = p * kPanelWidth, cols = std::min(N - col, kPanelWidth);
       const int8_t *W = w.packed + p * panelStride;
       for (int64_t i = mb; i < me; i += kInt8Rows) {
-        const int64_t rows = std::min<int64_t>(kInt8Rows, me - i);
-        QuantizedRows a{buffer + (i - mb) * stride, stride, scale + (i - mb), zeroPoint + (i - mb)};
+        const int64_t n = std::min<int64_t>(kInt8Rows, me - i);
+        QuantizedRows a{rows + (i - mb) * stride, stride, scale + (i - mb), zeroPoint + (i - mb)};
+        alignas(64) float staged[kRequantize ? kInt8Rows : 1][kPanelWidth];
+        float *out;
+        int64_t ldo;
+        if constexpr (kRequantize) {
+          out = staged[0];
+          ldo = kPanelWidth;
+        } else {
+          out = C + i * ldc + col;
+          ldo = ldc;
+        }
 #ifdef KILN_AVX2
-        int8TileRows(rows, a, W, groups, w,
-                     Tile{nullptr, 0, 0, nullptr, 0, 0, C + i * ldc + col, ldc, cols, false, false,
-                          &ep, i, col});
+        int8TileRows(n, a, W, groups, w,
+                     Tile{nullptr, 0, 0, nullptr, 0, 0, out, ldo, cols, false, false, &ep, i, col});
 #else
-        for (int64_t r = 0; r < rows; ++r)
+        for (int64_t r = 0; r < n; ++r)
           for (int64_t c = 0; c < cols; ++c) {
-            const int64_t n = col + c;
             int32_t acc = 0;
-            for (int64_t k = 0; k < stride; ++k)
+            for (int64_t k = 0; k < groups * 4; ++k)
               acc += int32_t(a.q[r * stride + k]) * W[(k / 4) * 64 + c * 4 + k % 4];
-            C[(i + r) * ldc + n] = applyEpilogue(
-                dequantize(acc, a.zeroPoint[r], w.sums[n], a.scale[r], w.scale[n]), ep, i + r, n);
+            out[r * ldo + c] = applyEpilogue(
+                dequantize(acc, a.zeroPoint[r], w.sums[col + c], a.scale[r], w.scale[col + c]), ep,
+                i + r, col + c);
           }
 #endif
+        if constexpr (kRequantize)
+          for (int64_t r = 0; r < n; ++r)
+            quantizeActivations(staged[r], cols, C + (i + r) * ldc + col, w.outputScale,
+                                w.outputZeroPoint);
       }
     }
   }
@@ -517,10 +557,13 @@ inline void denseInt8Block(const float *A, int64_t lda, const Int8Weights &w, in
 } // namespace detail
 
 /// C[M, N] = epilogue(A[M, K] * W) for int8 weights (K <= kMaxInt8Depth),
-/// A quantised per row on the fly (with the layer's static range if it has one).
-inline void denseInt8(const float *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N,
-                      float *C, int64_t ldc, int64_t M, const Epilogue &ep,
-                      const kiln_abi_exec *exec) {
+/// A quantised per row on the fly (with the layer's static range if it has
+/// one). A uint8_t A holds rows already quantised with w's input range (K a
+/// multiple of 4); a uint8_t C receives the results quantised with w's
+/// output range (requantisation: the next layer's input).
+template <typename In, typename Out>
+inline void denseInt8(const In *A, int64_t lda, const Int8Weights &w, int64_t K, int64_t N, Out *C,
+                      int64_t ldc, int64_t M, const Epilogue &ep, const kiln_abi_exec *exec) {
   splitDense(exec, M, N, K, detail::kInt8Rows, [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
     detail::denseInt8Block(A, lda, w, K, N, C, ldc, m0, m1, p0, p1, ep);
   });

@@ -68,3 +68,36 @@ func.func @static_input_zero_point_out_of_range(%x: tensor<2x3xf32>, %w: tensor<
   %y = kiln.dense %x, %w scale %s sums %n {units = 2 : i64, input_scale = 0.5 : f32, input_zero_point = 200 : i32} : (tensor<2x3xf32>, tensor<3x2xi8>, tensor<2xf32>, tensor<2xi32>) -> tensor<2x2xf32>
   return %y : tensor<2x2xf32>
 }
+
+// -----
+
+func.func @ui8_input_without_a_range(%x: tensor<2x4xui8>, %w: tensor<4x2xi8>, %s: tensor<2xf32>, %n: tensor<2xi32>) -> tensor<2x2xf32> {
+  // expected-error @below {{a ui8 input (a requantised layer's result) needs input_scale and a depth that is a multiple of 4}}
+  %y = kiln.dense %x, %w scale %s sums %n {units = 2 : i64} : (tensor<2x4xui8>, tensor<4x2xi8>, tensor<2xf32>, tensor<2xi32>) -> tensor<2x2xf32>
+  return %y : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @ui8_input_depth_not_a_multiple_of_4(%x: tensor<2x6xui8>, %w: tensor<6x2xi8>, %s: tensor<2xf32>, %n: tensor<2xi32>) -> tensor<2x2xf32> {
+  // expected-error @below {{a ui8 input (a requantised layer's result) needs input_scale and a depth that is a multiple of 4}}
+  %y = kiln.dense %x, %w scale %s sums %n {units = 2 : i64, input_scale = 0.5 : f32, input_zero_point = 3 : i32} : (tensor<2x6xui8>, tensor<6x2xi8>, tensor<2xf32>, tensor<2xi32>) -> tensor<2x2xf32>
+  return %y : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @requantising_f32_weights(%x: tensor<2x3xf32>) -> tensor<2x4xui8> {
+  %w = kiln.constant dense<1.0> : tensor<3x4xf32>
+  // expected-error @below {{requantisation (output_scale with output_zero_point) needs i8 weights}}
+  %y = kiln.dense %x, %w {units = 4 : i64, output_scale = 0.5 : f32, output_zero_point = 3 : i32} : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xui8>
+  return %y : tensor<2x4xui8>
+}
+
+// -----
+
+func.func @output_zero_point_out_of_range(%x: tensor<2x3xf32>, %w: tensor<3x4xi8>, %s: tensor<4xf32>, %n: tensor<4xi32>) -> tensor<2x4xui8> {
+  // expected-error @below {{output_zero_point must be in [0, 127]}}
+  %y = kiln.dense %x, %w scale %s sums %n {units = 4 : i64, output_scale = 0.5 : f32, output_zero_point = 128 : i32} : (tensor<2x3xf32>, tensor<3x4xi8>, tensor<4xf32>, tensor<4xi32>) -> tensor<2x4xui8>
+  return %y : tensor<2x4xui8>
+}
