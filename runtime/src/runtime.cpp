@@ -23,6 +23,8 @@ struct kiln_model {
   /// A device model's hooks and their state (kiln_abi_device); null on the CPU.
   const kiln_abi_device *device;
   void *device_state;
+  /// Opened by kiln_model_open_descriptor: no device state, no sessions.
+  bool descriptor_only;
 };
 
 struct kiln_session {
@@ -190,7 +192,11 @@ const char *kiln_dtype_name(kiln_dtype dtype) {
   return dtype >= 1 && dtype <= 11 ? names[dtype] : "?";
 }
 
-kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, size_t error_size) {
+namespace {
+
+/// kiln_model_open, or with `descriptorOnly` kiln_model_open_descriptor.
+kiln_status openModel(const char *path, kiln_model **model, char *error, size_t error_size,
+                      bool descriptorOnly) {
   if (error && error_size)
     error[0] = '\0';
   if (!model) {
@@ -225,7 +231,7 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, s
     format(error, error_size, "%s: built for kiln ABI %u.%u, this runtime speaks %d.%d", path,
            abi->abi_major, abi->abi_minor, KILN_ABI_MAJOR, KILN_ABI_MINOR);
     status = KILN_ERROR_ABI_MISMATCH;
-  } else if (!cpuSupports(abi->isa)) {
+  } else if (!descriptorOnly && !cpuSupports(abi->isa)) {
     format(error, error_size, "%s: compiled for target '%s', which this CPU cannot run", path,
            abi->target);
     status = KILN_ERROR_UNSUPPORTED_TARGET;
@@ -238,11 +244,11 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, s
   }
   if (status == KILN_OK) {
     const kiln_abi_device *device = (abi->isa & KILN_ISA_CUDA) ? abi->device : nullptr;
-    *model = new (std::nothrow) kiln_model{handle, abi, device, nullptr};
+    *model = new (std::nothrow) kiln_model{handle, abi, device, nullptr, descriptorOnly};
     if (!*model) {
       format(error, error_size, "out of memory");
       status = KILN_ERROR_OUT_OF_MEMORY;
-    } else if (device) {
+    } else if (device && !descriptorOnly) {
       char reason[512] = "";
       if (device->open(abi, &(*model)->device_state, reason, sizeof reason) != 0) {
         format(error, error_size, "%s: %s", path, reason);
@@ -257,10 +263,21 @@ kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, s
   return status;
 }
 
+} // namespace
+
+kiln_status kiln_model_open(const char *path, kiln_model **model, char *error, size_t error_size) {
+  return openModel(path, model, error, error_size, false);
+}
+
+kiln_status kiln_model_open_descriptor(const char *path, kiln_model **model, char *error,
+                                       size_t error_size) {
+  return openModel(path, model, error, error_size, true);
+}
+
 void kiln_model_close(kiln_model *model) {
   if (!model)
     return;
-  if (model->device)
+  if (model->device && !model->descriptor_only)
     model->device->close(model->device_state);
   dlclose(model->handle);
   delete model;
@@ -351,6 +368,9 @@ kiln_status kiln_session_create_with_options(const kiln_model *model,
   if (!model || !options || !session)
     return refuse(KILN_ERROR_INVALID_ARGUMENT, "model, options or session is NULL");
   *session = nullptr;
+  if (model->descriptor_only)
+    return refuse(KILN_ERROR_INVALID_ARGUMENT,
+                  "the model was opened to read its descriptor only (kiln_model_open_descriptor)");
   uint64_t bytes = maxArena(model->abi);
   if (options->num_threads < 0 || options->num_threads > 256)
     return refuse(KILN_ERROR_INVALID_ARGUMENT, "num_threads must be in [0, 256]");

@@ -4,6 +4,7 @@ device model. Without a GPU (as in CI) opening it fails cleanly, naming the
 target; with one, its outputs match the CPU build's. bench/gpu_check.sh is
 the fuller check and benchmark for a GPU machine."""
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -75,6 +76,19 @@ def test_opening_without_a_gpu_fails_naming_the_target(built):
     _, so = built
     with pytest.raises(kiln.Error, match=r"compiled for target 'cuda-sm90', and no CUDA device"):
         kiln.load(so)
+
+
+@needs_nvcc
+def test_inspect_reads_it_on_any_machine(built):
+    """kiln inspect needs neither a GPU nor the runtime's device hooks."""
+    folder, so = built
+    info = json.loads(subprocess.run([kiln._find_binary(), "inspect", so, "--json"], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["target"] == "cuda-sm90"
+    assert [b["batch"] for b in info["buckets"]] == BUCKETS
+    names = [i.name for i in onnx.load(os.path.join(folder, "model.onnx"),
+                                       load_external_data=False).graph.input]
+    assert [i["name"] for i in info["inputs"]] == names
 
 
 @pytest.mark.skipif(not GPU, reason="no GPU on this machine")

@@ -181,6 +181,24 @@ TEST(ModelOpen, RefusesATargetThisCpuCannotRun) {
   EXPECT_NE(error.find("fake-target"), std::string::npos) << error;
 }
 
+TEST(ModelOpen, ItsDescriptorReadsWhereTheCpuCannotRunIt) {
+  kiln_model *model = nullptr;
+  char error[256];
+  ASSERT_EQ(kiln_model_open_descriptor((kModels + "/libfake_isa.so").c_str(), &model, error,
+                                       sizeof error),
+            KILN_OK)
+      << error;
+  kiln_model_info info;
+  kiln_model_get_info(model, &info);
+  EXPECT_STREQ(info.target, "fake-target");
+  kiln_session *session = nullptr;
+  EXPECT_EQ(kiln_session_create(model, &session), KILN_ERROR_INVALID_ARGUMENT);
+  kiln_model_close(model);
+  // The other checks stay: a library that is not a model is refused.
+  EXPECT_EQ(kiln_model_open_descriptor(KILN_RUNTIME_LIBRARY, &model, error, sizeof error),
+            KILN_ERROR_NOT_A_MODEL);
+}
+
 TEST(ModelOpen, ChecksAvx512VnniOnThisCpu) {
   // KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI: opened exactly where the CPU has
   // AVX-512 F, BW, VL and VNNI.
@@ -415,6 +433,25 @@ TEST(DeviceModel, OpeningWithoutADeviceFailsWithTheModelsReason) {
             KILN_ERROR_UNSUPPORTED_TARGET);
   EXPECT_EQ(model, nullptr);
   EXPECT_NE(error.find("no CUDA device is available"), std::string::npos) << error;
+}
+
+TEST(DeviceModel, ItsDescriptorReadsWithoutADevice) {
+  // kiln inspect on a machine without a GPU: the descriptor opens without
+  // the device, and no session can be created on it.
+  kiln_model *model = nullptr;
+  char error[256];
+  ASSERT_EQ(kiln_model_open_descriptor((kModels + "/libfake_device_0.so").c_str(), &model, error,
+                                       sizeof error),
+            KILN_OK)
+      << error;
+  EXPECT_EQ(kiln_model_is_device(model), 1);
+  EXPECT_EQ(kiln_model_num_inputs(model), 1);
+  kiln_session *session = nullptr;
+  EXPECT_EQ(kiln_session_create(model, &session), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(session, nullptr);
+  EXPECT_NE(std::string(kiln_last_error()).find("descriptor only"), std::string::npos)
+      << kiln_last_error();
+  kiln_model_close(model);
 }
 
 TEST(DeviceModel, RequestsGoToTheDeviceHooksAfterValidation) {

@@ -507,7 +507,9 @@ int main(int argc, char **argv) {
     return verify(modelPath, inputsPath, verifyBatch, rtol, atol);
 
   try {
-    Model model(modelPath);
+    // inspect reads the descriptor on any machine: one without the GPU or
+    // the instruction sets the model needs included.
+    Model model(modelPath, /*descriptorOnly=*/inspectCmd->parsed());
     if (inspectCmd->parsed()) {
       inspect(model.get(), json);
       return 0;

@@ -78,6 +78,12 @@ typedef struct kiln_model_info {
  * receives a NUL-terminated reason. */
 KILN_API kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
                                      size_t error_size);
+/* Opens a compiled model to read its descriptor only (kiln inspect): the
+ * checks of kiln_model_open, except that this CPU need not have the model's
+ * instruction sets and a device model is not opened on a device, so it
+ * works on any machine. Sessions cannot be created on such a model. */
+KILN_API kiln_status kiln_model_open_descriptor(const char *path, kiln_model **model, char *error,
+                                                size_t error_size);
 KILN_API void kiln_model_close(kiln_model *model);
 
 KILN_API void kiln_model_get_info(const kiln_model *model, kiln_model_info *info);

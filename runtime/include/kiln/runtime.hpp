@@ -19,10 +19,13 @@ struct Error : std::runtime_error {
 
 class Model {
 public:
-  explicit Model(const std::string &path) {
+  /// Opens the model to run it, or with `descriptorOnly` to read its
+  /// descriptor on any machine (kiln_model_open_descriptor).
+  explicit Model(const std::string &path, bool descriptorOnly = false) {
     char error[512];
     kiln_model *model = nullptr;
-    kiln_status status = kiln_model_open(path.c_str(), &model, error, sizeof error);
+    kiln_status status = (descriptorOnly ? kiln_model_open_descriptor : kiln_model_open)(
+        path.c_str(), &model, error, sizeof error);
     if (status != KILN_OK)
       throw Error(status, error);
     model_.reset(model);
