@@ -332,32 +332,11 @@ inline float dequantize(int32_t acc, int32_t zp, int32_t sum, float scaleA, floa
 }
 
 #ifdef KILN_AVX2
-/// Stores R rows of a tile's exact int32 sums (one panel, t.cols columns)
-/// to C as epilogue(dequantize(sums)).
-template <int R>
-inline void storeInt8Tile(const int32_t (&acc)[R][kPanelWidth], const QuantizedRows &a,
-                          const Int8Weights &w, const Tile &t) {
-  alignas(32) float out[R][2][8];
-  for (int half = 0; half < 2 && half * 8 < t.cols; ++half) {
-    const int64_t c = t.col + half * 8;
-    const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - half * 8));
-    const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
-    const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
-    for (int r = 0; r < R; ++r) {
-      const __m256i exact =
-          _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i *>(acc[r] + half * 8)),
-                           _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
-      _mm256_store_ps(out[r][half],
-                      _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
-                                    _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
-    }
-  }
-  storeTile<R, 1>(out, t);
-}
-
 #ifdef KILN_AVX512_VNNI
-/// storeInt8Tile on the zmm accumulators: the same arithmetic in the same
-/// order, 16 columns at a time (the activation on the two ymm halves).
+/// Stores R rows of a tile's exact int32 sums (one panel, t.cols columns)
+/// to C as epilogue(dequantize(sums)), 16 columns at a time in zmm: the
+/// arithmetic and its order are storeTile's (the activation on the two ymm
+/// halves), so the AVX2 build computes the same floats.
 template <int R>
 inline void storeInt8Tile(const __m512i (&acc)[R], const QuantizedRows &a, const Int8Weights &w,
                           const Tile &t) {
@@ -425,6 +404,29 @@ inline void int8Tile(const QuantizedRows &a, const int8_t *W, int64_t groups, co
   storeInt8Tile<R>(acc[0], a, w, t);
 }
 #else
+/// Stores R rows of a tile's exact int32 sums (one panel, t.cols columns)
+/// to C as epilogue(dequantize(sums)).
+template <int R>
+inline void storeInt8Tile(const int32_t (&acc)[R][kPanelWidth], const QuantizedRows &a,
+                          const Int8Weights &w, const Tile &t) {
+  alignas(32) float out[R][2][8];
+  for (int half = 0; half < 2 && half * 8 < t.cols; ++half) {
+    const int64_t c = t.col + half * 8;
+    const __m256i mask = laneMask(std::min<int64_t>(8, t.cols - half * 8));
+    const __m256i sums = _mm256_maskload_epi32(w.sums + c, mask);
+    const __m256 scale = _mm256_maskload_ps(w.scale + c, mask);
+    for (int r = 0; r < R; ++r) {
+      const __m256i exact =
+          _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i *>(acc[r] + half * 8)),
+                           _mm256_mullo_epi32(_mm256_set1_epi32(a.zeroPoint[r]), sums));
+      _mm256_store_ps(out[r][half],
+                      _mm256_mul_ps(_mm256_cvtepi32_ps(exact),
+                                    _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), scale)));
+    }
+  }
+  storeTile<R, 1>(out, t);
+}
+
 /// C[R rows, one panel] = epilogue(dequantize(qA W)) over all k-groups. Up
 /// to 3 rows take all 16 columns in one pass over the weights (each line of
 /// the panel read once); more rows take two passes of 8 columns, so that
