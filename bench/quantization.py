@@ -177,12 +177,12 @@ def report(results, machine, path, kernels=None, notes=None, modes_machine=None)
               "and with `--cpu native` (target in the table); onnxruntime int8 is the model after",
               "`onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)`, which quantises the",
               "MatMuls and the Gather tables, and picks its kernels for this CPU at run time.", "",
-              "| model | batch | kiln f32 us | kiln int8 avx2 us | kiln int8 native us | native target | "
+              "| model | batch | runs | kiln f32 us | kiln int8 avx2 us | kiln int8 native us | native target | "
               "ORT int8 us | native / kiln f32 | native / ORT int8 |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, data in results.items():
         for r in data["speed"]:
-            lines.append(f"| {name} | {r['batch']} | {r['kiln_f32_us']:.0f} | {r['kiln_int8_avx2_us']:.0f} | "
+            lines.append(f"| {name} | {r['batch']} | {r['runs']} | {r['kiln_f32_us']:.0f} | {r['kiln_int8_avx2_us']:.0f} | "
                          f"{r['kiln_int8_us']:.0f} | {r['kiln_int8_target']} | {r['ort_int8_us']:.0f} | "
                          f"{r['kiln_int8_us'] / r['kiln_f32_us']:.2f} | "
                          f"{r['kiln_int8_us'] / r['ort_int8_us']:.2f} |")

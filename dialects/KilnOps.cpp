@@ -252,23 +252,25 @@ LogicalResult DenseOp::verify() {
       return emitOpError("multiplier and residual must be f32 of the result's shape");
   if (denseActivationCode(getActivation()) < 0)
     return emitOpError("unknown activation '") << getActivation() << "'";
-  if (bool(getInputScale()) != bool(getInputZeroPoint()) || (getInputScale() && !int8))
-    return emitOpError("a static input range (input_scale with input_zero_point) needs i8 weights");
-  if (auto scale = getInputScale();
-      scale && !(scale->convertToFloat() > 0 && std::isfinite(scale->convertToFloat())))
-    return emitOpError("input_scale must be positive and finite");
-  if (auto zp = getInputZeroPoint(); zp && (*zp < 0 || *zp > 127))
-    return emitOpError("input_zero_point must be in [0, 127]");
+  // A static range (input, or requantised output): both halves, on i8
+  // weights, a positive finite scale and a zero point in [0, 127].
+  auto checkRange = [&](std::optional<APFloat> scale, std::optional<uint32_t> zeroPoint,
+                        StringRef which, StringRef what) -> LogicalResult {
+    if (bool(scale) != bool(zeroPoint) || (scale && !int8))
+      return emitOpError(what) << " (" << which << "_scale with " << which
+                               << "_zero_point) needs i8 weights";
+    if (scale && !(scale->convertToFloat() > 0 && std::isfinite(scale->convertToFloat())))
+      return emitOpError(which) << "_scale must be positive and finite";
+    if (zeroPoint && *zeroPoint > 127u) // a negative one wraps above too
+      return emitOpError(which) << "_zero_point must be in [0, 127]";
+    return success();
+  };
+  if (failed(checkRange(getInputScale(), getInputZeroPoint(), "input", "a static input range")) ||
+      failed(checkRange(getOutputScale(), getOutputZeroPoint(), "output", "requantisation")))
+    return failure();
   if (getInput().getType().getElementType().isUnsignedInteger(8) && (!getInputScale() || k % 4))
     return emitOpError("a ui8 input (a requantised layer's result) needs input_scale and a depth "
                        "that is a multiple of 4");
-  if (bool(getOutputScale()) != bool(getOutputZeroPoint()) || (getOutputScale() && !int8))
-    return emitOpError("requantisation (output_scale with output_zero_point) needs i8 weights");
-  if (auto scale = getOutputScale();
-      scale && !(scale->convertToFloat() > 0 && std::isfinite(scale->convertToFloat())))
-    return emitOpError("output_scale must be positive and finite");
-  if (auto zp = getOutputZeroPoint(); zp && (*zp < 0 || *zp > 127))
-    return emitOpError("output_zero_point must be in [0, 127]");
   return success();
 }
 
