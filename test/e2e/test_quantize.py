@@ -165,6 +165,8 @@ def test_input_file_missing_an_input(option, tmp_path):
                            "--quantize", "int8", option, str(tmp_path / "rows.npz")],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "rows.npz: no input named" in proc.stderr, proc.stderr
+    # The quantised model, compiled but not checked, is not left behind.
+    assert not (tmp_path / "q.so").exists()
 
 
 def calibration_files(tmp_path, model, scale=1.0):

@@ -102,6 +102,12 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   }
   if (mlir::failed(compileModel(options)))
     return 1;
+  // A model whose check did not pass (or could not run) is not left behind.
+  bool checked = false;
+  llvm::scope_exit removeUnchecked([&] {
+    if (!checked)
+      llvm::sys::fs::remove(options.output);
+  });
 
   std::vector<OutputStats> stats;
   constexpr int64_t kAucRows = 10000, kDiffRows = 1024;
@@ -233,6 +239,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       return fail("cannot write " + accuracy.reportPath + ": " + ec.message());
     file << llvm::formatv("{0:2}", llvm::json::Value(std::move(report))) << "\n";
   }
+  checked = withinBound || accuracy.allowLoss;
   if (withinBound)
     return 0;
   if (accuracy.allowLoss) {
@@ -240,7 +247,6 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
                  << "; kept (--allow-accuracy-loss)\n";
     return 0;
   }
-  llvm::sys::fs::remove(options.output);
   return fail("the quantised model exceeds the accuracy bound:" + violations +
               "; model not written (--allow-accuracy-loss keeps it)");
 }
