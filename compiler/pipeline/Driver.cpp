@@ -189,6 +189,11 @@ LogicalResult compileModel(const CompileOptions &options) {
   if (failed(checkTargetOptions(options)))
     return failure();
   const bool cuda = options.target == "cuda";
+  if (cuda && (options.precision == "bf16" || options.precision == "fp16"))
+    llvm::errs() << "kiln: warning: --precision " << options.precision
+                 << " asks cuBLASLt for 16-bit tensor-core arithmetic on f32 operands, which it "
+                    "serves with TF32; kiln does not yet convert the operands to 16 bits "
+                    "(docs/cuda.md)\n";
 
   MLIRContext context;
   context.loadDialect<KilnDialect, func::FuncDialect>();
