@@ -302,40 +302,45 @@ inline void layerNorm(const float *in, const float *scale, const float *bias, fl
   }
 }
 
+/// y = e^(x - max x) over n floats, terms below e^-87 (masked positions) as
+/// 0: their share of the sum, at least 1, is below FLT_MIN, and computing
+/// them subnormal took twice as long. Returns the sum; a NaN anywhere makes
+/// it NaN. y may be x.
+inline float expShifted(const float *x, float *y, int64_t n) {
+  int64_t i = 0;
+  __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (; i + 8 <= n; i += 8)
+    vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  float m = *std::max_element(lanes, lanes + 8);
+  for (; i < n; ++i)
+    m = std::max(m, x[i]);
+  const __m256 mv = _mm256_set1_ps(m), floor = _mm256_set1_ps(-87.0f);
+  __m256 acc = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv);
+    // max(floor, d) and the ordered compare keep a NaN d.
+    const __m256 e = _mm256_andnot_ps(_mm256_cmp_ps(d, floor, _CMP_LT_OQ),
+                                      avx2::exp(_mm256_max_ps(floor, d)));
+    _mm256_storeu_ps(y + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = horizontalSum(acc);
+  for (; i < n; ++i)
+    sum += y[i] = std::exp(x[i] - m);
+  return sum;
+}
+
 /// Softmax of each of `rows` contiguous rows of `n` floats. A NaN anywhere
 /// in a row makes the whole row NaN (through the sum).
 inline void softmaxRows(const float *in, float *out, int64_t rows, int64_t n) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float *x = in + r * n;
     float *y = out + r * n;
-    int64_t i = 0;
-    __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-    for (; i + 8 <= n; i += 8)
-      vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, vmax);
-    float m = *std::max_element(lanes, lanes + 8);
-    for (; i < n; ++i)
-      m = std::max(m, x[i]);
-    // Terms below e^-87 (masked positions) are 0: their share of the sum,
-    // at least 1, is below FLT_MIN, and computing them subnormal took
-    // twice as long.
-    const __m256 mv = _mm256_set1_ps(m), floor = _mm256_set1_ps(-87.0f);
-    __m256 acc = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) {
-      const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv);
-      // max(floor, d) and the ordered compare keep a NaN d.
-      const __m256 e =
-          _mm256_andnot_ps(_mm256_cmp_ps(d, floor, _CMP_LT_OQ), avx2::exp(_mm256_max_ps(floor, d)));
-      _mm256_storeu_ps(y + i, e);
-      acc = _mm256_add_ps(acc, e);
-    }
-    float sum = horizontalSum(acc);
-    for (; i < n; ++i)
-      sum += y[i] = std::exp(x[i] - m);
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / expShifted(in + r * n, y, n);
     const __m256 vinv = _mm256_set1_ps(inv);
-    for (i = 0; i + 8 <= n; i += 8)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
       _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), vinv));
     for (; i < n; ++i)
       y[i] *= inv;
@@ -511,6 +516,23 @@ inline void interaction(const float *x, int64_t batch, int64_t features, int64_t
   });
 }
 
+namespace detail {
+/// x = e^(x - max x) in place over n floats; returns the sum (softmax
+/// without its division).
+inline float expShifted(float *x, int64_t n) {
+#ifdef KILN_AVX2
+  return avx2::expShifted(x, x, n);
+#else
+  float m = x[0], sum = 0;
+  for (int64_t j = 1; j < n; ++j)
+    m = std::max(m, x[j]);
+  for (int64_t j = 0; j < n; ++j)
+    sum += x[j] = std::exp(x[j] - m);
+  return sum;
+#endif
+}
+} // namespace detail
+
 /// Scaled dot-product attention in [batch, seq, heads, dim] layout:
 /// out[b, i, h, :] = sum_j p_j v[b, j, h, :] with
 /// p = softmax_j(scale * q[b, i, h, :] . k[b, j, h, :] + mask[b, h, i, j]).
@@ -536,19 +558,31 @@ inline void attention(const float *q, const float *k, const float *v, const floa
         const int64_t rows = std::min(block, sq - i);
         detail::rowsTimesMatrix(q + ((b * sq + i) * heads + h) * d, heads * d, rows, keys, sk, d,
                                 sk, scale, p, sk);
+        float sums[4];
         for (int64_t r = 0; r < rows; ++r) {
           float *pr = p + r * sk;
           if (mask) {
             const float *m =
                 mask + b * maskStrides[0] + h * maskStrides[1] + (i + r) * maskStrides[2];
-            for (int64_t j = 0; j < sk; ++j)
-              pr[j] += m[j * maskStrides[3]];
+            if (maskStrides[3] == 1) // a contiguous row of the mask: vectorised
+              for (int64_t j = 0; j < sk; ++j)
+                pr[j] += m[j];
+            else
+              for (int64_t j = 0; j < sk; ++j)
+                pr[j] += m[j * maskStrides[3]];
           }
-          softmax(pr, pr, 1, sk, 1);
+          sums[r] = detail::expShifted(pr, sk);
         }
-        // Output: the probabilities times the head's value rows.
+        // Output: the unnormalised probabilities times the head's value
+        // rows, then each row divided by its sum (dv values, not sk).
+        float *o = out + ((b * sq + i) * heads + h) * dv;
         detail::rowsTimesMatrix(p, sk, rows, v + (b * sk * heads + h) * dv, heads * dv, sk, dv,
-                                1.0f, out + ((b * sq + i) * heads + h) * dv, heads * dv);
+                                1.0f, o, heads * dv);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float inv = 1.0f / sums[r];
+          for (int64_t c = 0; c < dv; ++c)
+            o[r * heads * dv + c] *= inv;
+        }
       }
     }
   });
