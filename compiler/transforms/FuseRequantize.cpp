@@ -9,8 +9,6 @@
 
 #include "compiler/transforms/Passes.h"
 
-#include "mlir/IR/Builders.h"
-
 using namespace mlir;
 
 namespace kiln {
@@ -20,7 +18,6 @@ namespace kiln {
 namespace {
 struct FuseRequantizePass : impl::FuseRequantizeBase<FuseRequantizePass> {
   void runOnOperation() override {
-    Builder b(&getContext());
     getOperation().walk([&](DenseOp producer) {
       if (!producer.isInt8() || producer.getOutputScale() || producer.getUnits() % 4 ||
           !producer.getResult().hasOneUse())
