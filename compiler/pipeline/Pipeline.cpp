@@ -94,6 +94,15 @@ const std::vector<Stage> &stages() {
 }
 } // namespace
 
+CompileOptions f32Options(const CompileOptions &options) {
+  CompileOptions f32 = options;
+  f32.weightPrecision.clear();
+  f32.tableBits = 32;
+  f32.inputRanges.clear();
+  f32.cpu = "avx2";
+  return f32;
+}
+
 const std::vector<std::string> &pipelineStages() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> out;

@@ -46,6 +46,11 @@ struct CompileOptions {
   std::vector<std::pair<std::string, std::string>> freeze;
 };
 
+/// The same compile at f32: no quantisation, no calibrated ranges, and the
+/// AVX2 build (f32 code gains nothing from AVX-512 VNNI). What a quantised
+/// compile checks itself against, and what calibration observes.
+CompileOptions f32Options(const CompileOptions &options);
+
 /// The stages in order: "import", then one per pass, then "emit-cpp".
 const std::vector<std::string> &pipelineStages();
 

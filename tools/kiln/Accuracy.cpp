@@ -81,11 +81,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   if (llvm::sys::fs::createUniqueDirectory("kiln-accuracy", dir))
     return fail("cannot create a temporary folder");
   llvm::scope_exit cleanup([&] { llvm::sys::fs::remove_directories(dir); });
-  CompileOptions reference = requested;
-  reference.weightPrecision.clear();
-  reference.tableBits = 32;
-  reference.inputRanges.clear();
-  reference.cpu = "avx2"; // f32 code gains nothing from AVX-512 VNNI
+  CompileOptions reference = f32Options(requested);
   reference.output = (dir + "/f32.so").str();
   reference.quiet = true;
   if (!requested.quiet)

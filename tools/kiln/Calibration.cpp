@@ -54,11 +54,7 @@ bool calibrate(CompileOptions &options, const CalibrationOptions &calibration, s
     return false;
   }
   llvm::scope_exit cleanup([&] { llvm::sys::fs::remove_directories(dir); });
-  CompileOptions observer = options;
-  observer.weightPrecision.clear();
-  observer.tableBits = 32;
-  observer.inputRanges.clear();
-  observer.cpu = "avx2"; // f32 code gains nothing from AVX-512 VNNI
+  CompileOptions observer = f32Options(options);
   observer.exposeDenseInputs = true;
   observer.batches = {kChunk};
   observer.output = (dir + "/observer.so").str();
