@@ -7,8 +7,10 @@ CUDA-graph replay) running the same ONNX graph with the same weights
     python3 bench/gpu_check.py WORK [--out DIR]
 
 WORK is the folder gpu_check.sh compiled into: WORK/zoo/<model>/model.onnx
-with WORK/so/<model>.{cpu,cuda}.so, and WORK/so/<model>.cuda-<precision>.so
-for the reduced-precision builds; the real exports in WORK/real/<model>/.
+with WORK/so/<model>.{cpu,cuda}.so, WORK/so/<model>.cuda-<precision>.so
+for the reduced-precision builds and WORK/so/<model>.cuda-host.so for the
+builds with tables in host memory (--host-tables-over); the real exports in
+WORK/real/<model>/.
 Latency is the median wall time of one synchronous request (kiln:
 kiln_run_device on device tensors; PyTorch: the forward or the graph
 replay, then a device synchronisation), inputs already on the device.
@@ -71,23 +73,31 @@ def device_tensors(feeds):
     return {k: torch.from_numpy(np.array(v, order="C")).cuda() for k, v in feeds.items()}
 
 
+def run_both_ways(gpu, feeds):
+    """Outputs through host pointers, and whether device pointers (the other
+    captured graph) give the same."""
+    got = gpu.run(feeds)
+    batch = int(next(iter(feeds.values())).shape[0])
+    outs = {o.name: torch.empty([batch if d is None else d for d in o.shape],
+                                dtype=getattr(torch, str(o.dtype)), device="cuda")
+            for o in gpu.outputs}
+    gpu.bind_device(device_tensors(feeds), outs).run()
+    return got, all(np.array_equal(outs[k].cpu().numpy(), got[k]) for k in got)
+
+
+def max_close(got, want):
+    """close() over every output: the largest |diff|, and whether all are within."""
+    results = [close(got[k], want[k]) for k in want]
+    return max(d for d, _ in results), all(ok for _, ok in results)
+
+
 def check_model(name, feeds, so, reference=None):
     """CPU build vs CUDA build (host and device pointers) on `feeds`."""
     row = {"model": name, "batch": int(next(iter(feeds.values())).shape[0])}
     with kiln.load(so + ".cpu.so") as cpu, kiln.load(so + ".cuda.so") as gpu:
         want = cpu.run(feeds)
-        got = gpu.run(feeds)
-        row["max_abs_diff"], row["ok"] = 0.0, True
-        for k in want:
-            d, ok = close(got[k], want[k])
-            row["max_abs_diff"] = max(row["max_abs_diff"], d)
-            row["ok"] &= ok
-        # The device-pointer path runs the other captured graph: same result.
-        outs = {o.name: torch.empty([row["batch"] if d is None else d for d in o.shape],
-                                    dtype=getattr(torch, str(o.dtype)), device="cuda")
-                for o in gpu.outputs}
-        gpu.bind_device(device_tensors(feeds), outs).run()
-        row["device_pointers_equal"] = all(np.array_equal(outs[k].cpu().numpy(), got[k]) for k in got)
+        got, row["device_pointers_equal"] = run_both_ways(gpu, feeds)
+        row["max_abs_diff"], row["ok"] = max_close(got, want)
         row["ok"] &= row["device_pointers_equal"]
         if reference is not None:
             d, ok = close(got[next(iter(got))], reference, 1e-4, 1e-5)
@@ -101,15 +111,20 @@ def check_model(name, feeds, so, reference=None):
             r = max(relative(out[k], want[k]) for k in want)
             row[precision] = r
             row["ok"] &= r <= PRECISION_TOLERANCE[precision]
+    if os.path.exists(so + ".cuda-host.so"):  # tables pooled on the CPU: f32 too
+        with kiln.load(so + ".cuda-host.so") as m:
+            out, same = run_both_ways(m, feeds)
+        row["host_tables_max_abs_diff"], ok = max_close(out, want)
+        row["ok"] &= ok and same
     return row
 
 
-def check_bad_id(so, feeds):
+def check_bad_id(path, feeds):
     """An id out of range through device pointers fails with the op's name."""
     bad = {k: v.copy() for k, v in feeds.items()}
     key = next(k for k, v in bad.items() if v.dtype == np.int64)
     bad[key].reshape(-1)[0] = 1 << 40
-    with kiln.load(so + ".cuda.so") as gpu:
+    with kiln.load(path) as gpu:
         outs = {o.name: torch.empty([bad[key].shape[0] if d is None else d for d in o.shape],
                                     device="cuda") for o in gpu.outputs}
         try:
@@ -166,6 +181,25 @@ def time_model(name, folder, so):
             print(f"  {name:16} b{batch:<5} kiln {row['kiln_us']:9.1f} us  eager {row['eager_us']:9.1f}"
                   f"  graph {row['graph_us']:9.1f}  kiln/graph {row['ratio']:.2f}", flush=True)
             del captured, replayed, graph
+    return rows
+
+
+def time_host_tables(name, folder, so):
+    """kiln-cuda with every table on the device against the build with tables
+    in host memory, side by side."""
+    rows = []
+    model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+    with kiln.load(so + ".cuda.so") as gpu, kiln.load(so + ".cuda-host.so") as hybrid:
+        for batch in [1, 64, 1024]:
+            inputs = device_tensors(zoo.random_inputs(model, batch, seed=batch))
+            timings = {}
+            for label, m in [("device_us", gpu), ("host_tables_us", hybrid)]:
+                outs = {o.name: torch.empty([batch if d is None else d for d in o.shape], device="cuda")
+                        for o in m.outputs}
+                timings[label] = median_us(m.bind_device(inputs, outs).run)
+            rows.append({"model": name, "batch": batch, **timings})
+            print(f"  host tables {name:12} b{batch:<5} all on device {timings['device_us']:9.1f} us"
+                  f"  tables on host {timings['host_tables_us']:9.1f} us", flush=True)
     return rows
 
 
@@ -234,10 +268,14 @@ def main():
         report["checks"].append(row)
         print(f"check {row['model']:22} {'ok  ' if row['ok'] else 'FAIL'} {json.dumps(row)}", flush=True)
     kaggle = os.path.join(args.work, "zoo", "dlrm_kaggle")
-    bad = check_bad_id(os.path.join(args.work, "so", "dlrm_kaggle"),
-                       zoo.random_inputs(load_case(kaggle)[0], 4))
+    kaggle_feeds = zoo.random_inputs(load_case(kaggle)[0], 4)
+    bad = {}
+    for build in ["cuda", "cuda-host"]:  # the check in a kernel, and on the CPU
+        bad[build] = check_bad_id(os.path.join(args.work, "so", f"dlrm_kaggle.{build}.so"), kaggle_feeds)
+        print(f"out-of-range id through device pointers ({build}): "
+              f"{'ok' if bad[build]['ok'] else 'FAIL'}: {bad[build]['message']}")
     report["bad_id"] = bad
-    print(f"out-of-range id through device pointers: {'ok' if bad['ok'] else 'FAIL'}: {bad['message']}")
+    bad = {"ok": all(b["ok"] for b in bad.values())}
 
     if not args.no_timing:
         for folder in zoo_folders:
@@ -247,6 +285,14 @@ def main():
             except Exception as e:
                 print(f"  {name}: timing failed: {type(e).__name__}: {e}", flush=True)
                 report["timing"].append({"model": name, "error": f"{type(e).__name__}: {e}"})
+
+        report["host_tables"] = []
+        for name in ["deepfm", "din", "dlrm_mlperf"]:
+            try:
+                report["host_tables"] += time_host_tables(name, os.path.join(args.work, "zoo", name),
+                                                          os.path.join(args.work, "so", name))
+            except Exception as e:
+                print(f"  host tables {name}: timing failed: {type(e).__name__}: {e}", flush=True)
 
         report["profile"] = []
         for name, batch in [("dlrm_mlperf", 1), ("deepfm", 1), ("minilm_l6_s128", 1), ("dlrm_mlperf", 8192)]:

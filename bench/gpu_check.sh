@@ -64,6 +64,13 @@ for dir in "$WORK"/zoo/*/; do
       echo "$dir/model.onnx $WORK/so/$name.cuda-$p.so --target cuda --precision $p --batch 64" >>"$jobs"
     done ;;
   esac
+  # Hybrid placement: some tables in host memory (deepfm, din), or all of them.
+  case $name in
+    deepfm|din) over=300KiB ;;
+    dlrm_kaggle|dlrm_mlperf) over=0 ;;
+    *) over= ;;
+  esac
+  [ -z "$over" ] || echo "$dir/model.onnx $WORK/so/$name.cuda-host.so --target cuda --host-tables-over $over --batch 1,64,1024" >>"$jobs"
 done
 for dir in "$WORK"/real/*/; do
   name=$(basename "$dir")

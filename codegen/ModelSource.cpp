@@ -125,6 +125,9 @@ public:
       : os(os), weights(weights), profile(profile), device(device) {}
 
   LogicalResult emitFunction(func::FuncOp func);
+  /// The constants a CUDA model keeps in host memory (`kiln.on_host`), which
+  /// the generated code reads at kHostWeights + offset.
+  const std::vector<char> &hostWeightBytes() const { return hostWeights; }
 
 private:
   LogicalResult emitOp(Operation *op);
@@ -133,7 +136,13 @@ private:
   std::string dimsArray(ArrayRef<int64_t> dims, StringRef name);
   std::string shape(Value v, StringRef name);
   std::string elt(Value v) { return cType(getElementTypeOrSelf(v)); }
-  int64_t weightOffset(ElementsAttr attr);
+  static int64_t weightOffset(ElementsAttr attr, std::vector<char> &blob,
+                              DenseMap<Attribute, int64_t> &offsets);
+  /// Whether `v` is a table the device code reads from host memory.
+  bool onHost(Value v) const {
+    auto c = v.getDefiningOp<ConstantOp>();
+    return device && c && c->hasAttr("kiln.on_host");
+  }
   /// The opening of an element function: device code's lambdas are marked,
   /// except inside a fused loop's body, which is device code already.
   std::string lambda() const { return device && !capture ? "[] __device__ (" : "[]("; }
@@ -146,8 +155,8 @@ private:
   }
 
   raw_ostream &os;
-  std::vector<char> &weights;
-  DenseMap<Attribute, int64_t> weightOffsets;
+  std::vector<char> &weights, hostWeights;
+  DenseMap<Attribute, int64_t> weightOffsets, hostWeightOffsets;
   bool profile;
   /// CUDA (kernels.cuh) rather than CPU code.
   bool device;
@@ -157,23 +166,28 @@ private:
   std::string *capture = nullptr;
 };
 
-int64_t Emitter::weightOffset(ElementsAttr attr) {
-  auto it = weightOffsets.find(attr);
-  if (it != weightOffsets.end())
+int64_t Emitter::weightOffset(ElementsAttr attr, std::vector<char> &blob,
+                              DenseMap<Attribute, int64_t> &offsets) {
+  auto it = offsets.find(attr);
+  if (it != offsets.end())
     return it->second;
-  weights.resize(llvm::alignTo(weights.size(), kWeightAlignment));
-  int64_t offset = weights.size();
+  blob.resize(llvm::alignTo(blob.size(), kWeightAlignment));
+  int64_t offset = blob.size();
   std::vector<char> bytes = constantBytes(attr);
-  weights.insert(weights.end(), bytes.begin(), bytes.end());
-  weightOffsets[attr] = offset;
+  blob.insert(blob.end(), bytes.begin(), bytes.end());
+  offsets[attr] = offset;
   return offset;
 }
 
 std::string Emitter::ptr(Value v) {
   std::string t = elt(v);
-  if (auto c = v.getDefiningOp<ConstantOp>())
-    return "reinterpret_cast<const " + t + " *>(W + " + std::to_string(weightOffset(c.getValue())) +
-           ")";
+  if (auto c = v.getDefiningOp<ConstantOp>()) {
+    if (onHost(v))
+      return "reinterpret_cast<const " + t + " *>(kHostWeights + " +
+             std::to_string(weightOffset(c.getValue(), hostWeights, hostWeightOffsets)) + ")";
+    return "reinterpret_cast<const " + t + " *>(W + " +
+           std::to_string(weightOffset(c.getValue(), weights, weightOffsets)) + ")";
+  }
   IntegerAttr offset;
   if (auto arg = dyn_cast<BlockArgument>(v))
     offset = cast<func::FuncOp>(arg.getOwner()->getParentOp())
@@ -209,6 +223,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
     return success(); // no code: a view the planner placed over its source
   if (capture && (!isElementwise(op) || isa<FusedElementwiseOp>(op)))
     return op->emitError("not a scalar elementwise op");
+  if (!isa<EmbeddingBagsOp>(op) &&
+      llvm::any_of(op->getOperands(), [&](Value v) { return onHost(v); }))
+    return op->emitError("reads a table kept in host memory (kiln.on_host); only "
+                         "kiln.embedding_bags pools from host memory");
   if (!capture) { // a fused loop's body ops keep the loop's node name
     nodeName = "op";
     if (auto name = dyn_cast<NameLoc>(op->getLoc()))
@@ -474,7 +492,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
               auto type = cast<RankedTensorType>(table.getType());
               if (e.getBits() == 32)
                 os << "        {" << ptr(table) << ", " << type.getDimSize(0) << ", "
-                   << type.getDimSize(1) << ", " << hotness << "},\n";
+                   << type.getDimSize(1) << ", " << hotness
+                   << (onHost(table) ? ", nullptr, 0, true" : "") << "},\n";
               else // row-wise quantised: the rows in place of data
                 os << "        {nullptr, " << type.getDimSize(0) << ", " << e.getTableDim(type)
                    << ", " << hotness << ", " << ptr(table) << ", " << e.getBits() << "},\n";
@@ -899,6 +918,21 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
            b->getAttrOfType<IntegerAttr>("kiln.batch").getInt();
   });
 
+  // The entry points first (into `body`): the header needs the weights' size.
+  std::string body;
+  llvm::raw_string_ostream bodyStream(body);
+  Emitter emitter(bodyStream, weights, info.profile, device);
+  for (func::FuncOp f : funcs)
+    if (failed(emitter.emitFunction(f)))
+      return failure();
+  // A CUDA model's host-memory tables follow the weights it uploads.
+  const uint64_t deviceWeightsBytes = weights.size();
+  const std::vector<char> &host = emitter.hostWeightBytes();
+  if (!host.empty()) {
+    weights.resize(llvm::alignTo(weights.size(), kWeightAlignment));
+    weights.insert(weights.end(), host.begin(), host.end());
+  }
+
   os << "// Generated by kiln " << info.compilerVersion << ". Do not edit.\n"
      << "#include \"kiln/model_abi.h\"\n"
      << (device ? "#include \"session.cuh\"\nnamespace kernels = kiln::cuda;\n"
@@ -910,11 +944,11 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
         "kiln_weights:\\n\"\n"
      << "        \".incbin \\\"" << info.weightsFile << "\\\"\\n"
      << ".byte 0\\n.previous\");\n\nnamespace {\n\n";
-
-  Emitter emitter(os, weights, info.profile, device);
-  for (func::FuncOp f : funcs)
-    if (failed(emitter.emitFunction(f)))
-      return failure();
+  if (!host.empty())
+    os << "// The tables kept in host memory (--host-tables-over).\n"
+       << "const uint8_t *const kHostWeights = kiln_weights + " << weights.size() - host.size()
+       << ";\n\n";
+  os << body;
 
   func::FuncOp first = funcs.front();
   os << "const int64_t *const kNone = nullptr;\n";
@@ -951,7 +985,7 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   os << "};\n";
   if (device)
     os << "constexpr kiln::cuda::ModelConfig kConfig = {kiln::cuda::Precision::"
-       << info.cuda->precision << ", " << info.cuda->sm << "};\n"
+       << info.cuda->precision << ", " << info.cuda->sm << ", " << deviceWeightsBytes << "u};\n"
        << "constexpr kiln_abi_device kDevice = kiln::cuda::deviceHooks<kConfig>();\n";
   os << "\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "

@@ -97,7 +97,8 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
   if (options.profile)
     h = ~h;
   if (options.target != "cpu")
-    h = llvm::xxh3_64bits(options.target + std::to_string(options.cudaSm) + options.precision) ^
+    h = llvm::xxh3_64bits(options.target + std::to_string(options.cudaSm) + options.precision +
+                          std::to_string(options.hostTablesOver)) ^
         (h * 31);
   else if (options.cpu != "avx2")
     h = llvm::xxh3_64bits(options.cpu) ^ (h * 31);
@@ -164,6 +165,9 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
               "--precision";
   else if (cuda && options.profile)
     problem = "--profile is for the CPU target";
+  else if (!cuda && options.hostTablesOver >= 0)
+    problem = "--host-tables-over is for the CUDA target (a CPU model's tables are in host "
+              "memory already)";
   if (problem.empty())
     return success();
   llvm::errs() << "kiln: error: " << problem << "\n";
@@ -220,6 +224,18 @@ LogicalResult compileModel(const CompileOptions &options) {
     buildPipeline(pm, options);
     if (failed(pm.run(*module)))
       return failure();
+  }
+  if (options.hostTablesOver >= 0 && !options.quiet) {
+    llvm::DenseSet<Attribute> tables; // each bucket has its copy of a table
+    uint64_t bytes = 0;
+    module->walk([&](ConstantOp c) {
+      if (c->hasAttr("kiln.on_host") && tables.insert(c.getValue()).second)
+        bytes += cast<RankedTensorType>(c.getType()).getNumElements() * sizeof(float);
+    });
+    llvm::errs() << "kiln: " << tables.size() << " embedding table"
+                 << (tables.size() == 1 ? "" : "s") << " ("
+                 << llvm::format("%.1f", bytes / 1048576.0)
+                 << " MiB) stay in host memory, pooled on the CPU\n";
   }
 
   if (options.emit == "mlir" || stopsEarly) {

@@ -71,6 +71,11 @@ const std::vector<Stage> &stages() {
            pm.addPass(createQuantizeTables(options));
          }
        }},
+      {"place-host-tables",
+       [](PassManager &pm, const CompileOptions &o) {
+         if (o.target == "cuda" && o.hostTablesOver >= 0)
+           pm.addPass(createPlaceHostTables(PlaceHostTablesOptions{o.hostTablesOver}));
+       }},
       {"pack-weights",
        [](PassManager &pm, const CompileOptions &o) {
          if (o.target == "cpu") // cuBLASLt reads the weights as they are

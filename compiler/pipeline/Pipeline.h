@@ -4,6 +4,7 @@
 
 #include "mlir/Pass/PassManager.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct CompileOptions {
   /// the dense layers' arithmetic: fp32, tf32, bf16 or fp16.
   int cudaSm = 90;
   std::string precision = "fp32";
+  /// CUDA: embedding tables of more bytes than this stay in host memory and
+  /// are pooled on the CPU (kiln-place-host-tables); -1 keeps all on the
+  /// device.
+  int64_t hostTablesOver = -1;
   /// "so" (the model library), "cpp" (its source) or "mlir".
   std::string emit = "so";
   /// The last stage to run; empty runs them all.

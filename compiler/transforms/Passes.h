@@ -18,6 +18,13 @@ namespace kiln {
 /// an unpacked constant f32 weight no deeper than the int8 kernel allows.
 bool isInt8Candidate(DenseOp d);
 
+/// Rewrites a gather of rows (axis 0) from a constant f32 [rows, dim] table
+/// as an unpooled kiln.embedding_bags (mode 3) and a reshape: the lookup
+/// form whose tables can be stored row-wise quantised or in host memory.
+/// Fails, changing nothing, for any other gather.
+mlir::FailureOr<EmbeddingBagsOp> rowGatherAsEmbeddingBags(GatherOp gather,
+                                                          mlir::RewriterBase &rewriter);
+
 /// kiln-expose-dense-inputs names the i-th exposed input this prefix + i.
 constexpr llvm::StringLiteral kCalibrationOutputPrefix = "kiln.calibration.";
 

@@ -203,6 +203,22 @@ def QuantizeTables : Pass<"kiln-quantize-tables", "mlir::ModuleOp"> {
   ];
 }
 
+def PlaceHostTables : Pass<"kiln-place-host-tables", "mlir::ModuleOp"> {
+  let summary = "Keep embedding tables larger than a size in host memory (CUDA target)";
+  let description = [{
+    For tables beyond device memory: a constant f32 table of more than
+    `bytes` bytes read only by kiln.embedding_bags ops gets the unit
+    attribute `kiln.on_host`. The CUDA emitter stores it outside the weights
+    uploaded to the device, and its lookups are pooled on the CPU inside the
+    request's graph. Row gathers from such a table become unpooled
+    embedding_bags first. A table that other ops read stays on the device,
+    with a warning naming the op.
+  }];
+  let options = [
+    Option<"bytes", "bytes", "int64_t", "0", "Tables of more bytes than this go to host memory">
+  ];
+}
+
 def PackWeights : Pass<"kiln-pack-weights", "mlir::ModuleOp"> {
   let summary = "Pack kiln.dense weights into the CPU kernels' panel layout";
   let description = [{

@@ -44,6 +44,31 @@ bool shrinks(int64_t dim, int bits) {
          (bits == 8 || dim % 2 == 0);
 }
 
+} // namespace
+
+FailureOr<EmbeddingBagsOp> rowGatherAsEmbeddingBags(GatherOp g, RewriterBase &rewriter) {
+  auto table = g.getData().getType(), ids = g.getIndices().getType();
+  if (g.getAxis() != 0 || table.getRank() != 2 || !g.getData().getDefiningOp<ConstantOp>() ||
+      !table.getElementType().isF32() || !table.hasStaticShape() || ids.getRank() < 1 ||
+      !ids.hasStaticShape() || ids.getDimSize(0) == 0)
+    return failure();
+  const int64_t batch = ids.getDimSize(0), perRow = ids.getNumElements() / batch;
+  rewriter.setInsertionPoint(g);
+  auto rows = EmbeddingBagsOp::create(
+      rewriter, g.getLoc(),
+      RankedTensorType::get({batch, perRow * table.getDimSize(1)}, rewriter.getF32Type()),
+      g.getIndices(), ValueRange{g.getData()},
+      rewriter.getDenseI64ArrayAttr(llvm::to_vector(llvm::seq<int64_t>(0, perRow))),
+      rewriter.getDenseI64ArrayAttr({perRow}), rewriter.getI64IntegerAttr(3),
+      rewriter.getUnitAttr(), nullptr);
+  auto shapeType = RankedTensorType::get({g.getType().getRank()}, rewriter.getI64Type());
+  Value shape = ConstantOp::create(rewriter, g.getLoc(),
+                                   DenseIntElementsAttr::get(shapeType, g.getType().getShape()));
+  rewriter.replaceOpWithNewOp<ReshapeOp>(g, g.getType(), rows, shape);
+  return rows;
+}
+
+namespace {
 struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
   using QuantizeTablesBase::QuantizeTablesBase;
 
@@ -56,25 +81,9 @@ struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
     // Row gathers from a constant table become unpooled lookups (mode 3),
     // the one kernel that reads row-wise tables.
     getOperation().walk([&](GatherOp g) {
-      auto table = g.getData().getType(), ids = g.getIndices().getType();
-      if (g.getAxis() != 0 || table.getRank() != 2 || !g.getData().getDefiningOp<ConstantOp>() ||
-          !table.getElementType().isF32() || !table.hasStaticShape() || ids.getRank() < 1 ||
-          !ids.hasStaticShape() || ids.getDimSize(0) == 0 ||
-          !shrinks(table.getDimSize(1), int(bits)))
-        return;
-      const int64_t batch = ids.getDimSize(0), perRow = ids.getNumElements() / batch;
-      rewriter.setInsertionPoint(g);
-      Value rows = EmbeddingBagsOp::create(
-          rewriter, g.getLoc(),
-          RankedTensorType::get({batch, perRow * table.getDimSize(1)}, rewriter.getF32Type()),
-          g.getIndices(), ValueRange{g.getData()},
-          rewriter.getDenseI64ArrayAttr(llvm::to_vector(llvm::seq<int64_t>(0, perRow))),
-          rewriter.getDenseI64ArrayAttr({perRow}), rewriter.getI64IntegerAttr(3),
-          rewriter.getUnitAttr(), nullptr);
-      auto shapeType = RankedTensorType::get({g.getType().getRank()}, rewriter.getI64Type());
-      Value shape = ConstantOp::create(
-          rewriter, g.getLoc(), DenseIntElementsAttr::get(shapeType, g.getType().getShape()));
-      rewriter.replaceOpWithNewOp<ReshapeOp>(g, g.getType(), rows, shape);
+      auto table = g.getData().getType();
+      if (table.getRank() == 2 && table.hasStaticShape() && shrinks(table.getDimSize(1), int(bits)))
+        (void)rowGatherAsEmbeddingBags(g, rewriter);
     });
 
     DenseMap<Attribute, ElementsAttr> done;

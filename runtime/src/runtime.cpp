@@ -387,6 +387,15 @@ kiln_status kiln_session_create_with_options(const kiln_model *model,
   s->model = model;
   s->arena = static_cast<uint8_t *>(options->arena);
   s->exec = {nullptr, 1, nullptr};
+  if (options->num_threads > 1) {
+    s->pool = new (std::nothrow) kiln::ThreadPool;
+    if (s->pool && s->pool->start(options->num_threads))
+      s->exec = {s->pool, s->pool->size(), &kiln::ThreadPool::parallelFor};
+  }
+  if (options->num_threads > 1 && !s->exec.parallel_for) {
+    kiln_session_destroy(s);
+    return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory (threads)");
+  }
   if (model->device) {
     const kiln_abi_model *m = model->abi;
     s->device_inputs = new (std::nothrow) const void *[m->num_inputs + 1];
@@ -395,8 +404,12 @@ kiln_status kiln_session_create_with_options(const kiln_model *model,
       kiln_session_destroy(s);
       return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory");
     }
-    if (model->device->session_create(model->device_state, &s->device_session, lastError,
-                                      sizeof lastError) != 0) {
+    const kiln_abi_device *d = model->device;
+    const bool withThreads = m->abi_minor >= 4 && d->session_create_exec;
+    if ((withThreads ? d->session_create_exec(model->device_state, &s->exec, &s->device_session,
+                                              lastError, sizeof lastError)
+                     : d->session_create(model->device_state, &s->device_session, lastError,
+                                         sizeof lastError)) != 0) {
       kiln_session_destroy(s);
       return KILN_ERROR_MODEL_FAILURE;
     }
@@ -409,14 +422,9 @@ kiln_status kiln_session_create_with_options(const kiln_model *model,
                                                      KILN_ARENA_ALIGNMENT * KILN_ARENA_ALIGNMENT));
     s->owns_arena = true;
   }
-  if (options->num_threads > 1) {
-    s->pool = new (std::nothrow) kiln::ThreadPool;
-    if (s->pool && s->pool->start(options->num_threads))
-      s->exec = {s->pool, s->pool->size(), &kiln::ThreadPool::parallelFor};
-  }
-  if (!s->arena || (options->num_threads > 1 && !s->exec.parallel_for)) {
+  if (!s->arena) {
     kiln_session_destroy(s);
-    return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory (arena or threads)");
+    return refuse(KILN_ERROR_OUT_OF_MEMORY, "out of memory (arena)");
   }
   *session = s;
   return KILN_OK;

@@ -6,6 +6,7 @@ the fuller check and benchmark for a GPU machine."""
 import ctypes
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -91,10 +92,7 @@ def test_inspect_reads_it_on_any_machine(built):
     assert [i["name"] for i in info["inputs"]] == names
 
 
-@pytest.mark.skipif(not GPU, reason="no GPU on this machine")
-@needs_nvcc
-def test_matches_the_cpu_build(built, tmp_path):
-    folder, so = built
+def assert_matches_the_cpu_build(folder, so, tmp_path):
     model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
     cpu_so = tmp_path / "model.cpu.so"
     kiln.compile(os.path.join(folder, "model.onnx"), cpu_so, batch=BUCKETS)
@@ -105,6 +103,36 @@ def test_matches_the_cpu_build(built, tmp_path):
         want, got = cpu.run(feeds), gpu.run(feeds)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not GPU, reason="no GPU on this machine")
+@needs_nvcc
+def test_matches_the_cpu_build(built, tmp_path):
+    assert_matches_the_cpu_build(*built, tmp_path)
+
+
+# Models whose tables straddle the size: some stay on the device (deepfm,
+# din), and one with every table in host memory.
+HOST_TABLES = [("deepfm", "300KiB", 1), ("din", "300KiB", 2), ("dlrm_kaggle", "0", 26)]
+
+
+@needs_nvcc
+@pytest.mark.parametrize("name,over,tables", HOST_TABLES)
+def test_host_tables(name, over, tables, tmp_path):
+    """--host-tables-over keeps the large tables out of the weights uploaded
+    to the device; the library builds, and on a GPU computes what the CPU
+    build does."""
+    folder = zoo.write(name, str(tmp_path), batch=8)
+    so = tmp_path / "hybrid.so"
+    proc = subprocess.run([kiln._find_binary(), "compile", os.path.join(folder, "model.onnx"),
+                           "-o", str(so), "--target", "cuda", "--batch", "1,8",
+                           "--host-tables-over", over], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"kiln: {tables} embedding tables? \(", proc.stderr), proc.stderr
+    abi = AbiModel.in_dll(ctypes.CDLL(str(so)), "kiln_model_descriptor")
+    assert abi.target == b"cuda-sm90" and abi.isa & KILN_ISA_CUDA
+    if GPU:
+        assert_matches_the_cpu_build(folder, so, tmp_path)
 
 
 OPS_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_ops.onnxtxt")

@@ -3,6 +3,7 @@
 // Dense layers over shapes that exercise every tile size, panel tail and
 // cache block, with each epilogue, on one thread and split over a real
 // session thread pool; the vectorised math against libm.
+#include "cuda/host_tables.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "thread_pool.h"
@@ -264,6 +265,52 @@ TEST(EmbeddingBags, MatchesPerTableBags) {
   ids[3 * idsRow + 2] = 11;
   EXPECT_FALSE(embeddingBags(ids.data(), batch, idsRow, tables.data(), 3, columns, 0, true,
                              out.data(), stride, &exec));
+}
+
+TEST(EmbeddingBags, HostTablesOfACudaOpPoolAsTheWholeOp) {
+  // A CUDA op whose tables 0, 2 and 3 stay in host memory (kiln compile
+  // --host-tables-over): the CPU pools those alone (splitHostBags), and the
+  // runs copied into the op's output must equal the whole op's values
+  // there, leaving the device tables' columns alone.
+  const int64_t batch = 5, idsRow = 7, stride = 40;
+  auto t0 = randomFloats(6 * 4, 3), t1 = randomFloats(9 * 3, 4), t2 = randomFloats(5 * 2, 5);
+  std::vector<BagTable<float>> tables = {{t0.data(), 6, 4, 2},
+                                         {t1.data(), 9, 3, 1},
+                                         {t2.data(), 5, 2, 3},
+                                         {t1.data(), 9, 3, 1},
+                                         {t0.data(), 6, 4, 0}};
+  for (int t : {0, 2, 3})
+    tables[t].host = true;
+  const int64_t columns[] = {6, 0, 1, 2, 3, 4, 5};
+  std::vector<int64_t> ids(batch * idsRow);
+  for (int64_t i = 0; i < int64_t(ids.size()); ++i)
+    ids[i] = (i * 5) % 5;
+  for (int mode : {0, 1, 2, 3}) {
+    std::vector<float> whole(batch * stride, -7.0f);
+    ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, tables.data(), 5, columns, mode, false,
+                              whole.data(), stride, nullptr));
+    const auto part = kiln::cuda::splitHostBags(tables.data(), 5, columns, mode);
+    ASSERT_EQ(part.tables.size(), 3u);
+    ASSERT_EQ(part.runs.size(), 2u) << "tables 2 and 3 are copied together";
+    std::vector<float> pooled(batch * part.width), out(batch * stride, -7.0f);
+    ASSERT_TRUE(embeddingBags(ids.data(), batch, idsRow, part.tables.data(),
+                              int64_t(part.tables.size()), part.columns.data(), mode, false,
+                              pooled.data(), part.width, nullptr));
+    std::vector<bool> onHost(stride, false);
+    for (const auto &run : part.runs)
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t c = 0; c < run.width; ++c) {
+          out[b * stride + run.to + c] = pooled[b * part.width + run.from + c];
+          onHost[run.to + c] = true;
+        }
+    const int64_t hostValues = mode == 3 ? 4 * 2 + 2 * 3 + 3 : 4 + 2 + 3;
+    EXPECT_EQ(part.width, hostValues);
+    EXPECT_EQ(std::count(onHost.begin(), onHost.end(), true), hostValues);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t c = 0; c < stride; ++c)
+        ASSERT_EQ(out[b * stride + c], onHost[c] ? whole[b * stride + c] : -7.0f)
+            << "mode " << mode << " sample " << b << " column " << c;
+  }
 }
 
 /// Largest error of `fn` against `ref` over [lo, hi], relative to

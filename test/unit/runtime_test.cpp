@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 // Counts heap allocations of the whole process while `counting` is set.
@@ -498,6 +499,36 @@ TEST(DeviceModel, RequestsGoToTheDeviceHooksAfterValidation) {
   EXPECT_NE(std::string(kiln_last_error()).find("out of memory"), std::string::npos);
   kiln_session_destroy(second);
   kiln_session_destroy(session);
+  kiln_model_close(model);
+}
+
+TEST(DeviceModel, ItsSessionGetsTheThreadsAskedFor) {
+  // For tables kept in host memory: the model's session_create_exec hook
+  // receives the session's threads, and runs work on them.
+  kiln_model *model = nullptr;
+  std::string error;
+  const std::string path = kModels + "/libfake_device_1.so";
+  ASSERT_EQ(openModel(path, &model, error), KILN_OK) << error;
+  void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  ASSERT_NE(handle, nullptr);
+  auto *threads = static_cast<int *>(dlsym(handle, "fake_device_threads"));
+  ASSERT_NE(threads, nullptr);
+  for (int32_t asked : {1, 3}) {
+    kiln_session_options options;
+    kiln_session_options_init(&options);
+    options.num_threads = asked;
+    kiln_session *session = nullptr;
+    ASSERT_EQ(kiln_session_create_with_options(model, &options, &session), KILN_OK)
+        << kiln_last_error();
+    EXPECT_EQ(*threads, asked);
+    EXPECT_EQ(kiln_session_num_threads(session), asked);
+    DeviceRequest r(4);
+    ASSERT_EQ(kiln_run(session, 4, &r.input, 1, &r.output, 1), KILN_OK);
+    for (int64_t i = 0; i < 8; ++i)
+      EXPECT_EQ(r.y[i], 2 * r.x[i]) << asked << " threads";
+    kiln_session_destroy(session);
+  }
+  dlclose(handle);
   kiln_model_close(model);
 }
 

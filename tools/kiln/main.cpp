@@ -347,6 +347,14 @@ int main(int argc, char **argv) {
   compile->add_option("--precision", options.precision,
                       "With --target cuda: dense layers' arithmetic: fp32 (default), tf32, or "
                       "bf16/fp16 (operands rounded for the tensor cores, f32 accumulation)");
+  compile
+      ->add_option("--host-tables-over", options.hostTablesOver,
+                   "With --target cuda: keep embedding tables larger than BYTES (e.g. 2GiB, "
+                   "512MB, 0 for all) in host memory, for tables beyond device memory. Their "
+                   "lookups are pooled on the CPU inside the request's graph; the dense part "
+                   "runs on the GPU")
+      ->transform(CLI::AsSizeValue(false))
+      ->type_name("BYTES");
   compile->add_option("--batch", batches,
                       "Comma-separated batch buckets, e.g. 1,8,64; a request runs in the "
                       "smallest bucket >= its batch");

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 3
+#define KILN_ABI_MINOR 4
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -81,6 +81,12 @@ typedef struct kiln_abi_device {
    * pointers, or device pointers when `device_pointers` is non-zero. */
   int (*run)(void *session, int32_t bucket, int64_t batch, const void *const *inputs,
              void *const *outputs, int32_t device_pointers, char *message, size_t message_size);
+  /* Since 2.4: session_create, given the session's CPU threads (`exec`,
+   * valid until session_destroy) for the work the model does on the host:
+   * pooling embedding tables kept in host memory. The runtime calls it
+   * instead of session_create when the model has it. */
+  int (*session_create_exec)(void *state, const kiln_abi_exec *exec, void **session, char *message,
+                             size_t message_size);
 } kiln_abi_device;
 
 typedef struct kiln_abi_model {

@@ -163,8 +163,10 @@ KILN_API kiln_status kiln_run(kiln_session *session, int64_t batch, const kiln_t
 
 /* Device models (compiled with --target cuda). kiln_run works for them too:
  * its host tensors are copied through the session's pinned staging inside
- * the bucket's CUDA graph. A session of a device model ignores num_threads
- * and takes no caller arena: it allocates its device arena once. */
+ * the bucket's CUDA graph. A session of a device model takes no caller
+ * arena: it allocates its device arena once. Its num_threads threads pool
+ * the embedding tables kept in host memory (kiln compile
+ * --host-tables-over); a model without such tables does not use them. */
 KILN_API int32_t kiln_model_is_device(const kiln_model *model);
 /* As kiln_run, with every tensor's data in device memory (CUDA pointers of
  * the model's device). Id inputs are checked on the device: an id out of

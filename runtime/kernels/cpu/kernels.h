@@ -1002,12 +1002,15 @@ bool embeddingBag(const T *table, int64_t rows, int64_t dim, const I *indices, i
 
 /// One table of embeddingBags: `rows` x `dim` values, `hotness` ids per
 /// sample; with `bits` 8 or 4, `rowwise` holds the rows in quantized.h's
-/// row-wise format instead of `data`.
+/// row-wise format instead of `data`. `host` marks, for the CUDA target, a
+/// table in host memory (kiln compile --host-tables-over); every table here
+/// is.
 template <typename T> struct BagTable {
   const T *data;
   int64_t rows, dim, hotness;
   const uint8_t *rowwise = nullptr;
   int bits = 0;
+  bool host = false;
 };
 
 /// Fixed-hotness bags of `count` tables side by side in one pass. Sample b's

@@ -14,6 +14,7 @@
 #ifndef KILN_KERNELS_CUDA_KERNELS_CUH
 #define KILN_KERNELS_CUDA_KERNELS_CUH
 
+#include "host_tables.h"
 #include "scalar.h"
 
 #include <cublasLt.h>
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace kiln::cuda {
@@ -52,13 +54,23 @@ using scalar::sigmoid;
 /// cores, accumulating at f32.
 enum class Precision : int32_t { Fp32 = 0, Tf32, Bf16, Fp16 };
 
+/// Work a graph hands to the CPU (a host node, cudaLaunchHostFunc): made by
+/// a bucket's eager run, reused by its capture, freed with the session.
+struct HostWork {
+  virtual ~HostWork() = default;
+  virtual void run() = 0;
+  static void CUDART_CB call(void *work) { static_cast<HostWork *>(work)->run(); }
+};
+
 /// A session's device context as the generated code sees it.
 struct Exec {
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   void *workspace = nullptr;
   size_t workspaceBytes = 0;
-  int *error = nullptr; // mapped host word: the site of a failed check, 0 if none
+  int *error = nullptr;     // mapped host word: the site of a failed check, 0 if none
+  int *hostError = nullptr; // the same word at its host address, for host work
+  const kiln_abi_exec *hostThreads = nullptr; // the session's CPU threads, for host work
   Precision precision = Precision::Fp32;
   int maxBlocks = 65535;
   /// The message of the op being emitted (set by the generated code before a
@@ -73,6 +85,9 @@ struct Exec {
   /// interaction pairs): made in the eager run, reused by the capture.
   std::vector<void *> persisted;
   size_t persistCursor = 0;
+  /// The same for host work.
+  std::vector<std::unique_ptr<HostWork>> hostWork;
+  size_t hostWorkCursor = 0;
   bool capturing = false;
 };
 
@@ -842,14 +857,9 @@ inline void attention(const float *q, const float *k, const float *v, const floa
 
 // ---- embeddings -----------------------------------------------------------
 
-/// One table of embeddingBags (the CPU kernels' struct; row-wise quantised
-/// tables are not supported on this target).
-template <typename T> struct BagTable {
-  const T *data;
-  int64_t rows, dim, hotness;
-  const uint8_t *rowwise = nullptr;
-  int bits = 0;
-};
+/// One table of embeddingBags (row-wise quantised tables are not supported
+/// on this target; `host` ones are pooled on the CPU).
+using cpu::BagTable;
 
 /// A table as the kernel reads it: where its ids and its output start.
 template <typename T> struct DeviceBagTable {
@@ -941,6 +951,70 @@ __global__ void embeddingBagsKernel(const I *ids, int64_t batch, int64_t idsRow,
   }
 }
 
+/// The lookups of an op's host tables, pooled on the CPU: the ids are
+/// copied into pinned memory, a host node runs the CPU kernel over them, and
+/// each run of pooled values is copied into the output.
+template <typename T, typename I> struct HostBagsWork final : HostWork {
+  HostBags<T> part;
+  uint8_t *pinned = nullptr; // the ids [batch, idsRow], then the pooled rows [batch, width]
+  I *ids = nullptr;
+  T *pooled = nullptr;
+  int64_t batch = 0, idsRow = 0;
+  int mode = 0;
+  bool wrapNegative = false;
+  int *error = nullptr;
+  int where = 0;
+  const kiln_abi_exec *threads = nullptr;
+
+  ~HostBagsWork() override { cudaFreeHost(pinned); }
+  void run() override {
+    if (!cpu::embeddingBags<T, I>(ids, batch, idsRow, part.tables.data(),
+                                  int64_t(part.tables.size()), part.columns.data(), mode,
+                                  wrapNegative, pooled, part.width, threads))
+      *reinterpret_cast<volatile int *>(error) = where;
+  }
+};
+
+template <typename T, typename I>
+void poolOnHost(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
+                int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,
+                int64_t outStride, int where, Exec *e) {
+  using Work = HostBagsWork<T, I>;
+  const size_t idsBytes = (size_t(batch * idsRow) * sizeof(I) + 63) / 64 * 64;
+  Work *w = nullptr;
+  if (e->capturing) {
+    if (e->hostWorkCursor < e->hostWork.size())
+      w = static_cast<Work *>(e->hostWork[e->hostWorkCursor++].get());
+  } else {
+    auto made = std::make_unique<Work>();
+    made->part = splitHostBags(tables, count, columns, mode);
+    made->batch = batch, made->idsRow = idsRow, made->mode = mode;
+    made->wrapNegative = wrapNegative, made->error = e->hostError, made->where = where;
+    made->threads = e->hostThreads;
+    check(e,
+          cudaHostAlloc(&made->pinned, idsBytes + size_t(batch * made->part.width) * sizeof(T) + 1,
+                        cudaHostAllocDefault),
+          "allocating pinned memory for host tables");
+    made->ids = reinterpret_cast<I *>(made->pinned);
+    made->pooled = reinterpret_cast<T *>(made->pinned + idsBytes);
+    w = made.get();
+    e->hostWork.push_back(std::move(made));
+  }
+  if (!w || !w->pinned || batch <= 0)
+    return;
+  check(e,
+        cudaMemcpyAsync(w->ids, ids, size_t(batch * idsRow) * sizeof(I), cudaMemcpyDeviceToHost,
+                        e->stream),
+        "copying ids for host tables");
+  check(e, cudaLaunchHostFunc(e->stream, HostWork::call, w), "cudaLaunchHostFunc");
+  for (const auto &run : w->part.runs)
+    check(e,
+          cudaMemcpy2DAsync(out + run.to, size_t(outStride) * sizeof(T), w->pooled + run.from,
+                            size_t(w->part.width) * sizeof(T), size_t(run.width) * sizeof(T),
+                            size_t(batch), cudaMemcpyHostToDevice, e->stream),
+          "copying host tables' rows");
+}
+
 template <typename T, typename I>
 bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T> *tables,
                    int64_t count, const int64_t *columns, int mode, bool wrapNegative, T *out,
@@ -948,31 +1022,40 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
   static_assert(std::is_same_v<T, float>, "f32 embedding tables");
   std::vector<DeviceBagTable<T>> layout;
   int64_t firstId = 0, outOffset = 0;
+  bool onHost = false;
   for (int64_t t = 0; t < count; ++t) {
     if (tables[t].rowwise) {
       check(e, cudaErrorNotSupported, "embedding_bags: row-wise quantised tables");
       return true;
     }
-    layout.push_back(
-        {tables[t].data, tables[t].rows, tables[t].dim, tables[t].hotness, firstId, outOffset});
+    if (tables[t].host)
+      onHost = true;
+    else
+      layout.push_back(
+          {tables[t].data, tables[t].rows, tables[t].dim, tables[t].hotness, firstId, outOffset});
     firstId += tables[t].hotness;
     outOffset += mode == 3 ? tables[t].dim * tables[t].hotness : tables[t].dim;
   }
-  const DeviceBagTable<T> *deviceTables = persist(e, layout.data(), count);
-  const int64_t *deviceColumns = persist(e, columns, firstId);
   const int where = site(e);
-  const int64_t warps = batch * count;
+  if (onHost)
+    poolOnHost(ids, batch, idsRow, tables, count, columns, mode, wrapNegative, out, outStride,
+               where, e);
+  if (layout.empty())
+    return true;
+  const int64_t onDevice = int64_t(layout.size());
+  const DeviceBagTable<T> *deviceTables = persist(e, layout.data(), onDevice);
+  const int64_t *deviceColumns = persist(e, columns, firstId);
+  const int64_t warps = batch * onDevice;
   if (warps <= 0 || !deviceTables || !deviceColumns)
     return true;
-  // 16-byte chunks when every table's rows, and the output rows, allow them.
+  // 16-byte chunks when every device table's rows, and the output rows, allow them.
   bool vector = reinterpret_cast<uintptr_t>(out) % 16 == 0 && outStride % 4 == 0;
-  for (int64_t t = 0; t < count; ++t)
-    vector =
-        vector && tables[t].dim % 4 == 0 && reinterpret_cast<uintptr_t>(tables[t].data) % 16 == 0;
+  for (const DeviceBagTable<T> &t : layout)
+    vector = vector && t.dim % 4 == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
   auto launch = vector ? embeddingBagsKernel<4, I> : embeddingBagsKernel<1, I>;
-  launch<<<unsigned((warps + 7) / 8), 256, 0, e->stream>>>(ids, batch, idsRow, deviceTables, count,
-                                                           deviceColumns, mode, wrapNegative, out,
-                                                           outStride, e->error, where);
+  launch<<<unsigned((warps + 7) / 8), 256, 0, e->stream>>>(
+      ids, batch, idsRow, deviceTables, onDevice, deviceColumns, mode, wrapNegative, out, outStride,
+      e->error, where);
   check(e, cudaGetLastError(), "embedding_bags launch");
   return true;
 }

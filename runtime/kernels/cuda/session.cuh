@@ -12,7 +12,8 @@
 // around it: a graph's copy nodes cannot be pointed at memory of another
 // allocator, such as PyTorch's). A request is memcpys into pinned memory,
 // one graph launch and one stream synchronisation: no allocation, host or
-// device.
+// device. Tables kept in host memory are pooled by host nodes of the same
+// graph (kernels.cuh's poolOnHost), into pinned memory the eager run made.
 #ifndef KILN_KERNELS_CUDA_SESSION_CUH
 #define KILN_KERNELS_CUDA_SESSION_CUH
 
@@ -32,6 +33,9 @@ using Entry = int (*)(uint8_t *arena, const uint8_t *weights, Exec *exec, char *
 struct ModelConfig {
   Precision precision;
   int sm; // the oldest compute capability the code runs on, e.g. 90
+  /// The weights uploaded to the device: the leading bytes of the model's
+  /// weights; tables kept in host memory (--host-tables-over) follow them.
+  uint64_t deviceWeightsBytes;
 };
 
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
@@ -94,9 +98,9 @@ int open(const kiln_abi_model *abi, void **state, char *message, size_t size) {
   if (!model)
     return std::snprintf(message, size, "out of memory"), 1;
   model->abi = abi;
-  if ((status = cudaMalloc(&model->weights, std::max<uint64_t>(abi->weights_bytes, 1))) !=
+  if ((status = cudaMalloc(&model->weights, std::max<uint64_t>(C.deviceWeightsBytes, 1))) !=
           cudaSuccess ||
-      (status = cudaMemcpy(model->weights, abi->weights, abi->weights_bytes,
+      (status = cudaMemcpy(model->weights, abi->weights, C.deviceWeightsBytes,
                            cudaMemcpyHostToDevice)) != cudaSuccess) {
     cudaFree(model->weights);
     delete model;
@@ -148,12 +152,14 @@ inline int execFailure(const Exec &e, char *message, size_t size) {
   return 1;
 }
 
-/// Captures the work of bucket `b` (its entry point) as a graph.
-inline int capture(DeviceSession *s, int32_t b, size_t firstPersisted, cudaGraph_t *graph,
-                   char *message, size_t size) {
+/// Captures the work of bucket `b` (its entry point) as a graph, over the
+/// persisted tables and host work its eager run made (from these indices).
+inline int capture(DeviceSession *s, int32_t b, size_t firstPersisted, size_t firstHostWork,
+                   cudaGraph_t *graph, char *message, size_t size) {
   Exec &e = s->exec;
   e.capturing = true;
   e.persistCursor = firstPersisted;
+  e.hostWorkCursor = firstHostWork;
   cudaError_t status = cudaStreamBeginCapture(e.stream, cudaStreamCaptureModeRelaxed);
   if (status != cudaSuccess)
     return cudaFailure(message, size, "cudaStreamBeginCapture", status);
@@ -206,8 +212,11 @@ inline int withCopies(DeviceSession *s, int32_t b, cudaGraph_t work, cudaGraphEx
                                : cudaFailure(message, size, "building the bucket's graph", status);
 }
 
+/// `cpu`: the session's threads for host work (kiln_abi_device's
+/// session_create_exec), or null for the calling thread alone.
 template <const ModelConfig &C>
-int sessionCreate(void *state, void **session, char *message, size_t size) {
+int sessionCreate(void *state, const kiln_abi_exec *cpu, void **session, char *message,
+                  size_t size) {
   const auto *model = static_cast<const DeviceModel *>(state);
   const kiln_abi_model *m = model->abi;
   auto *s = new (std::nothrow) DeviceSession;
@@ -216,6 +225,7 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
   s->model = model;
   Exec &e = s->exec;
   e.precision = C.precision;
+  e.hostThreads = cpu;
   auto failed = [&](int rc) {
     sessionDestroy(s);
     return rc;
@@ -254,7 +264,7 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
   }
   if ((status = cudaHostAlloc(&s->staging, staged + 64, cudaHostAllocMapped)) != cudaSuccess)
     return failed(cudaFailure(message, size, "allocating pinned staging", status));
-  s->hostError = reinterpret_cast<int *>(s->staging + staged);
+  s->hostError = e.hostError = reinterpret_cast<int *>(s->staging + staged);
   *s->hostError = 0;
   if ((status = cudaHostGetDevicePointer(reinterpret_cast<void **>(&e.error), s->hostError, 0)) !=
       cudaSuccess)
@@ -263,7 +273,7 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
   for (int32_t b = 0; b < m->num_buckets; ++b) {
     // An eager run over a zeroed arena (every id 0, valid) loads the
     // kernels and makes the persisted tables; then the two captures.
-    const size_t firstPersisted = e.persisted.size();
+    const size_t firstPersisted = e.persisted.size(), firstHostWork = e.hostWork.size();
     check(&e, cudaMemsetAsync(s->arena, 0, m->buckets[b].arena_bytes, e.stream), "cudaMemset");
     int rc =
         reinterpret_cast<Entry>(m->buckets[b].entry)(s->arena, model->weights, &e, message, size);
@@ -274,7 +284,7 @@ int sessionCreate(void *state, void **session, char *message, size_t size) {
     if (e.failedCall)
       return failed(execFailure(e, message, size));
     cudaGraph_t work = nullptr;
-    if ((rc = capture(s, b, firstPersisted, &work, message, size)) != 0)
+    if ((rc = capture(s, b, firstPersisted, firstHostWork, &work, message, size)) != 0)
       return failed(rc);
     s->hostGraphs.emplace_back();
     s->deviceGraphs.emplace_back();
@@ -342,9 +352,16 @@ inline int run(void *session, int32_t b, int64_t batch, const void *const *input
   return 0;
 }
 
+/// session_create for runtimes before ABI 2.4: host work on one thread.
+template <const ModelConfig &C>
+int sessionCreateOneThread(void *state, void **session, char *message, size_t size) {
+  return sessionCreate<C>(state, nullptr, session, message, size);
+}
+
 /// The hooks a generated model exports through its descriptor.
 template <const ModelConfig &C> constexpr kiln_abi_device deviceHooks() {
-  return kiln_abi_device{&open<C>, &close, &sessionCreate<C>, &sessionDestroy, &run};
+  return kiln_abi_device{&open<C>,        &close, &sessionCreateOneThread<C>,
+                         &sessionDestroy, &run,   &sessionCreate<C>};
 }
 
 } // namespace kiln::cuda
