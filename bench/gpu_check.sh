@@ -60,7 +60,7 @@ for dir in "$WORK"/zoo/*/; do
   echo "$dir/model.onnx $WORK/so/$name.cpu.so --batch 64" >>"$jobs"
   echo "$dir/model.onnx $WORK/so/$name.cuda.so --target cuda --batch $buckets" >>"$jobs"
   case $name in dlrm_mlperf|dcnv2|minilm_l6_s128)
-    for p in tf32 bf16; do
+    for p in tf32 bf16 fp16; do
       echo "$dir/model.onnx $WORK/so/$name.cuda-$p.so --target cuda --precision $p --batch 64" >>"$jobs"
     done ;;
   esac

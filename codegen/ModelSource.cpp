@@ -128,6 +128,11 @@ public:
   /// The constants a CUDA model keeps in host memory (`kiln.on_host`), which
   /// the generated code reads at kHostWeights + offset.
   const std::vector<char> &hostWeightBytes() const { return hostWeights; }
+  /// The largest input, in bytes at 16 bits, of a CUDA dense layer with
+  /// 16-bit weights (its activations are converted before cuBLASLt).
+  int64_t halfScratchBytes() const { return halfScratch; }
+  /// The bytes the uploaded weights would take with 16-bit ones at f32.
+  uint64_t f32WeightsBytes() const { return f32Layout; }
 
 private:
   LogicalResult emitOp(Operation *op);
@@ -136,8 +141,8 @@ private:
   std::string dimsArray(ArrayRef<int64_t> dims, StringRef name);
   std::string shape(Value v, StringRef name);
   std::string elt(Value v) { return cType(getElementTypeOrSelf(v)); }
-  static int64_t weightOffset(ElementsAttr attr, std::vector<char> &blob,
-                              DenseMap<Attribute, int64_t> &offsets);
+  /// Where `attr` is in the weights, or in the host tables.
+  int64_t weightOffset(ElementsAttr attr, bool host);
   /// Whether `v` is a table the device code reads from host memory.
   bool onHost(Value v) const {
     auto c = v.getDefiningOp<ConstantOp>();
@@ -157,6 +162,8 @@ private:
   raw_ostream &os;
   std::vector<char> &weights, hostWeights;
   DenseMap<Attribute, int64_t> weightOffsets, hostWeightOffsets;
+  int64_t halfScratch = 0;
+  uint64_t f32Layout = 0;
   bool profile;
   /// CUDA (kernels.cuh) rather than CPU code.
   bool device;
@@ -166,8 +173,9 @@ private:
   std::string *capture = nullptr;
 };
 
-int64_t Emitter::weightOffset(ElementsAttr attr, std::vector<char> &blob,
-                              DenseMap<Attribute, int64_t> &offsets) {
+int64_t Emitter::weightOffset(ElementsAttr attr, bool host) {
+  std::vector<char> &blob = host ? hostWeights : weights;
+  DenseMap<Attribute, int64_t> &offsets = host ? hostWeightOffsets : weightOffsets;
   auto it = offsets.find(attr);
   if (it != offsets.end())
     return it->second;
@@ -176,17 +184,20 @@ int64_t Emitter::weightOffset(ElementsAttr attr, std::vector<char> &blob,
   std::vector<char> bytes = constantBytes(attr);
   blob.insert(blob.end(), bytes.begin(), bytes.end());
   offsets[attr] = offset;
+  if (!host) {
+    Type element = attr.getElementType();
+    f32Layout = llvm::alignTo(f32Layout, kWeightAlignment) +
+                bytes.size() * (element.isF16() || element.isBF16() ? 2 : 1);
+  }
   return offset;
 }
 
 std::string Emitter::ptr(Value v) {
   std::string t = elt(v);
   if (auto c = v.getDefiningOp<ConstantOp>()) {
-    if (onHost(v))
-      return "reinterpret_cast<const " + t + " *>(kHostWeights + " +
-             std::to_string(weightOffset(c.getValue(), hostWeights, hostWeightOffsets)) + ")";
-    return "reinterpret_cast<const " + t + " *>(W + " +
-           std::to_string(weightOffset(c.getValue(), weights, weightOffsets)) + ")";
+    const bool host = onHost(v);
+    return "reinterpret_cast<const " + t + " *>(" + (host ? "kHostWeights" : "W") + " + " +
+           std::to_string(weightOffset(c.getValue(), host)) + ")";
   }
   IntegerAttr offset;
   if (auto arg = dyn_cast<BlockArgument>(v))
@@ -586,9 +597,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
             return success();
           })
           .Case([&](DenseOp d) {
-            if (device && (d.isPacked() || !d.getWeight().getType().getElementType().isF32()))
-              return d.emitOpError("the CUDA target takes unpacked f32 weights (kiln.dense is "
-                                   "packed or quantised)"),
+            if (device && (d.isPacked() || d.isInt8()))
+              return d.emitOpError("the CUDA target takes unpacked f32 or 16-bit weights "
+                                   "(kiln.dense is packed or int8)"),
                      failure();
             if (!device && !d.isPacked())
               return d.emitOpError("weight is not packed (run kiln-pack-weights)"), failure();
@@ -622,6 +633,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    kernels::denseInt8(";
               weights = "w";
             } else if (w.isF16() || w.isBF16()) {
+              halfScratch = std::max<int64_t>(halfScratch, n / units * k * 2);
               os << "    kernels::denseHalf<kernels::HalfFormat::" << (w.isF16() ? "Fp16" : "Bf16")
                  << ">(";
             } else {
@@ -928,9 +940,11 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   // A CUDA model's host-memory tables follow the weights it uploads.
   const uint64_t deviceWeightsBytes = weights.size();
   const std::vector<char> &host = emitter.hostWeightBytes();
+  uint64_t f32WeightsBytes = emitter.f32WeightsBytes();
   if (!host.empty()) {
     weights.resize(llvm::alignTo(weights.size(), kWeightAlignment));
     weights.insert(weights.end(), host.begin(), host.end());
+    f32WeightsBytes = llvm::alignTo(f32WeightsBytes, kWeightAlignment) + host.size();
   }
 
   os << "// Generated by kiln " << info.compilerVersion << ". Do not edit.\n"
@@ -985,7 +999,8 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   os << "};\n";
   if (device)
     os << "constexpr kiln::cuda::ModelConfig kConfig = {kiln::cuda::Precision::"
-       << info.cuda->precision << ", " << info.cuda->sm << ", " << deviceWeightsBytes << "u};\n"
+       << info.cuda->precision << ", " << info.cuda->sm << ", " << deviceWeightsBytes << "u, "
+       << emitter.halfScratchBytes() << "u};\n"
        << "constexpr kiln_abi_device kDevice = kiln::cuda::deviceHooks<kConfig>();\n";
   os << "\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "
@@ -1002,7 +1017,7 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
      << "    " << first.getNumArguments() << ", " << first.getNumResults()
      << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, " << weights.size()
      << "u,\n    " << cString(info.quantization) << ", "
-     << (info.f32WeightsBytes ? info.f32WeightsBytes : weights.size()) << "u, "
+     << (info.f32WeightsBytes ? info.f32WeightsBytes : f32WeightsBytes) << "u, "
      << (device ? "&kDevice" : "nullptr") << "};\n";
   return success();
 }

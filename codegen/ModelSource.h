@@ -34,7 +34,8 @@ struct ModelInfo {
   /// Time every op (`profile.h`, CPU only); the model prints the table when unloaded.
   bool profile = false;
   /// The --quantize modes ("none" for f32) and the weight bytes of the same
-  /// model at f32 (0: these weights are f32).
+  /// model at f32 (0: these weights, with any 16-bit dense weights of a
+  /// CUDA model counted at f32).
   std::string quantization = "none";
   uint64_t f32WeightsBytes = 0;
   /// The instruction sets of a CPU model.

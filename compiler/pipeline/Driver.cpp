@@ -114,7 +114,9 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
 /// The --quantize modes the options stand for, "none" without any.
 std::string quantizationName(const CompileOptions &options) {
   std::string name;
-  if (options.weightPrecision == "int8")
+  if (options.target == "cuda" && options.precision != "fp32" && options.precision != "tf32")
+    name = options.precision + "-weights"; // --precision bf16|fp16: 16-bit dense weights
+  else if (options.weightPrecision == "int8")
     name = "int8";
   else if (!options.weightPrecision.empty())
     name = options.weightPrecision + "-weights";
@@ -193,11 +195,6 @@ LogicalResult compileModel(const CompileOptions &options) {
   if (failed(checkTargetOptions(options)))
     return failure();
   const bool cuda = options.target == "cuda";
-  if (cuda && (options.precision == "bf16" || options.precision == "fp16"))
-    llvm::errs() << "kiln: warning: --precision " << options.precision
-                 << " asks cuBLASLt for 16-bit tensor-core arithmetic on f32 operands, which it "
-                    "serves with TF32; kiln does not yet convert the operands to 16 bits "
-                    "(docs/cuda.md)\n";
 
   MLIRContext context;
   context.loadDialect<KilnDialect, func::FuncDialect>();

@@ -57,9 +57,12 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &o) {
          if (o.exposeDenseInputs) // a calibration observer stays f32
            return pm.addPass(createExposeDenseInputs());
-         if (!o.weightPrecision.empty()) {
+         // CUDA's --precision bf16|fp16 stores the dense weights at 16 bits.
+         const bool cudaHalf =
+             o.target == "cuda" && (o.precision == "bf16" || o.precision == "fp16");
+         if (!o.weightPrecision.empty() || cudaHalf) {
            QuantizeDenseOptions options;
-           options.precision = o.weightPrecision;
+           options.precision = cudaHalf ? o.precision : o.weightPrecision;
            options.inputRanges.assign(o.inputRanges.begin(), o.inputRanges.end());
            pm.addPass(createQuantizeDense(options));
            if (!o.inputRanges.empty())

@@ -45,6 +45,11 @@ class AbiModel(ctypes.Structure):
                 ("target", ctypes.c_char_p), ("isa", ctypes.c_uint32)]
 
 
+def inspect_json(so):
+    return json.loads(subprocess.run([kiln._find_binary(), "inspect", str(so), "--json"],
+                                     check=True, capture_output=True, text=True).stdout)
+
+
 @pytest.fixture(scope="module", params=CASES)
 def built(request, tmp_path_factory):
     if NVCC is None:
@@ -83,8 +88,7 @@ def test_opening_without_a_gpu_fails_naming_the_target(built):
 def test_inspect_reads_it_on_any_machine(built):
     """kiln inspect needs neither a GPU nor the runtime's device hooks."""
     folder, so = built
-    info = json.loads(subprocess.run([kiln._find_binary(), "inspect", so, "--json"], check=True,
-                                     capture_output=True, text=True).stdout)
+    info = inspect_json(so)
     assert info["target"] == "cuda-sm90"
     assert [b["batch"] for b in info["buckets"]] == BUCKETS
     names = [i.name for i in onnx.load(os.path.join(folder, "model.onnx"),
@@ -188,13 +192,22 @@ def test_every_kernel_matches_the_cpu(tmp_path):
 
 @needs_nvcc
 def test_reduced_precision_builds(tmp_path):
+    """tf32 keeps f32 weights; bf16 and fp16 store the dense weights at 16
+    bits, and the descriptor says so with the f32 build's weight bytes."""
     folder = zoo.write("dcnv2", str(tmp_path), batch=8)
+    sizes = {}
     for precision in ["tf32", "bf16", "fp16"]:
         so = tmp_path / f"{precision}.so"
         kiln.compile(os.path.join(folder, "model.onnx"), so, target="cuda",
                      extra_args=["--precision", precision, "--sm", "80"])
         abi = AbiModel.in_dll(ctypes.CDLL(str(so)), "kiln_model_descriptor")
         assert abi.target == b"cuda-sm80"
+        sizes[precision] = inspect_json(so)
+    assert sizes["tf32"]["quantization"] == "none"
+    for half in ["bf16", "fp16"]:
+        assert sizes[half]["quantization"] == f"{half}-weights"
+        assert sizes[half]["f32_weights_bytes"] == sizes["tf32"]["weights_bytes"]
+        assert sizes[half]["weights_bytes"] < sizes["tf32"]["weights_bytes"]
 
 
 def test_device_pointers_are_refused_for_a_cpu_model(tmp_path):

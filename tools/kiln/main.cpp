@@ -345,8 +345,9 @@ int main(int argc, char **argv) {
                    "(default 90, Hopper); PTX is embedded for newer GPUs")
       ->capture_default_str();
   compile->add_option("--precision", options.precision,
-                      "With --target cuda: dense layers' arithmetic: fp32 (default), tf32, or "
-                      "bf16/fp16 (operands rounded for the tensor cores, f32 accumulation)");
+                      "With --target cuda: dense layers' arithmetic: fp32 (default), tf32 (f32 "
+                      "operands rounded for the tensor cores), or bf16/fp16 (16-bit weights and "
+                      "operands); all accumulate in f32");
   compile
       ->add_option("--host-tables-over", options.hostTablesOver,
                    "With --target cuda: keep embedding tables larger than BYTES (e.g. 2GiB, "

@@ -18,6 +18,8 @@
 #include "scalar.h"
 
 #include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -49,10 +51,11 @@ using scalar::gelu;
 using scalar::mod;
 using scalar::sigmoid;
 
-/// The arithmetic of dense layers (kiln compile --precision): operands are
-/// stored at f32; tf32/bf16/fp16 let cuBLASLt round them for the tensor
-/// cores, accumulating at f32.
+/// The arithmetic of dense layers (kiln compile --precision): f32, or TF32
+/// tensor cores on f32 operands; with bf16/fp16 the weights are stored at 16
+/// bits (denseHalf) and the activations converted, accumulating at f32.
 enum class Precision : int32_t { Fp32 = 0, Tf32, Bf16, Fp16 };
+using cpu::HalfFormat;
 
 /// Work a graph hands to the CPU (a host node, cudaLaunchHostFunc): made by
 /// a bucket's eager run, reused by its capture, freed with the session.
@@ -68,6 +71,9 @@ struct Exec {
   cublasLtHandle_t lt = nullptr;
   void *workspace = nullptr;
   size_t workspaceBytes = 0;
+  /// denseHalf's activations at 16 bits (ModelConfig::halfScratchBytes).
+  uint16_t *halfScratch = nullptr;
+  size_t halfScratchBytes = 0;
   int *error = nullptr;     // mapped host word: the site of a failed check, 0 if none
   int *hostError = nullptr; // the same word at its host address, for host work
   const kiln_abi_exec *hostThreads = nullptr; // the session's CPU threads, for host work
@@ -544,7 +550,7 @@ inline uint32_t alignmentOf(const void *p, int64_t ld, size_t element) {
   return uint32_t(bits & (~bits + 1));
 }
 
-/// A dense layer of at most kFewRows rows and kFewRowsWeights weights in one
+/// A dense layer of at most kFewRows rows and kFewRowsWeightBytes of weights in one
 /// kernel: a block takes kFewColumns columns, its 256 threads split the
 /// depth 32 ways (each warp reading 32-byte runs of 4 weight rows), the
 /// partial sums meet in shared memory and the epilogue is applied before the
@@ -553,11 +559,20 @@ inline uint32_t alignmentOf(const void *p, int64_t ld, size_t element) {
 /// weights stream faster through cuBLASLt (measured on an H100: 20 us
 /// against 7 us for 7 MB).
 constexpr int kFewRows = 8, kFewColumns = 8, kDepthGroups = 32;
-constexpr int64_t kFewRowsWeights = int64_t(1) << 18;
+constexpr int64_t kFewRowsWeightBytes = int64_t(1) << 20;
 
-__global__ inline void denseFewRowsKernel(const float *x, int64_t ldx, const float *w,
-                                          int64_t depth, int64_t units, float *y, int64_t ldy,
-                                          int rows, Epilogue ep) {
+/// A weight as f32: an f32 as it is, a 16-bit one from its bit pattern.
+inline __device__ float weightValue(float w) { return w; }
+template <HalfFormat F> __device__ float weightValue(uint16_t w) {
+  if constexpr (F == HalfFormat::Bf16)
+    return __uint_as_float(uint32_t(w) << 16);
+  else
+    return __half2float(__ushort_as_half(w));
+}
+
+template <typename W, HalfFormat F = HalfFormat::Bf16>
+__global__ void denseFewRowsKernel(const float *x, int64_t ldx, const W *w, int64_t depth,
+                                   int64_t units, float *y, int64_t ldy, int rows, Epilogue ep) {
   __shared__ float part[kDepthGroups][kFewRows][kFewColumns];
   const int column = threadIdx.x % kFewColumns, group = threadIdx.x / kFewColumns;
   const int64_t n = blockIdx.x * int64_t(kFewColumns) + column;
@@ -565,7 +580,11 @@ __global__ inline void denseFewRowsKernel(const float *x, int64_t ldx, const flo
   if (n < units) {
 #pragma unroll 4
     for (int64_t k = group; k < depth; k += kDepthGroups) {
-      const float wk = w[k * units + n];
+      float wk;
+      if constexpr (std::is_same_v<W, float>)
+        wk = weightValue(w[k * units + n]);
+      else
+        wk = weightValue<F>(w[k * units + n]);
 #pragma unroll
       for (int m = 0; m < kFewRows; ++m)
         if (m < rows)
@@ -588,22 +607,12 @@ __global__ inline void denseFewRowsKernel(const float *x, int64_t ldx, const flo
   }
 }
 
-/// y[rows, units] (rows `ldy` apart) = epilogue(x[rows, depth] (rows `ldx`
-/// apart) times w[depth, units]): few rows in denseFewRowsKernel, more
-/// through cuBLASLt. The bias, ReLU and tanh
-/// GELU run in cuBLASLt's epilogue, a residual as its C operand when
-/// nothing comes between; what remains runs as one elementwise pass.
-inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, int64_t units,
-                  float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
-  if (rows <= 0)
-    return;
-  if (rows <= kFewRows && depth * units <= kFewRowsWeights) {
-    denseFewRowsKernel<<<unsigned((units + kFewColumns - 1) / kFewColumns),
-                         kFewColumns * kDepthGroups, 0, e->stream>>>(x, ldx, w, depth, units, y,
-                                                                     ldy, int(rows), ep);
-    check(e, cudaGetLastError(), "dense launch");
-    return;
-  }
+/// One cuBLASLt product y = epilogue(x w) in the layout of dense() below,
+/// the operands x and w of type `operands` (f32 or 16-bit), `elementBytes`
+/// each, with the accumulation `compute`.
+inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, int64_t units,
+                    float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e,
+                    cudaDataType_t operands, size_t elementBytes, cublasComputeType_t compute) {
   const bool ltActivation =
       ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh;
   const bool ltResidual = ep.residual && ep.activation == Activation::None && !ep.multiplier;
@@ -614,30 +623,26 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
     epilogue = ep.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   else if (ep.bias)
     epilogue = CUBLASLT_EPILOGUE_BIAS;
-  static const cublasComputeType_t kCompute[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                                 CUBLAS_COMPUTE_32F_FAST_16BF,
-                                                 CUBLAS_COMPUTE_32F_FAST_16F};
 
   // Column-major: y^T [units, rows] = w^T [units, depth] x^T [depth, rows].
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
-  checkLt(e, cublasLtMatmulDescCreate(&op, kCompute[int(e->precision)], CUDA_R_32F),
-          "cublasLtMatmulDescCreate");
+  checkLt(e, cublasLtMatmulDescCreate(&op, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
   checkLt(
       e,
       cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue),
       "cublasLtMatmulDescSetAttribute");
-  if (ep.bias)
+  if (ep.bias) // f32, as D
     checkLt(e,
             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias,
                                            sizeof ep.bias),
             "cublasLtMatmulDescSetAttribute");
   const float *cPtr = ltResidual ? ep.residual : y;
   const int64_t ldc = ltResidual ? ep.stride : ldy;
-  checkLt(e, cublasLtMatrixLayoutCreate(&a, CUDA_R_32F, units, depth, units),
+  checkLt(e, cublasLtMatrixLayoutCreate(&a, operands, units, depth, units),
           "cublasLtMatrixLayoutCreate");
-  checkLt(e, cublasLtMatrixLayoutCreate(&b, CUDA_R_32F, depth, rows, ldx),
+  checkLt(e, cublasLtMatrixLayoutCreate(&b, operands, depth, rows, ldx),
           "cublasLtMatrixLayoutCreate");
   checkLt(e, cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, units, rows, ldc),
           "cublasLtMatrixLayoutCreate");
@@ -645,8 +650,9 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
           "cublasLtMatrixLayoutCreate");
   checkLt(e, cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const uint64_t workspace = e->workspaceBytes;
-  const uint32_t alignA = alignmentOf(w, units, 4), alignB = alignmentOf(x, ldx, 4),
-                 alignC = alignmentOf(cPtr, ldc, 4), alignD = alignmentOf(y, ldy, 4);
+  const uint32_t alignA = alignmentOf(w, units, elementBytes),
+                 alignB = alignmentOf(x, ldx, elementBytes), alignC = alignmentOf(cPtr, ldc, 4),
+                 alignD = alignmentOf(y, ldy, 4);
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
                                        sizeof workspace);
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignA,
@@ -685,6 +691,62 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
     const int64_t m = i / units, n = i % units;
     y[m * ldy + n] = applyEpilogue(y[m * ldy + n], tail, m, n);
   });
+}
+
+/// y[rows, units] (rows `ldy` apart) = epilogue(x[rows, depth] (rows `ldx`
+/// apart) times w[depth, units]): few rows in denseFewRowsKernel, more
+/// through cuBLASLt. The bias, ReLU and tanh
+/// GELU run in cuBLASLt's epilogue, a residual as its C operand when
+/// nothing comes between; what remains runs as one elementwise pass.
+inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, int64_t units,
+                  float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
+  if (rows <= 0)
+    return;
+  if (rows <= kFewRows && depth * units * int64_t(sizeof(float)) <= kFewRowsWeightBytes) {
+    denseFewRowsKernel<float>
+        <<<unsigned((units + kFewColumns - 1) / kFewColumns), kFewColumns * kDepthGroups, 0,
+           e->stream>>>(x, ldx, w, depth, units, y, ldy, int(rows), ep);
+    check(e, cudaGetLastError(), "dense launch");
+    return;
+  }
+  static const cublasComputeType_t kCompute[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                 CUBLAS_COMPUTE_32F_FAST_16BF,
+                                                 CUBLAS_COMPUTE_32F_FAST_16F};
+  denseLt(x, ldx, w, depth, units, y, ldy, rows, ep, e, CUDA_R_32F, sizeof(float),
+          kCompute[int(e->precision)]);
+}
+
+/// dense() with 16-bit weights (kiln compile --precision bf16|fp16), f32
+/// accumulation: few rows read the weights in denseFewRowsKernel; more
+/// rows are converted to the weights' format in the session's half scratch
+/// and multiplied by cuBLASLt on 16-bit operands.
+template <HalfFormat F>
+void denseHalf(const float *x, int64_t ldx, const uint16_t *w, int64_t depth, int64_t units,
+               float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
+  if (rows <= 0)
+    return;
+  if (rows <= kFewRows && depth * units * int64_t(sizeof(uint16_t)) <= kFewRowsWeightBytes) {
+    denseFewRowsKernel<uint16_t, F>
+        <<<unsigned((units + kFewColumns - 1) / kFewColumns), kFewColumns * kDepthGroups, 0,
+           e->stream>>>(x, ldx, w, depth, units, y, ldy, int(rows), ep);
+    check(e, cudaGetLastError(), "dense launch");
+    return;
+  }
+  if (size_t(rows * depth) * sizeof(uint16_t) > e->halfScratchBytes) {
+    check(e, cudaErrorInvalidValue, "denseHalf: the activations exceed the half scratch");
+    return;
+  }
+  uint16_t *half = e->halfScratch;
+  forEach(rows * depth, e, [=] __device__(int64_t i) {
+    const float v = x[i / depth * ldx + i % depth];
+    uint16_t *to = half + i;
+    if constexpr (F == HalfFormat::Bf16)
+      *to = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+    else
+      *to = __half_as_ushort(__float2half_rn(v));
+  });
+  denseLt(half, depth, w, depth, units, y, ldy, rows, ep, e,
+          F == HalfFormat::Bf16 ? CUDA_R_16BF : CUDA_R_16F, sizeof(uint16_t), CUBLAS_COMPUTE_32F);
 }
 
 /// Y = alpha op(A) op(B) + beta C (ONNX Gemm with a computed B): one thread
