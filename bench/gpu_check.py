@@ -38,7 +38,7 @@ from onnx_torch import TorchGraph  # noqa: E402
 RTOL, ATOL = 1e-4, 1e-5
 # Documented tolerances of the reduced-precision builds against the f32 CPU
 # build, as max |diff| / (max |ref| + 1e-6) over an output.
-PRECISION_TOLERANCE = {"tf32": 5e-3, "bf16": 3e-2, "fp16": 5e-3}
+PRECISION_TOLERANCE = {"tf32": 5e-3, "bf16": 3e-2, "fp16": 5e-3, "fp8": 0.15}
 
 
 def timed_batches(name):

@@ -48,6 +48,17 @@ c++ -std=c++17 -O2 -shared -fPIC -fvisibility=hidden -fno-exceptions -DKILN_RUNT
   -Iruntime/include runtime/src/*.cpp -o "$KILN_RUNTIME_LIB" -ldl -lpthread
 
 python3 bench/models/zoo.py "$WORK/zoo" >/dev/null
+# Calibration rows for the fp8 builds (their input scales).
+python3 - "$WORK" <<'PY'
+import os, sys
+import numpy as np, onnx
+sys.path.insert(0, "bench/models")
+import zoo
+work = sys.argv[1]
+for name in ["dlrm_mlperf", "dcnv2", "minilm_l6_s128"]:
+    model = onnx.load(os.path.join(work, "zoo", name, "model.onnx"), load_external_data=False)
+    np.savez(os.path.join(work, "zoo", name, "calibration.npz"), **zoo.random_inputs(model, 256, seed=7))
+PY
 rm -rf "$WORK/real" && cp -r "$GPU/real" "$WORK/real"
 
 # One line per compile: source, output, kiln compile options.
@@ -62,7 +73,8 @@ for dir in "$WORK"/zoo/*/; do
   case $name in dlrm_mlperf|dcnv2|minilm_l6_s128)
     for p in tf32 bf16 fp16; do
       echo "$dir/model.onnx $WORK/so/$name.cuda-$p.so --target cuda --precision $p --batch 64" >>"$jobs"
-    done ;;
+    done
+    echo "$dir/model.onnx $WORK/so/$name.cuda-fp8.so --target cuda --precision fp8 --calibration $dir/calibration.npz --batch 64" >>"$jobs" ;;
   esac
   # Hybrid placement: some tables in host memory (deepfm, din), or all of them.
   case $name in

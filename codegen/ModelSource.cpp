@@ -44,6 +44,8 @@ std::optional<ElementInfo> elementInfo(Type t) {
     return ElementInfo{"bool", 7};
   if (t.isF16() || t.isBF16()) // dense weights only, as bit patterns; no kiln_dtype
     return ElementInfo{"uint16_t", 0};
+  if (isa<Float8E4M3FNType>(t)) // CUDA dense weights only
+    return ElementInfo{"uint8_t", 0};
   auto i = dyn_cast<IntegerType>(t);
   if (!i)
     return std::nullopt;
@@ -128,9 +130,9 @@ public:
   /// The constants a CUDA model keeps in host memory (`kiln.on_host`), which
   /// the generated code reads at kHostWeights + offset.
   const std::vector<char> &hostWeightBytes() const { return hostWeights; }
-  /// The largest input, in bytes at 16 bits, of a CUDA dense layer with
-  /// 16-bit weights (its activations are converted before cuBLASLt).
-  int64_t halfScratchBytes() const { return halfScratch; }
+  /// The largest input of a CUDA dense layer with 16- or 8-bit weights, in
+  /// bytes at that width (it is converted before cuBLASLt).
+  int64_t operandScratchBytes() const { return operandScratch; }
   /// The bytes the uploaded weights would take with 16-bit ones at f32.
   uint64_t f32WeightsBytes() const { return f32Layout; }
 
@@ -162,8 +164,11 @@ private:
   raw_ostream &os;
   std::vector<char> &weights, hostWeights;
   DenseMap<Attribute, int64_t> weightOffsets, hostWeightOffsets;
-  int64_t halfScratch = 0;
+  int64_t operandScratch = 0;
   uint64_t f32Layout = 0;
+  /// Set while the constants an f32 build would not have are placed (fp8
+  /// weight scales), which f32Layout then leaves out.
+  bool notInF32Model = false;
   bool profile;
   /// CUDA (kernels.cuh) rather than CPU code.
   bool device;
@@ -184,10 +189,12 @@ int64_t Emitter::weightOffset(ElementsAttr attr, bool host) {
   std::vector<char> bytes = constantBytes(attr);
   blob.insert(blob.end(), bytes.begin(), bytes.end());
   offsets[attr] = offset;
-  if (!host) {
+  if (!host && !notInF32Model) {
     Type element = attr.getElementType();
-    f32Layout = llvm::alignTo(f32Layout, kWeightAlignment) +
-                bytes.size() * (element.isF16() || element.isBF16() ? 2 : 1);
+    const size_t widen = element.isF16() || element.isBF16() ? 2
+                         : isa<Float8E4M3FNType>(element)    ? 4
+                                                             : 1;
+    f32Layout = llvm::alignTo(f32Layout, kWeightAlignment) + bytes.size() * widen;
   }
   return offset;
 }
@@ -598,9 +605,11 @@ LogicalResult Emitter::emitOp(Operation *op) {
           })
           .Case([&](DenseOp d) {
             if (device && (d.isPacked() || d.isInt8()))
-              return d.emitOpError("the CUDA target takes unpacked f32 or 16-bit weights "
+              return d.emitOpError("the CUDA target takes unpacked f32, 16-bit or fp8 weights "
                                    "(kiln.dense is packed or int8)"),
                      failure();
+            if (!device && d.isFp8())
+              return d.emitOpError("fp8 weights are for the CUDA target"), failure();
             if (!device && !d.isPacked())
               return d.emitOpError("weight is not packed (run kiln-pack-weights)"), failure();
             int64_t k = d.getDepth(), units = d.getUnits();
@@ -632,8 +641,20 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "};\n";
               os << "    kernels::denseInt8(";
               weights = "w";
+            } else if (d.isFp8()) {
+              operandScratch = std::max<int64_t>(
+                  operandScratch, int64_t(llvm::alignTo(n / units * k, 256)) + n * 4);
+              notInF32Model = true;
+              std::string scale = ptr(d.getWeightScale());
+              notInF32Model = false;
+              os << "    kernels::denseFp8(" << ptr(d.getInput()) << ", " << k << ", " << weights
+                 << ", " << scale << ", " << k << ", " << units << ", " << ptr(out) << ", "
+                 << rowStride(d, units) << ", " << n / units << ", "
+                 << numberLiteral(d.getInputScale()->convertToDouble(), "float")
+                 << ", ep, exec);\n";
+              return success();
             } else if (w.isF16() || w.isBF16()) {
-              halfScratch = std::max<int64_t>(halfScratch, n / units * k * 2);
+              operandScratch = std::max<int64_t>(operandScratch, n / units * k * 2);
               os << "    kernels::denseHalf<kernels::HalfFormat::" << (w.isF16() ? "Fp16" : "Bf16")
                  << ">(";
             } else {
@@ -1000,7 +1021,7 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   if (device)
     os << "constexpr kiln::cuda::ModelConfig kConfig = {kiln::cuda::Precision::"
        << info.cuda->precision << ", " << info.cuda->sm << ", " << deviceWeightsBytes << "u, "
-       << emitter.halfScratchBytes() << "u};\n"
+       << emitter.operandScratchBytes() << "u};\n"
        << "constexpr kiln_abi_device kDevice = kiln::cuda::deviceHooks<kConfig>();\n";
   os << "\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "

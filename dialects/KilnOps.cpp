@@ -227,8 +227,20 @@ LogicalResult DenseOp::verify() {
   auto w = getWeight().getType();
   if (n < 1)
     return emitOpError("units must be positive");
-  const bool int8 = isInt8();
-  if (w.getRank() == 2) {
+  const bool int8 = isInt8(), fp8 = isFp8();
+  if (fp8) { // transposed, one scale
+    if (w.getRank() != 2 || w.getDimSize(0) != n || w.getDimSize(1) != k)
+      return emitOpError("f8E4M3FN weight must be [") << n << ", " << k << "], got " << w;
+    auto scale = getWeightScale();
+    if (!scale || cast<RankedTensorType>(scale.getType()).getShape() != ArrayRef<int64_t>{1} ||
+        getWeightSum())
+      return emitOpError("f8E4M3FN weights take a weight scale of [1] and no weight sums");
+    if (!getInputScale() || getInputZeroPoint() || getOutputScale() ||
+        !(getInputScale()->convertToFloat() > 0 &&
+          std::isfinite(getInputScale()->convertToFloat())))
+      return emitOpError("f8E4M3FN weights take a positive finite input_scale, and no zero point "
+                         "or output range");
+  } else if (w.getRank() == 2) {
     if (w.getDimSize(0) != k || w.getDimSize(1) != n)
       return emitOpError("weight must be [") << k << ", " << n << "], got " << w;
   } else if (w.getRank() == 3) {
@@ -241,9 +253,9 @@ LogicalResult DenseOp::verify() {
   } else {
     return emitOpError("weight must be [K, units] or packed [ceil(units/16), K, 16]");
   }
-  if (int8 != bool(getWeightScale()) || int8 != bool(getWeightSum()))
+  if (!fp8 && (int8 != bool(getWeightScale()) || int8 != bool(getWeightSum())))
     return emitOpError("i8 weights, and only they, take a weight scale and weight sums");
-  for (Value v : {getBias(), getWeightScale(), getWeightSum()})
+  for (Value v : {Value(getBias()), fp8 ? Value() : getWeightScale(), Value(getWeightSum())})
     if (v && cast<RankedTensorType>(v.getType()).getShape() != ArrayRef(n))
       return emitOpError("bias, weight scale and weight sums must be [") << n << "]";
   for (Value v : {getMultiplier(), getResidual()})
@@ -265,8 +277,9 @@ LogicalResult DenseOp::verify() {
       return emitOpError(which) << "_zero_point must be in [0, 127]";
     return success();
   };
-  if (failed(checkRange(getInputScale(), getInputZeroPoint(), "input", "a static input range")) ||
-      failed(checkRange(getOutputScale(), getOutputZeroPoint(), "output", "requantisation")))
+  if (!fp8 &&
+      (failed(checkRange(getInputScale(), getInputZeroPoint(), "input", "a static input range")) ||
+       failed(checkRange(getOutputScale(), getOutputZeroPoint(), "output", "requantisation"))))
     return failure();
   if (getInput().getType().getElementType().isUnsignedInteger(8) && (!getInputScale() || k % 4))
     return emitOpError("a ui8 input (a requantised layer's result) needs input_scale and a depth "

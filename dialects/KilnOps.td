@@ -49,8 +49,8 @@ def Kiln_ConstantOp : Kiln_Op<"constant", [ConstantLike]> {
     are stored once, outside the MLIRContext's uniqued attribute storage.
   }];
   let arguments = (ins ElementsAttr:$value);
-  // f16 and bf16 only as quantised dense weights.
-  let results = (outs RankedTensorOf<[F32, F64, F16, BF16, I1, I8, I16, I32, I64, UI8, UI16, UI32,
+  // f16, bf16 and f8E4M3FN only as quantised dense weights.
+  let results = (outs RankedTensorOf<[F32, F64, F16, BF16, F8E4M3FN, I1, I8, I16, I32, I64, UI8, UI16, UI32,
                                       UI64]>:$result);
   let hasFolder = 1;
   let assemblyFormat = "attr-dict $value";
@@ -102,6 +102,11 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     `input_scale` and `input_zero_point` (static calibration), with that one
     range for every row.
 
+    fp8 (kiln-quantize-dense{precision=fp8}, the CUDA target): f8E4M3FN
+    weights are stored transposed, [`units`, K], with W = q * `weight_scale`
+    ([1], one scale for the tensor); the input is quantised to E4M3 with
+    `input_scale` (x / input_scale, saturating), calibrated per tensor.
+
     Requantisation (kiln-fuse-requantize): with `output_scale` and
     `output_zero_point` an int8 layer's result is ui8, its f32 values (after
     the epilogue) quantised with that range as the next layer would quantise
@@ -109,7 +114,7 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     input_scale and input_zero_point (its depth a multiple of 4).
   }];
   let arguments = (ins TensorOf<[F32, UI8]>:$input,
-                   TensorOf<[F32, F16, BF16, I8]>:$weight,
+                   TensorOf<[F32, F16, BF16, I8, F8E4M3FN]>:$weight,
                    Optional<F32Tensor>:$bias,
                    Optional<F32Tensor>:$multiplier, Optional<F32Tensor>:$residual,
                    Optional<F32Tensor>:$weight_scale, Optional<TensorOf<[I32]>>:$weight_sum,
@@ -124,6 +129,7 @@ def Kiln_DenseOp : Kiln_Op<"dense", [AttrSizedOperandSegments]> {
     int64_t getDepth() { return getInput().getType().getShape().back(); }
     bool isPacked() { return getWeight().getType().getRank() == 3; }
     bool isInt8() { return getWeight().getType().getElementType().isInteger(8); }
+    bool isFp8() { return ::llvm::isa<::mlir::Float8E4M3FNType>(getWeight().getType().getElementType()); }
   }];
   let assemblyFormat = [{
     $input `,` $weight (`bias` $bias^)? (`multiplier` $multiplier^)?

@@ -141,7 +141,7 @@ LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> writ
 
 /// The CUDA target's --precision names and their kiln::cuda::Precision.
 static const std::pair<StringRef, StringRef> kPrecisions[] = {
-    {"fp32", "Fp32"}, {"tf32", "Tf32"}, {"bf16", "Bf16"}, {"fp16", "Fp16"}};
+    {"fp32", "Fp32"}, {"tf32", "Tf32"}, {"bf16", "Bf16"}, {"fp16", "Fp16"}, {"fp8", "Fp8"}};
 
 LogicalResult checkTargetOptions(const CompileOptions &options) {
   const bool cuda = options.target == "cuda";
@@ -157,11 +157,12 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
   else if (cuda && options.cudaSm < 50)
     problem = "--sm " + std::to_string(options.cudaSm) +
               " is not a CUDA architecture kiln builds for (sm_50 and newer; 90 is Hopper)";
-  else if (cuda && options.precision == "fp8")
-    problem = "--precision fp8 is not supported yet (it needs calibrated per-tensor scales)";
   else if (cuda &&
            llvm::none_of(kPrecisions, [&](const auto &p) { return p.first == options.precision; }))
-    problem = "--precision must be fp32, tf32, bf16 or fp16, got '" + options.precision + "'";
+    problem = "--precision must be fp32, tf32, bf16, fp16 or fp8, got '" + options.precision + "'";
+  else if (cuda && options.precision == "fp8" && options.cudaSm < 89)
+    problem = "--precision fp8 needs --sm 89 or newer (fp8 tensor cores: Ada, Hopper), got --sm " +
+              std::to_string(options.cudaSm);
   else if (cuda && (!options.weightPrecision.empty() || options.tableBits != 32))
     problem = "--quantize is for the CPU target; the CUDA target's arithmetic is set with "
               "--precision";
@@ -195,6 +196,11 @@ LogicalResult compileModel(const CompileOptions &options) {
   if (failed(checkTargetOptions(options)))
     return failure();
   const bool cuda = options.target == "cuda";
+  if (cuda && options.precision == "fp8" && options.inputRanges.empty()) {
+    llvm::errs() << "kiln: error: --precision fp8 needs --calibration FILE.npz: the per-tensor "
+                    "scales of the layers' inputs come from calibration\n";
+    return failure();
+  }
 
   MLIRContext context;
   context.loadDialect<KilnDialect, func::FuncDialect>();

@@ -57,12 +57,13 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &o) {
          if (o.exposeDenseInputs) // a calibration observer stays f32
            return pm.addPass(createExposeDenseInputs());
-         // CUDA's --precision bf16|fp16 stores the dense weights at 16 bits.
-         const bool cudaHalf =
-             o.target == "cuda" && (o.precision == "bf16" || o.precision == "fp16");
-         if (!o.weightPrecision.empty() || cudaHalf) {
+         // CUDA's --precision bf16|fp16|fp8 stores the dense weights at 16 or
+         // 8 bits.
+         const bool cudaNarrow =
+             o.target == "cuda" && o.precision != "fp32" && o.precision != "tf32";
+         if (!o.weightPrecision.empty() || cudaNarrow) {
            QuantizeDenseOptions options;
-           options.precision = cudaHalf ? o.precision : o.weightPrecision;
+           options.precision = cudaNarrow ? o.precision : o.weightPrecision;
            options.inputRanges.assign(o.inputRanges.begin(), o.inputRanges.end());
            pm.addPass(createQuantizeDense(options));
            if (!o.inputRanges.empty())
@@ -107,7 +108,10 @@ CompileOptions f32Options(const CompileOptions &options) {
   f32.weightPrecision.clear();
   f32.tableBits = 32;
   f32.inputRanges.clear();
+  f32.target = "cpu";
   f32.cpu = "avx2";
+  f32.precision = "fp32";
+  f32.hostTablesOver = -1;
   return f32;
 }
 

@@ -51,9 +51,10 @@ struct CompileOptions {
   std::vector<std::pair<std::string, std::string>> freeze;
 };
 
-/// The same compile at f32: no quantisation, no calibrated ranges, and the
-/// AVX2 build (f32 code gains nothing from AVX-512 VNNI). What a quantised
-/// compile checks itself against, and what calibration observes.
+/// The same compile at f32 for the CPU: no quantisation, no calibrated
+/// ranges, and the AVX2 build (f32 code gains nothing from AVX-512 VNNI).
+/// What a quantised compile checks itself against, and what calibration
+/// observes (for a CUDA compile too: the observer runs here).
 CompileOptions f32Options(const CompileOptions &options);
 
 /// The stages in order: "import", then one per pass, then "emit-cpp".

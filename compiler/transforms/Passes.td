@@ -137,7 +137,7 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
 }
 
 def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
-  let summary = "Store kiln.dense weights as int8, fp16 or bf16";
+  let summary = "Store kiln.dense weights as int8, fp16, bf16 or fp8";
   let description = [{
     Rewrites each dense's [K, N] f32 constant weight at `precision`:
     `int8` quantises it symmetrically per output column (runtime/kernels/
@@ -152,11 +152,18 @@ def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
     the layers of each function in order (the layers
     kiln-expose-dense-inputs exposes); the layer then takes input_scale and
     input_zero_point and its input is quantised with that one range.
+
+    `fp8` (the CUDA target's --precision fp8, which needs `input-ranges`
+    for the same layers) stores a layer's weight as f8E4M3FN, transposed to
+    [N, K], with one weight_scale (max |W| / 448), and sets input_scale to
+    max(|lo|, |hi|) / 448. Only layers whose depth and units are multiples of
+    16 (cuBLASLt's fp8 kernels) and whose input range is not empty change;
+    the others keep f32 weights.
   }];
   let options = [
-    Option<"precision", "precision", "std::string", "\"int8\"", "int8, fp16 or bf16">,
+    Option<"precision", "precision", "std::string", "\"int8\"", "int8, fp16, bf16 or fp8">,
     ListOption<"inputRanges", "input-ranges", "double",
-               "int8: lo, hi of each layer's input, in layer order">
+               "int8, fp8: lo, hi of each layer's input, in layer order">
   ];
 }
 

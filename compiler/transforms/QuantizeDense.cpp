@@ -53,51 +53,100 @@ bool quantizable(DenseOp d) {
   return !d.isPacked() && w && d.getWeight().getType().getElementType().isF32();
 }
 
-/// Sets each int8 layer's static input range from `ranges` (lo, hi pairs in
-/// layer order, for each function).
-LogicalResult setInputRanges(ModuleOp module, ArrayRef<double> ranges) {
+/// Calls `fn(layer, lo, hi)` for each calibrated layer (isInt8Candidate,
+/// in order) of each function with its range from `ranges` (lo, hi pairs
+/// in layer order); fails if the counts differ.
+LogicalResult forEachCalibratedLayer(ModuleOp module, ArrayRef<double> ranges,
+                                     function_ref<void(DenseOp, double, double)> fn) {
   for (func::FuncOp f : module.getOps<func::FuncOp>()) {
-    size_t layer = 0;
-    WalkResult walk = f.walk([&](DenseOp d) {
-      if (!isInt8Candidate(d))
-        return WalkResult::advance();
-      if (2 * layer + 1 >= ranges.size()) {
-        d.emitError("kiln-quantize-dense: input-ranges has ")
-            << ranges.size() / 2 << " layers' ranges; this function has more int8 layers";
-        return WalkResult::interrupt();
-      }
-      float scale;
-      int32_t zeroPoint;
-      cpu::activationQuantization(float(ranges[2 * layer]), float(ranges[2 * layer + 1]), scale,
-                                  zeroPoint);
-      Builder b(d);
-      d.setInputScaleAttr(b.getF32FloatAttr(scale));
-      d.setInputZeroPointAttr(b.getI32IntegerAttr(zeroPoint));
-      ++layer;
-      return WalkResult::advance();
+    SmallVector<DenseOp> layers;
+    f.walk([&](DenseOp d) {
+      if (isInt8Candidate(d))
+        layers.push_back(d);
     });
-    if (walk.wasInterrupted())
-      return failure();
-    if (2 * layer != ranges.size())
+    if (2 * layers.size() != ranges.size())
       return f.emitError("kiln-quantize-dense: input-ranges has ")
-             << ranges.size() / 2 << " layers' ranges; this function has " << layer
-             << " int8 layers";
+             << ranges.size() / 2 << " layers' ranges; this function has " << layers.size()
+             << " calibrated layers";
+    for (auto [i, d] : llvm::enumerate(layers))
+      fn(d, ranges[2 * i], ranges[2 * i + 1]);
   }
   return success();
+}
+
+/// Sets each int8 layer's static input range.
+LogicalResult setInputRanges(ModuleOp module, ArrayRef<double> ranges) {
+  return forEachCalibratedLayer(module, ranges, [](DenseOp d, double lo, double hi) {
+    float scale;
+    int32_t zeroPoint;
+    cpu::activationQuantization(float(lo), float(hi), scale, zeroPoint);
+    Builder b(d);
+    d.setInputScaleAttr(b.getF32FloatAttr(scale));
+    d.setInputZeroPointAttr(b.getI32IntegerAttr(zeroPoint));
+  });
+}
+
+/// --precision fp8: each calibrated layer cuBLASLt's fp8 kernels take gets
+/// its weight as E4M3, transposed, with one scale, and its input's scale.
+LogicalResult quantizeFp8(ModuleOp module, ArrayRef<double> ranges) {
+  IRRewriter rewriter(module.getContext());
+  DenseMap<Attribute, std::pair<ElementsAttr, ElementsAttr>> done; // weight -> (q, scale)
+  return forEachCalibratedLayer(module, ranges, [&](DenseOp d, double lo, double hi) {
+    const int64_t k = d.getDepth(), n = d.getUnits();
+    const double absMax = std::max(std::fabs(lo), std::fabs(hi));
+    if (k % 16 || n % 16 || !(absMax > 0) || !std::isfinite(absMax))
+      return;
+    auto w = d.getWeight().getDefiningOp<ConstantOp>();
+    auto &[q, scale] = done[w.getValue()];
+    if (!q) {
+      std::vector<char> bytes = constantBytes(w.getValue());
+      const float *f = reinterpret_cast<const float *>(bytes.data());
+      float wMax = 0;
+      for (int64_t i = 0; i < k * n; ++i)
+        wMax = std::max(wMax, std::fabs(f[i]));
+      const float s = wMax > 0 ? wMax / cpu::kE4m3Max : 1.0f;
+      std::vector<uint8_t> t(k * n);
+      for (int64_t r = 0; r < k; ++r)
+        for (int64_t c = 0; c < n; ++c)
+          t[c * k + r] = cpu::floatToE4m3(f[r * n + c] / s);
+      q = makeConstant(RankedTensorType::get({n, k}, rewriter.getType<Float8E4M3FNType>()), t,
+                       "fp8_weight");
+      scale = makeConstant(RankedTensorType::get({1}, rewriter.getF32Type()), std::vector<float>{s},
+                           "weight_scale");
+    }
+    rewriter.setInsertionPoint(d);
+    Value weight = ConstantOp::create(rewriter, w.getLoc(), q),
+          weightScale = ConstantOp::create(rewriter, w.getLoc(), scale);
+    rewriter.modifyOpInPlace(d, [&] {
+      d.getWeightMutable().assign(weight);
+      d.getWeightScaleMutable().assign(weightScale);
+      d.setInputScaleAttr(rewriter.getF32FloatAttr(float(absMax / cpu::kE4m3Max)));
+    });
+    if (w->use_empty())
+      rewriter.eraseOp(w);
+  });
 }
 
 struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
   using QuantizeDenseBase::QuantizeDenseBase;
 
   void runOnOperation() override {
-    if (precision != "int8" && precision != "fp16" && precision != "bf16") {
+    if (precision != "int8" && precision != "fp16" && precision != "bf16" && precision != "fp8") {
       getOperation().emitError("kiln-quantize-dense: unknown precision '")
-          << precision << "' (int8, fp16 or bf16)";
+          << precision << "' (int8, fp16, bf16 or fp8)";
       return signalPassFailure();
     }
-    if (!inputRanges.empty() && (precision != "int8" || inputRanges.size() % 2)) {
-      getOperation().emitError("kiln-quantize-dense: input-ranges takes lo, hi pairs, for int8");
+    const bool ranged = precision == "int8" || precision == "fp8";
+    if ((!inputRanges.empty() && (!ranged || inputRanges.size() % 2)) ||
+        (precision == "fp8" && inputRanges.empty())) {
+      getOperation().emitError("kiln-quantize-dense: input-ranges takes lo, hi pairs, for int8 "
+                               "(optional) and fp8 (required)");
       return signalPassFailure();
+    }
+    if (precision == "fp8") {
+      if (failed(quantizeFp8(getOperation(), inputRanges)))
+        signalPassFailure();
+      return;
     }
     // The ranges are matched to the layers before any of them changes.
     if (!inputRanges.empty() && failed(setInputRanges(getOperation(), inputRanges)))

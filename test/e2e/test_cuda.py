@@ -210,6 +210,50 @@ def test_reduced_precision_builds(tmp_path):
         assert sizes[half]["weights_bytes"] < sizes["tf32"]["weights_bytes"]
 
 
+# Documented bound of an fp8 build against the f32 CPU build: max |diff| /
+# max |y| over an output (docs/cuda.md).
+FP8_TOLERANCE = 0.15
+
+
+@needs_nvcc
+@pytest.mark.parametrize("name", ["dcnv2", "minilm_l6_s64"])
+def test_fp8_builds(name, tmp_path):
+    """--precision fp8 takes its input scales from calibration: the layers
+    cuBLASLt's fp8 kernels take store E4M3 weights, and the descriptor
+    counts the f32 build's bytes; on a GPU it stays within the fp8 bound."""
+    folder = zoo.write(name, str(tmp_path), batch=8)
+    onnx_path = os.path.join(folder, "model.onnx")
+    model = onnx.load(onnx_path, load_external_data=False)
+    calibration = tmp_path / "calibration.npz"
+    np.savez(calibration, **zoo.random_inputs(model, 128, seed=3))
+    f32, fp8 = tmp_path / "f32.so", tmp_path / "fp8.so"
+    kiln.compile(onnx_path, f32, batch=BUCKETS, target="cuda")
+    kiln.compile(onnx_path, fp8, batch=BUCKETS, target="cuda",
+                 extra_args=["--precision", "fp8", "--calibration", str(calibration)])
+    info, reference = inspect_json(fp8), inspect_json(f32)
+    assert info["quantization"] == "fp8-weights"
+    assert info["f32_weights_bytes"] == reference["weights_bytes"]
+    assert info["weights_bytes"] < reference["weights_bytes"]
+    if GPU:
+        feeds = zoo.random_inputs(model, 8, seed=4)
+        cpu_so = tmp_path / "cpu.so"
+        kiln.compile(onnx_path, cpu_so, batch=BUCKETS)
+        with kiln.load(cpu_so) as cpu, kiln.load(fp8) as gpu:
+            want, got = cpu.run(feeds), gpu.run(feeds)
+        for k in want:
+            assert np.abs(got[k] - want[k]).max() <= FP8_TOLERANCE * np.abs(want[k]).max(), k
+
+
+def test_fp8_needs_calibration_and_an_fp8_gpu(tmp_path):
+    folder = zoo.write("dcnv2", str(tmp_path), batch=8)
+    onnx_path = os.path.join(folder, "model.onnx")
+    with pytest.raises(kiln.Error, match="--precision fp8 needs --calibration"):
+        kiln.compile(onnx_path, tmp_path / "x.so", target="cuda", extra_args=["--precision", "fp8"])
+    with pytest.raises(kiln.Error, match="--precision fp8 needs --sm 89 or newer"):
+        kiln.compile(onnx_path, tmp_path / "x.so", target="cuda",
+                     extra_args=["--precision", "fp8", "--sm", "80"])
+
+
 def test_device_pointers_are_refused_for_a_cpu_model(tmp_path):
     """kiln_run_device on a CPU model is an error naming the CPU target (the
     arrays here only pretend to be device memory)."""

@@ -286,6 +286,38 @@ TEST(HalfConversion, RoundsLikeF16c) {
   EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));
 }
 
+TEST(Fp8Conversion, E4m3RoundsToNearestEvenAndSaturates) {
+  // Every finite code decodes and encodes back to itself; the value halfway
+  // between two neighbours rounds to the one with an even code; past 448
+  // saturates; NaN stays NaN.
+  std::vector<float> finite;
+  for (int q = 0; q < 256; ++q) {
+    const float v = e4m3ToFloat(uint8_t(q));
+    if ((q & 0x7f) == 0x7f) {
+      EXPECT_TRUE(std::isnan(v)) << q;
+      continue;
+    }
+    EXPECT_EQ(floatToE4m3(v), q == 0x80 ? 0x80 : q) << "code " << q << " value " << v;
+    if (q < 0x80)
+      finite.push_back(v);
+  }
+  EXPECT_EQ(e4m3ToFloat(0x7e), 448.0f);
+  EXPECT_EQ(e4m3ToFloat(0x01), std::ldexp(1.0f, -9));
+  EXPECT_EQ(e4m3ToFloat(0x08), std::ldexp(1.0f, -6));
+  for (size_t i = 0; i + 1 < finite.size(); ++i) {
+    const float mid = (finite[i] + finite[i + 1]) / 2;
+    const int even = (i % 2 == 0) ? int(i) : int(i + 1);
+    EXPECT_EQ(floatToE4m3(mid), even) << "between codes " << i << " and " << i + 1;
+    EXPECT_EQ(floatToE4m3(std::nextafter(mid, 0.0f)), int(i));
+    EXPECT_EQ(floatToE4m3(std::nextafter(mid, 1000.0f)), int(i + 1));
+    EXPECT_EQ(floatToE4m3(-finite[i + 1]), int(i + 1) | 0x80);
+  }
+  EXPECT_EQ(floatToE4m3(470.0f), 0x7e);
+  EXPECT_EQ(floatToE4m3(-1e30f), 0xfe);
+  EXPECT_EQ(floatToE4m3(INFINITY), 0x7e);
+  EXPECT_TRUE(std::isnan(e4m3ToFloat(floatToE4m3(NAN))));
+}
+
 template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
   for (const Shape &s : kShapes) {
     auto A = uniform(s.m * s.k, unsigned(s.k), -1, 1), W = uniform(s.k * s.n, unsigned(s.n)),

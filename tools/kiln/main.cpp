@@ -346,8 +346,9 @@ int main(int argc, char **argv) {
       ->capture_default_str();
   compile->add_option("--precision", options.precision,
                       "With --target cuda: dense layers' arithmetic: fp32 (default), tf32 (f32 "
-                      "operands rounded for the tensor cores), or bf16/fp16 (16-bit weights and "
-                      "operands); all accumulate in f32");
+                      "operands rounded for the tensor cores), bf16/fp16 (16-bit weights and "
+                      "operands) or fp8 (E4M3 weights and operands with per-tensor scales; needs "
+                      "--calibration and --sm 89 or newer); all accumulate in f32");
   compile
       ->add_option("--host-tables-over", options.hostTablesOver,
                    "With --target cuda: keep embedding tables larger than BYTES (e.g. 2GiB, "
@@ -407,9 +408,10 @@ int main(int argc, char **argv) {
                     "With --quantize: keep a model that exceeds the accuracy bounds");
   CalibrationOptions calibration;
   compile->add_option("--calibration", calibration.path,
-                      "With --quantize int8: calibration inputs (.npz keyed by input name, rows "
-                      "along the batch dim); each int8 layer then quantises its input with one "
-                      "static range observed on them instead of each row's own range");
+                      "With --quantize int8 or --precision fp8: calibration inputs (.npz keyed "
+                      "by input name, rows along the batch dim); each int8 layer then quantises "
+                      "its input with one static range observed on them instead of each row's "
+                      "own range, and each fp8 layer takes its input's scale from them");
   compile
       ->add_option("--calibration-method", calibration.method,
                    "With --calibration: minmax (the observed range) or percentile (clipping "
@@ -502,11 +504,14 @@ int main(int argc, char **argv) {
     if (!quantized && (!accuracy.reportPath.empty() || !accuracy.validationPath.empty()))
       return fail("--report and --validation check a quantised compile: add --quantize");
     if (!calibration.path.empty()) {
-      if (options.weightPrecision != "int8")
-        return fail("--calibration sets the ranges of int8 layers' inputs: add --quantize int8");
+      if (options.weightPrecision != "int8" && options.precision != "fp8")
+        return fail("--calibration sets the ranges of int8 layers' inputs: add --quantize int8 "
+                    "(or, for --target cuda, --precision fp8)");
       std::string error;
       if (!calibrate(options, calibration, accuracy.activations, error))
         return fail(error);
+      if (options.precision == "fp8" && !options.quiet)
+        llvm::errs() << "kiln: fp8 input scales: " << accuracy.activations << "\n";
     }
     if (quantized && options.emit == "so" && options.stopAfter.empty())
       return compileQuantized(options, accuracy);

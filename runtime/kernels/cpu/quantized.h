@@ -98,6 +98,37 @@ inline float fp16ToFloat(uint16_t h) {
   return f;
 }
 
+/// fp8 E4M3 (the "FN" variant: no infinities, one NaN pattern, largest
+/// finite 448), which the CUDA target's --precision fp8 stores its weights
+/// in. Rounds to nearest even and saturates to +-448; NaN stays NaN.
+constexpr float kE4m3Max = 448.0f;
+
+inline uint8_t floatToE4m3(float f) {
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  const float a = std::fabs(f);
+  if (std::isnan(f))
+    return uint8_t(sign | 0x7f);
+  if (a >= kE4m3Max)
+    return uint8_t(sign | 0x7e);
+  if (a < 0.015625f) // below 2^-6: subnormals, in units of 2^-9 (8 of them reach 2^-6)
+    return uint8_t(sign | uint8_t(std::nearbyint(a * 512.0f)));
+  int e = 0;
+  const float fraction = std::frexp(a, &e); // a = fraction * 2^e, fraction in [0.5, 1)
+  int exponent = e - 1 + 7, mantissa = int(std::nearbyint((fraction * 2 - 1) * 8));
+  if (mantissa == 8)
+    mantissa = 0, ++exponent;
+  return uint8_t(sign | std::min(exponent << 3 | mantissa, 0x7e));
+}
+
+inline float e4m3ToFloat(uint8_t q) {
+  const int exponent = (q >> 3) & 15, mantissa = q & 7;
+  if (exponent == 15 && mantissa == 7)
+    return std::numeric_limits<float>::quiet_NaN();
+  const float a = exponent == 0 ? std::ldexp(float(mantissa), -9)
+                                : std::ldexp(1.0f + float(mantissa) / 8, exponent - 7);
+  return q & 0x80 ? -a : a;
+}
+
 //===----------------------------------------------------------------------===//
 // Row-wise quantised tables
 //===----------------------------------------------------------------------===//

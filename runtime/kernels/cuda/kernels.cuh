@@ -20,6 +20,7 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -53,8 +54,10 @@ using scalar::sigmoid;
 
 /// The arithmetic of dense layers (kiln compile --precision): f32, or TF32
 /// tensor cores on f32 operands; with bf16/fp16 the weights are stored at 16
-/// bits (denseHalf) and the activations converted, accumulating at f32.
-enum class Precision : int32_t { Fp32 = 0, Tf32, Bf16, Fp16 };
+/// bits (denseHalf), with fp8 at 8 bits (denseFp8), and the activations
+/// converted; all accumulate at f32. Layers left at f32 weights compute at
+/// f32 under bf16, fp16 and fp8.
+enum class Precision : int32_t { Fp32 = 0, Tf32, Bf16, Fp16, Fp8 };
 using cpu::HalfFormat;
 
 /// Work a graph hands to the CPU (a host node, cudaLaunchHostFunc): made by
@@ -71,9 +74,10 @@ struct Exec {
   cublasLtHandle_t lt = nullptr;
   void *workspace = nullptr;
   size_t workspaceBytes = 0;
-  /// denseHalf's activations at 16 bits (ModelConfig::halfScratchBytes).
-  uint16_t *halfScratch = nullptr;
-  size_t halfScratchBytes = 0;
+  /// The input of a denseHalf or denseFp8 at its operands' width
+  /// (ModelConfig::operandScratchBytes).
+  uint8_t *operandScratch = nullptr;
+  size_t operandScratchBytes = 0;
   int *error = nullptr;     // mapped host word: the site of a failed check, 0 if none
   int *hostError = nullptr; // the same word at its host address, for host work
   const kiln_abi_exec *hostThreads = nullptr; // the session's CPU threads, for host work
@@ -607,15 +611,26 @@ __global__ void denseFewRowsKernel(const float *x, int64_t ldx, const W *w, int6
   }
 }
 
-/// One cuBLASLt product y = epilogue(x w) in the layout of dense() below,
-/// the operands x and w of type `operands` (f32 or 16-bit), `elementBytes`
-/// each, with the accumulation `compute`.
+/// How denseLt's operands are stored and multiplied.
+struct LtOperands {
+  cudaDataType_t type; // of x and w
+  size_t elementBytes;
+  cublasComputeType_t compute;
+  /// fp8: w is [units, depth] (cuBLASLt's "TN" layout), and x and w carry
+  /// device scales; the epilogue then runs after cuBLASLt.
+  bool transposedWeights = false;
+  const float *wScale = nullptr, *xScale = nullptr;
+};
+
+/// One cuBLASLt product y = epilogue(x w) in the layout of dense() below.
 inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, int64_t units,
                     float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e,
-                    cudaDataType_t operands, size_t elementBytes, cublasComputeType_t compute) {
+                    const LtOperands &o) {
+  const bool ltEpilogue = !o.transposedWeights;
   const bool ltActivation =
-      ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh;
-  const bool ltResidual = ep.residual && ep.activation == Activation::None && !ep.multiplier;
+      ltEpilogue && (ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh);
+  const bool ltResidual =
+      ltEpilogue && ep.residual && ep.activation == Activation::None && !ep.multiplier;
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   if (ep.activation == Activation::Relu)
     epilogue = ep.bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
@@ -623,26 +638,38 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
     epilogue = ep.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   else if (ep.bias)
     epilogue = CUBLASLT_EPILOGUE_BIAS;
+  if (!ltEpilogue)
+    epilogue = CUBLASLT_EPILOGUE_DEFAULT;
 
-  // Column-major: y^T [units, rows] = w^T [units, depth] x^T [depth, rows].
+  // Column-major: y^T [units, rows] = w^T [units, depth] x^T [depth, rows];
+  // transposed weights are op(A) = T of A [depth, units].
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
-  checkLt(e, cublasLtMatmulDescCreate(&op, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
-  checkLt(
-      e,
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue),
-      "cublasLtMatmulDescSetAttribute");
-  if (ep.bias) // f32, as D
-    checkLt(e,
-            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias,
-                                           sizeof ep.bias),
+  checkLt(e, cublasLtMatmulDescCreate(&op, o.compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  auto set = [&](cublasLtMatmulDescAttributes_t attribute, const void *value, size_t bytes) {
+    checkLt(e, cublasLtMatmulDescSetAttribute(op, attribute, value, bytes),
             "cublasLtMatmulDescSetAttribute");
+  };
+  set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+  if (ep.bias && ltEpilogue) // f32, as D
+    set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias, sizeof ep.bias);
+  if (o.transposedWeights) {
+    const cublasOperation_t transposed = CUBLAS_OP_T;
+    set(CUBLASLT_MATMUL_DESC_TRANSA, &transposed, sizeof transposed);
+  }
+  if (o.wScale)
+    set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &o.wScale, sizeof o.wScale);
+  if (o.xScale)
+    set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &o.xScale, sizeof o.xScale);
   const float *cPtr = ltResidual ? ep.residual : y;
   const int64_t ldc = ltResidual ? ep.stride : ldy;
-  checkLt(e, cublasLtMatrixLayoutCreate(&a, operands, units, depth, units),
+  const int64_t lda = o.transposedWeights ? depth : units;
+  checkLt(e,
+          o.transposedWeights ? cublasLtMatrixLayoutCreate(&a, o.type, depth, units, depth)
+                              : cublasLtMatrixLayoutCreate(&a, o.type, units, depth, units),
           "cublasLtMatrixLayoutCreate");
-  checkLt(e, cublasLtMatrixLayoutCreate(&b, operands, depth, rows, ldx),
+  checkLt(e, cublasLtMatrixLayoutCreate(&b, o.type, depth, rows, ldx),
           "cublasLtMatrixLayoutCreate");
   checkLt(e, cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, units, rows, ldc),
           "cublasLtMatrixLayoutCreate");
@@ -650,8 +677,8 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
           "cublasLtMatrixLayoutCreate");
   checkLt(e, cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const uint64_t workspace = e->workspaceBytes;
-  const uint32_t alignA = alignmentOf(w, units, elementBytes),
-                 alignB = alignmentOf(x, ldx, elementBytes), alignC = alignmentOf(cPtr, ldc, 4),
+  const uint32_t alignA = alignmentOf(w, lda, o.elementBytes),
+                 alignB = alignmentOf(x, ldx, o.elementBytes), alignC = alignmentOf(cPtr, ldc, 4),
                  alignD = alignmentOf(y, ldy, 4);
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
                                        sizeof workspace);
@@ -683,10 +710,11 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
   cublasLtMatmulDescDestroy(op);
 
   const Activation rest = ltActivation ? Activation::None : ep.activation;
+  const float *bias = ltEpilogue ? nullptr : ep.bias;
   const float *mult = ep.multiplier, *res = ltResidual ? nullptr : ep.residual;
-  if (rest == Activation::None && !mult && !res)
+  if (rest == Activation::None && !bias && !mult && !res)
     return;
-  const Epilogue tail{nullptr, mult, res, ep.stride, rest};
+  const Epilogue tail{bias, mult, res, ep.stride, rest};
   forEach(rows * units, e, [=] __device__(int64_t i) {
     const int64_t m = i / units, n = i % units;
     y[m * ldy + n] = applyEpilogue(y[m * ldy + n], tail, m, n);
@@ -709,17 +737,15 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
     check(e, cudaGetLastError(), "dense launch");
     return;
   }
-  static const cublasComputeType_t kCompute[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                                 CUBLAS_COMPUTE_32F_FAST_16BF,
-                                                 CUBLAS_COMPUTE_32F_FAST_16F};
-  denseLt(x, ldx, w, depth, units, y, ldy, rows, ep, e, CUDA_R_32F, sizeof(float),
-          kCompute[int(e->precision)]);
+  denseLt(x, ldx, w, depth, units, y, ldy, rows, ep, e,
+          {CUDA_R_32F, sizeof(float),
+           e->precision == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F});
 }
 
 /// dense() with 16-bit weights (kiln compile --precision bf16|fp16), f32
 /// accumulation: few rows read the weights in denseFewRowsKernel; more
-/// rows are converted to the weights' format in the session's half scratch
-/// and multiplied by cuBLASLt on 16-bit operands.
+/// rows are converted to the weights' format in the session's operand
+/// scratch and multiplied by cuBLASLt on 16-bit operands.
 template <HalfFormat F>
 void denseHalf(const float *x, int64_t ldx, const uint16_t *w, int64_t depth, int64_t units,
                float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
@@ -732,11 +758,11 @@ void denseHalf(const float *x, int64_t ldx, const uint16_t *w, int64_t depth, in
     check(e, cudaGetLastError(), "dense launch");
     return;
   }
-  if (size_t(rows * depth) * sizeof(uint16_t) > e->halfScratchBytes) {
-    check(e, cudaErrorInvalidValue, "denseHalf: the activations exceed the half scratch");
+  if (size_t(rows * depth) * sizeof(uint16_t) > e->operandScratchBytes) {
+    check(e, cudaErrorInvalidValue, "denseHalf: the input exceeds the operand scratch");
     return;
   }
-  uint16_t *half = e->halfScratch;
+  uint16_t *half = reinterpret_cast<uint16_t *>(e->operandScratch);
   forEach(rows * depth, e, [=] __device__(int64_t i) {
     const float v = x[i / depth * ldx + i % depth];
     uint16_t *to = half + i;
@@ -746,7 +772,46 @@ void denseHalf(const float *x, int64_t ldx, const uint16_t *w, int64_t depth, in
       *to = __half_as_ushort(__float2half_rn(v));
   });
   denseLt(half, depth, w, depth, units, y, ldy, rows, ep, e,
-          F == HalfFormat::Bf16 ? CUDA_R_16BF : CUDA_R_16F, sizeof(uint16_t), CUBLAS_COMPUTE_32F);
+          {F == HalfFormat::Bf16 ? CUDA_R_16BF : CUDA_R_16F, sizeof(uint16_t), CUBLAS_COMPUTE_32F});
+}
+
+/// The operand scratch denseFp8 uses: the E4M3 input [rows, depth], then
+/// (256-byte aligned) the f32 product [rows, units].
+inline size_t fp8ScratchBytes(int64_t rows, int64_t depth, int64_t units) {
+  return (size_t(rows * depth) + 255) / 256 * 256 + size_t(rows * units) * sizeof(float);
+}
+
+/// dense() with fp8 E4M3 weights (kiln compile --precision fp8, Hopper and
+/// Ada), stored transposed ([units, depth]) with one scale `wScale` (device
+/// memory). The input is quantised to E4M3 with the calibrated `inputScale`
+/// into the operand scratch; cuBLASLt multiplies the two in the "TN" layout
+/// its fp8 kernels need, accumulating in f32 and applying both scales, into
+/// an aligned product in the scratch (y may be rows of a concat's buffer);
+/// one elementwise pass applies the epilogue and stores y.
+inline void denseFp8(const float *x, int64_t ldx, const uint8_t *w, const float *wScale,
+                     int64_t depth, int64_t units, float *y, int64_t ldy, int64_t rows,
+                     float inputScale, const Epilogue &ep, Exec *e) {
+  const float *xScale = persist(e, &inputScale, 1);
+  if (rows <= 0 || !xScale)
+    return;
+  if (fp8ScratchBytes(rows, depth, units) > e->operandScratchBytes) {
+    check(e, cudaErrorInvalidValue, "denseFp8: the layer exceeds the operand scratch");
+    return;
+  }
+  uint8_t *q = e->operandScratch;
+  float *product = reinterpret_cast<float *>(q + (size_t(rows * depth) + 255) / 256 * 256);
+  const float inverse = 1.0f / inputScale;
+  forEach(rows * depth, e, [=] __device__(int64_t i) {
+    q[i] =
+        __nv_cvt_float_to_fp8(x[i / depth * ldx + i % depth] * inverse, __NV_SATFINITE, __NV_E4M3);
+  });
+  denseLt(q, depth, w, depth, units, product, units, rows, Epilogue{}, e,
+          {CUDA_R_8F_E4M3, 1, CUBLAS_COMPUTE_32F, /*transposedWeights=*/true, wScale, xScale});
+  const Epilogue epilogue = ep;
+  forEach(rows * units, e, [=] __device__(int64_t i) {
+    const int64_t m = i / units, n = i % units;
+    y[m * ldy + n] = applyEpilogue(product[i], epilogue, m, n);
+  });
 }
 
 /// Y = alpha op(A) op(B) + beta C (ONNX Gemm with a computed B): one thread

@@ -36,9 +36,9 @@ struct ModelConfig {
   /// The weights uploaded to the device: the leading bytes of the model's
   /// weights; tables kept in host memory (--host-tables-over) follow them.
   uint64_t deviceWeightsBytes;
-  /// The largest activations a dense layer with 16-bit weights converts
-  /// (kernels.cuh's denseHalf), in bytes at 16 bits.
-  uint64_t halfScratchBytes;
+  /// The largest input a dense layer with 16- or 8-bit weights converts
+  /// (kernels.cuh's denseHalf, denseFp8), in bytes at that width.
+  uint64_t operandScratchBytes;
 };
 
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
@@ -250,12 +250,13 @@ int sessionCreate(void *state, const kiln_abi_exec *cpu, void **session, char *m
   for (int32_t b = 0; b < m->num_buckets; ++b)
     arena = std::max(arena, m->buckets[b].arena_bytes);
   arena = alignUp(arena, kDeviceAlignment);
-  if ((status = cudaMalloc(&s->arena, arena + kWorkspaceBytes + C.halfScratchBytes)) != cudaSuccess)
+  if ((status = cudaMalloc(&s->arena, arena + kWorkspaceBytes + C.operandScratchBytes)) !=
+      cudaSuccess)
     return failed(cudaFailure(message, size, "allocating the device arena", status));
   e.workspace = s->arena + arena;
   e.workspaceBytes = kWorkspaceBytes;
-  e.halfScratch = reinterpret_cast<uint16_t *>(s->arena + arena + kWorkspaceBytes);
-  e.halfScratchBytes = C.halfScratchBytes;
+  e.operandScratch = s->arena + arena + kWorkspaceBytes;
+  e.operandScratchBytes = C.operandScratchBytes;
 
   const int64_t maxBatch = m->buckets[m->num_buckets - 1].batch;
   size_t staged = 0;

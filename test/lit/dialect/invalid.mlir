@@ -101,3 +101,35 @@ func.func @output_zero_point_out_of_range(%x: tensor<2x3xf32>, %w: tensor<3x4xi8
   %y = kiln.dense %x, %w scale %s sums %n {units = 4 : i64, output_scale = 0.5 : f32, output_zero_point = 128 : i32} : (tensor<2x3xf32>, tensor<3x4xi8>, tensor<4xf32>, tensor<4xi32>) -> tensor<2x4xui8>
   return %y : tensor<2x4xui8>
 }
+
+// -----
+
+// fp8 weights are [units, K] (transposed)...
+func.func @fp8_weight_not_transposed(%x: tensor<2x3xf32>) -> tensor<2x4xf32> {
+  %w = kiln.constant dense<1.0> : tensor<3x4xf8E4M3FN>
+  %s = kiln.constant dense<1.0> : tensor<1xf32>
+  // expected-error @below {{f8E4M3FN weight must be [4, 3], got 'tensor<3x4xf8E4M3FN>'}}
+  %y = kiln.dense %x, %w scale %s {units = 4 : i64, input_scale = 0.5 : f32} : (tensor<2x3xf32>, tensor<3x4xf8E4M3FN>, tensor<1xf32>) -> tensor<2x4xf32>
+  return %y : tensor<2x4xf32>
+}
+
+// -----
+
+// ... with one weight scale and the input's scale.
+func.func @fp8_without_input_scale(%x: tensor<2x3xf32>) -> tensor<2x4xf32> {
+  %w = kiln.constant dense<1.0> : tensor<4x3xf8E4M3FN>
+  %s = kiln.constant dense<1.0> : tensor<1xf32>
+  // expected-error @below {{f8E4M3FN weights take a positive finite input_scale, and no zero point or output range}}
+  %y = kiln.dense %x, %w scale %s {units = 4 : i64} : (tensor<2x3xf32>, tensor<4x3xf8E4M3FN>, tensor<1xf32>) -> tensor<2x4xf32>
+  return %y : tensor<2x4xf32>
+}
+
+// -----
+
+func.func @fp8_scale_per_column(%x: tensor<2x3xf32>) -> tensor<2x4xf32> {
+  %w = kiln.constant dense<1.0> : tensor<4x3xf8E4M3FN>
+  %s = kiln.constant dense<1.0> : tensor<4xf32>
+  // expected-error @below {{f8E4M3FN weights take a weight scale of [1] and no weight sums}}
+  %y = kiln.dense %x, %w scale %s {units = 4 : i64, input_scale = 0.5 : f32} : (tensor<2x3xf32>, tensor<4x3xf8E4M3FN>, tensor<4xf32>) -> tensor<2x4xf32>
+  return %y : tensor<2x4xf32>
+}

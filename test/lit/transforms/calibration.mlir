@@ -15,8 +15,8 @@
 // with 0 at 42; [0, 5] is 5/127 with 0 at 0.
 // RANGES: kiln.dense %arg0, {{.*}} {input_scale = 0.0236220472 : f32, input_zero_point = 42 : i32, units = 3 : i64}
 // RANGES: kiln.dense {{.*}} {input_scale = 0.0393700786 : f32, input_zero_point = 0 : i32, units = 3 : i64}
-// FEWER: error: kiln-quantize-dense: input-ranges has 1 layers' ranges; this function has more int8 layers
-// MORE: error: kiln-quantize-dense: input-ranges has 3 layers' ranges; this function has 2 int8 layers
+// FEWER: error: kiln-quantize-dense: input-ranges has 1 layers' ranges; this function has 2 calibrated layers
+// MORE: error: kiln-quantize-dense: input-ranges has 3 layers' ranges; this function has 2 calibrated layers
 // BF16: error: kiln-quantize-dense: input-ranges takes lo, hi pairs, for int8
 func.func @main_b2(%x: tensor<2x4xf32>) -> tensor<2x3xf32> attributes {kiln.batch = 2 : i64} {
   %w = kiln.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], [1.0, 0.5, -1.0]]> : tensor<4x3xf32>

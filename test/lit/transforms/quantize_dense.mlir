@@ -23,7 +23,7 @@
 // is padding), then the 14 padding columns.
 // PACK: kiln.constant dense<{{\[\[\[}}127, -64, 0, 0, 127, -64, 0, 0, 0, 0, {{.*}}]]]> : tensor<1x1x64xi8>
 // PACK: kiln.dense %arg0, %{{.*}} scale
-// BAD: kiln-quantize-dense: unknown precision 'int3' (int8, fp16 or bf16)
+// BAD: kiln-quantize-dense: unknown precision 'int3' (int8, fp16, bf16 or fp8)
 func.func @int8(%x: tensor<4x3xf32>) -> (tensor<4x2xf32>, tensor<4x2xf32>) {
   %w = kiln.constant dense<[[2.0, 0.5], [-1.0, -0.25], [0.0, 0.0]]> : tensor<3x2xf32>
   %b = kiln.constant dense<[1.0, 2.0]> : tensor<2xf32>
