@@ -608,9 +608,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
               return d.emitOpError("the CUDA target takes unpacked f32, 16-bit or fp8 weights "
                                    "(kiln.dense is packed or int8)"),
                      failure();
-            if (!device && d.isFp8())
-              return d.emitOpError("fp8 weights are for the CUDA target"), failure();
-            if (!device && !d.isPacked())
+            if (!device && !d.isPacked() && !d.isFp8())
               return d.emitOpError("weight is not packed (run kiln-pack-weights)"), failure();
             int64_t k = d.getDepth(), units = d.getUnits();
             os << "    kernels::Epilogue ep;\n";

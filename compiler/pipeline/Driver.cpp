@@ -100,8 +100,8 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
     h = llvm::xxh3_64bits(options.target + std::to_string(options.cudaSm) + options.precision +
                           std::to_string(options.hostTablesOver)) ^
         (h * 31);
-  else if (options.cpu != "avx2")
-    h = llvm::xxh3_64bits(options.cpu) ^ (h * 31);
+  else if (options.cpu != "avx2" || options.precision != "fp32")
+    h = llvm::xxh3_64bits(options.cpu + options.precision) ^ (h * 31);
   if (!options.weightPrecision.empty() || options.tableBits != 32)
     h = llvm::xxh3_64bits(options.weightPrecision + std::to_string(options.tableBits)) ^ (h * 31);
   if (!options.inputRanges.empty())
@@ -114,8 +114,8 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
 /// The --quantize modes the options stand for, "none" without any.
 std::string quantizationName(const CompileOptions &options) {
   std::string name;
-  if (options.target == "cuda" && options.precision != "fp32" && options.precision != "tf32")
-    name = options.precision + "-weights"; // --precision bf16|fp16: 16-bit dense weights
+  if (options.precision != "fp32" && options.precision != "tf32")
+    name = options.precision + "-weights"; // --precision bf16|fp16|fp8: narrow dense weights
   else if (options.weightPrecision == "int8")
     name = "int8";
   else if (!options.weightPrecision.empty())
@@ -152,8 +152,9 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
     problem = "--cpu must be avx2, avx512-vnni or native, got '" + options.cpu + "'";
   else if (cuda && options.cpu != "avx2")
     problem = "--cpu is for the CPU target";
-  else if (!cuda && options.precision != "fp32")
-    problem = "--precision is for the CUDA target (the CPU target uses --quantize)";
+  else if (!cuda && options.precision != "fp32" && options.precision != "fp8")
+    problem = "--precision is for the CUDA target (the CPU target uses --quantize; it takes "
+              "--precision fp8 only, to check an fp8 model's accuracy)";
   else if (cuda && options.cudaSm < 50)
     problem = "--sm " + std::to_string(options.cudaSm) +
               " is not a CUDA architecture kiln builds for (sm_50 and newer; 90 is Hopper)";
@@ -196,7 +197,10 @@ LogicalResult compileModel(const CompileOptions &options) {
   if (failed(checkTargetOptions(options)))
     return failure();
   const bool cuda = options.target == "cuda";
-  if (cuda && options.precision == "fp8" && options.inputRanges.empty()) {
+  if (!cuda && options.precision == "fp8" && !options.quiet)
+    llvm::errs() << "kiln: warning: --precision fp8 on the CPU emulates the CUDA target's fp8 "
+                    "arithmetic to check a model's accuracy; it is slow, not for serving\n";
+  if (options.precision == "fp8" && options.inputRanges.empty()) {
     llvm::errs() << "kiln: error: --precision fp8 needs --calibration FILE.npz: the per-tensor "
                     "scales of the layers' inputs come from calibration\n";
     return failure();

@@ -57,13 +57,12 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &o) {
          if (o.exposeDenseInputs) // a calibration observer stays f32
            return pm.addPass(createExposeDenseInputs());
-         // CUDA's --precision bf16|fp16|fp8 stores the dense weights at 16 or
-         // 8 bits.
-         const bool cudaNarrow =
-             o.target == "cuda" && o.precision != "fp32" && o.precision != "tf32";
-         if (!o.weightPrecision.empty() || cudaNarrow) {
+         // --precision bf16|fp16|fp8 (CUDA; fp8 also emulated on the CPU)
+         // stores the dense weights at 16 or 8 bits.
+         const bool narrow = o.precision != "fp32" && o.precision != "tf32";
+         if (!o.weightPrecision.empty() || narrow) {
            QuantizeDenseOptions options;
-           options.precision = cudaNarrow ? o.precision : o.weightPrecision;
+           options.precision = narrow ? o.precision : o.weightPrecision;
            options.inputRanges.assign(o.inputRanges.begin(), o.inputRanges.end());
            pm.addPass(createQuantizeDense(options));
            if (!o.inputRanges.empty())

@@ -54,7 +54,7 @@ struct PackWeightsPass : impl::PackWeightsBase<PackWeightsPass> {
     IRRewriter rewriter(&getContext());
     getOperation().walk([&](DenseOp d) {
       auto w = d.getWeight().getDefiningOp<ConstantOp>();
-      if (d.isPacked() || !w)
+      if (d.isPacked() || d.isFp8() || !w) // fp8 weights are [N, K] as they are
         return;
       int64_t k = d.getDepth(), n = d.getUnits();
       ElementsAttr &slot = packed[w.getValue()];

@@ -318,6 +318,42 @@ TEST(Fp8Conversion, E4m3RoundsToNearestEvenAndSaturates) {
   EXPECT_TRUE(std::isnan(e4m3ToFloat(floatToE4m3(NAN))));
 }
 
+TEST(Fp8Dense, EmulatesTheCudaLayer) {
+  // denseFp8 (the CPU's emulation of --precision fp8) against a double
+  // reference built from the conversions: E4M3 inputs at the input scale,
+  // E4M3 weights ([N, K]) at their scale, then bias and ReLU; K = 600
+  // crosses the 256-value chunks. On one thread and on a pool.
+  const int64_t M = 5, K = 600, N = 19, ldc = 23;
+  auto A = uniform(M * K, 11, -3, 2), Wf = uniform(N * K, 12), bias = uniform(N, 13);
+  const float inputScale = 3.0f / kE4m3Max, wScale = 0.01f;
+  std::vector<uint8_t> W(N * K);
+  for (size_t i = 0; i < W.size(); ++i)
+    W[i] = floatToE4m3(Wf[i] * 300);
+  Epilogue ep;
+  ep.bias = bias.data();
+  ep.activation = Activation::Relu;
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(3));
+  kiln_abi_exec threads{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  for (const kiln_abi_exec *exec : {static_cast<const kiln_abi_exec *>(nullptr),
+                                    static_cast<const kiln_abi_exec *>(&threads)}) {
+    std::vector<float> C(M * ldc, -9.0f);
+    denseFp8(A.data(), K, W.data(), &wScale, K, N, C.data(), ldc, M, inputScale, ep, exec);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double sum = 0;
+        for (int64_t k = 0; k < K; ++k)
+          sum += double(e4m3ToFloat(floatToE4m3(A[m * K + k] / inputScale))) *
+                 e4m3ToFloat(W[n * K + k]);
+        const double want = std::max(0.0, sum * wScale * inputScale + bias[n]);
+        ASSERT_NEAR(C[m * ldc + n], want, 1e-4 * (1 + std::abs(want))) << m << ", " << n;
+      }
+      for (int64_t n = N; n < ldc; ++n)
+        ASSERT_EQ(C[m * ldc + n], -9.0f) << "column " << n << " was written";
+    }
+  }
+}
+
 template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
   for (const Shape &s : kShapes) {
     auto A = uniform(s.m * s.k, unsigned(s.k), -1, 1), W = uniform(s.k * s.n, unsigned(s.n)),

@@ -213,9 +213,10 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   llvm::json::Object report{
       {"model", options.input},
       {"quantize",
-       llvm::json::Object{
-           {"weights", options.weightPrecision.empty() ? "f32" : options.weightPrecision},
-           {"table_bits", options.tableBits}}},
+       llvm::json::Object{{"weights", options.precision == "fp8"        ? "fp8"
+                                      : options.weightPrecision.empty() ? "f32"
+                                                                        : options.weightPrecision},
+                          {"table_bits", options.tableBits}}},
       {"activations", accuracy.activations},
       {"validation", accuracy.validationPath.empty() ? "synthetic" : accuracy.validationPath},
       {"rows", rows},
@@ -225,8 +226,9 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       {"within_bound", withinBound},
       {"outputs", std::move(outputs)}};
   llvm::outs() << "accuracy against the f32 model on " << rows
-               << (accuracy.validationPath.empty() ? " synthetic" : " validation")
-               << " rows (int8 activations: " << accuracy.activations << "):\n"
+               << (accuracy.validationPath.empty() ? " synthetic" : " validation") << " rows ("
+               << (options.precision == "fp8" ? "fp8" : "int8")
+               << " activations: " << accuracy.activations << "):\n"
                << summary;
   if (!accuracy.reportPath.empty()) {
     std::error_code ec;

@@ -23,7 +23,7 @@ struct AccuracyOptions {
   double maxRelativeDiff = 1e-2;
   /// Keep a model outside the bounds (the report still says so).
   bool allowLoss = false;
-  /// How int8 activations are quantised, for the report.
+  /// How int8 (or fp8) activations are quantised, for the report.
   std::string activations = "dynamic, per row";
 };
 

@@ -500,7 +500,10 @@ int main(int argc, char **argv) {
     options.cpu = resolveNativeCpu(options.cpu);
     if (mlir::failed(checkTargetOptions(options)))
       return 1;
-    const bool quantized = !options.weightPrecision.empty() || options.tableBits != 32;
+    // A quantised CPU model is checked against the f32 one; so is the CPU's
+    // emulation of fp8.
+    const bool quantized = !options.weightPrecision.empty() || options.tableBits != 32 ||
+                           (options.precision == "fp8" && options.target == "cpu");
     if (!quantized && (!accuracy.reportPath.empty() || !accuracy.validationPath.empty()))
       return fail("--report and --validation check a quantised compile: add --quantize");
     if (!calibration.path.empty()) {

@@ -707,6 +707,43 @@ void denseHalf(const float *A, int64_t lda, const uint16_t *W, int64_t K, int64_
   });
 }
 
+/// C[M, N] = epilogue(A[M, K] * W) as the CUDA target computes a layer of
+/// --precision fp8 (kernels.cuh's denseFp8): W is E4M3, transposed ([N, K]),
+/// with the one scale wScale[0]; each input value is quantised to E4M3 with
+/// `inputScale` (saturating); the exact products are summed in f32 and
+/// scaled by both scales. An emulation for checking an fp8 model's accuracy
+/// on a machine without a GPU, not a fast kernel.
+inline void denseFp8(const float *A, int64_t lda, const uint8_t *W, const float *wScale, int64_t K,
+                     int64_t N, float *C, int64_t ldc, int64_t M, float inputScale,
+                     const Epilogue &ep, const kiln_abi_exec *exec) {
+  float decode[256];
+  for (int q = 0; q < 256; ++q)
+    decode[q] = e4m3ToFloat(uint8_t(q));
+  const float inverse = 1.0f / inputScale, scale = wScale[0] * inputScale;
+  constexpr int64_t kChunk = 256;
+  parallelRange(exec, M, 1, 1, [&](int64_t m0, int64_t m1) {
+    float x[kChunk];
+    for (int64_t m = m0; m < m1; ++m) {
+      float *y = C + m * ldc;
+      std::fill(y, y + N, 0.0f);
+      for (int64_t k0 = 0; k0 < K; k0 += kChunk) { // C's row holds the sums meanwhile
+        const int64_t k1 = std::min(K, k0 + kChunk);
+        for (int64_t k = k0; k < k1; ++k)
+          x[k - k0] = decode[floatToE4m3(A[m * lda + k] * inverse)];
+        for (int64_t n = 0; n < N; ++n) {
+          const uint8_t *w = W + n * K;
+          float sum = 0;
+          for (int64_t k = k0; k < k1; ++k)
+            sum += x[k - k0] * decode[w[k]];
+          y[n] += sum;
+        }
+      }
+      for (int64_t n = 0; n < N; ++n)
+        y[n] = applyEpilogue(y[n] * scale, ep, m, n);
+    }
+  });
+}
+
 } // namespace kiln::cpu
 
 #endif
