@@ -133,7 +133,8 @@ public:
   /// The largest input of a CUDA dense layer with 16- or 8-bit weights, in
   /// bytes at that width (it is converted before cuBLASLt).
   int64_t operandScratchBytes() const { return operandScratch; }
-  /// The bytes the uploaded weights would take with 16-bit ones at f32.
+  /// The bytes the uploaded weights would take with 16-bit and fp8 ones at
+  /// f32.
   uint64_t f32WeightsBytes() const { return f32Layout; }
 
 private:
@@ -639,7 +640,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "};\n";
               os << "    kernels::denseInt8(";
               weights = "w";
-            } else if (d.isFp8()) {
+            } else if (d.isFp8()) { // scratch: kernels.cuh's fp8ScratchBytes
               operandScratch = std::max<int64_t>(
                   operandScratch, int64_t(llvm::alignTo(n / units * k, 256)) + n * 4);
               notInF32Model = true;

@@ -169,6 +169,9 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
               "--precision";
   else if (cuda && options.profile)
     problem = "--profile is for the CPU target";
+  else if (options.precision == "fp8" && !options.weightPrecision.empty())
+    problem = "--precision fp8 and --quantize (" + options.weightPrecision +
+              " weights) both set the dense weights' format: use one";
   else if (!cuda && options.hostTablesOver >= 0)
     problem = "--host-tables-over is for the CUDA target (a CPU model's tables are in host "
               "memory already)";

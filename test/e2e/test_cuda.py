@@ -268,6 +268,8 @@ def test_fp8_needs_calibration_and_an_fp8_gpu(tmp_path):
     with pytest.raises(kiln.Error, match="--precision fp8 needs --sm 89 or newer"):
         kiln.compile(onnx_path, tmp_path / "x.so", target="cuda",
                      extra_args=["--precision", "fp8", "--sm", "80"])
+    with pytest.raises(kiln.Error, match="--precision fp8 and --quantize"):
+        kiln.compile(onnx_path, tmp_path / "x.so", quantize=["int8"], extra_args=["--precision", "fp8"])
 
 
 def test_device_pointers_are_refused_for_a_cpu_model(tmp_path):

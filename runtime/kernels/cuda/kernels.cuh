@@ -617,7 +617,7 @@ struct LtOperands {
   size_t elementBytes;
   cublasComputeType_t compute;
   /// fp8: w is [units, depth] (cuBLASLt's "TN" layout), and x and w carry
-  /// device scales; the epilogue then runs after cuBLASLt.
+  /// device scales.
   bool transposedWeights = false;
   const float *wScale = nullptr, *xScale = nullptr;
 };
@@ -626,11 +626,9 @@ struct LtOperands {
 inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, int64_t units,
                     float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e,
                     const LtOperands &o) {
-  const bool ltEpilogue = !o.transposedWeights;
   const bool ltActivation =
-      ltEpilogue && (ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh);
-  const bool ltResidual =
-      ltEpilogue && ep.residual && ep.activation == Activation::None && !ep.multiplier;
+      ep.activation == Activation::Relu || ep.activation == Activation::GeluTanh;
+  const bool ltResidual = ep.residual && ep.activation == Activation::None && !ep.multiplier;
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   if (ep.activation == Activation::Relu)
     epilogue = ep.bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
@@ -638,8 +636,6 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
     epilogue = ep.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   else if (ep.bias)
     epilogue = CUBLASLT_EPILOGUE_BIAS;
-  if (!ltEpilogue)
-    epilogue = CUBLASLT_EPILOGUE_DEFAULT;
 
   // Column-major: y^T [units, rows] = w^T [units, depth] x^T [depth, rows];
   // transposed weights are op(A) = T of A [depth, units].
@@ -652,7 +648,7 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
             "cublasLtMatmulDescSetAttribute");
   };
   set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
-  if (ep.bias && ltEpilogue) // f32, as D
+  if (ep.bias) // f32, as D
     set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.bias, sizeof ep.bias);
   if (o.transposedWeights) {
     const cublasOperation_t transposed = CUBLAS_OP_T;
@@ -710,11 +706,10 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
   cublasLtMatmulDescDestroy(op);
 
   const Activation rest = ltActivation ? Activation::None : ep.activation;
-  const float *bias = ltEpilogue ? nullptr : ep.bias;
   const float *mult = ep.multiplier, *res = ltResidual ? nullptr : ep.residual;
-  if (rest == Activation::None && !bias && !mult && !res)
+  if (rest == Activation::None && !mult && !res)
     return;
-  const Epilogue tail{bias, mult, res, ep.stride, rest};
+  const Epilogue tail{nullptr, mult, res, ep.stride, rest};
   forEach(rows * units, e, [=] __device__(int64_t i) {
     const int64_t m = i / units, n = i % units;
     y[m * ldy + n] = applyEpilogue(y[m * ldy + n], tail, m, n);
