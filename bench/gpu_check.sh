@@ -76,7 +76,7 @@ for dir in "$WORK"/zoo/*/; do
     done
     echo "$dir/model.onnx $WORK/so/$name.cuda-fp8.so --target cuda --precision fp8 --calibration $dir/calibration.npz --batch 64" >>"$jobs"
     # The CPU's emulation of the same fp8 arithmetic, which the GPU's should match closely.
-    echo "$dir/model.onnx $WORK/so/$name.cpu-fp8.so --precision fp8 --calibration $dir/calibration.npz --batch 64 --allow-accuracy-loss --validation-rows 64" >>"$jobs" ;;
+    echo "$dir/model.onnx $WORK/so/$name.cpu-fp8.so --precision fp8 --calibration $dir/calibration.npz --batch 64 --allow-accuracy-loss --validation-rows 16" >>"$jobs" ;;
   esac
   # Hybrid placement: some tables in host memory (deepfm, din), or all of them.
   case $name in
