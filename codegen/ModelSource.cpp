@@ -641,8 +641,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    kernels::denseInt8(";
               weights = "w";
             } else if (d.isFp8()) { // scratch: kernels.cuh's fp8ScratchBytes
+              const int64_t rows = llvm::alignTo(n / units, 16);
               operandScratch = std::max<int64_t>(
-                  operandScratch, int64_t(llvm::alignTo(n / units * k, 256)) + n * 4);
+                  operandScratch, int64_t(llvm::alignTo(rows * k, 256)) + rows * units * 4);
               notInF32Model = true;
               std::string scale = ptr(d.getWeightScale());
               notInF32Model = false;

@@ -770,10 +770,15 @@ void denseHalf(const float *x, int64_t ldx, const uint16_t *w, int64_t depth, in
           {F == HalfFormat::Bf16 ? CUDA_R_16BF : CUDA_R_16F, sizeof(uint16_t), CUBLAS_COMPUTE_32F});
 }
 
-/// The operand scratch denseFp8 uses: the E4M3 input [rows, depth], then
-/// (256-byte aligned) the f32 product [rows, units].
+/// The rows denseFp8 multiplies: a multiple of 16, as cuBLASLt's fp8
+/// kernels want every dimension (the added rows are zeros).
+inline int64_t fp8Rows(int64_t rows) { return (rows + 15) / 16 * 16; }
+
+/// The operand scratch denseFp8 uses: the E4M3 input [fp8Rows, depth], then
+/// (256-byte aligned) the f32 product [fp8Rows, units].
 inline size_t fp8ScratchBytes(int64_t rows, int64_t depth, int64_t units) {
-  return (size_t(rows * depth) + 255) / 256 * 256 + size_t(rows * units) * sizeof(float);
+  return (size_t(fp8Rows(rows) * depth) + 255) / 256 * 256 +
+         size_t(fp8Rows(rows) * units) * sizeof(float);
 }
 
 /// dense() with fp8 E4M3 weights (kiln compile --precision fp8, Hopper and
@@ -793,14 +798,17 @@ inline void denseFp8(const float *x, int64_t ldx, const uint8_t *w, const float 
     check(e, cudaErrorInvalidValue, "denseFp8: the layer exceeds the operand scratch");
     return;
   }
+  const int64_t padded = fp8Rows(rows);
   uint8_t *q = e->operandScratch;
-  float *product = reinterpret_cast<float *>(q + (size_t(rows * depth) + 255) / 256 * 256);
+  float *product = reinterpret_cast<float *>(q + (size_t(padded * depth) + 255) / 256 * 256);
   const float inverse = 1.0f / inputScale;
-  forEach(rows * depth, e, [=] __device__(int64_t i) {
-    q[i] =
-        __nv_cvt_float_to_fp8(x[i / depth * ldx + i % depth] * inverse, __NV_SATFINITE, __NV_E4M3);
+  forEach(padded * depth, e, [=] __device__(int64_t i) {
+    const int64_t m = i / depth;
+    q[i] = m < rows
+               ? __nv_cvt_float_to_fp8(x[m * ldx + i % depth] * inverse, __NV_SATFINITE, __NV_E4M3)
+               : __nv_fp8_storage_t(0);
   });
-  denseLt(q, depth, w, depth, units, product, units, rows, Epilogue{}, e,
+  denseLt(q, depth, w, depth, units, product, units, padded, Epilogue{}, e,
           {CUDA_R_8F_E4M3, 1, CUBLAS_COMPUTE_32F, /*transposedWeights=*/true, wScale, xScale});
   const Epilogue epilogue = ep;
   forEach(rows * units, e, [=] __device__(int64_t i) {
