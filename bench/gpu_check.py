@@ -194,10 +194,10 @@ def time_model(name, folder, so):
 
 def time_host_tables(name, folder, so):
     """kiln-cuda with every table on the device against the build with tables
-    in host memory, side by side."""
+    in host memory (pooled by 8 CPU threads), side by side."""
     rows = []
     model = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
-    with kiln.load(so + ".cuda.so") as gpu, kiln.load(so + ".cuda-host.so") as hybrid:
+    with kiln.load(so + ".cuda.so") as gpu, kiln.load(so + ".cuda-host.so", num_threads=8) as hybrid:
         for batch in [1, 64, 1024]:
             inputs = device_tensors(zoo.random_inputs(model, batch, seed=batch))
             timings = {}
