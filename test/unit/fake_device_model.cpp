@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstring>
 
-extern "C" __attribute__((visibility("default"))) int fake_device_threads = -1;
+extern "C" {
+__attribute__((visibility("default"))) int fake_device_threads = -1;
+}
 
 namespace {
 
