@@ -625,6 +625,7 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << denseActivationCode(d.getActivation()) << ");\n";
             Type w = d.getWeight().getType().getElementType();
             std::string weights = ptr(d.getWeight());
+            std::string inputScale; // fp8's, before the epilogue
             if (d.isInt8()) {
               os << "    const kernels::Int8Weights w{" << weights << ", "
                  << ptr(d.getWeightScale()) << ", " << ptr(d.getWeightSum());
@@ -645,14 +646,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
               operandScratch = std::max<int64_t>(
                   operandScratch, int64_t(llvm::alignTo(rows * k, 256)) + rows * units * 4);
               notInF32Model = true;
-              std::string scale = ptr(d.getWeightScale());
+              weights += ", " + ptr(d.getWeightScale());
               notInF32Model = false;
-              os << "    kernels::denseFp8(" << ptr(d.getInput()) << ", " << k << ", " << weights
-                 << ", " << scale << ", " << k << ", " << units << ", " << ptr(out) << ", "
-                 << rowStride(d, units) << ", " << n / units << ", "
-                 << numberLiteral(d.getInputScale()->convertToDouble(), "float")
-                 << ", ep, exec);\n";
-              return success();
+              inputScale = numberLiteral(d.getInputScale()->convertToDouble(), "float") + ", ";
+              os << "    kernels::denseFp8(";
             } else if (w.isF16() || w.isBF16()) {
               operandScratch = std::max<int64_t>(operandScratch, n / units * k * 2);
               os << "    kernels::denseHalf<kernels::HalfFormat::" << (w.isF16() ? "Fp16" : "Bf16")
@@ -661,8 +658,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    kernels::dense(";
             }
             os << ptr(d.getInput()) << ", " << k << ", " << weights << ", " << k << ", " << units
-               << ", " << ptr(out) << ", " << rowStride(d, units) << ", " << n / units
-               << ", ep, exec);\n";
+               << ", " << ptr(out) << ", " << rowStride(d, units) << ", " << n / units << ", "
+               << inputScale << "ep, exec);\n";
             return success();
           })
           .Case([&](AttentionOp a) {

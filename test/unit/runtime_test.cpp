@@ -110,9 +110,13 @@ struct TinyRequest {
   kiln_tensor inputs[2], outputs[2];
 };
 
-kiln_status openModel(const std::string &path, kiln_model **model, std::string &error) {
+/// kiln_model_open, or kiln_model_open_descriptor with `descriptorOnly`,
+/// with the message in `error`.
+kiln_status openModel(const std::string &path, kiln_model **model, std::string &error,
+                      bool descriptorOnly = false) {
   char buffer[512];
-  kiln_status status = kiln_model_open(path.c_str(), model, buffer, sizeof buffer);
+  kiln_status status = (descriptorOnly ? kiln_model_open_descriptor : kiln_model_open)(
+      path.c_str(), model, buffer, sizeof buffer);
   error = buffer;
   return status;
 }
@@ -184,11 +188,8 @@ TEST(ModelOpen, RefusesATargetThisCpuCannotRun) {
 
 TEST(ModelOpen, ItsDescriptorReadsWhereTheCpuCannotRunIt) {
   kiln_model *model = nullptr;
-  char error[256];
-  ASSERT_EQ(kiln_model_open_descriptor((kModels + "/libfake_isa.so").c_str(), &model, error,
-                                       sizeof error),
-            KILN_OK)
-      << error;
+  std::string error;
+  ASSERT_EQ(openModel(kModels + "/libfake_isa.so", &model, error, true), KILN_OK) << error;
   kiln_model_info info;
   kiln_model_get_info(model, &info);
   EXPECT_STREQ(info.target, "fake-target");
@@ -196,8 +197,7 @@ TEST(ModelOpen, ItsDescriptorReadsWhereTheCpuCannotRunIt) {
   EXPECT_EQ(kiln_session_create(model, &session), KILN_ERROR_INVALID_ARGUMENT);
   kiln_model_close(model);
   // The other checks stay: a library that is not a model is refused.
-  EXPECT_EQ(kiln_model_open_descriptor(KILN_RUNTIME_LIBRARY, &model, error, sizeof error),
-            KILN_ERROR_NOT_A_MODEL);
+  EXPECT_EQ(openModel(KILN_RUNTIME_LIBRARY, &model, error, true), KILN_ERROR_NOT_A_MODEL);
 }
 
 TEST(ModelOpen, ChecksAvx512VnniOnThisCpu) {
@@ -440,11 +440,8 @@ TEST(DeviceModel, ItsDescriptorReadsWithoutADevice) {
   // kiln inspect on a machine without a GPU: the descriptor opens without
   // the device, and no session can be created on it.
   kiln_model *model = nullptr;
-  char error[256];
-  ASSERT_EQ(kiln_model_open_descriptor((kModels + "/libfake_device_0.so").c_str(), &model, error,
-                                       sizeof error),
-            KILN_OK)
-      << error;
+  std::string error;
+  ASSERT_EQ(openModel(kModels + "/libfake_device_0.so", &model, error, true), KILN_OK) << error;
   EXPECT_EQ(kiln_model_is_device(model), 1);
   EXPECT_EQ(kiln_model_num_inputs(model), 1);
   kiln_session *session = nullptr;

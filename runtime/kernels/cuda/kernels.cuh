@@ -622,6 +622,20 @@ struct LtOperands {
   const float *wScale = nullptr, *xScale = nullptr;
 };
 
+/// Runs the layer in denseFewRowsKernel when it is few rows over at most
+/// kFewRowsWeightBytes of weights; false otherwise (cuBLASLt's then).
+template <typename W, HalfFormat F = HalfFormat::Bf16>
+bool denseFewRows(const float *x, int64_t ldx, const W *w, int64_t depth, int64_t units, float *y,
+                  int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
+  if (rows > kFewRows || depth * units * int64_t(sizeof(W)) > kFewRowsWeightBytes)
+    return false;
+  denseFewRowsKernel<W, F>
+      <<<unsigned((units + kFewColumns - 1) / kFewColumns), kFewColumns * kDepthGroups, 0,
+         e->stream>>>(x, ldx, w, depth, units, y, ldy, int(rows), ep);
+  check(e, cudaGetLastError(), "dense launch");
+  return true;
+}
+
 /// One cuBLASLt product y = epilogue(x w) in the layout of dense() below.
 inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, int64_t units,
                     float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e,
@@ -723,15 +737,8 @@ inline void denseLt(const void *x, int64_t ldx, const void *w, int64_t depth, in
 /// nothing comes between; what remains runs as one elementwise pass.
 inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, int64_t units,
                   float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
-  if (rows <= 0)
+  if (rows <= 0 || denseFewRows(x, ldx, w, depth, units, y, ldy, rows, ep, e))
     return;
-  if (rows <= kFewRows && depth * units * int64_t(sizeof(float)) <= kFewRowsWeightBytes) {
-    denseFewRowsKernel<float>
-        <<<unsigned((units + kFewColumns - 1) / kFewColumns), kFewColumns * kDepthGroups, 0,
-           e->stream>>>(x, ldx, w, depth, units, y, ldy, int(rows), ep);
-    check(e, cudaGetLastError(), "dense launch");
-    return;
-  }
   denseLt(x, ldx, w, depth, units, y, ldy, rows, ep, e,
           {CUDA_R_32F, sizeof(float),
            e->precision == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F});
@@ -744,15 +751,8 @@ inline void dense(const float *x, int64_t ldx, const float *w, int64_t depth, in
 template <HalfFormat F>
 void denseHalf(const float *x, int64_t ldx, const uint16_t *w, int64_t depth, int64_t units,
                float *y, int64_t ldy, int64_t rows, const Epilogue &ep, Exec *e) {
-  if (rows <= 0)
+  if (rows <= 0 || denseFewRows<uint16_t, F>(x, ldx, w, depth, units, y, ldy, rows, ep, e))
     return;
-  if (rows <= kFewRows && depth * units * int64_t(sizeof(uint16_t)) <= kFewRowsWeightBytes) {
-    denseFewRowsKernel<uint16_t, F>
-        <<<unsigned((units + kFewColumns - 1) / kFewColumns), kFewColumns * kDepthGroups, 0,
-           e->stream>>>(x, ldx, w, depth, units, y, ldy, int(rows), ep);
-    check(e, cudaGetLastError(), "dense launch");
-    return;
-  }
   if (size_t(rows * depth) * sizeof(uint16_t) > e->operandScratchBytes) {
     check(e, cudaErrorInvalidValue, "denseHalf: the input exceeds the operand scratch");
     return;

@@ -75,7 +75,6 @@ struct DeviceSession {
   Exec exec;
   uint8_t *arena = nullptr;   // device: arena, cuBLASLt workspace
   uint8_t *staging = nullptr; // pinned: inputs, outputs (at the largest batch), error word
-  int *hostError = nullptr;   // in staging, mapped: exec.error is its device address
   std::vector<size_t> inputStage, outputStage;
   std::vector<cudaGraphExec_t> hostGraphs, deviceGraphs;
 };
@@ -270,9 +269,9 @@ int sessionCreate(void *state, const kiln_abi_exec *cpu, void **session, char *m
   }
   if ((status = cudaHostAlloc(&s->staging, staged + 64, cudaHostAllocMapped)) != cudaSuccess)
     return failed(cudaFailure(message, size, "allocating pinned staging", status));
-  s->hostError = e.hostError = reinterpret_cast<int *>(s->staging + staged);
-  *s->hostError = 0;
-  if ((status = cudaHostGetDevicePointer(reinterpret_cast<void **>(&e.error), s->hostError, 0)) !=
+  e.hostError = reinterpret_cast<int *>(s->staging + staged);
+  *e.hostError = 0;
+  if ((status = cudaHostGetDevicePointer(reinterpret_cast<void **>(&e.error), e.hostError, 0)) !=
       cudaSuccess)
     return failed(cudaFailure(message, size, "mapping the error word", status));
 
@@ -284,7 +283,7 @@ int sessionCreate(void *state, const kiln_abi_exec *cpu, void **session, char *m
     int rc =
         reinterpret_cast<Entry>(m->buckets[b].entry)(s->arena, model->weights, &e, message, size);
     check(&e, cudaStreamSynchronize(e.stream), "the first run of a bucket");
-    *s->hostError = 0;
+    *e.hostError = 0;
     if (rc != 0)
       return failed(rc);
     if (e.failedCall)
@@ -346,8 +345,8 @@ inline int run(void *session, int32_t b, int64_t batch, const void *const *input
   step(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   if (status != cudaSuccess)
     return cudaFailure(message, size, failed, status);
-  if (int where = *s->hostError) {
-    *s->hostError = 0;
+  if (int where = *s->exec.hostError) {
+    *s->exec.hostError = 0;
     std::snprintf(message, size, "%s",
                   where <= s->exec.numSites ? s->exec.sites[where - 1] : "index out of range");
     return 1;
