@@ -36,7 +36,7 @@ fi
 [ -x "$GPU/kiln" ] || { echo "gpu_check: run 'bench/gpu_check.sh --prepare' on the build machine first" >&2; exit 1; }
 WORK=${WORK:-/tmp/kiln-gpu}
 export OUT=${OUT:-$WORK}
-mkdir -p "$WORK/so" "$OUT"
+rm -rf "$WORK/so" && mkdir -p "$WORK/so" "$OUT"
 export PATH="$PATH:/usr/local/cuda/bin"
 export LD_LIBRARY_PATH="$PWD/$GPU/lib:$WORK:${LD_LIBRARY_PATH:-}"
 export KILN_BIN="$PWD/$GPU/kiln" KILN_RUNTIME_LIB="$WORK/libkiln_runtime.so"
@@ -92,9 +92,14 @@ for dir in "$WORK"/real/*/; do
   echo "$dir/model.onnx $WORK/so/real_$name.cuda.so --target cuda --batch 1,8,64" >>"$jobs"
 done
 echo "compiling $(wc -l <"$jobs") models on $(nproc) cores"
+# A compile that fails is reported (gpu_check.py fails its row) and the others go on.
+export FAILURES="$WORK/compile_failures.txt"
+: >"$FAILURES"
 # shellcheck disable=SC2016
-xargs -P "$(nproc)" -L 1 bash -c '"$KILN_BIN" compile "$0" -o "$1" -q "${@:2}" || { echo "FAILED: kiln compile $*" >&2; exit 255; }' <"$jobs"
+xargs -P "$(nproc)" -L 1 bash -c '"$KILN_BIN" compile "$0" -o "$1" -q "${@:2}" || { echo "FAILED: kiln compile $*" >&2; echo "$*" >>"$FAILURES"; }' <"$jobs"
 echo "compiled in $(( $(date +%s) - start )) s"
 
-python3 bench/gpu_check.py "$WORK" --out "$OUT"
+status=0
+python3 bench/gpu_check.py "$WORK" --out "$OUT" || status=$?
 echo "gpu_check took $(( $(date +%s) - start )) s"
+exit $status
