@@ -955,8 +955,8 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   for (func::FuncOp f : funcs)
     if (failed(emitter.emitFunction(f)))
       return failure();
-  // A CUDA model's host-memory tables follow the weights it uploads.
-  const uint64_t deviceWeightsBytes = weights.size();
+  // A CUDA model's host-memory tables are the last of its weights: it
+  // uploads the others.
   const std::vector<char> &host = emitter.hostWeightBytes();
   uint64_t f32WeightsBytes = emitter.f32WeightsBytes();
   if (!host.empty()) {
@@ -1017,8 +1017,8 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   os << "};\n";
   if (device)
     os << "constexpr kiln::cuda::ModelConfig kConfig = {kiln::cuda::Precision::"
-       << info.cuda->precision << ", " << info.cuda->sm << ", " << deviceWeightsBytes << "u, "
-       << emitter.operandScratchBytes() << "u};\n"
+       << info.cuda->precision << ", " << info.cuda->sm << ", " << emitter.operandScratchBytes()
+       << "u};\n"
        << "constexpr kiln_abi_device kDevice = kiln::cuda::deviceHooks<kConfig>();\n";
   os << "\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const kiln_abi_model "
@@ -1036,7 +1036,7 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
      << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, kiln_weights, " << weights.size()
      << "u,\n    " << cString(info.quantization) << ", "
      << (info.f32WeightsBytes ? info.f32WeightsBytes : f32WeightsBytes) << "u, "
-     << (device ? "&kDevice" : "nullptr") << "};\n";
+     << (device ? "&kDevice" : "nullptr") << ", " << host.size() << "u};\n";
   return success();
 }
 

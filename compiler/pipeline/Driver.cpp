@@ -244,8 +244,9 @@ LogicalResult compileModel(const CompileOptions &options) {
     });
     llvm::errs() << "kiln: " << tables.size() << " embedding table"
                  << (tables.size() == 1 ? "" : "s") << " ("
-                 << llvm::format("%.1f", bytes / 1048576.0)
-                 << " MiB) stay in host memory, pooled on the CPU\n";
+                 << llvm::format("%.1f", bytes / 1048576.0) << " MiB) "
+                 << (tables.size() == 1 ? "stays" : "stay")
+                 << " in host memory, pooled on the CPU\n";
   }
 
   if (options.emit == "mlir" || stopsEarly) {

@@ -342,6 +342,10 @@ uint64_t kiln_model_f32_weights_bytes(const kiln_model *model) {
   return model->abi->f32_weights_bytes;
 }
 
+uint64_t kiln_model_host_weights_bytes(const kiln_model *model) {
+  return model && model->abi->abi_minor >= 5 ? model->abi->host_weights_bytes : 0;
+}
+
 uint64_t kiln_model_bucket_arena_lower_bound(const kiln_model *model, int32_t index) {
   if (!model || index < 0 || index >= model->abi->num_buckets)
     return 0;

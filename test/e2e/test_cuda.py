@@ -135,6 +135,15 @@ def test_host_tables(name, over, tables, tmp_path):
     assert re.search(rf"kiln: {tables} embedding tables? \(", proc.stderr), proc.stderr
     abi = AbiModel.in_dll(ctypes.CDLL(str(so)), "kiln_model_descriptor")
     assert abi.target == b"cuda-sm90" and abi.isa & KILN_ISA_CUDA
+    # The descriptor counts the bytes of the tables the compile placed: the
+    # `tables` largest gathered from, all larger than the threshold.
+    model = onnx.load(os.path.join(folder, "model.onnx"))
+    weights = {i.name: numpy_helper.to_array(i).nbytes for i in model.graph.initializer}
+    gathered = sorted({n.input[0]: weights[n.input[0]] for n in model.graph.node
+                       if n.op_type == "Gather" and n.input[0] in weights}.values(), reverse=True)
+    info = inspect_json(so)
+    assert info["host_weights_bytes"] == sum(gathered[:tables]), (info, gathered)
+    assert gathered[tables - 1] > (0 if over == "0" else 300 * 1024) >= (gathered + [0])[tables]
     if GPU:
         assert_matches_the_cpu_build(folder, so, tmp_path)
 

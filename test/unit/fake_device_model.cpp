@@ -96,6 +96,8 @@ const int64_t kShape[] = {-1, 2};
 const kiln_abi_tensor kInputs[] = {{"x", 1, 2, kShape, 1, nullptr}};
 const kiln_abi_tensor kOutputs[] = {{"y", 1, 2, kShape, 1, nullptr}};
 const uint64_t kOffsets[] = {0};
+// 64 bytes of weights, of which the last 48 would be tables kept in host memory.
+const uint8_t kWeights[64] = {};
 const kiln_abi_bucket kBuckets[] = {{2, 64, 64, kOffsets, kOffsets, nullptr},
                                     {4, 64, 64, kOffsets, kOffsets, nullptr}};
 
@@ -115,8 +117,9 @@ const kiln_abi_model kiln_model_descriptor = {KILN_MODEL_MAGIC,
                                               kOutputs,
                                               2,
                                               kBuckets,
-                                              nullptr,
-                                              0,
+                                              kWeights,
+                                              sizeof kWeights,
                                               "none",
                                               0,
-                                              &kDevice};
+                                              &kDevice,
+                                              48};

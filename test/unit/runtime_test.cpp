@@ -444,6 +444,8 @@ TEST(DeviceModel, ItsDescriptorReadsWithoutADevice) {
   ASSERT_EQ(openModel(kModels + "/libfake_device_0.so", &model, error, true), KILN_OK) << error;
   EXPECT_EQ(kiln_model_is_device(model), 1);
   EXPECT_EQ(kiln_model_num_inputs(model), 1);
+  EXPECT_EQ(kiln_model_host_weights_bytes(model), 48u);
+  EXPECT_EQ(kiln_model_host_weights_bytes(nullptr), 0u);
   kiln_session *session = nullptr;
   EXPECT_EQ(kiln_session_create(model, &session), KILN_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(session, nullptr);

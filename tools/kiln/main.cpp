@@ -74,6 +74,9 @@ void inspect(const kiln_model *m, bool json) {
       os << " (quantized " << kiln_model_quantization(m) << "; " << f32Bytes << " bytes at f32, "
          << llvm::format("%.2f", info.weights_bytes ? double(f32Bytes) / info.weights_bytes : 1.0)
          << "x smaller)";
+    if (uint64_t host = kiln_model_host_weights_bytes(m))
+      os << "\n  in host memory: " << host << " bytes of embedding tables; "
+         << info.weights_bytes - host << " bytes on the device";
     os << "\n";
     for (auto [label, list] : {std::pair{"input", &inputs}, std::pair{"output", &outputs}})
       for (const auto &t : *list) {
@@ -110,7 +113,8 @@ void inspect(const kiln_model *m, bool json) {
      << ",\n  \"target\": " << str(info.target) << ",\n  \"model_hash\": " << str(info.model_hash)
      << ",\n  \"weights_bytes\": " << info.weights_bytes
      << ",\n  \"quantization\": " << str(kiln_model_quantization(m))
-     << ",\n  \"f32_weights_bytes\": " << kiln_model_f32_weights_bytes(m);
+     << ",\n  \"f32_weights_bytes\": " << kiln_model_f32_weights_bytes(m)
+     << ",\n  \"host_weights_bytes\": " << kiln_model_host_weights_bytes(m);
   for (auto [label, list] : {std::pair{"inputs", &inputs}, std::pair{"outputs", &outputs}}) {
     os << ",\n  \"" << label << "\": [";
     for (size_t i = 0; i < list->size(); ++i) {

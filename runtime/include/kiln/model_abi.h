@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 4
+#define KILN_ABI_MINOR 5
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -109,6 +109,10 @@ typedef struct kiln_abi_model {
   uint64_t f32_weights_bytes;
   /* Since 2.2: NULL for a CPU model. */
   const kiln_abi_device *device;
+  /* Since 2.5: of weights_bytes, those a device model keeps in host memory
+   * (embedding tables, kiln compile --host-tables-over): the last ones. The
+   * model uploads the others to the device. */
+  uint64_t host_weights_bytes;
 } kiln_abi_model;
 
 #ifdef __cplusplus

@@ -99,6 +99,10 @@ KILN_API const char *kiln_model_quantization(const kiln_model *model);
 /* Weight bytes of the same model compiled at f32 (weights_bytes when not
  * quantised). */
 KILN_API uint64_t kiln_model_f32_weights_bytes(const kiln_model *model);
+/* Of the weight bytes, those a CUDA model keeps in host memory (embedding
+ * tables placed there by `kiln compile --host-tables-over`); the rest are
+ * uploaded to the device. 0 for every other model. */
+KILN_API uint64_t kiln_model_host_weights_bytes(const kiln_model *model);
 KILN_API int32_t kiln_model_num_buckets(const kiln_model *model);
 /* Batch size of bucket `index` (ascending), or -1. */
 KILN_API int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index);

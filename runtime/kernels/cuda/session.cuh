@@ -33,9 +33,6 @@ using Entry = int (*)(uint8_t *arena, const uint8_t *weights, Exec *exec, char *
 struct ModelConfig {
   Precision precision;
   int sm; // the oldest compute capability the code runs on, e.g. 90
-  /// The weights uploaded to the device: the leading bytes of the model's
-  /// weights; tables kept in host memory (--host-tables-over) follow them.
-  uint64_t deviceWeightsBytes;
   /// The largest input a dense layer with 16- or 8-bit weights converts
   /// (kernels.cuh's denseHalf, denseFp8), in bytes at that width.
   uint64_t operandScratchBytes;
@@ -100,10 +97,11 @@ int open(const kiln_abi_model *abi, void **state, char *message, size_t size) {
   if (!model)
     return std::snprintf(message, size, "out of memory"), 1;
   model->abi = abi;
-  if ((status = cudaMalloc(&model->weights, std::max<uint64_t>(C.deviceWeightsBytes, 1))) !=
-          cudaSuccess ||
-      (status = cudaMemcpy(model->weights, abi->weights, C.deviceWeightsBytes,
-                           cudaMemcpyHostToDevice)) != cudaSuccess) {
+  // All but the tables kept in host memory, which come last.
+  const uint64_t uploaded = abi->weights_bytes - abi->host_weights_bytes;
+  if ((status = cudaMalloc(&model->weights, std::max<uint64_t>(uploaded, 1))) != cudaSuccess ||
+      (status = cudaMemcpy(model->weights, abi->weights, uploaded, cudaMemcpyHostToDevice)) !=
+          cudaSuccess) {
     cudaFree(model->weights);
     delete model;
     return cudaFailure(message, size, "uploading the weights", status);
