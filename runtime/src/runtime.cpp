@@ -235,6 +235,11 @@ kiln_status openModel(const char *path, kiln_model **model, char *error, size_t 
     format(error, error_size, "%s: compiled for target '%s', which this CPU cannot run", path,
            abi->target);
     status = KILN_ERROR_UNSUPPORTED_TARGET;
+  } else if (abi->abi_minor >= 5 && abi->host_weights_bytes > abi->weights_bytes) {
+    format(error, error_size,
+           "%s: a corrupt descriptor: %llu bytes of weights in host memory, of %llu", path,
+           (unsigned long long)abi->host_weights_bytes, (unsigned long long)abi->weights_bytes);
+    status = KILN_ERROR_NOT_A_MODEL;
   } else if (abi->num_buckets < 1) {
     format(error, error_size, "%s: the model has no batch buckets", path);
     status = KILN_ERROR_NOT_A_MODEL;

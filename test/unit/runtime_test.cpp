@@ -179,6 +179,14 @@ TEST(ModelOpen, RefusesAnotherAbiMajor) {
   EXPECT_EQ(model, nullptr);
 }
 
+TEST(ModelOpen, RefusesMoreHostWeightsThanWeights) {
+  kiln_model *model = nullptr;
+  std::string error;
+  EXPECT_EQ(openModel(kModels + "/libfake_host_weights.so", &model, error), KILN_ERROR_NOT_A_MODEL);
+  EXPECT_NE(error.find("64 bytes of weights in host memory, of 0"), std::string::npos) << error;
+  EXPECT_EQ(model, nullptr);
+}
+
 TEST(ModelOpen, RefusesATargetThisCpuCannotRun) {
   kiln_model *model = nullptr;
   std::string error;

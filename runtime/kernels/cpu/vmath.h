@@ -154,7 +154,7 @@ template <typename Vector, typename Scalar>
 inline void mapFloats(const float *in, float *out, int64_t n, Vector vector, Scalar scalar) {
   int64_t i = 0;
 #ifdef KILN_AVX2
-  for (; i + 8 <= n; i += 8)
+  for (const int64_t whole = n / 8 * 8; i < whole; i += 8)
     _mm256_storeu_ps(out + i, vector(_mm256_loadu_ps(in + i)));
 #else
   (void)vector;
