@@ -133,10 +133,12 @@ class Case:
             return cpu.run(self.feeds)
 
 
-def check_f32(case):
-    """The CUDA build against the CPU build, through host and device pointers."""
+def check_f32(case, build="cuda", num_threads=1):
+    """A CUDA build at f32 against the CPU build, through host and device
+    pointers: the all-device build, or with tables pooled on the CPU
+    (build 'cuda-host', on `num_threads` threads)."""
     want = case.cpu_outputs()
-    with kiln.load(case.so + ".cuda.so") as gpu:
+    with kiln.load(f"{case.so}.{build}.so", num_threads=num_threads) as gpu:
         got, same = run_both_ways(gpu, case.feeds)
     row = {"device_pointers_equal": same}
     row["max_abs_diff"], row["ok"] = max_close(got, want)
@@ -160,17 +162,6 @@ def check_precision(case, precision):
         emulated = case.cpu_outputs("cpu-fp8")
         row["vs_cpu_emulation"] = max(relative(got[k], emulated[k]) for k in emulated)
         row["ok"] &= row["vs_cpu_emulation"] <= FP8_EMULATION_TOLERANCE
-    return row
-
-
-def check_host_tables(case):
-    """Tables pooled on the CPU: f32 too, so the same bound as check_f32."""
-    want = case.cpu_outputs()
-    with kiln.load(case.so + ".cuda-host.so", num_threads=4) as gpu:
-        got, same = run_both_ways(gpu, case.feeds)
-    row = {"device_pointers_equal": same}
-    row["max_abs_diff"], row["ok"] = max_close(got, want)
-    row["ok"] &= same
     return row
 
 
@@ -276,7 +267,8 @@ def profile_kernels(case, batch, runs=20):
     return {"ok": True, "batch": batch, "gpu_us": total, "operations": operations, "top": top}
 
 
-TASKS = {"check": check_f32, "precision": check_precision, "host_tables": check_host_tables,
+TASKS = {"check": check_f32, "precision": check_precision,
+         "host_tables": lambda case: check_f32(case, "cuda-host", num_threads=4),
          "bad_id": check_bad_id, "time": time_model, "time_host_tables": time_host_tables,
          "profile": profile_kernels}
 

@@ -96,7 +96,7 @@ echo "compiling $(wc -l <"$jobs") models on $(nproc) cores"
 export FAILURES="$WORK/compile_failures.txt"
 : >"$FAILURES"
 # shellcheck disable=SC2016
-xargs -P "$(nproc)" -L 1 bash -c '"$KILN_BIN" compile "$0" -o "$1" -q "${@:2}" || { echo "FAILED: kiln compile $*" >&2; echo "$*" >>"$FAILURES"; }' <"$jobs"
+xargs -P "$(nproc)" -L 1 bash -c '"$KILN_BIN" compile "$0" -o "$1" -q "${@:2}" || { echo "FAILED: kiln compile $0 $*" >&2; echo "$0 $*" >>"$FAILURES"; }' <"$jobs"
 echo "compiled in $(( $(date +%s) - start )) s"
 
 status=0
