@@ -115,19 +115,27 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
     // The operand whose whole buffer `op` may write its result into: an
     // elementwise op (isElementwise) over an operand that fills an
     // intermediate buffer of the result's size, read for the last time here.
+    // Every other operand in that buffer must be read at the same positions
+    // (the whole buffer from its start): a view of a part of it, such as a
+    // slice broadcast over the result, would be read after it is written.
     auto overwritable = [&](Operation &op) -> Value {
       if (!isElementwise(&op) || op.hasAttr("kiln.row_stride"))
         return {};
       auto type = cast<RankedTensorType>(op.getResult(0).getType());
+      auto wholeBuffer = [&](Value v) {
+        auto in = cast<RankedTensorType>(v.getType());
+        return byteOffset.lookup(v) == 0 && in.getNumElements() == type.getNumElements() &&
+               elementBytes(in.getElementType()) == elementBytes(type.getElementType());
+      };
       for (Value operand : op.getOperands()) {
         auto it = rootOf.find(operand);
-        if (it == rootOf.end() || isa<BlockArgument>(it->second) ||
-            byteOffset.lookup(operand) != 0 || bufferLastRead.lookup(it->second) != position[&op])
+        if (it == rootOf.end() || isa<BlockArgument>(it->second) || !wholeBuffer(operand) ||
+            bufferLastRead.lookup(it->second) != position[&op] ||
+            alignedBytes(type) != buffers[bufferOf[it->second]].bytes)
           continue;
-        auto in = cast<RankedTensorType>(operand.getType());
-        if (in.getNumElements() == type.getNumElements() &&
-            elementBytes(in.getElementType()) == elementBytes(type.getElementType()) &&
-            alignedBytes(type) == buffers[bufferOf[it->second]].bytes)
+        if (llvm::all_of(op.getOperands(), [&](Value other) {
+              return rootOf.lookup(other) != it->second || wholeBuffer(other);
+            }))
           return operand;
       }
       return {};

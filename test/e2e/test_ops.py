@@ -113,3 +113,26 @@ def test_a_slice_feeding_a_kernel(batch, tmp_path):
     with kiln.load(tmp_path / "model.so") as compiled:
         got = compiled.run({"x": x})["out"]
     np.testing.assert_allclose(got, np.maximum(np.exp(x[:, 1:4]), 0), rtol=1e-6)
+
+
+def test_a_product_with_a_view_of_its_operand(tmp_path):
+    # t = x + 1; y = t * t[:, 3:4]. At batch 1 the slice is a view into t's
+    # buffer; the product must not overwrite t while it still reads the view
+    # (it used to, and every element after the fourth came out wrong).
+    nodes = [helper.make_node("Add", ["x", "one"], ["t"]),
+             helper.make_node("Slice", ["t", "s", "e", "a"], ["c"]),
+             helper.make_node("Mul", ["t", "c"], ["out"])]
+    inits = [numpy_helper.from_array(np.float32(1), "one")] + [
+        numpy_helper.from_array(i64(v), n) for n, v in [("s", 3), ("e", 4), ("a", 1)]]
+    graph = helper.make_graph(nodes, "view", [helper.make_tensor_value_info("x", F, ["N", 8])],
+                              [helper.make_tensor_value_info("out", F, ["N", 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so", batch=[1, 4])
+    for batch in [1, 3]:
+        x = f32(batch, 8)
+        with kiln.load(tmp_path / "model.so") as compiled:
+            got = compiled.run({"x": x})["out"]
+        t = x + 1
+        np.testing.assert_allclose(got, t * t[:, 3:4], rtol=1e-6)

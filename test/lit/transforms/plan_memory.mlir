@@ -138,3 +138,26 @@ func.func @slice_views(%x: tensor<3x4xf32>) -> (tensor<1x4xf32>, tensor<3x2xf32>
   %c = kiln.relu %cols : tensor<3x2xf32>
   return %r, %c : tensor<1x4xf32>, tensor<3x2xf32>
 }
+
+// -----
+
+// An elementwise op does not overwrite an operand's buffer that another of
+// its operands reads a part of: %s, element 3 of %e (a view 12 bytes in), is
+// broadcast over the product and would be read after the product overwrote
+// it. So the product takes the input's free slot, not %e's; the relu may
+// overwrite the product (its only operand).
+// CHECK-LABEL: func.func @no_overwrite_under_a_view
+// CHECK: %[[E:.*]] = kiln.exp %arg0 {kiln.arena_offset = 64 : i64}
+// CHECK: kiln.slice {{.*}}kiln.alias, kiln.arena_offset = 76 : i64}
+// CHECK: %[[M:.*]] = kiln.mul %[[E]], %{{.*}} {kiln.arena_offset = 0 : i64}
+// CHECK: kiln.relu %[[M]] {kiln.arena_offset = 0 : i64}
+func.func @no_overwrite_under_a_view(%x: tensor<8xf32>) -> tensor<8xf32> {
+  %three = kiln.constant dense<3> : tensor<1xi64>
+  %four = kiln.constant dense<4> : tensor<1xi64>
+  %one = kiln.constant dense<1> : tensor<1xi64>
+  %e = kiln.exp %x : tensor<8xf32>
+  %s = kiln.slice %e, %three, %four, %one {axes = array<i64: 0>} : (tensor<8xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<1xf32>
+  %m = kiln.mul %e, %s : (tensor<8xf32>, tensor<1xf32>) -> tensor<8xf32>
+  %r = kiln.relu %m : tensor<8xf32>
+  return %r : tensor<8xf32>
+}
