@@ -7,7 +7,6 @@ import ctypes
 import json
 import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -17,22 +16,8 @@ from onnx import numpy_helper
 
 import kiln
 import zoo
-from conftest import SHARED_MODELS
+from conftest import GPU, NVCC, SHARED_MODELS, needs_nvcc
 
-NVCC = shutil.which("nvcc") or next(
-    (p for p in ["/usr/local/cuda/bin/nvcc"] if os.access(p, os.X_OK)), None)
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit) is not installed")
-
-
-def gpu_present():
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return False
-    probe = subprocess.run([smi, "-L"], capture_output=True, text=True)
-    return probe.returncode == 0 and "GPU" in probe.stdout
-
-
-GPU = gpu_present()
 CASES = sorted(zoo.MODELS) + [f"real/{m}" for m in ["bert_rel", "din", "dlrm_bag"]]
 BUCKETS = [1, 8]
 KILN_ISA_CUDA = 1 << 3
