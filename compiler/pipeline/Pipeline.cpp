@@ -28,6 +28,7 @@ const std::vector<Stage> &stages() {
       {"infer-shapes",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createInferShapes());
+         pm.addPass(createCheckBucketRows());
        }},
       {"canonicalize",
        [](PassManager &pm, const CompileOptions &) {

@@ -31,6 +31,20 @@ def InferShapes : Pass<"kiln-infer-shapes", "mlir::func::FuncOp"> {
   }];
 }
 
+def CheckBucketRows : Pass<"kiln-check-bucket-rows", "mlir::ModuleOp"> {
+  let summary = "Check that every bucket computes rows of the same shape";
+  let description = [{
+    A bucketed model runs a request in the smallest bucket that holds it,
+    rows past the request's batch padded, so its rows must not depend on the
+    batch size. After shape inference, every output must have the same shape
+    in every bucket function (its leading dim aside when it is batched). An
+    output whose row shape changes with the batch (an in-batch product such
+    as [N, 1, 8] * [N, 8] -> [N, N, 8]) is an error naming it and both
+    shapes. This catches batch mixing that changes shapes; one that keeps
+    them (a softmax over the batch axis) is not detected.
+  }];
+}
+
 def RaiseQuantizedMatMul : Pass<"kiln-raise-quantized-matmul", "mlir::func::FuncOp"> {
   let summary = "Fold imported int8 products (MatMulInteger, QDQ) into int8 kiln.dense";
   let description = [{

@@ -103,9 +103,10 @@ def graph(seed):
             node("Reshape", [a, ints(0, -1)], (shape[0] * shape[1],))
 
     outputs = [values[-1]]
-    extra = values[rng.integers(1, len(values))]
-    if extra[0] != outputs[0][0]:
-        outputs.append(extra)
+    if len(values) > 1:
+        extra = values[rng.integers(1, len(values))]
+        if extra[0] != outputs[0][0]:
+            outputs.append(extra)
     g = helper.make_graph(
         nodes, f"random_{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WIDTH])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *s]) for n, s in outputs], inits)
