@@ -94,6 +94,18 @@ def test_op_matches_onnxruntime(case, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def compile_chain(nodes, inits, width, out_width, tmp_path):
+    """A graph x [N, width] -> out [N, out_width] of `nodes`, compiled with
+    buckets 1 and 4."""
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", F, ["N", width])],
+                              [helper.make_tensor_value_info("out", F, ["N", out_width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so", batch=[1, 4])
+    return tmp_path / "model.so"
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_a_slice_feeding_a_kernel(batch, tmp_path):
     # Exp -> Slice(columns 1:4) -> Relu. In the batch-1 bucket the slice is one
@@ -103,14 +115,8 @@ def test_a_slice_feeding_a_kernel(batch, tmp_path):
              helper.make_node("Slice", ["e", "s", "t", "a"], ["c"]),
              helper.make_node("Relu", ["c"], ["out"])]
     inits = [numpy_helper.from_array(i64(*v), n) for n, v in [("s", [1]), ("t", [4]), ("a", [1])]]
-    graph = helper.make_graph(nodes, "slice_view", [helper.make_tensor_value_info("x", F, ["N", 6])],
-                              [helper.make_tensor_value_info("out", F, ["N", 3])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "model.onnx")
-    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so", batch=[1, 4])
     x = f32(batch, 6)
-    with kiln.load(tmp_path / "model.so") as compiled:
+    with kiln.load(compile_chain(nodes, inits, 6, 3, tmp_path)) as compiled:
         got = compiled.run({"x": x})["out"]
     np.testing.assert_allclose(got, np.maximum(np.exp(x[:, 1:4]), 0), rtol=1e-6)
 
@@ -124,15 +130,8 @@ def test_a_product_with_a_view_of_its_operand(tmp_path):
              helper.make_node("Mul", ["t", "c"], ["out"])]
     inits = [numpy_helper.from_array(np.float32(1), "one")] + [
         numpy_helper.from_array(i64(v), n) for n, v in [("s", 3), ("e", 4), ("a", 1)]]
-    graph = helper.make_graph(nodes, "view", [helper.make_tensor_value_info("x", F, ["N", 8])],
-                              [helper.make_tensor_value_info("out", F, ["N", 8])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "model.onnx")
-    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so", batch=[1, 4])
-    for batch in [1, 3]:
-        x = f32(batch, 8)
-        with kiln.load(tmp_path / "model.so") as compiled:
-            got = compiled.run({"x": x})["out"]
-        t = x + 1
-        np.testing.assert_allclose(got, t * t[:, 3:4], rtol=1e-6)
+    with kiln.load(compile_chain(nodes, inits, 8, 8, tmp_path)) as compiled:
+        for batch in [1, 3]:
+            x = f32(batch, 8)
+            t = x + 1
+            np.testing.assert_allclose(compiled.run({"x": x})["out"], t * t[:, 3:4], rtol=1e-6)
