@@ -362,9 +362,15 @@ def build_of(task):
     reduced-precision or host-table build is likely in every model's, a
     hang in an f32 build in that model's."""
     kind, name, *args = task
-    build = {"precision": lambda: "cuda-" + args[0], "bad_id": lambda: args[0],
-             "host_tables": lambda: "cuda-host", "time_host_tables": lambda: "cuda-host"}.get(kind, lambda: "cuda")()
-    return ("every", build) if build != "cuda" else (name, build)
+    if kind == "precision":
+        build = "cuda-" + args[0]
+    elif kind == "bad_id":
+        build = args[0]
+    elif kind in ("host_tables", "time_host_tables"):
+        build = "cuda-host"
+    else:
+        return (name, "cuda")
+    return ("every", build)
 
 
 class Lines:

@@ -28,6 +28,12 @@ def reference(model, inputs):
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs)))
 
 
+def assert_same(got, want, seed, batch):
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5,
+                                   err_msg=f"seed {seed}, batch {batch}, output {name}")
+
+
 def compiled(seed, tmp_path, target="cpu"):
     model = random_graphs.graph(seed)
     path = os.path.join(tmp_path, "model.onnx")
@@ -43,10 +49,7 @@ def test_matches_onnxruntime(seed, tmp_path):
     with kiln.load(so) as m:
         for batch in [1, 3, 4]:
             inputs = feeds(seed, batch)
-            want, got = reference(model, inputs), m.run(inputs)
-            for name in want:
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5,
-                                           err_msg=f"seed {seed}, batch {batch}, output {name}")
+            assert_same(m.run(inputs), reference(model, inputs), seed, batch)
 
 
 @needs_nvcc
@@ -60,7 +63,4 @@ def test_cuda_builds_and_matches_the_cpu(seed, tmp_path):
     with kiln.load(cpu_so) as cpu, kiln.load(so) as gpu:
         for batch in [1, 3]:
             inputs = feeds(seed, batch)
-            want, got = cpu.run(inputs), gpu.run(inputs)
-            for name in want:
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5,
-                                           err_msg=f"seed {seed}, batch {batch}, output {name}")
+            assert_same(gpu.run(inputs), cpu.run(inputs), seed, batch)
