@@ -5,6 +5,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include "Weights.h"
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,8 +30,11 @@ struct CudaOptions {
 struct ModelInfo {
   std::string compilerVersion;
   std::string modelHash;
-  /// File name the generated source's `.incbin` reads the weights from,
-  /// found through the assembler's include path.
+  /// Embedded weights: the file name the generated source's `.incbin`
+  /// reads them from, found through the assembler's include path.
+  std::string embeddedWeightsFile = "kiln_weights.bin";
+  /// Weights in a file beside the .so instead (kiln compile --weights-file):
+  /// its name, which the descriptor records; empty to embed them.
   std::string weightsFile;
   /// Time every op (`profile.h`, CPU only); the model prints the table when unloaded.
   bool profile = false;
@@ -47,10 +52,12 @@ struct ModelInfo {
 /// Translates a module of planned `@main_b<N>` functions into one
 /// translation unit: an entry point per bucket calling the target's kernels
 /// at the planned arena offsets, and the exported model descriptor (with the
-/// device hooks of session.cuh for CUDA). Constant bytes are appended to
-/// `weights` (64-byte aligned, each constant once).
+/// device hooks of session.cuh for CUDA). Constants are laid out in
+/// `weights` (64-byte aligned, each once, a CUDA model's host tables last);
+/// with `info.weightsFile` set, `weightsHash` is their hash, which the
+/// descriptor records and the weights file's header must carry.
 mlir::LogicalResult emitModel(mlir::ModuleOp module, const ModelInfo &info, llvm::raw_ostream &os,
-                              std::vector<char> &weights);
+                              WeightImage &weights, uint64_t &weightsHash);
 
 } // namespace kiln
 

@@ -160,13 +160,8 @@ LogicalResult MatMulOp::verify() {
   return success();
 }
 
-/// Raw bytes of a constant in the runtime's layout (i1 as one byte).
-std::vector<char> constantBytes(ElementsAttr attr) {
-  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr)) {
-    ArrayRef<char> data = resource.getRawHandle().getBlob()->getData();
-    return {data.begin(), data.end()};
-  }
-  auto dense = cast<DenseElementsAttr>(attr);
+/// A dense attribute's bytes in the runtime's layout, splats expanded.
+static std::vector<char> denseBytes(DenseElementsAttr dense) {
   auto type = dense.getType();
   Type e = type.getElementType();
   std::vector<char> bytes;
@@ -185,13 +180,27 @@ std::vector<char> constantBytes(ElementsAttr attr) {
   return {raw.begin(), raw.end()};
 }
 
+ArrayRef<char> constantData(ElementsAttr attr, std::vector<char> &storage) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(attr))
+    return resource.getRawHandle().getBlob()->getData();
+  storage = denseBytes(cast<DenseElementsAttr>(attr));
+  return storage;
+}
+
+std::vector<char> constantBytes(ElementsAttr attr) {
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr))
+    return denseBytes(dense);
+  std::vector<char> unused;
+  ArrayRef<char> data = constantData(attr, unused);
+  return {data.begin(), data.end()};
+}
+
 ElementsAttr makeConstant(RankedTensorType type, ArrayRef<char> bytes, StringRef name) {
-  constexpr size_t kInlineBytes = 256;
   if (type.getElementType().isInteger(1)) {
     SmallVector<bool> bits(bytes.begin(), bytes.end());
     return DenseElementsAttr::get(type, ArrayRef<bool>(bits));
   }
-  if (bytes.size() <= kInlineBytes)
+  if (bytes.size() <= kInlineConstantBytes)
     return DenseElementsAttr::getFromRawBuffer(type, bytes);
   return DenseResourceElementsAttr::get(type, name,
                                         HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64));

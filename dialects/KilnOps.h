@@ -43,8 +43,16 @@ std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 /// Raw bytes of a constant in the runtime's layout (i1 as one byte).
 std::vector<char> constantBytes(mlir::ElementsAttr attr);
 
-/// A constant holding `bytes` (in the runtime's layout) as `type`; above a
-/// few hundred bytes it is a 64-byte aligned dense_resource blob named `name`.
+/// The same without a copy where the constant is a resource blob (every
+/// weight and table): a view of the blob, else of `storage`, which is filled.
+llvm::ArrayRef<char> constantData(mlir::ElementsAttr attr, std::vector<char> &storage);
+
+/// Constants up to this size are inline dense attributes; larger ones are
+/// resource blobs, so that their bytes are held once.
+constexpr size_t kInlineConstantBytes = 256;
+
+/// A constant holding `bytes` (in the runtime's layout) as `type`; above
+/// kInlineConstantBytes it is a 64-byte aligned dense_resource blob named `name`.
 mlir::ElementsAttr makeConstant(mlir::RankedTensorType type, llvm::ArrayRef<char> bytes,
                                 llvm::StringRef name);
 

@@ -3,12 +3,14 @@
 // A thin, faithful importer: it resolves ONNX's quirks once (opset-dependent
 // operand/attribute forms, negative axes, defaults, 1-D matmul operands) so
 // that every kiln op has a single meaning. Initialisers larger than a few
-// hundred bytes become resource blobs, so weight bytes are held once.
+// hundred bytes become resource blobs, so weight bytes are held once; those
+// stored as external data view a read-only map of their file (ExternalData).
 //
 //===----------------------------------------------------------------------===//
 
 #include "OnnxImporter.h"
 
+#include "ExternalData.h"
 #include "LoopIdioms.h"
 
 #include "dialects/KilnOps.h"
@@ -31,8 +33,6 @@ using namespace mlir;
 namespace kiln {
 namespace {
 
-/// Initialisers up to this size stay ordinary (foldable) dense attributes.
-
 /// Reported as "node 'name' (#index, OpType): message".
 struct ImportError {
   std::string message;
@@ -41,7 +41,7 @@ struct ImportError {
 class Importer {
 public:
   Importer(MLIRContext &context, const onnx::ModelProto &model, const std::string &path)
-      : ctx(context), model(model), builder(&context), path(path) {}
+      : ctx(context), model(model), builder(&context), path(path), externalData(path) {}
 
   OwningOpRef<ModuleOp> run();
 
@@ -61,6 +61,7 @@ private:
   Type elementType(int32_t onnxType, const std::string &what);
   RankedTensorType valueType(const onnx::ValueInfoProto &info, bool &batched);
   ElementsAttr tensorAttr(const onnx::TensorProto &tensor);
+  std::string describeTensor(const std::string &name) const;
 
   // Node helpers.
   Value input(int i);
@@ -83,6 +84,7 @@ private:
   const onnx::ModelProto &model;
   OpBuilder builder;
   std::string path;
+  ExternalData externalData;
   int64_t opset = 0;
   llvm::StringMap<Value> values;
   llvm::StringMap<const onnx::TensorProto *> constants;
@@ -223,22 +225,52 @@ std::vector<char> tensorBytes(const onnx::TensorProto &t, size_t count, size_t w
 
 namespace {
 
+/// "tensor 'name' (used by node 'n' (#i, Op))", naming the first node of
+/// the main graph that reads it.
+std::string Importer::describeTensor(const std::string &name) const {
+  std::string what = "tensor '" + name + "'";
+  const auto &nodes = model.graph().node();
+  for (int i = 0; i < nodes.size(); ++i)
+    if (llvm::is_contained(nodes[i].input(), name))
+      return what + " (used by node '" + (nodes[i].name().empty() ? "" : nodes[i].name()) +
+             "' (#" + std::to_string(i) + ", " + nodes[i].op_type() + "))";
+  return what;
+}
+
 ElementsAttr Importer::tensorAttr(const onnx::TensorProto &t) {
   std::string what = "tensor '" + t.name() + "'";
-  if (t.data_location() == onnx::TensorProto::EXTERNAL)
-    fail(what + " uses external data, which kiln does not read yet");
+  const bool external = t.data_location() == onnx::TensorProto::EXTERNAL;
+  if (external)
+    what = describeTensor(t.name());
   Type element = elementType(t.data_type(), what);
   SmallVector<int64_t> dims(t.dims().begin(), t.dims().end());
   if (llvm::any_of(dims, [](int64_t d) { return d < 0; }))
     fail(what + ": negative dimension");
+  const uint64_t width = element.isInteger(1) ? 1 : element.getIntOrFloatBitWidth() / 8;
+  uint64_t count = 1, bytes = 0;
+  for (int64_t d : dims)
+    if (__builtin_mul_overflow(count, uint64_t(d), &count))
+      fail(what + ": its dims' product overflows 64 bits");
+  if (__builtin_mul_overflow(count, width, &bytes) || count > uint64_t(INT64_MAX))
+    fail(what + ": its byte size overflows 64 bits");
   auto type = RankedTensorType::get(dims, element);
-  size_t count = type.getNumElements();
-  size_t width = element.isInteger(1) ? 1 : element.getIntOrFloatBitWidth() / 8;
+  StringRef name = t.name().empty() ? "weight" : t.name();
   std::string error;
-  std::vector<char> bytes = tensorBytes(t, count, width, error);
+  if (external) {
+    FailureOr<AsmResourceBlob> blob = externalData.read(t, bytes, width, error);
+    if (failed(blob))
+      fail(what + ": external data " + error);
+    // Small tensors stay foldable inline attributes, as in the model file.
+    if (bytes <= kInlineConstantBytes || element.isInteger(1))
+      return makeConstant(type, blob->getData(), name);
+    return DenseResourceElementsAttr::get(type, name, std::move(*blob));
+  }
+  if (t.has_raw_data() && t.raw_data().size() == bytes) // the common case, copied once
+    return makeConstant(type, ArrayRef<char>(t.raw_data().data(), bytes), name);
+  std::vector<char> data = tensorBytes(t, count, width, error);
   if (!error.empty())
     fail(what + ": " + error);
-  return makeConstant(type, bytes, t.name().empty() ? "weight" : t.name());
+  return makeConstant(type, data, name);
 }
 
 bool Importer::hasInput(int i) const { return i < node->input_size() && !node->input(i).empty(); }

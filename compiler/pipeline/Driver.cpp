@@ -4,6 +4,7 @@
 
 #include "codegen/ModelSource.h"
 #include "codegen/Toolchain.h"
+#include "codegen/Weights.h"
 #include "compiler/import/OnnxImporter.h"
 #include "dialects/KilnOps.h"
 
@@ -125,6 +126,23 @@ std::string quantizationName(const CompileOptions &options) {
   return name.empty() ? "none" : name;
 }
 
+double seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+/// The bytes of the module's distinct constants: what decides, before
+/// emission, whether the weights are embedded (the layout adds only padding).
+uint64_t distinctConstantBytes(ModuleOp module) {
+  llvm::DenseSet<Attribute> seen;
+  uint64_t bytes = 0;
+  module.walk([&](ConstantOp c) {
+    auto type = cast<RankedTensorType>(c.getType());
+    if (seen.insert(c.getValue()).second)
+      bytes += uint64_t(type.getNumElements()) * elementBytes(type.getElementType());
+  });
+  return bytes;
+}
+
 LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> write) {
   std::string error;
   auto file = openOutputFile(path, &error);
@@ -236,7 +254,7 @@ LogicalResult compileModel(const CompileOptions &options) {
       return failure();
   }
   if (options.hostTablesOver >= 0 && !options.quiet) {
-    llvm::DenseSet<Attribute> tables; // each bucket has its copy of a table
+    llvm::DenseSet<Attribute> tables; // each bucket has its op for a table
     uint64_t bytes = 0;
     module->walk([&](ConstantOp c) {
       if (c->hasAttr("kiln.on_host") && tables.insert(c.getValue()).second)
@@ -270,18 +288,36 @@ LogicalResult compileModel(const CompileOptions &options) {
       llvm::sys::fs::remove_directories(dir);
   });
 
-  ModelInfo info{KILN_VERSION,    modelHash(options.input, options), "kiln_weights.bin",
-                 options.profile, quantizationName(options),         options.f32WeightsBytes};
+  ModelInfo info;
+  info.compilerVersion = KILN_VERSION;
+  info.modelHash = modelHash(options.input, options);
+  info.profile = options.profile;
+  info.quantization = quantizationName(options);
+  info.f32WeightsBytes = options.f32WeightsBytes;
+  const uint64_t constantBytes = distinctConstantBytes(*module);
+  if (options.weights == "embed" && constantBytes > kEmbedLimitBytes) {
+    llvm::errs() << "kiln: error: " << llvm::format("%.2f", constantBytes / 1073741824.0)
+                 << " GiB of weights are too many to embed in a .so (the limit is "
+                 << kEmbedLimitBytes / 1073741824 << " GiB): use --weights-file, which writes "
+                 << "them to " << llvm::sys::path::filename(weightsFilePath(options.output))
+                 << " beside it\n";
+    return failure();
+  }
+  const bool weightsFile = options.weights == "file" ||
+                           (options.weights == "auto" && constantBytes > kEmbedLimitBytes);
+  if (weightsFile)
+    info.weightsFile = llvm::sys::path::filename(weightsFilePath(options.output)).str();
   info.cpu = options.cpu == "avx512-vnni" ? CpuIsa::Avx512Vnni : CpuIsa::Avx2;
   if (cuda)
     info.cuda = CudaOptions{options.cudaSm, llvm::find_if(kPrecisions, [&](const auto &p) {
                                               return p.first == options.precision;
                                             })->second.str()};
   std::string source;
-  std::vector<char> weights;
+  WeightImage weights;
+  uint64_t weightsHash = 0;
   {
     llvm::raw_string_ostream os(source);
-    if (failed(emitModel(*module, info, os, weights)))
+    if (failed(emitModel(*module, info, os, weights, weightsHash)))
       return failure();
   }
   if (options.emit == "cpp")
@@ -293,17 +329,33 @@ LogicalResult compileModel(const CompileOptions &options) {
 
   std::string error;
   const std::string sourceName = cuda ? "model.cu" : "model.cpp";
-  if (failed(writeOutput((dir + "/" + sourceName).str(), [&](raw_ostream &os) { os << source; })) ||
-      failed(writeOutput((dir + "/kiln_weights.bin").str(),
-                         [&](raw_ostream &os) { os.write(weights.data(), weights.size()); })))
+  if (failed(writeOutput((dir + "/" + sourceName).str(), [&](raw_ostream &os) { os << source; })))
     return failure();
+  // The weights file first: a process that opens the old .so meanwhile is
+  // refused by the hash, never served the new weights with the old code.
+  if (weightsFile) {
+    const std::string path = weightsFilePath(options.output);
+    auto start = std::chrono::steady_clock::now();
+    if (!writeWeightsFile(path, weights, weightsHash, info.modelHash, error)) {
+      llvm::errs() << "kiln: error: " << error << "\n";
+      return failure();
+    }
+    if (!options.quiet)
+      llvm::errs() << "kiln: wrote " << path << " ("
+                   << llvm::format("%.1f", weights.size() / 1048576.0) << " MiB) in "
+                   << llvm::format("%.1f", seconds(start)) << " s\n";
+  } else if (failed(writeOutput((dir + "/" + info.embeddedWeightsFile).str(),
+                                [&](raw_ostream &os) { weights.write(os); }))) {
+    return failure();
+  }
   if (failed(writeSupportHeaders(dir, error))) {
     llvm::errs() << "kiln: error: " << error << "\n";
     return failure();
   }
   if (!options.quiet)
     llvm::errs() << "kiln: emit-cpp done (" << source.size() / 1024 << " KiB source, "
-                 << weights.size() / 1024 << " KiB weights); building " << options.output
+                 << weights.size() / 1024 << " KiB weights"
+                 << (weightsFile ? " in a weights file" : "") << "); building " << options.output
                  << (cuda                    ? " with nvcc for sm_" + std::to_string(options.cudaSm)
                      : options.cpu != "avx2" ? " for " + options.cpu
                                              : "")
@@ -315,12 +367,8 @@ LogicalResult compileModel(const CompileOptions &options) {
     return failure();
   }
   if (!options.quiet)
-    llvm::errs()
-        << "kiln: wrote " << options.output << " in "
-        << llvm::format(
-               "%.1f",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
-        << " s\n";
+    llvm::errs() << "kiln: wrote " << options.output << " in "
+                 << llvm::format("%.1f", seconds(start)) << " s\n";
   return success();
 }
 

@@ -115,6 +115,12 @@ CompileOptions f32Options(const CompileOptions &options) {
   return f32;
 }
 
+std::string weightsFilePath(const std::string &output) {
+  llvm::StringRef base(output);
+  base.consume_back(".so");
+  return (base + ".weights").str();
+}
+
 const std::vector<std::string> &pipelineStages() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> out;

@@ -49,7 +49,19 @@ struct CompileOptions {
   uint64_t f32WeightsBytes = 0;
   /// Graph inputs to bake in as constants: name -> TensorProto file.
   std::vector<std::pair<std::string, std::string>> freeze;
+  /// Where the weights go: "auto" (embedded up to kEmbedLimitBytes, else a
+  /// weights file), "file" (always the weights file beside the .so) or
+  /// "embed" (always embedded; refused above kEmbedLimitBytes).
+  std::string weights = "auto";
 };
+
+/// The most weight bytes a model .so embeds: its read-only data must stay
+/// within the reach of its code's 32-bit displacements, with room to spare.
+constexpr uint64_t kEmbedLimitBytes = uint64_t(1) << 30;
+
+/// Where `kiln compile -o OUTPUT` writes the weights file: OUTPUT with its
+/// `.so` suffix replaced by `.weights` (appended where it has none).
+std::string weightsFilePath(const std::string &output);
 
 /// The same compile at f32 for the CPU: no quantisation, no calibrated
 /// ranges, and the AVX2 build (f32 code gains nothing from AVX-512 VNNI).

@@ -10,7 +10,12 @@
 #include "thread_pool.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +30,13 @@ struct kiln_model {
   void *device_state;
   /// Opened by kiln_model_open_descriptor: no device state, no sessions.
   bool descriptor_only;
+  /// A model whose weights are in a weights file: the file's read-only map,
+  /// its path, and the descriptor with `weights` pointing into the map
+  /// (which `abi` then points to).
+  void *weights_map = nullptr;
+  size_t weights_map_bytes = 0;
+  char weights_path[4096] = {};
+  kiln_abi_model mapped = {};
 };
 
 struct kiln_session {
@@ -161,6 +173,84 @@ bool checkBounds(kiln_session *s, const kiln_abi_tensor &spec, const void *data,
   return true;
 }
 
+/// Maps the weights file the descriptor names, from the folder of the .so at
+/// `path`, and checks its header against the descriptor.
+kiln_status mapWeights(kiln_model *m, const char *path, char *error, size_t error_size) {
+  const kiln_abi_model *abi = m->abi;
+  const char *name = abi->weights_file;
+  if (!*name || std::strchr(name, '/') || std::strcmp(name, ".") == 0 ||
+      std::strcmp(name, "..") == 0) {
+    format(error, error_size, "%s: a corrupt descriptor: weights file name '%s'", path, name);
+    return KILN_ERROR_NOT_A_MODEL;
+  }
+  const char *slash = std::strrchr(path, '/');
+  const int folder = slash ? int(slash - path) : 1;
+  if (std::snprintf(m->weights_path, sizeof m->weights_path, "%.*s/%s", folder,
+                    slash ? path : ".", name) >= int(sizeof m->weights_path)) {
+    format(error, error_size, "%s: the path of its weights file is too long", path);
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  const char *file = m->weights_path;
+  int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    format(error, error_size, "%s: cannot open its weights file %s: %s", path, file,
+           std::strerror(errno));
+    return KILN_ERROR_NOT_A_MODEL;
+  }
+  struct stat st;
+  const uint64_t expected = uint64_t(KILN_WEIGHTS_HEADER_BYTES) + abi->weights_bytes;
+  kiln_status status = KILN_OK;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    format(error, error_size, "%s: its weights file %s is not a regular file", path, file);
+    status = KILN_ERROR_NOT_A_MODEL;
+  } else if (uint64_t(st.st_size) != expected) {
+    format(error, error_size,
+           "%s: its weights file %s holds %llu bytes, the model was built with %llu (truncated, "
+           "or from another compile)",
+           path, file, (unsigned long long)st.st_size, (unsigned long long)expected);
+    status = KILN_ERROR_NOT_A_MODEL;
+  } else {
+    void *map = mmap(nullptr, expected, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+      format(error, error_size, "%s: cannot map its weights file %s: %s", path, file,
+             std::strerror(errno));
+      status = KILN_ERROR_OUT_OF_MEMORY;
+    } else {
+      m->weights_map = map;
+      m->weights_map_bytes = expected;
+    }
+  }
+  close(fd);
+  if (status != KILN_OK)
+    return status;
+  kiln_weights_header header;
+  std::memcpy(&header, m->weights_map, sizeof header);
+  if (std::memcmp(header.magic, KILN_WEIGHTS_MAGIC, sizeof KILN_WEIGHTS_MAGIC) != 0 ||
+      header.version != KILN_WEIGHTS_VERSION ||
+      header.header_bytes != KILN_WEIGHTS_HEADER_BYTES) {
+    format(error, error_size, "%s: %s is not a kiln weights file of format version %d", path, file,
+           KILN_WEIGHTS_VERSION);
+    return KILN_ERROR_NOT_A_MODEL;
+  }
+  if (header.data_bytes != abi->weights_bytes || header.data_hash != abi->weights_hash) {
+    format(error, error_size,
+           "%s: its weights file %s is from another compile (hash %016llx, the model was built "
+           "with %016llx)",
+           path, file, (unsigned long long)header.data_hash, (unsigned long long)abi->weights_hash);
+    return KILN_ERROR_NOT_A_MODEL;
+  }
+  m->mapped = *abi;
+  m->mapped.weights = static_cast<const uint8_t *>(m->weights_map) + KILN_WEIGHTS_HEADER_BYTES;
+  m->abi = &m->mapped;
+  return KILN_OK;
+}
+
+void freeModel(kiln_model *m) {
+  if (m->weights_map)
+    munmap(m->weights_map, m->weights_map_bytes);
+  delete m;
+}
+
 } // namespace
 
 extern "C" {
@@ -243,6 +333,10 @@ kiln_status openModel(const char *path, kiln_model **model, char *error, size_t 
   } else if (abi->num_buckets < 1) {
     format(error, error_size, "%s: the model has no batch buckets", path);
     status = KILN_ERROR_NOT_A_MODEL;
+  } else if ((abi->abi_minor < 6 || !abi->weights_file) && !abi->weights && abi->weights_bytes) {
+    format(error, error_size, "%s: a corrupt descriptor: weights neither embedded nor in a file",
+           path);
+    status = KILN_ERROR_NOT_A_MODEL;
   } else if ((abi->isa & KILN_ISA_CUDA) && (abi->abi_minor < 2 || !abi->device)) {
     format(error, error_size, "%s: a device model without device hooks", path);
     status = KILN_ERROR_NOT_A_MODEL;
@@ -253,12 +347,17 @@ kiln_status openModel(const char *path, kiln_model **model, char *error, size_t 
     if (!*model) {
       format(error, error_size, "out of memory");
       status = KILN_ERROR_OUT_OF_MEMORY;
-    } else if (device && !descriptorOnly) {
+    } else {
+      if (abi->abi_minor >= 6 && abi->weights_file)
+        status = mapWeights(*model, path, error, error_size);
       char reason[512] = "";
-      if (device->open(abi, &(*model)->device_state, reason, sizeof reason) != 0) {
+      if (status == KILN_OK && device && !descriptorOnly &&
+          device->open((*model)->abi, &(*model)->device_state, reason, sizeof reason) != 0) {
         format(error, error_size, "%s: %s", path, reason);
         status = KILN_ERROR_UNSUPPORTED_TARGET;
-        delete *model;
+      }
+      if (status != KILN_OK) {
+        freeModel(*model);
         *model = nullptr;
       }
     }
@@ -285,7 +384,7 @@ void kiln_model_close(kiln_model *model) {
   if (model->device && !model->descriptor_only)
     model->device->close(model->device_state);
   dlclose(model->handle);
-  delete model;
+  freeModel(model);
 }
 
 void kiln_model_get_info(const kiln_model *model, kiln_model_info *info) {
@@ -345,6 +444,10 @@ uint64_t kiln_model_f32_weights_bytes(const kiln_model *model) {
   if (model->abi->abi_minor < 1 || !model->abi->f32_weights_bytes)
     return model->abi->weights_bytes;
   return model->abi->f32_weights_bytes;
+}
+
+const char *kiln_model_weights_path(const kiln_model *model) {
+  return model && model->weights_map ? model->weights_path : nullptr;
 }
 
 uint64_t kiln_model_host_weights_bytes(const kiln_model *model) {

@@ -101,8 +101,10 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   // A model whose check did not pass (or could not run) is not left behind.
   bool checked = false;
   llvm::scope_exit removeUnchecked([&] {
-    if (!checked)
+    if (!checked) {
       llvm::sys::fs::remove(options.output);
+      llvm::sys::fs::remove(weightsFilePath(options.output));
+    }
   });
 
   std::vector<OutputStats> stats;

@@ -10,12 +10,16 @@
 #include "Calibration.h"
 #include "TensorIO.h"
 
+#include "codegen/Weights.h"
 #include "compiler/pipeline/Driver.h"
+#include "kiln/model_abi.h"
 #include "kiln/runtime.h"
 #include "kiln/runtime.hpp"
 
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -25,6 +29,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 using namespace kiln;
 
@@ -74,6 +79,8 @@ void inspect(const kiln_model *m, bool json) {
       os << " (quantized " << kiln_model_quantization(m) << "; " << f32Bytes << " bytes at f32, "
          << llvm::format("%.2f", info.weights_bytes ? double(f32Bytes) / info.weights_bytes : 1.0)
          << "x smaller)";
+    if (const char *file = kiln_model_weights_path(m))
+      os << "\n  weights file: " << file << " (mapped read-only)";
     if (uint64_t host = kiln_model_host_weights_bytes(m))
       os << "\n  in host memory: " << host << " bytes of embedding tables; "
          << info.weights_bytes - host << " bytes on the device";
@@ -114,7 +121,9 @@ void inspect(const kiln_model *m, bool json) {
      << ",\n  \"weights_bytes\": " << info.weights_bytes
      << ",\n  \"quantization\": " << str(kiln_model_quantization(m))
      << ",\n  \"f32_weights_bytes\": " << kiln_model_f32_weights_bytes(m)
-     << ",\n  \"host_weights_bytes\": " << kiln_model_host_weights_bytes(m);
+     << ",\n  \"host_weights_bytes\": " << kiln_model_host_weights_bytes(m)
+     << ",\n  \"weights_file\": "
+     << (kiln_model_weights_path(m) ? str(kiln_model_weights_path(m)) : std::string("null"));
   for (auto [label, list] : {std::pair{"inputs", &inputs}, std::pair{"outputs", &outputs}}) {
     os << ",\n  \"" << label << "\": [";
     for (size_t i = 0; i < list->size(); ++i) {
@@ -141,6 +150,37 @@ void inspect(const kiln_model *m, bool json) {
        << ", \"arena_bytes\": " << kiln_model_bucket_arena_bytes(m, b)
        << ", \"arena_lower_bound\": " << kiln_model_bucket_arena_lower_bound(m, b) << "}";
   os << "]\n}\n";
+}
+
+/// kiln inspect --verify-weights: the whole weights file against the hash in
+/// its header, which opening the model checked against the descriptor.
+int verifyWeights(const kiln_model *m) {
+  const char *path = kiln_model_weights_path(m);
+  if (!path) {
+    llvm::outs() << "weights: embedded in the .so (checked by the loader with the code)\n";
+    return 0;
+  }
+  auto file = llvm::MemoryBuffer::getFile(path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  if (!file)
+    return fail(std::string(path) + ": " + file.getError().message());
+  llvm::ArrayRef<char> bytes((*file)->getBufferStart(), (*file)->getBufferSize());
+  kiln_weights_header header;
+  std::memcpy(&header, bytes.data(), sizeof header); // the open checked its size
+  auto start = std::chrono::steady_clock::now();
+  WeightsHasher hasher;
+  hasher.update(bytes.drop_front(header.header_bytes));
+  const uint64_t hash = hasher.finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (hash != header.data_hash)
+    return fail(std::string(path) + ": the weights do not match their hash (" +
+                llvm::utohexstr(hash, true, 16) + ", the model was built with " +
+                llvm::utohexstr(header.data_hash, true, 16) +
+                "): the file was modified after the compile");
+  llvm::outs() << "weights: " << path << ": " << header.data_bytes << " bytes match hash "
+               << llvm::utohexstr(hash, true, 16) << " ("
+               << llvm::format("%.2f", seconds) << " s)\n";
+  return 0;
 }
 
 /// Orders `given` like the model's inputs: by name for .npz, by position for
@@ -371,6 +411,17 @@ int main(int argc, char **argv) {
     stages += (stages.empty() ? "" : ", ") + s;
   compile->add_option("--stop-after", options.stopAfter, "Stop after this stage: " + stages);
   compile->add_flag("--keep-temps", options.keepTemps, "Keep the generated source and weights");
+  auto *weightsFileFlag = compile->add_flag_callback(
+      "--weights-file", [&] { options.weights = "file"; },
+      "Write the weights to a file beside the .so (OUTPUT with .so replaced by .weights), which "
+      "the runtime maps read-only when the model is opened, shared by every process on the "
+      "host. The default for models over 1 GiB of weights; the .so holds code and descriptor");
+  compile
+      ->add_flag_callback(
+          "--embed-weights", [&] { options.weights = "embed"; },
+          "Always embed the weights in the .so (the default up to 1 GiB of weights); a model "
+          "with more is refused with a pointer to --weights-file")
+      ->excludes(weightsFileFlag);
   std::vector<std::string> freeze;
   compile->add_option("--freeze", freeze,
                       "NAME=FILE.pb: compile input NAME as the constant in that ONNX TensorProto "
@@ -433,6 +484,11 @@ int main(int argc, char **argv) {
   auto *inspectCmd = app.add_subcommand("inspect", "Print a compiled model's descriptor");
   inspectCmd->add_option("model", modelPath, "Compiled model .so")->required();
   inspectCmd->add_flag("--json", json, "Print JSON");
+  bool verifyWeightsFlag = false;
+  inspectCmd->add_flag("--verify-weights", verifyWeightsFlag,
+                       "Also hash the whole weights file (kiln compile --weights-file) and check "
+                       "it against the hash the model was built with; opening checks only its "
+                       "size and header");
 
   std::string inputsPath, outputPath;
   int repeat = 20;
@@ -533,7 +589,7 @@ int main(int argc, char **argv) {
     Model model(modelPath, /*descriptorOnly=*/inspectCmd->parsed());
     if (inspectCmd->parsed()) {
       inspect(model.get(), json);
-      return 0;
+      return verifyWeightsFlag ? verifyWeights(model.get()) : 0;
     }
     std::vector<HostTensor> inputs;
     std::string error;

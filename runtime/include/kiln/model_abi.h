@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 5
+#define KILN_ABI_MINOR 6
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -113,7 +113,30 @@ typedef struct kiln_abi_model {
    * (embedding tables, kiln compile --host-tables-over): the last ones. The
    * model uploads the others to the device. */
   uint64_t host_weights_bytes;
+  /* Since 2.6: where the weights live when they are not embedded (weights is
+   * then NULL): the file name of a weights file in the .so's folder, which
+   * kiln_model_open maps read-only, and the hash of its data that the file's
+   * header must carry. NULL and 0 for embedded weights. */
+  const char *weights_file;
+  uint64_t weights_hash;
 } kiln_abi_model;
+
+/* The header of a weights file (kiln compile --weights-file): the data, the
+ * model's weights_bytes, follow at offset header_bytes (a multiple of the
+ * page size, so every weight keeps its 64-byte alignment in the map). */
+#define KILN_WEIGHTS_MAGIC "KILNWGT"
+#define KILN_WEIGHTS_VERSION 1
+#define KILN_WEIGHTS_HEADER_BYTES 4096
+typedef struct kiln_weights_header {
+  char magic[8]; /* KILN_WEIGHTS_MAGIC, NUL-terminated */
+  uint32_t version;
+  uint32_t header_bytes;
+  uint64_t data_bytes;
+  /* kiln's chunked xxh3 of the data (kiln inspect --verify-weights
+   * recomputes it); equal to the descriptor's weights_hash. */
+  uint64_t data_hash;
+  char model_hash[32]; /* the descriptor's model_hash, NUL-terminated */
+} kiln_weights_header;
 
 #ifdef __cplusplus
 }

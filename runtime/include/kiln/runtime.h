@@ -74,8 +74,12 @@ typedef struct kiln_model_info {
   uint64_t weights_bytes;
 } kiln_model_info;
 
-/* Opens a compiled model. On failure *model is NULL and `error` (if not NULL)
- * receives a NUL-terminated reason. */
+/* Opens a compiled model. A model built with its weights in a file maps that
+ * file (named in the descriptor, in the .so's folder) read-only and refuses
+ * it when it is missing, truncated or from another compile (its header's
+ * size and hash against the descriptor's); the map is a map, not a read, so
+ * opening takes the same time at any size. On failure *model is NULL and
+ * `error` (if not NULL) receives a NUL-terminated reason. */
 KILN_API kiln_status kiln_model_open(const char *path, kiln_model **model, char *error,
                                      size_t error_size);
 /* Opens a compiled model to read its descriptor only (kiln inspect): the
@@ -103,6 +107,10 @@ KILN_API uint64_t kiln_model_f32_weights_bytes(const kiln_model *model);
  * tables placed there by `kiln compile --host-tables-over`); the rest are
  * uploaded to the device. 0 for every other model. */
 KILN_API uint64_t kiln_model_host_weights_bytes(const kiln_model *model);
+/* The weights file a model maps read-only (kiln compile --weights-file: the
+ * file the descriptor names, in the .so's folder; its pages are shared by
+ * every process that opens the model), or NULL for embedded weights. */
+KILN_API const char *kiln_model_weights_path(const kiln_model *model);
 KILN_API int32_t kiln_model_num_buckets(const kiln_model *model);
 /* Batch size of bucket `index` (ascending), or -1. */
 KILN_API int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index);

@@ -81,6 +81,9 @@ struct Exec {
   int *error = nullptr;     // mapped host word: the site of a failed check, 0 if none
   int *hostError = nullptr; // the same word at its host address, for host work
   const kiln_abi_exec *hostThreads = nullptr; // the session's CPU threads, for host work
+  /// The tables kept in host memory (the last weights: embedded, or mapped
+  /// from the weights file).
+  const uint8_t *hostWeights = nullptr;
   Precision precision = Precision::Fp32;
   int maxBlocks = 65535;
   /// The message of the op being emitted (set by the generated code before a

@@ -226,6 +226,7 @@ int sessionCreate(void *state, const kiln_abi_exec *cpu, void **session, char *m
   Exec &e = s->exec;
   e.precision = C.precision;
   e.hostThreads = cpu;
+  e.hostWeights = m->weights + (m->weights_bytes - m->host_weights_bytes);
   auto failed = [&](int rc) {
     sessionDestroy(s);
     return rc;
