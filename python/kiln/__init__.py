@@ -60,12 +60,23 @@ class _SessionOptions(ctypes.Structure):
                 ("arena_bytes", ctypes.c_uint64)]
 
 
+class _ModelInfo(ctypes.Structure):
+    _fields_ = [("abi_major", ctypes.c_uint32), ("abi_minor", ctypes.c_uint32),
+                ("compiler_version", ctypes.c_char_p), ("target", ctypes.c_char_p),
+                ("model_hash", ctypes.c_char_p), ("weights_bytes", ctypes.c_uint64)]
+
+
 def _load_runtime():
     path = os.environ.get("KILN_RUNTIME_LIB") or os.path.join(_BUILD, "runtime", "libkiln_runtime.so")
     lib = ctypes.CDLL(path if os.path.exists(path) else "libkiln_runtime.so")
     p, i32, i64, u64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64
     for name, res, args in [
         ("kiln_model_open", ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_size_t]),
+        ("kiln_model_open_descriptor", ctypes.c_int,
+         [ctypes.c_char_p, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_size_t]),
+        ("kiln_model_get_info", None, [p, ctypes.POINTER(_ModelInfo)]),
+        ("kiln_model_host_weights_bytes", u64, [p]),
+        ("kiln_model_weights_path", ctypes.c_char_p, [p]),
         ("kiln_model_close", None, [p]),
         ("kiln_model_num_inputs", i32, [p]),
         ("kiln_model_num_outputs", i32, [p]),
@@ -143,20 +154,33 @@ class TensorInfo:
 
 class Model:
     """A compiled model opened through the runtime, with one session of
-    `num_threads` threads (the calling one included)."""
+    `num_threads` threads (the calling one included); with `descriptor_only`,
+    its descriptor read on any machine (kiln_model_open_descriptor) and no
+    session. weights_path is the weights file it maps, or None when its
+    weights are embedded."""
 
-    def __init__(self, path, num_threads=1):
+    def __init__(self, path, num_threads=1, descriptor_only=False):
         lib = _lib()
         handle, error = ctypes.c_void_p(), ctypes.create_string_buffer(1024)
-        if lib.kiln_model_open(os.fsencode(path), ctypes.byref(handle), error, len(error)) != 0:
+        opener = lib.kiln_model_open_descriptor if descriptor_only else lib.kiln_model_open
+        if opener(os.fsencode(path), ctypes.byref(handle), error, len(error)) != 0:
             raise Error(error.value.decode())
         self._lib, self._model = lib, handle
+        info = _ModelInfo()
+        lib.kiln_model_get_info(handle, ctypes.byref(info))
+        self.weights_bytes = info.weights_bytes
+        self.host_weights_bytes = lib.kiln_model_host_weights_bytes(handle)
+        path_bytes = lib.kiln_model_weights_path(handle)
+        self.weights_path = path_bytes.decode() if path_bytes else None
         self.inputs = [self._info(lib.kiln_model_input, i) for i in range(lib.kiln_model_num_inputs(handle))]
         self.outputs = [self._info(lib.kiln_model_output, i) for i in range(lib.kiln_model_num_outputs(handle))]
         self.buckets = [lib.kiln_model_bucket_batch(handle, b) for b in range(lib.kiln_model_num_buckets(handle))]
         self.arena_bytes = [lib.kiln_model_bucket_arena_bytes(handle, b) for b in range(len(self.buckets))]
         self.arena_lower_bound = [lib.kiln_model_bucket_arena_lower_bound(handle, b)
                                   for b in range(len(self.buckets))]
+        self._session = None
+        if descriptor_only:
+            return
         self._session = ctypes.c_void_p()
         options = _SessionOptions()
         lib.kiln_session_options_init(ctypes.byref(options))
@@ -288,6 +312,7 @@ def _contiguous(iface):
     return tuple(strides)
 
 
-def load(path, num_threads=1):
-    """Opens a compiled model .so with a session of `num_threads` threads."""
-    return Model(path, num_threads)
+def load(path, num_threads=1, descriptor_only=False):
+    """Opens a compiled model .so with a session of `num_threads` threads (or,
+    with `descriptor_only`, only its descriptor)."""
+    return Model(path, num_threads, descriptor_only)
