@@ -9,7 +9,9 @@ weights in a file beside the .so, and measures:
   - first request: a fresh process opens the model after its weights' pages were
     dropped from the page cache (posix_fadvise DONTNEED) and times its first
     batch-1 request, which faults in the pages it reads;
-  - steady latency: median batch-1 and batch-64 latency over 300 runs.
+  - steady latency: median batch-1 and batch-64 latency over 300 runs;
+  - the result at batch 64, on ids that include the first and last row of every
+    table, against numpy (the run stops if it differs).
 Where the weights fit in a .so (up to 1 GiB), the same model with embedded
 weights is measured beside it, alternating in one process. Then it fits
 time and memory linearly in size and writes the table, the slopes and a plot
@@ -125,6 +127,12 @@ def measure(gigabytes, work):
            "open_ms": open_ms(so)}
     row["first_open_ms"], row["first_request_us"] = first_request(so, weights, gigabytes)
     models = [kiln.load(so)]
+    # The result on the first and last row of every table, against numpy.
+    feeds = dlrm_large.inputs(rows, 64, seed=3)
+    expected = dlrm_large.reference(folder, rows, feeds)
+    row["max_abs_diff"] = float(np.abs(models[0].run(feeds)["click_prob"] - expected).max())
+    if row["max_abs_diff"] > 1e-5 + 1e-4 * float(np.abs(expected).max()):
+        raise SystemExit(f"{gigabytes} GB: kiln differs from numpy by {row['max_abs_diff']}")
     if row["weights_bytes"] <= EMBED_LIMIT:
         embedded = os.path.join(folder, "embedded.so")
         row["embedded_compile_s"], row["embedded_peak_rss_bytes"] = compile_model(
@@ -182,6 +190,9 @@ def write_docs(rows, doc, plot):
         "run. \"First request\": a fresh process opens the model after the weights' pages were "
         "dropped from the page cache and times its first batch-1 request, which faults in the "
         "pages it reads.",
+        "",
+        "Every size's result at batch 64, on ids that include each table's first and last row, "
+        "matched numpy (max abs diff: " + ", ".join(f"{r['max_abs_diff']:.1e}" for r in rows) + ").",
         "",
         "| tables (GB) | weights file (GB) | compile (s) | peak RSS (GB) | RSS / weights | open (ms) "
         "| first request (us) | steady b1 (us) | steady b64 (us) | embedded: open (ms) | first (us) "

@@ -45,7 +45,10 @@ struct FormDensePass : impl::FormDenseBase<FormDensePass> {
       return slot = b;
     auto type = cast<RankedTensorType>(b.getType());
     int64_t k = type.getDimSize(transB ? 1 : 0), n = type.getDimSize(transB ? 0 : 1);
-    std::vector<float> in = floatsOf(b), out(in.size());
+    std::vector<char> storage;
+    ArrayRef<char> bytes = constantData(b, storage);
+    const float *in = reinterpret_cast<const float *>(bytes.data());
+    std::vector<float> out(k * n);
     for (int64_t i = 0; i < k; ++i)
       for (int64_t j = 0; j < n; ++j)
         out[i * n + j] = alpha * (transB ? in[j * k + i] : in[i * n + j]);

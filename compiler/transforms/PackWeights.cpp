@@ -25,7 +25,8 @@ namespace {
 /// The [K, N] weight `attr` in its kernel's layout.
 ElementsAttr pack(ElementsAttr attr, int64_t k, int64_t n) {
   Type element = attr.getElementType();
-  std::vector<char> bytes = constantBytes(attr);
+  std::vector<char> storage;
+  ArrayRef<char> bytes = constantData(attr, storage);
   const int64_t panels = cpu::panelCount(n);
   if (element.isInteger(8)) {
     std::vector<int8_t> out(panels * cpu::int8GroupCount(k) * 64);

@@ -27,7 +27,8 @@ ElementsAttr quantizeTable(ElementsAttr attr, int bits, Builder &b) {
   auto type = cast<RankedTensorType>(attr.getType());
   const int64_t rows = type.getDimSize(0), dim = type.getDimSize(1);
   const int64_t rowBytes = cpu::quantizedRowBytes(dim, bits);
-  std::vector<char> bytes = constantBytes(attr);
+  std::vector<char> storage;
+  ArrayRef<char> bytes = constantData(attr, storage); // the blob in place: a map of the data
   std::vector<char> out(rows * rowBytes);
   for (int64_t r = 0; r < rows; ++r)
     cpu::quantizeTableRow(reinterpret_cast<const float *>(bytes.data()) + r * dim, dim, bits,
