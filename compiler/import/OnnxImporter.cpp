@@ -254,7 +254,7 @@ ElementsAttr Importer::tensorAttr(const onnx::TensorProto &t) {
   if (__builtin_mul_overflow(count, width, &bytes) || count > uint64_t(INT64_MAX))
     fail(what + ": its byte size overflows 64 bits");
   auto type = RankedTensorType::get(dims, element);
-  StringRef name = t.name().empty() ? "weight" : t.name();
+  StringRef name = t.name().empty() ? StringRef("weight") : StringRef(t.name());
   std::string error;
   if (external) {
     FailureOr<AsmResourceBlob> blob = externalData.read(t, bytes, width, error);
