@@ -8,6 +8,7 @@ APT_PACKAGES=(
   cmake ninja-build ccache g++ python3-venv zlib1g-dev
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev libgtest-dev libbenchmark-dev
+  nlohmann-json3-dev
   # libMLIR's CMake config checks for these.
   libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
 )

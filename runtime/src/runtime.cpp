@@ -582,6 +582,28 @@ const char *kiln_session_error(const kiln_session *session) {
 
 namespace {
 
+bool checkBatch(kiln_session *s, int64_t batch) {
+  const kiln_abi_model *m = s->model->abi;
+  const int64_t maxBatch = m->buckets[m->num_buckets - 1].batch;
+  if (batch >= 1 && batch <= maxBatch)
+    return true;
+  format(s->error, sizeof s->error, "batch %lld is outside [1, %lld]", (long long)batch,
+         (long long)maxBatch);
+  return false;
+}
+
+/// Checks one input's dtype and shape, and its ids when they are host memory.
+bool checkInput(kiln_session *s, const kiln_abi_tensor &spec, const kiln_tensor &t, int64_t batch,
+                bool hostMemory) {
+  int64_t elements = 0;
+  if (!checkTensor(s, "input", spec, t, batch, elements))
+    return false;
+  if (!spec.index_bounds || !hostMemory)
+    return true;
+  return spec.dtype == KILN_DTYPE_I64 ? checkBounds<int64_t>(s, spec, t.data, elements)
+                                      : checkBounds<int32_t>(s, spec, t.data, elements);
+}
+
 /// Checks a request and finds its bucket. Id inputs' values are checked
 /// when they are host memory (`hostInputs`).
 kiln_status validate(kiln_session *s, int64_t batch, const kiln_tensor *inputs, int32_t num_inputs,
@@ -591,12 +613,8 @@ kiln_status validate(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
     return KILN_ERROR_INVALID_ARGUMENT;
   s->error[0] = '\0';
   const kiln_abi_model *m = s->model->abi;
-  int64_t maxBatch = m->buckets[m->num_buckets - 1].batch;
-  if (batch < 1 || batch > maxBatch) {
-    format(s->error, sizeof s->error, "batch %lld is outside [1, %lld]", (long long)batch,
-           (long long)maxBatch);
+  if (!checkBatch(s, batch))
     return KILN_ERROR_INVALID_ARGUMENT;
-  }
   if (num_inputs != m->num_inputs || num_outputs != m->num_outputs || (num_inputs && !inputs) ||
       (num_outputs && !outputs)) {
     format(s->error, sizeof s->error, "the model takes %d inputs and %d outputs, got %d and %d",
@@ -606,19 +624,9 @@ kiln_status validate(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
   bucket = 0;
   while (m->buckets[bucket].batch < batch)
     ++bucket;
-  for (int32_t i = 0; i < num_inputs; ++i) {
-    const kiln_abi_tensor &spec = m->inputs[i];
-    int64_t elements = 0;
-    if (!checkTensor(s, "input", spec, inputs[i], batch, elements))
+  for (int32_t i = 0; i < num_inputs; ++i)
+    if (!checkInput(s, m->inputs[i], inputs[i], batch, hostInputs))
       return KILN_ERROR_INVALID_ARGUMENT;
-    if (!spec.index_bounds || !hostInputs)
-      continue;
-    bool ok = spec.dtype == KILN_DTYPE_I64
-                  ? checkBounds<int64_t>(s, spec, inputs[i].data, elements)
-                  : checkBounds<int32_t>(s, spec, inputs[i].data, elements);
-    if (!ok)
-      return KILN_ERROR_INVALID_ARGUMENT;
-  }
   for (int32_t i = 0; i < num_outputs; ++i) {
     int64_t elements = 0;
     if (!checkTensor(s, "output", m->outputs[i], outputs[i], batch, elements))
@@ -671,6 +679,22 @@ kiln_status kiln_run(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
                 rowBytes(spec) * rows(spec, batch));
   }
   return KILN_OK;
+}
+
+kiln_status kiln_check_input(kiln_session *s, int32_t index, int64_t batch,
+                             const kiln_tensor *input) {
+  if (!s)
+    return KILN_ERROR_INVALID_ARGUMENT;
+  s->error[0] = '\0';
+  const kiln_abi_model *m = s->model->abi;
+  if (index < 0 || index >= m->num_inputs || !input) {
+    format(s->error, sizeof s->error, "input %d: the model takes %d inputs", index, m->num_inputs);
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
+  if (!checkBatch(s, batch))
+    return KILN_ERROR_INVALID_ARGUMENT;
+  return checkInput(s, m->inputs[index], *input, batch, true) ? KILN_OK
+                                                              : KILN_ERROR_INVALID_ARGUMENT;
 }
 
 kiln_status kiln_run_device(kiln_session *s, int64_t batch, const kiln_tensor *inputs,

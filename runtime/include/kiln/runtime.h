@@ -173,6 +173,13 @@ typedef struct kiln_tensor {
 KILN_API kiln_status kiln_run(kiln_session *session, int64_t batch, const kiln_tensor *inputs,
                               int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs);
 
+/* Checks one input (the model's input `index`) as kiln_run would at `batch`
+ * rows: dtype, shape and, in host memory, every id's range; the reason is in
+ * kiln_session_error. Runs nothing and leaves the arena alone: a server
+ * checks each request this way before it batches requests into one run. */
+KILN_API kiln_status kiln_check_input(kiln_session *session, int32_t index, int64_t batch,
+                                      const kiln_tensor *input);
+
 /* Device models (compiled with --target cuda). kiln_run works for them too:
  * its host tensors are copied through the session's pinned staging inside
  * the bucket's CUDA graph. A session of a device model takes no caller
