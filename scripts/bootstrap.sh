@@ -30,11 +30,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.requirements.stamp
-if [ ! -f "$stamp" ] || ! cmp -s requirements.txt "$stamp"; then
+if [ ! -f "$stamp" ] || ! cat requirements.txt requirements-serving.txt | cmp -s - "$stamp"; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q --no-deps -r requirements-serving.txt
   .venv/bin/pip install -q -e python
-  cp requirements.txt "$stamp"
+  cat requirements.txt requirements-serving.txt > "$stamp"
 fi
 
 if [ ! -f build/build.ninja ]; then

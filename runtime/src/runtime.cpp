@@ -10,6 +10,7 @@
 #include "thread_pool.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -284,6 +285,55 @@ const char *kiln_dtype_name(kiln_dtype dtype) {
 
 namespace {
 
+/// Refuses a file the dynamic loader would map past its end: a truncated or
+/// half-copied library makes dlopen's touch of those pages a SIGBUS, which
+/// takes the whole serving process down. Checks that the ELF header, the
+/// program and section header tables and every loaded segment lie in the file.
+kiln_status checkElf(const char *path, const char *file, char *error, size_t error_size) {
+  int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    format(error, error_size, "%s: cannot open: %s", path, std::strerror(errno));
+    return KILN_ERROR_NOT_A_MODEL;
+  }
+  struct stat st;
+  Elf64_Ehdr header;
+  const char *problem = nullptr;
+  uint64_t end = 0, size = 0;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    problem = "not a regular file";
+  } else if (size = uint64_t(st.st_size);
+             pread(fd, &header, sizeof header, 0) != ssize_t(sizeof header) ||
+             std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 ||
+             header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_phentsize != sizeof(Elf64_Phdr)) {
+    problem = "not a 64-bit ELF shared library";
+  } else if ((end = header.e_phoff + uint64_t(header.e_phnum) * sizeof(Elf64_Phdr)) > size) {
+    problem = "its program headers";
+  } else if (header.e_shnum &&
+             (end = header.e_shoff + uint64_t(header.e_shnum) * header.e_shentsize) > size) {
+    problem = "its section headers";
+  } else {
+    for (uint16_t i = 0; i < header.e_phnum && !problem; ++i) {
+      Elf64_Phdr segment;
+      if (pread(fd, &segment, sizeof segment, off_t(header.e_phoff + i * sizeof segment)) !=
+          ssize_t(sizeof segment))
+        problem = "its program headers";
+      else if (segment.p_type == PT_LOAD && (end = segment.p_offset + segment.p_filesz) > size)
+        problem = "a loaded segment";
+    }
+  }
+  close(fd);
+  if (!problem)
+    return KILN_OK;
+  if (end > size)
+    format(error, error_size,
+           "%s: truncated or corrupt (a half-copied file?): %s end at byte %llu, the file has "
+           "%llu",
+           path, problem, (unsigned long long)end, (unsigned long long)size);
+  else
+    format(error, error_size, "%s: not a loadable kiln model: %s", path, problem);
+  return KILN_ERROR_NOT_A_MODEL;
+}
+
 /// kiln_model_open, or with `descriptorOnly` kiln_model_open_descriptor.
 kiln_status openModel(const char *path, kiln_model **model, char *error, size_t error_size,
                       bool descriptorOnly) {
@@ -306,6 +356,8 @@ kiln_status openModel(const char *path, kiln_model **model, char *error, size_t 
     format(local, sizeof local, "./%s", path);
     file = local;
   }
+  if (kiln_status status = checkElf(path, file, error, error_size); status != KILN_OK)
+    return status;
   void *handle = dlopen(file, RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     format(error, error_size, "%s: not a loadable kiln model: %s", path, dlerror());

@@ -210,8 +210,14 @@ bool completeConfig(json &config, const ModelState &state, bool autoComplete, bo
     json &list = config[field];
     if ((list.is_null() || list.empty()) && autoComplete) {
       list = json::array();
-      for (const Tensor &t : model)
-        list.push_back({{"name", t.name}, {"data_type", t.dtype->config}, {"dims", t.dims}});
+      for (const Tensor &t : model) {
+        json entry = {{"name", t.name}, {"data_type", t.dtype->config}, {"dims", t.dims}};
+        if (t.dims.empty()) { // Triton's form of one value per batch row
+          entry["dims"] = {1};
+          entry["reshape"] = {{"shape", json::array()}};
+        }
+        list.push_back(std::move(entry));
+      }
       changed = true;
     }
     for (const json &entry : list) {
@@ -234,8 +240,11 @@ bool completeConfig(json &config, const ModelState &state, bool autoComplete, bo
                 ", the model's is " + t->dtype->config;
         return false;
       }
+      // The tensor's dims as the model sees them: after a reshape.
       std::vector<int64_t> dims;
-      if (!configDims(entry.value("dims", json::array()), dims) || dims != t->dims) {
+      const json &shape = entry.contains("reshape") ? entry["reshape"].value("shape", json::array())
+                                                    : entry.value("dims", json::array());
+      if (!configDims(shape, dims) || dims != t->dims) {
         error = std::string(field) + " '" + name + "': dims " +
                 dimsText(dims) + ", the model's (without the batch) are " + dimsText(t->dims);
         return false;
@@ -248,20 +257,18 @@ bool completeConfig(json &config, const ModelState &state, bool autoComplete, bo
     }
   }
 
-  json &batching = config["dynamic_batching"];
-  if (batching.is_null() && autoComplete) {
-    batching = json::object();
-    changed = true;
-  }
-  if (batching.is_object()) {
-    json &preferred = batching["preferred_batch_size"];
-    if ((preferred.is_null() || preferred.empty()) && autoComplete) {
-      preferred = json::array();
-      for (int32_t b = 0; b < buckets; ++b)
-        if (kiln_model_bucket_batch(state.model, b) <= maxBatch)
-          preferred.push_back(kiln_model_bucket_batch(state.model, b));
-      changed = true;
+  // Triton takes a backend's dynamic_batching only where the config has
+  // none; kiln package writes it whole, from the descriptor.
+  if (!config.contains("dynamic_batching") && !config.contains("sequence_batching") &&
+      autoComplete) {
+    json sizes = json::array(); // the buckets but 1, as kiln package writes them
+    for (int32_t b = 0; b < buckets; ++b) {
+      const int64_t size = kiln_model_bucket_batch(state.model, b);
+      if (size <= maxBatch && (size > 1 || maxBatch == 1))
+        sizes.push_back(size);
     }
+    config["dynamic_batching"] = {{"preferred_batch_size", sizes}};
+    changed = true;
   }
   return true;
 }

@@ -8,6 +8,7 @@
 
 #include "Accuracy.h"
 #include "Calibration.h"
+#include "Serve.h"
 #include "TensorIO.h"
 
 #include "codegen/Weights.h"
@@ -517,7 +518,50 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("--rtol", rtol, "Relative tolerance");
   verifyCmd->add_option("--atol", atol, "Absolute tolerance");
 
+  PackageOptions package;
+  auto *packageCmd = app.add_subcommand(
+      "package", "Write a Triton model-repository entry (REPO/NAME/config.pbtxt, "
+                 "REPO/NAME/VERSION/model.so) for a compiled model");
+  packageCmd->add_option("model", package.model, "Compiled model .so")->required();
+  packageCmd->add_option("--repo", package.repository, "Model repository folder")->required();
+  packageCmd->add_option("--name", package.name, "Model name (default: the .so's file stem)");
+  packageCmd->add_option("--version", package.version,
+                         "Version folder; a new version beside the served one is how a model "
+                         "is updated (default 1)");
+  packageCmd->add_option("--max-queue-delay-us", package.maxQueueDelayUs,
+                         "How long Triton's dynamic batcher waits to fill a bucket (default 100)");
+  packageCmd->add_option("--instances", package.instances,
+                         "Model instances: kiln sessions, each running one batch at a time "
+                         "(default 1)");
+  packageCmd->add_option("--threads", package.threads, "Threads per session (default 1)");
+
+  ServeOptions serve;
+  auto *serveCmd = app.add_subcommand(
+      "serve", "Serve a model repository with Triton Inference Server and kiln's backend; "
+               "arguments after -- go to tritonserver");
+  serveCmd->add_option("repo", serve.repository, "Model repository folder")->required();
+  serveCmd->add_option("--address", serve.address,
+                       "Address Triton listens on (default 127.0.0.1; 0.0.0.0 behind a load "
+                       "balancer)");
+  serveCmd->add_option("--http-port", serve.httpPort, "HTTP port (default 8000)");
+  serveCmd->add_option("--grpc-port", serve.grpcPort, "gRPC port (default 8001)");
+  serveCmd->add_option("--metrics-port", serve.metricsPort,
+                       "Prometheus metrics port (default 8002)");
+  serveCmd
+      ->add_option("--model-control", serve.modelControl,
+                   "none: load the repository at start; poll: also pick up new versions; "
+                   "explicit: load and unload through Triton's repository API")
+      ->check(CLI::IsMember({"none", "poll", "explicit"}));
+  serveCmd->add_option("--poll-secs", serve.pollSeconds,
+                       "With --model-control poll: seconds between repository scans");
+  serveCmd->add_option("triton-args", serve.tritonArgs, "Arguments for tritonserver (after --)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (packageCmd->parsed())
+    return packageModel(package);
+  if (serveCmd->parsed())
+    return serveRepository(serve);
 
   if (compile->parsed()) {
     options.batches.clear();
