@@ -73,25 +73,22 @@ struct Tensor {
   std::vector<int64_t> dims; // without the batch
 };
 
-/// kiln's counters in Triton's metrics, per model version.
-struct Metrics {
-  TRITONSERVER_MetricFamily *family = nullptr;
-  const char *name, *help;
-};
-Metrics kRuns{nullptr, "kiln_runs_total", "kiln_run calls (one per bucket-sized piece of a batch)"};
-Metrics kRows{nullptr, "kiln_rows_total", "Request rows run by kiln"};
-Metrics kPadding{nullptr, "kiln_padding_rows_total",
-                 "Rows kiln computed beyond the requests' to fill a compiled bucket"};
-Metrics kRejected{nullptr, "kiln_rejected_requests_total",
-                  "Requests kiln refused (bad dtype, shape or ids) while their batch ran"};
-Metrics *const kAllMetrics[] = {&kRuns, &kRows, &kPadding, &kRejected};
+/// kiln's counters in Triton's metrics, one family each, per model version.
+enum Counter { kRuns, kRows, kPadding, kRejected, kCounters };
+constexpr const char *kCounterNames[kCounters][2] = {
+    {"kiln_runs_total", "kiln_run calls (one per bucket-sized piece of a batch)"},
+    {"kiln_rows_total", "Request rows run by kiln"},
+    {"kiln_padding_rows_total", "Rows kiln computed beyond the requests' to fill a compiled bucket"},
+    {"kiln_rejected_requests_total",
+     "Requests kiln refused (bad dtype, shape or ids) while their batch ran"}};
+TRITONSERVER_MetricFamily *families[kCounters] = {};
 
 struct ModelState {
   kiln_model *model = nullptr;
   std::string path;
   int threads = 1;
   std::vector<Tensor> inputs, outputs;
-  std::vector<TRITONSERVER_Metric *> metrics; // in kAllMetrics' order
+  TRITONSERVER_Metric *metrics[kCounters] = {};
   ~ModelState() {
     for (TRITONSERVER_Metric *m : metrics)
       if (m)
@@ -99,11 +96,10 @@ struct ModelState {
           TRITONSERVER_ErrorDelete(e);
     kiln_model_close(model);
   }
-  void count(const Metrics &which, double value) const {
-    for (size_t i = 0; i < metrics.size(); ++i)
-      if (kAllMetrics[i] == &which && metrics[i] && value > 0)
-        if (TRITONSERVER_Error *e = TRITONSERVER_MetricIncrement(metrics[i], value))
-          TRITONSERVER_ErrorDelete(e);
+  void count(Counter counter, double value) const {
+    if (metrics[counter] && value > 0)
+      if (TRITONSERVER_Error *e = TRITONSERVER_MetricIncrement(metrics[counter], value))
+        TRITONSERVER_ErrorDelete(e);
   }
 };
 
@@ -295,12 +291,9 @@ TRITONSERVER_Error *createMetrics(ModelState &state, const char *name, uint64_t 
       TRITONSERVER_ParameterNew("model", TRITONSERVER_PARAMETER_STRING, name),
       TRITONSERVER_ParameterNew("version", TRITONSERVER_PARAMETER_STRING, versionText.c_str())};
   TRITONSERVER_Error *error = nullptr;
-  for (Metrics *m : kAllMetrics) {
-    TRITONSERVER_Metric *metric = nullptr;
-    if (!error && m->family)
-      error = TRITONSERVER_MetricNew(&metric, m->family, labels, 2);
-    state.metrics.push_back(metric);
-  }
+  for (int c = 0; c < kCounters && !error; ++c)
+    if (families[c])
+      error = TRITONSERVER_MetricNew(&state.metrics[c], families[c], labels, 2);
   for (const TRITONSERVER_Parameter *p : labels)
     TRITONSERVER_ParameterDelete(const_cast<TRITONSERVER_Parameter *>(p));
   return error;
@@ -369,16 +362,30 @@ TRITONSERVER_Error *initializeModel(TRITONBACKEND_Model *model, ModelState &stat
   return nullptr;
 }
 
+/// Logs and drops a failure to answer a request.
+void logUnanswered(TRITONSERVER_Error *e) {
+  if (!e)
+    return;
+  log(TRITONSERVER_LOG_ERROR,
+      std::string("kiln: cannot answer a request: ") + TRITONSERVER_ErrorMessage(e));
+  TRITONSERVER_ErrorDelete(e);
+}
+
+/// Answers `request` with an error carrying `message`.
+TRITONSERVER_Error *sendError(TRITONBACKEND_Request *request, TRITONSERVER_Error_Code code,
+                              const std::string &message) {
+  TRITONBACKEND_Response *response = nullptr;
+  KILN_TRY(TRITONBACKEND_ResponseNew(&response, request));
+  TRITONSERVER_Error *error = fail(code, message);
+  TRITONSERVER_Error *sent =
+      TRITONBACKEND_ResponseSend(response, TRITONSERVER_RESPONSE_COMPLETE_FINAL, error);
+  TRITONSERVER_ErrorDelete(error);
+  return sent;
+}
+
 /// Fails one request alone: its response carries `message`.
 void refuse(InstanceState &s, TRITONBACKEND_Request *request, const std::string &message) {
-  TRITONBACKEND_Response *response = nullptr;
-  TRITONSERVER_Error *error = fail(TRITONSERVER_ERROR_INVALID_ARG, message);
-  if (TRITONSERVER_Error *e = TRITONBACKEND_ResponseNew(&response, request))
-    TRITONSERVER_ErrorDelete(e);
-  else if (TRITONSERVER_Error *e = TRITONBACKEND_ResponseSend(
-               response, TRITONSERVER_RESPONSE_COMPLETE_FINAL, error))
-    TRITONSERVER_ErrorDelete(e);
-  TRITONSERVER_ErrorDelete(error);
+  logUnanswered(sendError(request, TRITONSERVER_ERROR_INVALID_ARG, message));
   const uint64_t t = nowNs();
   if (TRITONSERVER_Error *e =
           TRITONBACKEND_ModelInstanceReportStatistics(s.instance, request, false, t, t, t, t))
@@ -528,22 +535,7 @@ void runStaged(InstanceState &s, uint64_t execStart) {
   if (!ok)
     why = std::string("kiln: ") + s.batcher->error();
   for (const Pending &p : s.pending) {
-    TRITONSERVER_Error *e = nullptr;
-    if (ok) {
-      e = respond(s, p);
-    } else {
-      TRITONBACKEND_Response *response = nullptr;
-      TRITONSERVER_Error *error = fail(TRITONSERVER_ERROR_INTERNAL, why);
-      e = TRITONBACKEND_ResponseNew(&response, p.request);
-      if (!e)
-        e = TRITONBACKEND_ResponseSend(response, TRITONSERVER_RESPONSE_COMPLETE_FINAL, error);
-      TRITONSERVER_ErrorDelete(error);
-    }
-    if (e) {
-      log(TRITONSERVER_LOG_ERROR, std::string("kiln: cannot answer a request: ") +
-                                      TRITONSERVER_ErrorMessage(e));
-      TRITONSERVER_ErrorDelete(e);
-    }
+    logUnanswered(ok ? respond(s, p) : sendError(p.request, TRITONSERVER_ERROR_INTERNAL, why));
     const uint64_t execEnd = nowNs();
     if (TRITONSERVER_Error *e2 = TRITONBACKEND_ModelInstanceReportStatistics(
             s.instance, p.request, ok, execStart, computeStart, computeEnd, execEnd))
@@ -576,19 +568,19 @@ TRITONSERVER_Error *TRITONBACKEND_Initialize(TRITONBACKEND_Backend *) {
                     std::to_string(minor) + "; kiln's backend needs " +
                     std::to_string(kTritonBackendApiMajor) + "." +
                     std::to_string(kTritonBackendApiMinor) + " or a later minor");
-  for (Metrics *m : kAllMetrics)
-    if (!m->family)
-      KILN_TRY(TRITONSERVER_MetricFamilyNew(&m->family, TRITONSERVER_METRIC_KIND_COUNTER, m->name,
-                                            m->help));
+  for (int c = 0; c < kCounters; ++c)
+    if (!families[c])
+      KILN_TRY(TRITONSERVER_MetricFamilyNew(&families[c], TRITONSERVER_METRIC_KIND_COUNTER,
+                                            kCounterNames[c][0], kCounterNames[c][1]));
   return nullptr;
 }
 
 TRITONSERVER_Error *TRITONBACKEND_Finalize(TRITONBACKEND_Backend *) {
-  for (Metrics *m : kAllMetrics)
-    if (m->family) {
-      if (TRITONSERVER_Error *e = TRITONSERVER_MetricFamilyDelete(m->family))
+  for (TRITONSERVER_MetricFamily *&family : families)
+    if (family) {
+      if (TRITONSERVER_Error *e = TRITONSERVER_MetricFamilyDelete(family))
         TRITONSERVER_ErrorDelete(e);
-      m->family = nullptr;
+      family = nullptr;
     }
   return nullptr;
 }
