@@ -5,41 +5,45 @@
 kiln with no server, as the floor.
 
 One tritonserver (the pinned wheel's, through `kiln serve`) serves both
-(a) and (b) on loopback; their model instances have the same thread count.
-Requests are batch-1 rows sent open-loop by Poisson arrivals at a fixed rate
-over gRPC (async, so a slow answer does not slow the arrivals), bounded in
-request count and seconds. For each model and server it measures:
-  - low load: p50/p99/p99.9 latency at a rate far below capacity; the server's
-    added latency is its p50 minus in-process kiln's batch-1 p50;
-  - saturation: the throughput achieved when arrivals far exceed capacity, and
-    the mean batch Triton formed (from its statistics endpoint);
-  - 70% of the saturation rate: p50/p99 and errors;
-  - a latency-against-load sweep for the plot.
-Levels alternate (a), (b) at each rate. (c) runs in this process at batch 1
-and at the mean batch (a) formed at saturation. Results go to
+(a) and (b) on loopback; their model instances have the same thread count and
+dynamic batching. Requests are sent open-loop by Poisson arrivals at a fixed
+rate over gRPC from one asyncio client (a slow answer does not slow the
+arrivals), bounded in request count and seconds. For each model and server:
+  - low load, 1-row requests: p50/p99/p99.9 as the client saw them, and
+    Triton's own mean time of a request by phase (its statistics endpoint);
+    the server's added latency is either minus in-process kiln's batch-1 p50;
+  - saturation, 1-row requests: throughput when arrivals far exceed capacity,
+    the mean batch Triton formed, and the client's CPU share (near 1 means the
+    client, not the server, set the rate);
+  - 70% of that saturation rate: p50/p99 and errors;
+  - saturation with --rows-row requests (rows/s), where the server and not
+    the client is the limit;
+  - a latency-against-load sweep of 1-row requests for the plot.
+Levels alternate (a), (b). (c) runs in this process at batch 1 and at the
+mean batch (a) formed at the second saturation level. Results go to
 bench/serve_load.json, the load-test section of docs/serving.md and
 docs/serving_load.png.
 
-    .venv/bin/python bench/serve_load.py [--models dlrm_kaggle,dcnv2] [--seconds 6]
+    .venv/bin/python bench/serve_load.py [--models dlrm_kaggle,dcnv2] [--seconds 4]
 
 The client shares the machine with the server (2 cores here): at saturation
 the numbers are those of client and server together, for both servers alike.
 """
 import argparse
+import asyncio
 import json
 import os
 import platform
-import queue
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 import numpy as np
 import onnx
-import tritonclient.grpc as grpcclient
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench", "models"))
@@ -48,8 +52,9 @@ import kiln  # noqa: E402
 import kiln.serving  # noqa: E402
 import zoo  # noqa: E402
 
-BUCKETS = [1, 16, 64]
-PY_MODEL = '''import json, os
+BUCKETS = [1, 2, 4, 8, 16, 32, 64]
+PY_MODEL = '''import json, os, sys
+sys.path.insert(0, SITE_PACKAGES)  # the stub ignores PYTHONPATH; onnxruntime is in .venv
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
@@ -109,55 +114,60 @@ def backends_with_python(folder):
     return folder
 
 
-def one_row_inputs(feeds, i):
-    inputs = []
-    for name, value in feeds.items():
-        row = np.ascontiguousarray(value[i:i + 1])
-        t = grpcclient.InferInput(name, list(row.shape), "FP32" if row.dtype == np.float32 else "INT64")
-        t.set_data_from_numpy(row)
-        inputs.append(t)
-    return inputs
+def row_requests(model, feeds, rows):
+    """`feeds` cut into ready ModelInferRequests of `rows` rows each: the
+    protobuf is built once, so the client's cost per request is gRPC's alone."""
+    requests = []
+    for i in range(0, len(next(iter(feeds.values()))) - rows + 1, rows):
+        request = service_pb2.ModelInferRequest(model_name=model)
+        for name, value in feeds.items():
+            part = np.ascontiguousarray(value[i:i + rows])
+            t = request.inputs.add(name=name, shape=list(part.shape))
+            t.datatype = "FP32" if part.dtype == np.float32 else "INT64"
+            request.raw_input_contents.append(part.tobytes())
+        requests.append(request)
+    return requests
 
 
-def load_level(url, model, requests, rate, count, seconds, seed):
-    """Open-loop Poisson arrivals at `rate`/s; returns latencies (s), errors, wall time."""
-    client = grpcclient.InferenceServerClient(url)
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(1.0 / rate, count)
-    done, latencies, errors = threading.Semaphore(0), [], [0]
-
-    def callback(start, result, error):
-        if error is not None:
-            errors[0] += 1
-        else:
-            latencies.append(time.perf_counter() - start)
-        done.release()
-
-    begin = time.perf_counter()
-    due, sent = begin, 0
-    for gap in gaps:
-        due += gap
-        now = time.perf_counter()
-        if due > now:
-            time.sleep(due - now)
-        if now - begin > seconds:
-            break
-        start = time.perf_counter()
-        client.async_infer(model, requests[sent % len(requests)],
-                           lambda r, e, s=start: callback(s, r, e))
-        sent += 1
-    for _ in range(sent):
-        if not done.acquire(timeout=60):
-            errors[0] += 1
-    wall = time.perf_counter() - begin
-    client.close()
-    return np.array(latencies), errors[0], sent, wall
+def load_level(url, requests, rate, count, seconds, seed):
+    """Open-loop Poisson arrivals at `rate`/s from one asyncio client (gRPC's
+    cheapest Python client: about 80 us of CPU a request here); returns
+    latencies (s), errors, requests sent and wall time."""
+    return asyncio.run(_load_level(url, requests, rate, count, seconds, seed))
 
 
-def batch_stats(http, model):
+async def _load_level(url, requests, rate, count, seconds, seed):
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, count)
+    latencies, errors = [], [0]
+    async with grpc.aio.insecure_channel(url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+        async def one(request):
+            start = time.perf_counter()
+            try:
+                await stub.ModelInfer(request, timeout=60)
+                latencies.append(time.perf_counter() - start)
+            except grpc.aio.AioRpcError:
+                errors[0] += 1
+
+        begin = time.perf_counter()
+        due, tasks = begin, []
+        for gap in gaps:
+            due += gap
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            if now - begin > seconds:
+                break
+            tasks.append(asyncio.ensure_future(one(requests[len(tasks) % len(requests)])))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - begin
+    return np.array(latencies), errors[0], len(tasks), wall
+
+
+def server_stats(http, model):
     with urllib.request.urlopen(f"http://{http}/v2/models/{model}/stats", timeout=10) as r:
-        s = json.load(r)["model_stats"][0]
-    return s["inference_count"], s["execution_count"]
+        return json.load(r)["model_stats"][0]
 
 
 def summary(lat, errors, sent, wall):
@@ -166,12 +176,25 @@ def summary(lat, errors, sent, wall):
             "throughput": len(lat) / wall, "errors": int(errors), "sent": int(sent)}
 
 
+PHASES = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+
+
 def measured(server, name, requests, rate, count, seconds, seed):
-    before = batch_stats(server.http, name)
-    result = summary(*load_level(server.grpc, name, requests, rate, count, seconds, seed))
-    after = batch_stats(server.http, name)
-    executions = after[1] - before[1]
-    result["mean_batch"] = (after[0] - before[0]) / executions if executions else 0.0
+    """One load level, with what Triton's statistics say of it: the mean batch
+    it formed and the mean time a request spent in the server, by phase."""
+    before, cpu = server_stats(server.http, name), os.times()
+    result = summary(*load_level(server.grpc, requests, rate, count, seconds, seed))
+    after, cpu_after = server_stats(server.http, name), os.times()
+    # The client's share of one core: near 1, the client and not the server set the rate.
+    result["client_cpu"] = (cpu_after.user - cpu.user + cpu_after.system - cpu.system) / (
+        cpu_after.elapsed - cpu.elapsed)
+    executions = after["execution_count"] - before["execution_count"]
+    inferences = after["inference_count"] - before["inference_count"]
+    result["mean_batch"] = inferences / executions if executions else 0.0
+    ok = after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
+    result["server_us"] = {
+        k: (after["inference_stats"][k]["ns"] - before["inference_stats"][k]["ns"]) / ok / 1e3
+        if ok else float("nan") for k in PHASES}
     result["offered_rate"] = rate
     return result
 
@@ -194,15 +217,18 @@ def in_process(so, feeds, batch, runs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="dlrm_kaggle,dcnv2")
-    ap.add_argument("--seconds", type=float, default=6.0, help="bound of each load level")
-    ap.add_argument("--count", type=int, default=6000, help="bound of requests per level")
+    ap.add_argument("--seconds", type=float, default=4.0, help="bound of each load level")
+    ap.add_argument("--count", type=int, default=20000, help="bound of requests per level")
     ap.add_argument("--low-rate", type=float, default=100.0)
     ap.add_argument("--flood-rate", type=float, default=20000.0, help="rate beyond capacity")
-    ap.add_argument("--max-queue-delay-us", type=int, default=500)
+    ap.add_argument("--rows", type=int, default=8,
+                    help="rows per request at the second saturation level")
+    ap.add_argument("--max-queue-delay-us", type=int, default=0)
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "serve_load.json"))
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args()
 
+    site = next(p for p in sys.path if p.endswith("site-packages"))
     work = tempfile.mkdtemp(prefix="kiln-serve-load-")
     repo = os.path.join(work, "repo")
     os.makedirs(repo)
@@ -218,48 +244,51 @@ def main():
         os.makedirs(os.path.join(entry, "1"))
         shutil.copy(onnx_path, os.path.join(entry, "1", "model.onnx"))
         with open(os.path.join(entry, "1", "model.py"), "w") as f:
-            f.write(PY_MODEL)
+            f.write(PY_MODEL.replace("SITE_PACKAGES", repr(site)))
         with open(os.path.join(entry, "config.pbtxt"), "w") as f:
             f.write(ort_config(f"ort_{name}", onnx.load(onnx_path), args.max_queue_delay_us, 1))
         feeds = zoo.random_inputs(onnx.load(onnx_path), 64, seed=1)
-        cases[name] = (so, feeds, [one_row_inputs(feeds, i) for i in range(64)])
+        cases[name] = (so, feeds, {(kind, rows): row_requests(f"{kind}_{name}", feeds, rows)
+                                   for kind in ("kiln", "ort") for rows in (1, args.rows)})
 
     os.environ["KILN_TRITON_BACKENDS"] = backends_with_python(os.path.join(work, "backends"))
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    os.environ["PYTHONPATH"] = site  # the Python backend's stub imports onnxruntime from .venv
     libs = os.path.join(site, "nvidia_pytriton.libs")  # the stub's libcudart, outside its folder
     os.environ["LD_LIBRARY_PATH"] = libs + ":" + os.environ.get("LD_LIBRARY_PATH", "")
     results = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "bound_seconds": args.seconds, "bound_requests": args.count, "models": {}}
+               "bound_seconds": args.seconds, "bound_requests": args.count, "rows": args.rows,
+               "max_queue_delay_us": args.max_queue_delay_us, "buckets": BUCKETS, "models": {}}
     with kiln.serving.Server(repo) as server:
         for name, (so, feeds, requests) in cases.items():
             print(f"== {name}", flush=True)
             r = {"kiln": {}, "ort": {}}
+
+            def level(kind, rows, rate, seconds, seed, count=args.count):
+                return measured(server, f"{kind}_{name}", requests[kind, rows], rate, count,
+                                seconds, seed)
+
             for kind in ("kiln", "ort"):  # warm-up
-                load_level(server.grpc, f"{kind}_{name}", requests, 500, 300, 2, 0)
+                load_level(server.grpc, requests[kind, 1], 500, 300, 2, 0)
             for kind in ("kiln", "ort"):
-                r[kind]["low"] = measured(server, f"{kind}_{name}", requests, args.low_rate,
-                                          min(args.count, int(args.low_rate * args.seconds)),
-                                          args.seconds, 1)
-                r[kind]["saturation"] = measured(server, f"{kind}_{name}", requests,
-                                                 args.flood_rate, args.count, args.seconds, 2)
+                r[kind]["low"] = level(kind, 1, args.low_rate, args.seconds, 1,
+                                       min(args.count, int(args.low_rate * args.seconds)))
+                r[kind]["saturation"] = level(kind, 1, args.flood_rate, args.seconds, 2)
                 sat = r[kind]["saturation"]["throughput"]
-                r[kind]["at70"] = measured(server, f"{kind}_{name}", requests, 0.7 * sat,
-                                           args.count, args.seconds, 3)
-                print(f"  {kind}: low p50 {r[kind]['low']['p50_us']:.0f} us, saturation "
-                      f"{sat:.0f}/s (mean batch {r[kind]['saturation']['mean_batch']:.1f}), 70%: "
-                      f"p50 {r[kind]['at70']['p50_us']:.0f} p99 {r[kind]['at70']['p99_us']:.0f} us",
+                r[kind]["at70"] = level(kind, 1, 0.7 * sat, args.seconds, 3)
+                r[kind]["saturation_rows"] = level(kind, args.rows, args.flood_rate, args.seconds, 4)
+                print(f"  {kind}: low p50 {r[kind]['low']['p50_us']:.0f} us, saturation {sat:.0f}/s "
+                      f"(mean batch {r[kind]['saturation']['mean_batch']:.1f}), 70%: p50 "
+                      f"{r[kind]['at70']['p50_us']:.0f} p99 {r[kind]['at70']['p99_us']:.0f} us; "
+                      f"{args.rows}-row requests: "
+                      f"{r[kind]['saturation_rows']['throughput'] * args.rows:.0f} rows/s",
                       flush=True)
             sweep_top = max(r["kiln"]["saturation"]["throughput"], r["ort"]["saturation"]["throughput"])
             r["sweep"] = {"kiln": [], "ort": []}
             for fraction in (0.1, 0.3, 0.5, 0.7, 0.9):
                 for kind in ("kiln", "ort"):  # alternating at each rate
                     rate = fraction * sweep_top
-                    if rate > 1.2 * r[kind]["saturation"]["throughput"]:
-                        continue
-                    r["sweep"][kind].append(measured(server, f"{kind}_{name}", requests, rate,
-                                                     args.count, args.seconds / 2, 4))
-            batch = max(1, round(r["kiln"]["saturation"]["mean_batch"]))
+                    if rate <= 1.2 * r[kind]["saturation"]["throughput"]:
+                        r["sweep"][kind].append(level(kind, 1, rate, args.seconds / 2, 5))
+            batch = max(1, round(r["kiln"]["saturation_rows"]["mean_batch"]))  # in rows
             r["in_process"] = {"batch1": in_process(so, feeds, 1, 2000),
                                f"batch{batch}": in_process(so, feeds, batch, 500), "batch": batch}
             results["models"][name] = r
@@ -274,35 +303,59 @@ def write_docs(results, docs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = results["rows"]
     lines = ["## Load test", "", "Generated by `bench/serve_load.py`.", "",
-             f"Machine: {results['cores']} cores ({results['machine']}); client and tritonserver "
-             "share it. Batch-1 requests, open-loop Poisson arrivals over gRPC on loopback, each "
-             f"level bounded by {results['bound_requests']} requests and "
-             f"{results['bound_seconds']} s. One model instance with one thread for each server. "
+             f"Machine: {results['cores']} cores ({results['machine']}); the client and "
+             "tritonserver share it. Open-loop Poisson arrivals over gRPC on loopback from one "
+             "asyncio client, each level bounded by "
+             f"{results['bound_requests']} requests and {results['bound_seconds']} s. One model "
+             "instance with one thread for each server, the same dynamic batching (buckets "
+             f"{results['buckets']}, max queue delay {results['max_queue_delay_us']} us). "
              "(a) kiln's Triton backend, (b) Triton's Python backend running onnxruntime, "
-             "(c) in-process kiln, no server.", "",
+             "(c) in-process kiln, no server. *server* is Triton's own mean time of a request "
+             "(its statistics, receipt to response); *client* is what the client saw, with "
+             "gRPC's Python client in it.", "",
              "| model | | (a) kiln backend | (b) Python + onnxruntime | (c) in-process kiln | a/b | a/c |",
              "|---|---|---|---|---|---|---|"]
     fig, axes = plt.subplots(1, len(results["models"]), figsize=(6 * len(results["models"]), 4),
                              squeeze=False)
     for ax, (name, r) in zip(axes[0], results["models"].items()):
         k, o, c = r["kiln"], r["ort"], r["in_process"]
-        b = r["in_process"]["batch"]
-        sat_k, sat_o = k["saturation"]["throughput"], o["saturation"]["throughput"]
+        b = c["batch"]
+        floor = c["batch1"]["p50_us"]
+        one_k, one_o = k["saturation"]["throughput"], o["saturation"]["throughput"]
+        many_k = k["saturation_rows"]["throughput"] * rows
+        many_o = o["saturation_rows"]["throughput"] * rows
         inproc = c[f"batch{b}"]["throughput"]
+
+        def lat(x):
+            return f"{x['p50_us']:.0f} / {x['p99_us']:.0f} / {x['p999_us']:.0f}"
+
+        def batch(x):  # Triton counts inferences in rows
+            return f"mean batch {x['mean_batch']:.1f} rows, client CPU {x['client_cpu']:.2f}"
+
         lines += [
-            f"| {name} | saturation throughput (req/s) | {sat_k:.0f} (mean batch "
-            f"{k['saturation']['mean_batch']:.1f}) | {sat_o:.0f} (mean batch "
-            f"{o['saturation']['mean_batch']:.1f}) | {inproc:.0f} (batch {b}) | "
-            f"{sat_k / sat_o:.2f}x | {sat_k / inproc:.2f}x |",
-            f"| | low load p50 / p99 / p99.9 (us) | {k['low']['p50_us']:.0f} / {k['low']['p99_us']:.0f}"
-            f" / {k['low']['p999_us']:.0f} | {o['low']['p50_us']:.0f} / {o['low']['p99_us']:.0f} / "
-            f"{o['low']['p999_us']:.0f} | {c['batch1']['p50_us']:.0f} (batch 1) | | |",
-            f"| | added latency at low load, p50 (us) | {k['low']['p50_us'] - c['batch1']['p50_us']:.0f}"
-            f" | {o['low']['p50_us'] - c['batch1']['p50_us']:.0f} | | | |",
-            f"| | at 70% of saturation: p50 / p99 (us), errors | {k['at70']['p50_us']:.0f} / "
-            f"{k['at70']['p99_us']:.0f}, {k['at70']['errors']} | {o['at70']['p50_us']:.0f} / "
-            f"{o['at70']['p99_us']:.0f}, {o['at70']['errors']} | | | |"]
+            f"| {name} | saturation, 1-row requests (requests/s) | {one_k:.0f} ({batch(k['saturation'])})"
+            f" | {one_o:.0f} ({batch(o['saturation'])}) | | {one_k / one_o:.2f}x | |",
+            f"| | saturation, {rows}-row requests (rows/s) | {many_k:.0f} "
+            f"({batch(k['saturation_rows'])}) | {many_o:.0f} ({batch(o['saturation_rows'])})"
+            f" | {inproc:.0f} (batch {b}) | {many_k / many_o:.2f}x | {many_k / inproc:.2f}x |",
+            f"| | low load, client p50 / p99 / p99.9 (us) | {lat(k['low'])} | {lat(o['low'])} | "
+            f"{floor:.0f} (batch 1, p50) | | |",
+            f"| | low load, server mean (us): queue + compute + output | "
+            f"{k['low']['server_us']['success']:.0f}: {k['low']['server_us']['queue']:.0f} + "
+            f"{k['low']['server_us']['compute_infer']:.0f} + {k['low']['server_us']['compute_output']:.0f}"
+            f" | {o['low']['server_us']['success']:.0f}: {o['low']['server_us']['queue']:.0f} + "
+            f"{o['low']['server_us']['compute_infer']:.0f} + {o['low']['server_us']['compute_output']:.0f}"
+            " | | | |",
+            f"| | added latency at low load (us): client p50, server mean | "
+            f"{k['low']['p50_us'] - floor:.0f}, {k['low']['server_us']['success'] - floor:.0f} | "
+            f"{o['low']['p50_us'] - floor:.0f}, {o['low']['server_us']['success'] - floor:.0f} | | | |",
+            f"| | at 70% of its saturation: p50 / p99 (us), p99/p50, errors | "
+            f"{k['at70']['p50_us']:.0f} / {k['at70']['p99_us']:.0f}, "
+            f"{k['at70']['p99_us'] / k['at70']['p50_us']:.1f}, {k['at70']['errors']} | "
+            f"{o['at70']['p50_us']:.0f} / {o['at70']['p99_us']:.0f}, "
+            f"{o['at70']['p99_us'] / o['at70']['p50_us']:.1f}, {o['at70']['errors']} | | | |"]
         for kind, label in (("kiln", "kiln backend"), ("ort", "Python + onnxruntime")):
             pts = r["sweep"][kind]
             ax.plot([p["throughput"] for p in pts], [p["p50_us"] for p in pts], "o-", label=f"{label} p50")
@@ -314,7 +367,26 @@ def write_docs(results, docs):
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(docs, "serving_load.png"), dpi=110)
-    lines += ["", "![latency against load](serving_load.png)"]
+    lines += ["", "![latency against load](serving_load.png)", "", "Targets, from this run:", ""]
+    for name, r in results["models"].items():
+        k, o, c = r["kiln"], r["ort"], r["in_process"]
+        floor = c["batch1"]["p50_us"]
+        many = k["saturation_rows"]["throughput"] * rows
+        to_ort = many / (o["saturation_rows"]["throughput"] * rows)
+        to_floor = many / c[f"batch{c['batch']}"]["throughput"]
+        added = k["low"]["server_us"]["success"] - floor
+        spread = k["at70"]["p99_us"] / k["at70"]["p50_us"]
+        verdict = lambda ok: "met" if ok else "missed"
+        lines += [
+            f"- {name}: throughput at saturation >= 3x Python + onnxruntime: "
+            f"{verdict(to_ort >= 3)} ({to_ort:.2f}x with {rows}-row requests, "
+            f"{k['saturation']['throughput'] / o['saturation']['throughput']:.2f}x with 1-row "
+            f"requests, where the client sets the rate); >= 0.8x in-process kiln at the same batch: "
+            f"{verdict(to_floor >= 0.8)} ({to_floor:.2f}x); added p50 at low load <= 150 us: "
+            f"{verdict(added <= 150)} (server mean {added:.0f} us, client p50 "
+            f"{k['low']['p50_us'] - floor:.0f} us); at 70% p99 <= 3x p50 with zero errors: "
+            f"{verdict(spread <= 3 and k['at70']['errors'] == 0)} ({spread:.1f}x, "
+            f"{k['at70']['errors']} errors)."]
     # The generated part of docs/serving.md, between its markers.
     path = os.path.join(docs, "serving.md")
     with open(path) as f:
