@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 import kiln
 import kiln.serving
 import zoo
-from conftest import SHARED_MODELS
+from conftest import GPU, SHARED_MODELS, needs_nvcc
 
 BUCKETS = [1, 16, 64]
 RTOL, ATOL = 1e-4, 1e-5
@@ -322,3 +322,37 @@ def test_killing_kiln_serve_takes_triton_down(models, tmp_path):
         time.sleep(0.1)
     assert not kiln.serving._alive(pid)
     srv.process = None
+
+
+@pytest.fixture(scope="module")
+def cuda_model(tmp_path_factory):
+    """A zoo DLRM built for the CUDA target, and its reference case."""
+    out = str(tmp_path_factory.mktemp("cuda"))
+    folder = zoo.write("dlrm_kaggle", out, batch=8)
+    so = os.path.join(out, "dlrm_gpu.so")
+    kiln.compile(os.path.join(folder, "model.onnx"), so, batch=[1, 8], target="cuda")
+    return (so, *case(folder))
+
+
+@needs_nvcc
+def test_a_cuda_model_is_packaged_for_gpu_instances(cuda_model, tmp_path):
+    repo = str(tmp_path / "repo")
+    kiln.serving.package(cuda_model[0], repo, name="dlrm_gpu", instances=2)
+    with open(os.path.join(repo, "dlrm_gpu", "config.pbtxt")) as f:
+        config = f.read()
+    assert "count: 2 kind: KIND_GPU gpus: [ 0 ]" in config, config
+
+
+@pytest.mark.skipif(not GPU, reason="no GPU on this machine")
+@needs_nvcc
+def test_a_cuda_model_serves_on_a_gpu_instance(cuda_model, tmp_path):
+    so, inputs, expected = cuda_model
+    repo = str(tmp_path / "repo")
+    kiln.serving.package(so, repo, name="dlrm_gpu")
+    with kiln.serving.Server(repo) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc)
+        result = infer(client, grpcclient, "dlrm_gpu", inputs)
+        for out, want in expected.items():
+            np.testing.assert_allclose(result.as_numpy(out).reshape(want.shape), want,
+                                       rtol=RTOL, atol=ATOL)
+        client.close()
