@@ -55,7 +55,7 @@ import kiln.serving  # noqa: E402
 import zoo  # noqa: E402
 
 BUCKETS = [1, 2, 4, 8, 16, 32, 64]
-PY_MODEL = '''import json, os, sys
+PY_MODEL = '''import os, sys
 sys.path.insert(0, SITE_PACKAGES)  # the stub ignores PYTHONPATH; onnxruntime is in .venv
 import numpy as np
 import onnxruntime as ort
