@@ -12,7 +12,9 @@ arrivals), bounded in request count and seconds. For each model and server:
   - low load, 1-row requests: p50/p99/p99.9 as the client saw them (gRPC,
     and HTTP through tritonclient.http), and
     Triton's own mean time of a request by phase (its statistics endpoint);
-    the server's added latency is either minus in-process kiln's batch-1 p50;
+    the server's added latency is either minus in-process kiln's batch-1 p50
+    (in-process kiln is also timed with the low load's mean gap before each
+    run, which shows what a cold run costs);
   - saturation, 1-row requests: throughput when arrivals far exceed capacity,
     the mean batch Triton formed, and the client's CPU share (near 1 means the
     client, not the server, set the rate);
@@ -237,7 +239,9 @@ def measured(server, name, requests, rate, count, seconds, seed):
     return result
 
 
-def in_process(so, feeds, batch, runs):
+def in_process(so, feeds, batch, runs, gap=0.0):
+    """p50 and throughput of kiln_run in this process, back to back or with
+    `gap` seconds of sleep before each run (as between low-load arrivals)."""
     with kiln.load(so) as model:
         rows = {k: np.ascontiguousarray(np.resize(v, (batch,) + v.shape[1:])) for k, v in feeds.items()}
         binding = model.bind(rows)
@@ -245,6 +249,8 @@ def in_process(so, feeds, batch, runs):
             binding.run()
         times = []
         for _ in range(runs):
+            if gap:
+                time.sleep(gap)
             t = time.perf_counter()
             binding.run()
             times.append(time.perf_counter() - t)
@@ -294,7 +300,8 @@ def main():
     os.environ["LD_LIBRARY_PATH"] = libs + ":" + os.environ.get("LD_LIBRARY_PATH", "")
     results = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "bound_seconds": args.seconds, "bound_requests": args.count, "rows": args.rows,
-               "max_queue_delay_us": args.max_queue_delay_us, "buckets": BUCKETS, "models": {}}
+               "max_queue_delay_us": args.max_queue_delay_us, "low_rate": args.low_rate,
+               "buckets": BUCKETS, "models": {}}
     with kiln.serving.Server(repo) as server:
         for name, (so, feeds, requests) in cases.items():
             print(f"== {name}", flush=True)
@@ -331,6 +338,7 @@ def main():
                         r["sweep"][kind].append(level(kind, 1, rate, args.seconds / 2, 5))
             batch = max(1, round(r["kiln"]["saturation_rows"]["mean_batch"]))  # in rows
             r["in_process"] = {"batch1": in_process(so, feeds, 1, 2000),
+                               "batch1_gapped": in_process(so, feeds, 1, 300, 1.0 / args.low_rate),
                                f"batch{batch}": in_process(so, feeds, batch, 500), "batch": batch}
             results["models"][name] = r
     shutil.rmtree(work, ignore_errors=True)
@@ -384,7 +392,8 @@ def write_docs(results, docs):
             f"| | low load over gRPC, client p50 / p99 / p99.9 (us) | {lat(k['low'])} | {lat(o['low'])} | "
             f"{floor:.0f} (batch 1, p50) | | |",
             f"| | low load over HTTP, client p50 / p99 / p99.9 (us) | {lat(k['low_http'])} | "
-            f"{lat(o['low_http'])} | | | |",
+            f"{lat(o['low_http'])} | {c['batch1_gapped']['p50_us']:.0f} (batch 1, p50, a "
+            f"{1e3 / results['low_rate']:.0f} ms sleep before each run) | | |",
             f"| | low load, server mean (us): queue + compute + output | "
             f"{k['low']['server_us']['success']:.0f}: {k['low']['server_us']['queue']:.0f} + "
             f"{k['low']['server_us']['compute_infer']:.0f} + {k['low']['server_us']['compute_output']:.0f}"
@@ -426,8 +435,10 @@ def write_docs(results, docs):
             f"{k['saturation']['throughput'] / o['saturation']['throughput']:.2f}x with 1-row "
             f"requests, where the client sets the rate); >= 0.8x in-process kiln at the same batch: "
             f"{verdict(to_floor >= 0.8)} ({to_floor:.2f}x); added p50 at low load <= 150 us: "
-            f"{verdict(added <= 150)} (server mean {added:.0f} us, client p50 "
-            f"{k['low']['p50_us'] - floor:.0f} us); at 70% p99 <= 3x p50 with zero errors: "
+            f"{verdict(added <= 150)} (server mean {added:.0f} us over the back-to-back p50, "
+            f"{k['low']['server_us']['success'] - c['batch1_gapped']['p50_us']:.0f} us over the "
+            f"cold one; client p50 {k['low']['p50_us'] - floor:.0f} us); "
+            "at 70% p99 <= 3x p50 with zero errors: "
             f"{verdict(spread <= 3 and k['at70']['errors'] == 0)} ({spread:.1f}x, "
             f"{k['at70']['errors']} errors)."]
     # The generated part of docs/serving.md, between its markers.
