@@ -133,6 +133,18 @@ def row_requests(model, feeds, rows):
     return requests
 
 
+def arrivals(rate, count, seconds, seed):
+    """The wait (s) before each of up to `count` Poisson arrivals at `rate`/s,
+    kept on their schedule however long the sends take, for `seconds`."""
+    begin = due = time.perf_counter()
+    for gap in np.random.default_rng(seed).exponential(1.0 / rate, count):
+        due += gap
+        now = time.perf_counter()
+        if now - begin > seconds:
+            return
+        yield max(0.0, due - now)
+
+
 def load_level(url, requests, rate, count, seconds, seed):
     """Open-loop Poisson arrivals at `rate`/s from one asyncio client (gRPC's
     cheapest Python client: about 80 us of CPU a request here); returns
@@ -141,7 +153,6 @@ def load_level(url, requests, rate, count, seconds, seed):
 
 
 async def _load_level(url, requests, rate, count, seconds, seed):
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, count)
     latencies, errors = [], [0]
     async with grpc.aio.insecure_channel(url) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -154,15 +165,10 @@ async def _load_level(url, requests, rate, count, seconds, seed):
             except grpc.aio.AioRpcError:
                 errors[0] += 1
 
-        begin = time.perf_counter()
-        due, tasks = begin, []
-        for gap in gaps:
-            due += gap
-            now = time.perf_counter()
-            if due > now:
-                await asyncio.sleep(due - now)
-            if now - begin > seconds:
-                break
+        begin, tasks = time.perf_counter(), []
+        for wait in arrivals(rate, count, seconds, seed):
+            if wait:
+                await asyncio.sleep(wait)
             tasks.append(asyncio.ensure_future(one(requests[len(tasks) % len(requests)])))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - begin
@@ -174,18 +180,11 @@ def http_low_load(url, model, feeds, rate, count, seconds, seed):
     times from one thread; at a low rate each answer comes long before the next
     arrival, so the pacing stays open-loop. Returns what summary() takes."""
     client = httpclient.InferenceServerClient(url)
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, count)
     rows = len(next(iter(feeds.values())))
     latencies, errors, sent = [], 0, 0
     begin = time.perf_counter()
-    due = begin
-    for gap in gaps:
-        due += gap
-        now = time.perf_counter()
-        if due > now:
-            time.sleep(due - now)
-        if now - begin > seconds:
-            break
+    for wait in arrivals(rate, count, seconds, seed):
+        time.sleep(wait)
         inputs = []
         for name, value in feeds.items():
             row = np.ascontiguousarray(value[sent % rows:sent % rows + 1])
