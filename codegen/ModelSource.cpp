@@ -1037,7 +1037,8 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
      << cString(info.quantization) << ", "
      << (info.f32WeightsBytes ? info.f32WeightsBytes : f32WeightsBytes) << "u, "
      << (device ? "&kDevice" : "nullptr") << ", " << hostBytes << "u,\n    "
-     << (inFile ? cString(info.weightsFile) : "nullptr") << ", " << weightsHash << "u};\n";
+     << (inFile ? cString(info.weightsFile) : "nullptr") << ", " << weightsHash << "u, "
+     << (module->hasAttr("kiln.exact_buckets") ? "KILN_MODEL_EXACT_BUCKETS" : "0u") << "};\n";
   return success();
 }
 

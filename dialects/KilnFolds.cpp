@@ -323,19 +323,26 @@ static Attribute foldCompare(ArrayRef<Attribute> operands, RankedTensorType type
 
 using OptInt = std::optional<int64_t>;
 
+// Integer arithmetic wraps in two's complement, as onnxruntime's kernels do
+// (and kiln's generated code): a model's overflowing constants fold to what
+// running them gives, never to undefined behaviour in the compiler.
+static int64_t wrapAdd(int64_t l, int64_t r) { return int64_t(uint64_t(l) + uint64_t(r)); }
+static int64_t wrapSub(int64_t l, int64_t r) { return int64_t(uint64_t(l) - uint64_t(r)); }
+static int64_t wrapMul(int64_t l, int64_t r) { return int64_t(uint64_t(l) * uint64_t(r)); }
+
 OpFoldResult AddOp::fold(FoldAdaptor a) {
   return foldBinary(
-      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l + r; },
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return wrapAdd(l, r); },
       [](double l, double r) { return l + r; });
 }
 OpFoldResult SubOp::fold(FoldAdaptor a) {
   return foldBinary(
-      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l - r; },
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return wrapSub(l, r); },
       [](double l, double r) { return l - r; });
 }
 OpFoldResult MulOp::fold(FoldAdaptor a) {
   return foldBinary(
-      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return l * r; },
+      a.getOperands(), getType(), [](int64_t l, int64_t r) -> OptInt { return wrapMul(l, r); },
       [](double l, double r) { return l * r; });
 }
 OpFoldResult DivOp::fold(FoldAdaptor a) {
@@ -343,8 +350,8 @@ OpFoldResult DivOp::fold(FoldAdaptor a) {
   return foldBinary(
       a.getOperands(), getType(),
       [](int64_t l, int64_t r) -> OptInt {
-        if (r == 0)
-          return std::nullopt;
+        if (r == 0 || (l == INT64_MIN && r == -1))
+          return std::nullopt; // left to run: no value to fold to
         return l / r;
       },
       [](double l, double r) { return l / r; });
@@ -416,7 +423,7 @@ OpFoldResult ReduceProdOp::fold(FoldAdaptor a) {
       else if (getKeepdims())
         ++k;
     }
-    out[dst] *= values[n].getSExtValue();
+    out[dst] = wrapMul(out[dst], values[n].getSExtValue());
   }
   return DenseIntElementsAttr::get(getType(), out);
 }
@@ -432,9 +439,16 @@ OpFoldResult CastOp::fold(FoldAdaptor a) {
   for (Attribute v : in.getValues<Attribute>()) {
     double f = 0;
     int64_t i = 0;
-    if (auto fa = dyn_cast<FloatAttr>(v))
-      i = int64_t(f = fa.getValueAsDouble());
-    else if (from.isInteger(1) || from.isUnsignedInteger())
+    if (auto fa = dyn_cast<FloatAttr>(v)) {
+      f = fa.getValueAsDouble();
+      if (!isa<FloatType>(to) && !to.isInteger(1)) {
+        // NaN, Inf and values past int64 have no integer (the conversion
+        // is undefined): such a cast is left to run.
+        if (!(f >= -0x1p63 && f < 0x1p63))
+          return {};
+        i = int64_t(f);
+      }
+    } else if (from.isInteger(1) || from.isUnsignedInteger())
       f = double(i = cast<IntegerAttr>(v).getValue().getZExtValue());
     else
       f = double(i = cast<IntegerAttr>(v).getValue().getSExtValue());
@@ -455,7 +469,7 @@ OpFoldResult RangeOp::fold(FoldAdaptor) {
   SmallVector<Attribute> out;
   if (auto s = getConstantInts(getStart()), d = getConstantInts(getDelta()); s && d) {
     for (int64_t i = 0; i < getType().getDimSize(0); ++i)
-      out.push_back(IntegerAttr::get(element, (*s)[0] + i * (*d)[0]));
+      out.push_back(IntegerAttr::get(element, wrapAdd((*s)[0], wrapMul(i, (*d)[0]))));
   } else if (auto sf = getConstantFloat(getStart()), df = getConstantFloat(getDelta()); sf && df) {
     for (int64_t i = 0; i < getType().getDimSize(0); ++i)
       out.push_back(FloatAttr::get(element, *sf + double(i) * *df));

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "KilnOps.h"
+#include "kiln/checked.h"
 
 #include "mlir/Dialect/Traits.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
@@ -76,14 +77,31 @@ std::optional<SmallVector<int64_t>> getConstantInts(Value value) {
 
 static RankedTensorType shapeOf(Value v) { return cast<RankedTensorType>(v.getType()); }
 
+/// The product of dims, kDyn when one is dynamic; INT64_MAX on an overflow,
+/// which the size check of the result's type then refuses.
 static int64_t product(ArrayRef<int64_t> dims) {
-  int64_t p = 1;
-  for (int64_t d : dims) {
-    if (d == kDyn)
-      return kDyn;
-    p *= d;
-  }
-  return p;
+  if (llvm::is_contained(dims, kDyn))
+    return kDyn;
+  return checkedProduct(dims).value_or(std::numeric_limits<int64_t>::max());
+}
+
+std::optional<int64_t> staticByteSize(ShapedType type) {
+  std::optional<int64_t> bytes = elementBytes(type.getElementType());
+  if (type.hasRank())
+    for (int64_t d : type.getShape())
+      if (d != kDyn && bytes)
+        bytes = checkedMul(*bytes, d);
+  return bytes;
+}
+
+/// Refuses an inferred type whose size overflows (dims near 2^62, say): no
+/// later element count or byte size can then wrap around.
+static LogicalResult checkSizes(std::optional<Location> loc, ArrayRef<Type> types) {
+  for (auto [i, type] : llvm::enumerate(types))
+    if (auto shaped = dyn_cast<ShapedType>(type); shaped && !staticByteSize(shaped))
+      return emitOptionalError(loc, "result ", i, " would be ", type,
+                               ", whose size overflows 64 bits");
+  return success();
 }
 
 /// Merges two sizes that must agree: a static size wins over a dynamic one.
@@ -99,9 +117,20 @@ static LogicalResult push(SmallVectorImpl<Type> &types, ArrayRef<int64_t> shape,
   return success();
 }
 
+/// Defines OP's result type inference; every inferred type then goes
+/// through checkSizes.
 #define KILN_INFER(OP)                                                                             \
+  static LogicalResult infer##OP(MLIRContext *context, std::optional<Location> loc,                \
+                                 OP::Adaptor adaptor, SmallVectorImpl<Type> &types);               \
   LogicalResult OP::inferReturnTypes(MLIRContext *context, std::optional<Location> loc,            \
-                                     Adaptor adaptor, SmallVectorImpl<Type> &types)
+                                     Adaptor adaptor, SmallVectorImpl<Type> &types) {              \
+    size_t first = types.size();                                                                   \
+    if (failed(infer##OP(context, loc, adaptor, types)))                                           \
+      return failure();                                                                            \
+    return checkSizes(loc, ArrayRef<Type>(types).drop_front(first));                               \
+  }                                                                                                \
+  static LogicalResult infer##OP(MLIRContext *context, std::optional<Location> loc,                \
+                                 OP::Adaptor adaptor, SmallVectorImpl<Type> &types)
 
 KILN_INFER(ConstantOp) {
   types.push_back(adaptor.getValue().getType());
@@ -358,12 +387,12 @@ KILN_INFER(EmbeddingBagsOp) {
     auto table = shapeOf(t);
     if (table.getRank() != 2 || table.isDynamicDim(1))
       return emitOptionalError(loc, "embedding_bags tables must be [rows, dim] with a static dim");
-    width += tableDim(table, adaptor.getBits());
+    width += EmbeddingBagsOp::tableDim(table, adaptor.getBits());
   }
   if (adaptor.getMode() == 3) { // rows side by side, not pooled
     width = 0;
     for (auto [t, hotness] : llvm::zip(adaptor.getTables(), adaptor.getHotness()))
-      width += tableDim(shapeOf(t), adaptor.getBits()) * hotness;
+      width += EmbeddingBagsOp::tableDim(shapeOf(t), adaptor.getBits()) * hotness;
   }
   return push(types, {ids.getDimSize(0), width}, Float32Type::get(context));
 }
@@ -479,12 +508,27 @@ KILN_INFER(WhereOp) {
   return push(types, out, x.getElementType());
 }
 
+/// The rank a shape operand (Reshape's, Expand's, ConstantOfShape's) gives
+/// its result: its length, which must be known and at most kMaxRank (no
+/// model has more dims; a larger one is a damaged file, not a shape).
+static constexpr int64_t kMaxRank = 64;
+static FailureOr<int64_t> shapeOperandRank(std::optional<Location> loc, Value shape,
+                                           StringRef op) {
+  auto t = shapeOf(shape);
+  if (t.getRank() != 1 || t.isDynamicDim(0))
+    return emitOptionalError(loc, op, ": the shape must be a 1-D tensor of known size");
+  if (t.getDimSize(0) > kMaxRank)
+    return emitOptionalError(loc, op, ": a shape of ", t.getDimSize(0), " dims (at most ",
+                             kMaxRank, ")");
+  return t.getDimSize(0);
+}
+
 KILN_INFER(ExpandOp) {
   auto in = shapeOf(adaptor.getInput());
-  auto shapeType = shapeOf(adaptor.getShape());
-  if (shapeType.getRank() != 1 || shapeType.isDynamicDim(0))
-    return emitOptionalError(loc, "expand shape must be a 1-D tensor of known size");
-  SmallVector<int64_t> target(shapeType.getDimSize(0), kDyn);
+  FailureOr<int64_t> rank = shapeOperandRank(loc, adaptor.getShape(), "expand");
+  if (failed(rank))
+    return failure();
+  SmallVector<int64_t> target(*rank, kDyn);
   if (auto dims = getConstantInts(adaptor.getShape()))
     target = *dims;
   else if (target.size() < size_t(in.getRank()))
@@ -604,12 +648,12 @@ LogicalResult SoftmaxOp::verify() {
 
 KILN_INFER(ReshapeOp) {
   auto in = shapeOf(adaptor.getInput());
-  auto shapeType = shapeOf(adaptor.getShape());
-  if (shapeType.getRank() != 1 || shapeType.isDynamicDim(0))
-    return emitOptionalError(loc, "reshape target must be a 1-D tensor of known size");
+  FailureOr<int64_t> rank = shapeOperandRank(loc, adaptor.getShape(), "reshape");
+  if (failed(rank))
+    return failure();
   auto target = getConstantInts(adaptor.getShape());
   if (!target)
-    return push(types, SmallVector<int64_t>(shapeType.getDimSize(0), kDyn), in.getElementType());
+    return push(types, SmallVector<int64_t>(*rank, kDyn), in.getElementType());
   SmallVector<int64_t> out;
   int inferred = -1;
   for (auto [i, d] : llvm::enumerate(*target)) {
@@ -904,17 +948,17 @@ KILN_INFER(RangeOp) {
 }
 
 KILN_INFER(ConstantOfShapeOp) {
-  auto shapeType = shapeOf(adaptor.getShape());
   Type element = cast<TypedAttr>(adaptor.getValue()).getType();
-  if (shapeType.getRank() != 1 || shapeType.isDynamicDim(0))
-    return emitOptionalError(loc, "constant_of_shape needs a 1-D shape of known size");
+  FailureOr<int64_t> rank = shapeOperandRank(loc, adaptor.getShape(), "constant_of_shape");
+  if (failed(rank))
+    return failure();
   if (auto dims = getConstantInts(adaptor.getShape())) {
     for (int64_t d : *dims)
       if (d < 0)
         return emitOptionalError(loc, "constant_of_shape: negative size ", d);
     return push(types, *dims, element);
   }
-  return push(types, SmallVector<int64_t>(shapeType.getDimSize(0), kDyn), element);
+  return push(types, SmallVector<int64_t>(*rank, kDyn), element);
 }
 
 } // namespace kiln

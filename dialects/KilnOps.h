@@ -37,6 +37,11 @@ inline int64_t elementBytes(mlir::Type element) {
   return element.isInteger(1) ? 1 : element.getIntOrFloatBitWidth() / 8;
 }
 
+/// Bytes of the static part of `type` (its static dims times an element's
+/// bytes), or nullopt when that overflows int64_t: every type kiln infers is
+/// checked with it, so getNumElements() of an op's result cannot wrap.
+std::optional<int64_t> staticByteSize(mlir::ShapedType type);
+
 /// The values of a constant integer tensor operand, if it is one.
 std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 

@@ -9,6 +9,8 @@ APT_PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev libgtest-dev libbenchmark-dev
   nlohmann-json3-dev
+  # The sanitizer build and the fuzzers (scripts/sanitize.sh, scripts/fuzz.sh).
+  clang-22 libclang-rt-22-dev
   # libMLIR's CMake config checks for these.
   libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
 )

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 out=build-tsan
 mkdir -p "$out"
 c++ -std=c++17 -O1 -g -fsanitize=thread -rdynamic -Iruntime/include -Iruntime/src \
-  test/tsan/sessions.cpp runtime/src/runtime.cpp runtime/src/thread_pool.cpp \
+  test/tsan/sessions.cpp runtime/src/runtime.cpp runtime/src/descriptor_check.cpp runtime/src/thread_pool.cpp \
   -ldl -pthread -o "$out/sessions"
 
 models=("test/unit/models/tiny.onnxtxt" "test/unit/models/computed_ids.onnxtxt")

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -98,7 +99,8 @@ void Dense(benchmark::State &state, Weights format) {
       packedInt8(kiln::cpu::panelCount(N) * kiln::cpu::int8GroupCount(K) * 64);
   std::vector<float> scale(N);
   std::vector<int32_t> sums(N);
-  kiln::cpu::quantizeWeightsInt8(W.data(), K, N, q.data(), scale.data(), sums.data());
+  if (!kiln::cpu::quantizeWeightsInt8(W.data(), K, N, q.data(), scale.data(), sums.data()))
+    std::abort(); // W is uniform random: always finite
   kiln::cpu::packWeightsInt8(q.data(), K, N, packedInt8.data());
   const kiln::cpu::Int8Weights int8{packedInt8.data(), scale.data(), sums.data()};
   kiln::cpu::Epilogue ep;

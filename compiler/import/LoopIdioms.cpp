@@ -117,6 +117,8 @@ std::optional<std::vector<int64_t>> Matcher::axes(const onnx::NodeProto &n, int 
 bool Matcher::node(const onnx::NodeProto &n) {
   const std::string &op = n.op_type();
   auto in = [&](int i) { return i < n.input_size() ? get(n.input(i)) : nullptr; };
+  static const std::string kNone; // a missing input: neither outer nor defined
+  const std::string &first = n.input_size() ? n.input(0) : kNone;
   auto define = [&](Value v) {
     values[n.output(0)] = std::move(v);
     return true;
@@ -133,7 +135,7 @@ bool Matcher::node(const onnx::NodeProto &n) {
   }
   if (op == "Identity" || op == "Cast") {
     const Value *v = in(0);
-    auto c = isOuter(n.input(0)) ? outerInts(n.input(0)) : std::nullopt;
+    auto c = isOuter(first) ? outerInts(first) : std::nullopt;
     if ((v && (v->role == Role::CondIn || v->role == Role::True)) ||
         (c && c->size() == 1 && (*c)[0] != 0))
       return define({Role::True});
@@ -146,14 +148,14 @@ bool Matcher::node(const onnx::NodeProto &n) {
     if (axis && axis->i() != 0)
       return false;
     const Value *index = in(1);
-    if (!isOuter(n.input(0)) || !index)
+    if (!isOuter(first) || !index)
       return false;
     if (index->role == Role::Iter)
-      return define({Role::Elem, n.input(0)});
+      return define({Role::Elem, first});
     if (index->role == Role::Window) {
       Value rows = *index;
       rows.role = Role::Rows;
-      rows.table = n.input(0);
+      rows.table = first;
       return define(rows);
     }
     return false;
@@ -174,7 +176,7 @@ bool Matcher::node(const onnx::NodeProto &n) {
   }
   if (op == "Slice") {
     const Value *start = in(1), *end = in(2);
-    if (!isOuter(n.input(0)) || !start || !end || start->role != Role::Elem ||
+    if (!isOuter(first) || !start || !end || start->role != Role::Elem ||
         end->role != Role::Elem)
       return false;
     if (n.input_size() > 3 && !n.input(3).empty()) {
@@ -185,7 +187,7 @@ bool Matcher::node(const onnx::NodeProto &n) {
     if (n.input_size() > 4 && !n.input(4).empty() &&
         constantInts(n.input(4)) != std::vector<int64_t>{1})
       return false;
-    Value window{Role::Window, start->x, end->x, n.input(0)};
+    Value window{Role::Window, start->x, end->x, first};
     return define(window);
   }
   if (op == "Mul") {

@@ -44,6 +44,11 @@ const std::vector<Stage> &stages() {
          pm.addNestedPass<func::FuncOp>(createFuseAttention());
          pm.addNestedPass<func::FuncOp>(createFuseInteraction());
        }},
+      {"check-rows",
+       [](PassManager &pm, const CompileOptions &o) {
+         pm.addPass(createCheckRowIndependence(
+             CheckRowIndependenceOptions{o.rowMixing == "exact-buckets"}));
+       }},
       {"form-dense",
        [](PassManager &pm, const CompileOptions &) { pm.addPass(createFormDense()); }},
       {"fuse-epilogues",

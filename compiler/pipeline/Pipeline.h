@@ -53,6 +53,10 @@ struct CompileOptions {
   /// weights file), "file" (always the weights file beside the .so) or
   /// "embed" (always embedded; refused above kEmbedLimitBytes).
   std::string weights = "auto";
+  /// A model whose rows kiln cannot prove independent across the batch
+  /// (kiln-check-row-independence): "refuse" it, or compile it to run only
+  /// at batch sizes that are buckets ("exact-buckets").
+  std::string rowMixing = "refuse";
 };
 
 /// The most weight bytes a model .so embeds: its read-only data must stay

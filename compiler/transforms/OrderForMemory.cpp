@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/transforms/Passes.h"
+#include "kiln/checked.h"
 
 #include <set>
 
@@ -42,7 +43,8 @@ Value rootOf(Value v) {
 bool inArena(Value root) { return !root.getDefiningOp<ConstantOp>(); }
 
 /// The most bytes live at once when `ops` run in this order; inputs are
-/// live from the start, outputs to the end.
+/// live from the start, outputs to the end. Saturates at INT64_MAX (the
+/// planner refuses such an arena, naming its largest buffer).
 int64_t livePeak(ArrayRef<Operation *> ops, func::ReturnOp ret, Block &body) {
   DenseMap<Value, int64_t> last;
   for (auto [i, op] : llvm::enumerate(ops))
@@ -52,7 +54,7 @@ int64_t livePeak(ArrayRef<Operation *> ops, func::ReturnOp ret, Block &body) {
     last[rootOf(v)] = ops.size();
   int64_t live = 0, peak = 0;
   for (BlockArgument arg : body.getArguments())
-    live += bytesOf(arg);
+    live = saturatingAdd(live, bytesOf(arg));
   peak = live;
   SmallVector<SmallVector<Value>> freedAt(ops.size() + 1);
   for (auto [root, at] : last)
@@ -61,7 +63,9 @@ int64_t livePeak(ArrayRef<Operation *> ops, func::ReturnOp ret, Block &body) {
   for (auto [i, op] : llvm::enumerate(ops)) {
     for (Value r : op->getResults())
       if (!isReshapeLike(op) && inArena(r))
-        live += bytesOf(r);
+        live = saturatingAdd(live, bytesOf(r));
+    if (live == INT64_MAX)
+      return live; // saturated: no order makes it smaller
     peak = std::max(peak, live);
     for (Value root : freedAt[i])
       live -= bytesOf(root);

@@ -45,6 +45,29 @@ def CheckBucketRows : Pass<"kiln-check-bucket-rows", "mlir::ModuleOp"> {
   }];
 }
 
+def CheckRowIndependence : Pass<"kiln-check-row-independence", "mlir::ModuleOp"> {
+  let summary = "Prove that every output row depends only on the same row of the inputs";
+  let description = [{
+    A request smaller than its bucket runs with its rows padded, which is
+    only right when no row of an output depends on another row of the batch.
+    In every bucket function with a batch above 1 each value is followed as
+    uniform (no batched input in it), rows (element [outer][b][inner] of its
+    flat order depends only on row b of the inputs) or mixed, op by op:
+    elementwise ops with broadcasting, reshapes, transposes, reductions,
+    softmax, layer norm, concat, slice, gather, matmul, gemm, dense,
+    attention, interaction and embedding bags each have their rule, and an
+    op kiln has no rule for mixes. A batched output must be rows along dim 0,
+    any other output uniform. Otherwise the compile fails naming the output,
+    the op that mixes rows and how; with `exact-buckets` it warns instead and
+    marks the module `kiln.exact_buckets`: the runtime then runs only
+    batches equal to a bucket, never padding one.
+  }];
+  let options = [
+    Option<"exactBuckets", "exact-buckets", "bool", "false",
+           "Accept a model that mixes rows, to run only at its bucket sizes">
+  ];
+}
+
 def RaiseQuantizedMatMul : Pass<"kiln-raise-quantized-matmul", "mlir::func::FuncOp"> {
   let summary = "Fold imported int8 products (MatMulInteger, QDQ) into int8 kiln.dense";
   let description = [{

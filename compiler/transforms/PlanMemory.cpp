@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/transforms/Passes.h"
+#include "kiln/checked.h"
 
 #include "mlir/IR/Builders.h"
 
@@ -28,9 +29,13 @@ namespace kiln {
 namespace {
 constexpr int64_t kAlignment = 64;
 
+/// A buffer's bytes, rounded up to the alignment; INT64_MAX where that
+/// overflows, which the arena's size check then refuses.
 int64_t alignedBytes(RankedTensorType type) {
-  int64_t bytes = std::max<int64_t>(type.getNumElements() * elementBytes(type.getElementType()), 1);
-  return llvm::alignTo(bytes, kAlignment);
+  std::optional<int64_t> bytes = staticByteSize(type);
+  if (!bytes || *bytes > std::numeric_limits<int64_t>::max() - kAlignment)
+    return std::numeric_limits<int64_t>::max();
+  return llvm::alignTo(std::max<int64_t>(*bytes, 1), kAlignment);
 }
 
 struct Buffer {
@@ -190,6 +195,24 @@ struct PlanMemoryPass : impl::PlanMemoryBase<PlanMemoryPass> {
         b.end = std::max(b.end, isa<func::ReturnOp>(op) ? end : position[&op]);
       }
 
+    // No offset, end or live sum can pass the sum of all buffers' bytes.
+    std::optional<int64_t> total = 0;
+    for (const Buffer &b : buffers)
+      if (total)
+        total = checkedAdd(*total, b.bytes);
+    if (!total) {
+      const Buffer &largest = *llvm::max_element(
+          buffers, [](const Buffer &a, const Buffer &b) { return a.bytes < b.bytes; });
+      InFlightDiagnostic diag = emitError(largest.root.getLoc());
+      auto batch = func->getAttrOfType<IntegerAttr>("kiln.batch");
+      diag << "the arena of bucket " << (batch ? batch.getInt() : 0)
+           << " would exceed 2^63 bytes; its largest buffer is ";
+      if (auto arg = dyn_cast<BlockArgument>(largest.root))
+        if (auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.name"))
+          diag << "input '" << name.getValue() << "', ";
+      diag << largest.root.getType();
+      return signalPassFailure();
+    }
     int64_t arena = place(buffers);
     int64_t lowerBound = 0;
     for (int64_t t = -1; t <= end; ++t) {

@@ -35,7 +35,8 @@ Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision,
     std::vector<int8_t> q(k * n);
     std::vector<float> scale(n);
     std::vector<int32_t> sums(n);
-    cpu::quantizeWeightsInt8(w, k, n, q.data(), scale.data(), sums.data());
+    if (!cpu::quantizeWeightsInt8(w, k, n, q.data(), scale.data(), sums.data()))
+      return {}; // NaN or Inf: quantizable() keeps such layers in f32
     return {makeConstant(RankedTensorType::get({k, n}, b.getI8Type()), q, "int8_weight"),
             makeConstant(RankedTensorType::get({n}, b.getF32Type()), scale, "weight_scale"),
             makeConstant(RankedTensorType::get({n}, b.getI32Type()), sums, "weight_sum")};
@@ -48,9 +49,16 @@ Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision,
   return {makeConstant(RankedTensorType::get({k, n}, element), half, precision), {}, {}};
 }
 
+/// An unpacked layer of constant f32 weights, none of them NaN or Inf (which
+/// an int8 code cannot stand for; such a layer stays f32 at every precision).
 bool quantizable(DenseOp d) {
   auto w = d.getWeight().getDefiningOp<ConstantOp>();
-  return !d.isPacked() && w && d.getWeight().getType().getElementType().isF32();
+  if (d.isPacked() || !w || !d.getWeight().getType().getElementType().isF32())
+    return false;
+  std::vector<char> storage;
+  ArrayRef<char> bytes = constantData(w.getValue(), storage);
+  return cpu::allFinite(reinterpret_cast<const float *>(bytes.data()),
+                        int64_t(bytes.size() / sizeof(float)));
 }
 
 /// Calls `fn(layer, lo, hi)` for each calibrated layer (isInt8Candidate,

@@ -23,6 +23,8 @@ namespace kiln {
 
 namespace {
 
+/// The table stored row-wise at `bits`; null when a row holds NaN or Inf,
+/// which no code of a row-wise table stands for (the table stays f32).
 ElementsAttr quantizeTable(ElementsAttr attr, int bits, Builder &b) {
   auto type = cast<RankedTensorType>(attr.getType());
   const int64_t rows = type.getDimSize(0), dim = type.getDimSize(1);
@@ -31,8 +33,9 @@ ElementsAttr quantizeTable(ElementsAttr attr, int bits, Builder &b) {
   ArrayRef<char> bytes = constantData(attr, storage); // the blob in place: a map of the data
   std::vector<char> out(rows * rowBytes);
   for (int64_t r = 0; r < rows; ++r)
-    cpu::quantizeTableRow(reinterpret_cast<const float *>(bytes.data()) + r * dim, dim, bits,
-                          reinterpret_cast<uint8_t *>(out.data()) + r * rowBytes);
+    if (!cpu::quantizeTableRow(reinterpret_cast<const float *>(bytes.data()) + r * dim, dim, bits,
+                               reinterpret_cast<uint8_t *>(out.data()) + r * rowBytes))
+      return {};
   auto ui8 = IntegerType::get(b.getContext(), 8, IntegerType::Unsigned);
   return makeConstant(RankedTensorType::get({rows, rowBytes}, ui8), out,
                       bits == 4 ? "int4_table" : "int8_table");
@@ -97,12 +100,18 @@ struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
         if (!t.getDefiningOp<ConstantOp>() || !shrinks(type.getDimSize(1), int(bits)))
           return;
       }
+      for (Value t : e.getTables()) {
+        auto c = t.getDefiningOp<ConstantOp>();
+        auto [it, fresh] = done.try_emplace(c.getValue());
+        if (fresh)
+          it->second = quantizeTable(c.getValue(), int(bits), rewriter);
+        if (!it->second)
+          return;
+      }
       SmallVector<Value> quantized;
       for (Value t : e.getTables()) {
         auto c = t.getDefiningOp<ConstantOp>();
-        ElementsAttr &q = done[c.getValue()];
-        if (!q)
-          q = quantizeTable(c.getValue(), int(bits), rewriter);
+        ElementsAttr q = done.lookup(c.getValue());
         Value &v = values[c];
         if (!v) {
           rewriter.setInsertionPoint(c);

@@ -266,8 +266,9 @@ struct RaiseQuantizedMatMulPass : impl::RaiseQuantizedMatMulBase<RaiseQuantizedM
       std::vector<int32_t> sums(n);
       q.resize(k * n);
       scales.resize(n);
-      cpu::quantizeWeightsInt8(w.data(), k, n, reinterpret_cast<int8_t *>(q.data()), scales.data(),
-                               sums.data());
+      if (!cpu::quantizeWeightsInt8(w.data(), k, n, reinterpret_cast<int8_t *>(q.data()),
+                                    scales.data(), sums.data()))
+        return false; // NaN or Inf weights stay f32 arithmetic
     }
     if (q.empty() || k > cpu::kMaxInt8Depth)
       return false;

@@ -59,10 +59,21 @@ struct SpecializeShapesPass : impl::SpecializeShapesBase<SpecializeShapesPass> {
                            << i << ": only the leading (batch) dim may be dynamic";
           return signalPassFailure();
         }
-        arg.setType(RankedTensorType::get(dims, type.getElementType()));
+        auto specialized = RankedTensorType::get(dims, type.getElementType());
+        if (!staticByteSize(specialized)) {
+          auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.name");
+          func.emitError() << "input '" << (name ? name.getValue() : "?") << "' at batch "
+                           << batch << " would be " << specialized
+                           << ", whose size overflows 64 bits";
+          return signalPassFailure();
+        }
+        arg.setType(specialized);
         inputs.push_back(arg.getType());
       }
-      func.setType(builder.getFunctionType(inputs, func.getResultTypes()));
+      // An output that is an input directly takes its specialised type now;
+      // kiln-infer-shapes refines the others.
+      auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+      func.setType(builder.getFunctionType(inputs, ret.getOperandTypes()));
     }
     main.erase();
   }

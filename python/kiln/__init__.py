@@ -76,6 +76,7 @@ def _load_runtime():
          [ctypes.c_char_p, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_size_t]),
         ("kiln_model_get_info", None, [p, ctypes.POINTER(_ModelInfo)]),
         ("kiln_model_host_weights_bytes", u64, [p]),
+        ("kiln_model_exact_buckets", i32, [p]),
         ("kiln_model_weights_path", ctypes.c_char_p, [p]),
         ("kiln_model_close", None, [p]),
         ("kiln_model_num_inputs", i32, [p]),
@@ -170,6 +171,8 @@ class Model:
         lib.kiln_model_get_info(handle, ctypes.byref(info))
         self.weights_bytes = info.weights_bytes
         self.host_weights_bytes = lib.kiln_model_host_weights_bytes(handle)
+        # Rows depend on each other: runs only batches equal to a bucket.
+        self.exact_buckets = bool(lib.kiln_model_exact_buckets(handle))
         path_bytes = lib.kiln_model_weights_path(handle)
         self.weights_path = path_bytes.decode() if path_bytes else None
         self.inputs = [self._info(lib.kiln_model_input, i) for i in range(lib.kiln_model_num_inputs(handle))]

@@ -6,7 +6,9 @@
 // the outputs are copied out. Errors are formatted into fixed buffers.
 
 #include "kiln/runtime.h"
+#include "kiln/checked.h"
 #include "kiln/model_abi.h"
+#include "descriptor_check.h"
 #include "thread_pool.h"
 
 #include <dlfcn.h>
@@ -95,12 +97,11 @@ uint64_t maxArena(const kiln_abi_model *m) {
   return bytes;
 }
 
-/// Elements of one batch row (of the whole tensor when it is not batched).
+/// Elements of one batch row (of the whole tensor when it is not batched);
+/// checkDescriptor has made sure it does not overflow.
 int64_t rowElements(const kiln_abi_tensor &t) {
-  int64_t n = 1;
-  for (int32_t d = t.batched ? 1 : 0; d < t.rank; ++d)
-    n *= t.shape[d];
-  return n;
+  const int32_t first = t.batched ? 1 : 0;
+  return kiln::checkedProductN(t.shape + first, t.rank - first).value_or(0);
 }
 
 void fillInfo(const kiln_abi_tensor &t, kiln_tensor_info *info) {
@@ -138,17 +139,16 @@ bool checkTensor(kiln_session *s, const char *role, const kiln_abi_tensor &spec,
              spec.name, d, (long long)t.shape[d], (long long)expected);
       return false;
     }
-    elements *= expected;
+    elements = kiln::checkedMul(elements, expected).value_or(0); // bounded: batch <= its largest bucket
   }
   return true;
 }
 
 /// Bytes of one leading-dim row of a tensor (all of a scalar).
 size_t rowBytes(const kiln_abi_tensor &spec) {
-  size_t bytes = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
-  for (int32_t d = 1; d < spec.rank; ++d)
-    bytes *= spec.shape[d];
-  return bytes;
+  const int64_t width = kiln_dtype_size(static_cast<kiln_dtype>(spec.dtype));
+  return spec.rank ? kiln::checkedProductN(spec.shape + 1, spec.rank - 1, width).value_or(0)
+                   : width;
 }
 
 /// Rows the caller's buffer holds at this batch.
@@ -256,26 +256,7 @@ void freeModel(kiln_model *m) {
 
 extern "C" {
 
-size_t kiln_dtype_size(kiln_dtype dtype) {
-  switch (dtype) {
-  case KILN_DTYPE_F64:
-  case KILN_DTYPE_I64:
-  case KILN_DTYPE_U64:
-    return 8;
-  case KILN_DTYPE_F32:
-  case KILN_DTYPE_I32:
-  case KILN_DTYPE_U32:
-    return 4;
-  case KILN_DTYPE_I16:
-  case KILN_DTYPE_U16:
-    return 2;
-  case KILN_DTYPE_I8:
-  case KILN_DTYPE_U8:
-  case KILN_DTYPE_BOOL:
-    return 1;
-  }
-  return 0;
-}
+size_t kiln_dtype_size(kiln_dtype dtype) { return kiln::dtypeBytes(dtype); }
 
 const char *kiln_dtype_name(kiln_dtype dtype) {
   static const char *const names[] = {"?",  "f32",  "f64", "i64", "i32", "i8",
@@ -384,6 +365,9 @@ kiln_status openModel(const char *path, kiln_model **model, char *error, size_t 
     status = KILN_ERROR_NOT_A_MODEL;
   } else if (abi->num_buckets < 1) {
     format(error, error_size, "%s: the model has no batch buckets", path);
+    status = KILN_ERROR_NOT_A_MODEL;
+  } else if (char why[256]; !kiln::checkDescriptor(handle, abi, why, sizeof why)) {
+    format(error, error_size, "%s: a corrupt descriptor: %s", path, why);
     status = KILN_ERROR_NOT_A_MODEL;
   } else if ((abi->abi_minor < 6 || !abi->weights_file) && !abi->weights && abi->weights_bytes) {
     format(error, error_size, "%s: a corrupt descriptor: weights neither embedded nor in a file",
@@ -500,6 +484,10 @@ uint64_t kiln_model_f32_weights_bytes(const kiln_model *model) {
 
 const char *kiln_model_weights_path(const kiln_model *model) {
   return model && model->weights_map ? model->weights_path : nullptr;
+}
+
+int32_t kiln_model_exact_buckets(const kiln_model *model) {
+  return model && model->abi->abi_minor >= 7 && (model->abi->flags & KILN_MODEL_EXACT_BUCKETS);
 }
 
 uint64_t kiln_model_host_weights_bytes(const kiln_model *model) {
@@ -676,6 +664,14 @@ kiln_status validate(kiln_session *s, int64_t batch, const kiln_tensor *inputs, 
   bucket = 0;
   while (m->buckets[bucket].batch < batch)
     ++bucket;
+  if (kiln_model_exact_buckets(s->model) && m->buckets[bucket].batch != batch) {
+    format(s->error, sizeof s->error,
+           "batch %lld is not a bucket of this model (the smallest above it is %lld): its rows "
+           "depend on each other (compiled with --row-mixing=exact-buckets), so it runs only "
+           "batches equal to a bucket, never padded",
+           (long long)batch, (long long)m->buckets[bucket].batch);
+    return KILN_ERROR_INVALID_ARGUMENT;
+  }
   for (int32_t i = 0; i < num_inputs; ++i)
     if (!checkInput(s, m->inputs[i], inputs[i], batch, hostInputs))
       return KILN_ERROR_INVALID_ARGUMENT;

@@ -327,6 +327,11 @@ TRITONSERVER_Error *initializeModel(TRITONBACKEND_Model *model, ModelState &stat
   if (kiln_model_open(state.path.c_str(), &state.model, why, sizeof why) != KILN_OK)
     return fail(TRITONSERVER_ERROR_INVALID_ARG, std::string("kiln: ") + why);
 
+  if (kiln_model_exact_buckets(state.model))
+    return fail(TRITONSERVER_ERROR_INVALID_ARG, "kiln: " + state.path +
+                    ": the model's rows depend on each other (compiled with "
+                    "--row-mixing=exact-buckets), and Triton's batches combine requests");
+
   std::string problem;
   if (!readTensors(state.model, true, state.inputs, problem) ||
       !readTensors(state.model, false, state.outputs, problem) ||

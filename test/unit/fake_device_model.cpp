@@ -1,11 +1,17 @@
 // A device model whose hooks (kiln_abi_device) run on the CPU, so that the
 // runtime's handling of device models is tested without a GPU: y = 2 x for
 // host tensors, 2 x + 1 for device pointers (here: any memory), a NaN input
-// fails the run with a message. Built twice: FAKE_DEVICE_PRESENT 0 refuses
-// to open as a CUDA model does on a machine without a GPU. A session given
+// fails the run with a message. Built three times: FAKE_DEVICE_PRESENT 0
+// refuses to open as a CUDA model does on a machine without a GPU;
+// FAKE_HOOK_IN_DATA points its run hook at data, which the runtime must
+// refuse at open. A session given
 // CPU threads (session_create_exec) computes host requests on them, and
 // fake_device_threads records how many the last session got.
 #include "kiln/model_abi.h"
+
+#ifndef FAKE_HOOK_IN_DATA
+#define FAKE_HOOK_IN_DATA 0
+#endif
 
 #include <cmath>
 #include <cstdio>
@@ -90,14 +96,17 @@ int run(void *session, int32_t, int64_t batch, const void *const *inputs, void *
   return 0;
 }
 
-const kiln_abi_device kDevice = {&open,           &close, &sessionCreate,
-                                 &sessionDestroy, &run,   &sessionCreateExec};
 const int64_t kShape[] = {-1, 2};
 const kiln_abi_tensor kInputs[] = {{"x", 1, 2, kShape, 1, nullptr}};
 const kiln_abi_tensor kOutputs[] = {{"y", 1, 2, kShape, 1, nullptr}};
 const uint64_t kOffsets[] = {0};
 // 64 bytes of weights, of which the last 48 would be tables kept in host memory.
 const uint8_t kWeights[64] = {};
+const kiln_abi_device kDevice = {
+    &open,           &close,
+    &sessionCreate,  &sessionDestroy,
+    FAKE_HOOK_IN_DATA ? reinterpret_cast<decltype(&run)>(const_cast<uint8_t *>(kWeights)) : &run,
+    &sessionCreateExec};
 const kiln_abi_bucket kBuckets[] = {{2, 64, 64, kOffsets, kOffsets, nullptr},
                                     {4, 64, 64, kOffsets, kOffsets, nullptr}};
 

@@ -61,7 +61,7 @@ Int8Layer quantizeLayer(const std::vector<float> &W, int64_t K, int64_t N) {
   l.q.resize(K * N);
   l.scale.resize(N);
   l.sums.resize(N);
-  quantizeWeightsInt8(W.data(), K, N, l.q.data(), l.scale.data(), l.sums.data());
+  EXPECT_TRUE(quantizeWeightsInt8(W.data(), K, N, l.q.data(), l.scale.data(), l.sums.data()));
   l.packed.resize(panelCount(N) * int8GroupCount(K) * 64);
   packWeightsInt8(l.q.data(), K, N, l.packed.data());
   return l;
@@ -397,7 +397,7 @@ TEST(RowwiseTables, RowsRoundTripWithinHalfAStep) {
     for (int64_t dim : {1, 2, 7, 16, 33}) {
       auto x = uniform(dim, unsigned(dim * bits), -3, 2);
       std::vector<uint8_t> row(quantizedRowBytes(dim, bits));
-      quantizeTableRow(x.data(), dim, bits, row.data());
+      ASSERT_TRUE(quantizeTableRow(x.data(), dim, bits, row.data()));
       std::vector<float> y(dim);
       poolQuantizedRow(y.data(), row.data(), dim, bits, 0, true);
       float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
@@ -409,11 +409,28 @@ TEST(RowwiseTables, RowsRoundTripWithinHalfAStep) {
   // A constant row (zero range) comes back exactly when the value is a half.
   const float same[] = {0.25f, 0.25f, 0.25f};
   uint8_t row[3 + 4];
-  quantizeTableRow(same, 3, 8, row);
+  ASSERT_TRUE(quantizeTableRow(same, 3, 8, row));
   float y[3];
   poolQuantizedRow(y, row, 3, 8, 0, true);
   EXPECT_EQ(y[0], 0.25f);
   EXPECT_EQ(y[2], 0.25f);
+}
+
+// Found by import_fuzzer: NaN or Inf has no int8 code; quantising them was
+// undefined behaviour. The quantisers refuse them, writing nothing.
+TEST(RowwiseTables, RowsHoldingNanOrInfAreRefused) {
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    const float x[] = {1.0f, bad, 2.0f};
+    uint8_t row[3 + 4] = {7, 7, 7, 7, 7, 7, 7};
+    EXPECT_FALSE(quantizeTableRow(x, 3, 8, row)) << bad;
+    EXPECT_EQ(row[0], 7) << bad;
+    int8_t q[3] = {7, 7, 7};
+    float scale[1] = {-1};
+    int32_t sums[1] = {-1};
+    EXPECT_FALSE(quantizeWeightsInt8(x, 3, 1, q, scale, sums)) << bad;
+    EXPECT_EQ(q[0], 7) << bad;
+    EXPECT_EQ(scale[0], -1) << bad;
+  }
 }
 
 TEST(RowwiseTables, EmbeddingBagsPoolDequantizedRows) {
@@ -433,7 +450,7 @@ TEST(RowwiseTables, EmbeddingBagsPoolDequantizedRows) {
       std::vector<uint8_t> q(rows * rowBytes);
       std::vector<float> deq(rows * dim);
       for (int64_t r = 0; r < rows; ++r) {
-        quantizeTableRow(x.data() + r * dim, dim, bits, q.data() + r * rowBytes);
+        ASSERT_TRUE(quantizeTableRow(x.data() + r * dim, dim, bits, q.data() + r * rowBytes));
         poolQuantizedRow(deq.data() + r * dim, q.data() + r * rowBytes, dim, bits, 0, true);
       }
       const BagTable<float> quantized[] = {{nullptr, rows, dim, 3, q.data(), bits},

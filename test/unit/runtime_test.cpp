@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "allocation_counter.h"
+#include "test/fuzz/descriptor_regions.h"
 
 namespace {
 
@@ -164,6 +165,22 @@ TEST(ModelOpen, RefusesMoreHostWeightsThanWeights) {
   EXPECT_EQ(model, nullptr);
 }
 
+// Found by loader_fuzzer: a descriptor's function pointers are called only
+// when they point into the model's code, and its arrays read only when
+// aligned for their type.
+TEST(ModelOpen, RefusesPointersAFieldCannotHold) {
+  for (auto [file, message] :
+       {std::pair{"libfake_entry_in_data.so", "bucket 1: its entry point is not a function"},
+        std::pair{"libfake_device_hook_in_data.so", "a device hook is not a function"},
+        std::pair{"libfake_misaligned_shape.so", "input 'x': its shape is not an aligned array"}}) {
+    kiln_model *model = nullptr;
+    std::string error;
+    EXPECT_EQ(openModel(kModels + "/" + file, &model, error), KILN_ERROR_NOT_A_MODEL) << file;
+    EXPECT_NE(error.find(message), std::string::npos) << error;
+    EXPECT_EQ(model, nullptr);
+  }
+}
+
 TEST(ModelOpen, RefusesATargetThisCpuCannotRun) {
   kiln_model *model = nullptr;
   std::string error;
@@ -198,6 +215,60 @@ TEST(ModelOpen, ChecksAvx512VnniOnThisCpu) {
             vnni ? KILN_OK : KILN_ERROR_UNSUPPORTED_TARGET)
       << error;
   kiln_model_close(model);
+}
+
+int tamperedFiles = 0;
+
+/// A copy of tiny.so with `value` written `at` bytes into its descriptor
+/// region `what`: how a bit flip or a tampered file looks to the runtime.
+template <typename T> std::string tamperedTiny(const std::string &what, size_t at, T value) {
+  const std::string source = kModels + "/tiny.so";
+  auto regions = kiln::test::descriptorRegions(source);
+  const kiln::test::Region *region = kiln::test::findRegion(regions, what);
+  EXPECT_NE(region, nullptr) << what;
+  std::ifstream in(source, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (region)
+    std::memcpy(&bytes[region->fileOffset + at], &value, sizeof value);
+  std::string path = ::testing::TempDir() + "/tampered" + std::to_string(tamperedFiles++) + ".so";
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), bytes.size());
+  return path;
+}
+
+// Each field the runtime trusts, tampered with: refused at open, naming it.
+TEST(ModelOpen, RefusesATamperedDescriptor) {
+  const size_t dim1 = sizeof(int64_t);
+  struct Case {
+    std::string path, message;
+  } cases[] = {
+      {tamperedTiny("buckets", offsetof(kiln_abi_bucket, arena_bytes), uint64_t(8)),
+       "input 'x' at offset 0 does not fit its 8-byte arena"},
+      {tamperedTiny("bucket 0 outputs", 0, uint64_t(1) << 40), "output 'y' at offset 1099511627776"},
+      {tamperedTiny("input 0 shape", dim1, int64_t(-3)), "input 'x': a negative dim"},
+      {tamperedTiny("input 0 shape", dim1, int64_t(1) << 62), "input 'x': a negative dim or a size "
+                                                              "that overflows 64 bits"},
+      {tamperedTiny("input 0 shape", 0, int64_t(5)), "input 'x': batched, but its dim 0 is 5"},
+      {tamperedTiny("inputs", offsetof(kiln_abi_tensor, dtype), int32_t(99)),
+       "input 'x': unknown dtype 99"},
+      {tamperedTiny("inputs", offsetof(kiln_abi_tensor, rank), int32_t(1000)), "input 'x': rank 1000"},
+      // Found by loader_fuzzer: a dtype outside the enum's range.
+      {tamperedTiny("outputs", offsetof(kiln_abi_tensor, dtype), int32_t(56833)),
+       "output 'y': unknown dtype 56833"},
+      {tamperedTiny("buckets", sizeof(kiln_abi_bucket), int64_t(1)), "buckets must ascend from 1"},
+      {tamperedTiny("descriptor", offsetof(kiln_abi_model, num_inputs), int32_t(1 << 20)),
+       "1048576 inputs"},
+      {tamperedTiny("descriptor", offsetof(kiln_abi_model, num_buckets), int32_t(60000)),
+       "tensor or bucket tables are not in the model"},
+  };
+  for (const Case &c : cases) {
+    kiln_model *model = nullptr;
+    std::string error;
+    EXPECT_EQ(openModel(c.path, &model, error), KILN_ERROR_NOT_A_MODEL) << c.message;
+    EXPECT_NE(error.find("a corrupt descriptor"), std::string::npos) << error;
+    EXPECT_NE(error.find(c.message), std::string::npos) << error;
+    EXPECT_EQ(model, nullptr);
+    std::remove(c.path.c_str());
+  }
 }
 
 TEST(ModelOpen, RejectsNullArguments) {
@@ -284,6 +355,8 @@ TEST_F(TinyModel, ValidatesBeforeTouchingTheArena) {
        "element 3 (row 1, position 1) is 10, outside the valid ids [-10, 9]"},
       {"id too small", [](TinyRequest &r) { r.ids[0] = -11; },
        "element 0 (row 0, position 0) is -11"},
+      {"id INT64_MIN", [](TinyRequest &r) { r.ids[1] = INT64_MIN; },
+       "element 1 (row 0, position 1) is -9223372036854775808"},
       {"output shape", [](TinyRequest &r) { r.yShape[1] = 4; }, "output 'y': dim 1 is 4"},
   };
   for (const Case &c : cases) {
@@ -303,6 +376,26 @@ TEST_F(TinyModel, ValidatesBeforeTouchingTheArena) {
   TinyRequest r(2);
   EXPECT_EQ(kiln_run(session, 2, r.inputs, 1, r.outputs, 2), KILN_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(kiln_run(nullptr, 2, r.inputs, 2, r.outputs, 2), KILN_ERROR_INVALID_ARGUMENT);
+}
+
+// NaN and Inf are values like others: the run succeeds, IEEE arithmetic
+// carries them through their own row, and the other rows do not see them.
+TEST_F(TinyModel, NanAndInfStayInTheirRow) {
+  TinyRequest clean(2);
+  ASSERT_EQ(clean.run(session), KILN_OK);
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    TinyRequest r(2);
+    r.x[0] = bad;
+    r.x[3] = bad;
+    ASSERT_EQ(r.run(session), KILN_OK) << kiln_session_error(session);
+    EXPECT_EQ(std::vector<float>(r.y.begin() + 3, r.y.end()),
+              std::vector<float>(clean.y.begin() + 3, clean.y.end()));
+    EXPECT_EQ(r.pooled, clean.pooled);
+    bool carried = false;
+    for (int j = 0; j < 3; ++j)
+      carried |= !std::isfinite(r.y[j]) || r.y[j] != clean.y[j];
+    EXPECT_TRUE(carried) << bad << " vanished from its row";
+  }
 }
 
 TEST_F(TinyModel, RunsInACallerSuppliedArena) {

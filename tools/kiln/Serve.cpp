@@ -115,6 +115,12 @@ int packageModel(const PackageOptions &o) {
   char why[1024] = "";
   if (kiln_model_open_descriptor(o.model.c_str(), &model, why, sizeof why) != KILN_OK)
     return fail(why);
+  if (kiln_model_exact_buckets(model)) {
+    kiln_model_close(model);
+    return fail(o.model + ": its rows depend on each other (compiled with "
+                          "--row-mixing=exact-buckets): Triton's dynamic batcher combines "
+                          "requests into one batch, which would change each one's answer");
+  }
   const bool device = kiln_model_is_device(model) != 0;
   const int64_t maxBatch = kiln_model_bucket_batch(model, kiln_model_num_buckets(model) - 1);
   // The batches Triton should form: the compiled buckets but 1, since a

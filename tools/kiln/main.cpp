@@ -82,6 +82,9 @@ void inspect(const kiln_model *m, bool json) {
          << "x smaller)";
     if (const char *file = kiln_model_weights_path(m))
       os << "\n  weights file: " << file << " (mapped read-only)";
+    if (kiln_model_exact_buckets(m))
+      os << "\n  rows: depend on each other (--row-mixing=exact-buckets); runs only batches "
+            "equal to a bucket";
     if (uint64_t host = kiln_model_host_weights_bytes(m))
       os << "\n  in host memory: " << host << " bytes of embedding tables; "
          << info.weights_bytes - host << " bytes on the device";
@@ -123,6 +126,7 @@ void inspect(const kiln_model *m, bool json) {
      << ",\n  \"quantization\": " << str(kiln_model_quantization(m))
      << ",\n  \"f32_weights_bytes\": " << kiln_model_f32_weights_bytes(m)
      << ",\n  \"host_weights_bytes\": " << kiln_model_host_weights_bytes(m)
+     << ",\n  \"exact_buckets\": " << (kiln_model_exact_buckets(m) ? "true" : "false")
      << ",\n  \"weights_file\": "
      << (kiln_model_weights_path(m) ? str(kiln_model_weights_path(m)) : std::string("null"));
   for (auto [label, list] : {std::pair{"inputs", &inputs}, std::pair{"outputs", &outputs}}) {
@@ -405,6 +409,16 @@ int main(int argc, char **argv) {
   compile->add_option("--batch", batches,
                       "Comma-separated batch buckets, e.g. 1,8,64; a request runs in the "
                       "smallest bucket >= its batch");
+  compile
+      ->add_option("--row-mixing", options.rowMixing,
+                   "What to do with a model whose output rows kiln cannot prove to depend only "
+                   "on the same input rows (a softmax or reduction over the batch, batch norm "
+                   "in training form, a product across the batch), for which padding a "
+                   "request to its bucket would change the answer: refuse (default: an error "
+                   "naming the op) or exact-buckets (compile it; the runtime then runs only "
+                   "batches equal to a bucket, refusing others)")
+      ->check(CLI::IsMember({"refuse", "exact-buckets"}))
+      ->capture_default_str();
   compile->add_option("--emit", options.emit, "What to write: so (default), cpp or mlir")
       ->check(CLI::IsMember({"so", "cpp", "mlir"}));
   std::string stages;

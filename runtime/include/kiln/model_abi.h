@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 6
+#define KILN_ABI_MINOR 7
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -119,7 +119,14 @@ typedef struct kiln_abi_model {
    * header must carry. NULL and 0 for embedded weights. */
   const char *weights_file;
   uint64_t weights_hash;
+  /* Since 2.7: KILN_MODEL_* flags. */
+  uint32_t flags;
 } kiln_abi_model;
+
+/* kiln_abi_model.flags. EXACT_BUCKETS: the model's rows depend on other rows
+ * of the batch (kiln compile --row-mixing=exact-buckets), so a padded bucket
+ * would change the answer: it runs only batches equal to a bucket's. */
+#define KILN_MODEL_EXACT_BUCKETS (1u << 0)
 
 /* The header of a weights file (kiln compile --weights-file): the data, the
  * model's weights_bytes, follow at offset header_bytes (a multiple of the

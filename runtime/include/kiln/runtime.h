@@ -111,6 +111,10 @@ KILN_API uint64_t kiln_model_host_weights_bytes(const kiln_model *model);
  * file the descriptor names, in the .so's folder; its pages are shared by
  * every process that opens the model), or NULL for embedded weights. */
 KILN_API const char *kiln_model_weights_path(const kiln_model *model);
+/* Non-zero for a model whose output rows depend on other rows of the batch
+ * (kiln compile --row-mixing=exact-buckets): kiln_run accepts only a batch
+ * equal to one of its buckets, since padding would change the answer. */
+KILN_API int32_t kiln_model_exact_buckets(const kiln_model *model);
 KILN_API int32_t kiln_model_num_buckets(const kiln_model *model);
 /* Batch size of bucket `index` (ascending), or -1. */
 KILN_API int64_t kiln_model_bucket_batch(const kiln_model *model, int32_t index);

@@ -138,9 +138,20 @@ inline int64_t quantizedRowBytes(int64_t dim, int bits) {
   return (bits == 4 ? (dim + 1) / 2 : dim) + 2 * int64_t(sizeof(uint16_t));
 }
 
+/// Whether x[0, n) holds no NaN or Inf: what an integer code can stand for.
+inline bool allFinite(const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      return false;
+  return true;
+}
+
 /// Quantises one row: min/max range, fp16 scale and bias, values rounded
 /// with the stored (fp16) scale and bias so that only q carries error.
-inline void quantizeTableRow(const float *x, int64_t dim, int bits, uint8_t *out) {
+/// Returns false, writing nothing, for a row holding NaN or Inf.
+[[nodiscard]] inline bool quantizeTableRow(const float *x, int64_t dim, int bits, uint8_t *out) {
+  if (!allFinite(x, dim))
+    return false;
   float lo = dim ? x[0] : 0.0f, hi = lo;
   for (int64_t d = 1; d < dim; ++d) {
     lo = std::min(lo, x[d]);
@@ -168,6 +179,7 @@ inline void quantizeTableRow(const float *x, int64_t dim, int bits, uint8_t *out
   }
   std::memcpy(out + bytes, &scale16, 2);
   std::memcpy(out + bytes + 2, &bias16, 2);
+  return true;
 }
 
 /// Pools quantised row `row` into y like poolRow: stored on the first row of
@@ -215,17 +227,21 @@ inline void columnSumsInt8(const int8_t *q, int64_t K, int64_t N, int32_t *sums)
 
 /// Quantises W [K, N] per column: q[k, n] = round(W / scale[n]) in
 /// [-127, 127], scale[n] = max |W[:, n]| / 127; sums[n] = sum over k of q.
-inline void quantizeWeightsInt8(const float *W, int64_t K, int64_t N, int8_t *q, float *scale,
-                                int32_t *sums) {
+/// Returns false, writing nothing, when W holds NaN or Inf.
+[[nodiscard]] inline bool quantizeWeightsInt8(const float *W, int64_t K, int64_t N, int8_t *q,
+                                              float *scale, int32_t *sums) {
+  if (!allFinite(W, K * N))
+    return false;
   for (int64_t n = 0; n < N; ++n) {
     float m = 0;
     for (int64_t k = 0; k < K; ++k)
       m = std::max(m, std::fabs(W[k * N + n]));
-    scale[n] = m > 0 && std::isfinite(m) ? m / 127.0f : 1.0f;
+    scale[n] = m > 0 ? m / 127.0f : 1.0f;
     for (int64_t k = 0; k < K; ++k)
       q[k * N + n] = int8_t(std::clamp(std::nearbyint(W[k * N + n] / scale[n]), -127.0f, 127.0f));
   }
   columnSumsInt8(q, K, N, sums);
+  return true;
 }
 
 /// out[P][ceil(K/4)][16][4] from q [K, N] (see the header comment).

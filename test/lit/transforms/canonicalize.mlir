@@ -79,3 +79,24 @@ func.func @chains(%x: tensor<2x3x4xf32>, %y: tensor<2x3x4xf32>) -> (tensor<4x2x3
   %r = kiln.reshape %f, %s : (tensor<2x12xf32>, tensor<2xi64>) -> tensor<4x6xf32>
   return %b, %r : tensor<4x2x3xf32>, tensor<4x6xf32>
 }
+
+// -----
+
+// Found by import_fuzzer: integer folds wrap as the kernels do (INT64_MAX + 1
+// is INT64_MIN); INT64_MIN / -1 and a cast of NaN or 1e30 to i64 have no
+// value and are left to run.
+// CHECK-LABEL: func.func @overflowing_folds
+// CHECK-DAG: kiln.constant dense<-9223372036854775808> : tensor<1xi64>
+// CHECK-DAG: kiln.div
+// CHECK-DAG: kiln.cast
+func.func @overflowing_folds() -> (tensor<1xi64>, tensor<1xi64>, tensor<2xi64>) {
+  %max = kiln.constant dense<9223372036854775807> : tensor<1xi64>
+  %one = kiln.constant dense<1> : tensor<1xi64>
+  %min = kiln.constant dense<-9223372036854775808> : tensor<1xi64>
+  %m1 = kiln.constant dense<-1> : tensor<1xi64>
+  %f = kiln.constant dense<[0x7FC00000, 1.0e30]> : tensor<2xf32>
+  %a = kiln.add %max, %one : (tensor<1xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %d = kiln.div %min, %m1 : (tensor<1xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %c = kiln.cast %f {to = i64} : tensor<2xf32> to tensor<2xi64>
+  return %a, %d, %c : tensor<1xi64>, tensor<1xi64>, tensor<2xi64>
+}

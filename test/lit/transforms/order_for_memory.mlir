@@ -32,3 +32,14 @@ func.func @chain(%x: tensor<4xf32>, %y: tensor<4xf32>) -> tensor<4xf32> {
   %c = kiln.add %a, %b : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
   return %c : tensor<4xf32>
 }
+
+// -----
+
+// Found by import_fuzzer: inputs whose bytes sum past 2^63 (each fits). The
+// live peak saturates instead of overflowing (UBSan would stop here); the
+// order stays, and kiln-plan-memory refuses the arena.
+// CHECK-LABEL: func.func @saturates
+// CHECK: return %arg1
+func.func @saturates(%x: tensor<9223372036854775807xui8>, %s: tensor<i64>) -> tensor<i64> {
+  return %s : tensor<i64>
+}

@@ -41,3 +41,18 @@ func.func @runtime_weight(%x: tensor<4x3xf32>, %w: tensor<3x2xf32>) -> tensor<4x
   %d = kiln.dense %x, %w {units = 2 : i64} : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
   return %d : tensor<4x2xf32>
 }
+
+// -----
+
+// A NaN (0x7FC00000) or Inf weight has no int8 code: the layer stays f32,
+// at every precision (found by import_fuzzer).
+// INT8-LABEL: func.func @non_finite_weight
+// INT8: kiln.dense %arg0, %{{.*}} {units = 2 : i64} : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+// INT8-NOT: xi8>
+// BF16-LABEL: func.func @non_finite_weight
+// BF16-NOT: xbf16>
+func.func @non_finite_weight(%x: tensor<4x3xf32>) -> tensor<4x2xf32> {
+  %w = kiln.constant dense<[[2.0, 0x7FC00000], [-1.0, 0x7F800000], [0.0, 0.0]]> : tensor<3x2xf32>
+  %d = kiln.dense %x, %w {units = 2 : i64} : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
+  return %d : tensor<4x2xf32>
+}

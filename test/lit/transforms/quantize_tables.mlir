@@ -50,3 +50,15 @@ func.func @gathers(%ids: tensor<2x3xi64>) -> (tensor<2x3x4xf32>, tensor<2x3x1xf3
   %h = kiln.gather %w, %ids {axis = 0 : i64} : (tensor<5x1xf32>, tensor<2x3xi64>) -> tensor<2x3x1xf32>
   return %g, %h : tensor<2x3x4xf32>, tensor<2x3x1xf32>
 }
+
+// -----
+
+// A table with a NaN (0x7FC00000) has no row-wise code for it: the bags
+// keep the f32 table (found by import_fuzzer).
+// INT8-LABEL: func.func @non_finite_table
+// INT8: kiln.embedding_bags %arg0, %{{.*}} {{{.*}}mode = 0 : i64} : (tensor<3x1xi64>, tensor<2x4xf32>) -> tensor<3x4xf32>
+func.func @non_finite_table(%ids: tensor<3x1xi64>) -> tensor<3x4xf32> {
+  %t = kiln.constant dense<[[0.0, 1.0, 2.0, 3.0], [0.0, 0x7FC00000, 2.0, 3.0]]> : tensor<2x4xf32>
+  %b = kiln.embedding_bags %ids, %t {columns = array<i64: 0>, hotness = array<i64: 1>, mode = 0 : i64} : (tensor<3x1xi64>, tensor<2x4xf32>) -> tensor<3x4xf32>
+  return %b : tensor<3x4xf32>
+}
