@@ -47,7 +47,13 @@ static void forEachIndex(ArrayRef<int64_t> shape,
   }
 }
 
-std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
+/// How deep evaluateInts follows a value's producers: index arithmetic is a
+/// few ops deep, and the limit bounds the work on a long chain.
+constexpr int kMaxEvaluationDepth = 32;
+
+static std::optional<SmallVector<int64_t>> evaluateInts(Value value, int depth);
+
+static std::optional<SmallVector<int64_t>> sourceIndices(Operation *op, int depth) {
   if (op->getNumResults() != 1 || op->getNumOperands() == 0)
     return std::nullopt;
   auto type = dyn_cast<RankedTensorType>(op->getResult(0).getType());
@@ -93,7 +99,7 @@ std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
     });
   }
   if (auto g = dyn_cast<GatherOp>(op)) {
-    auto indices = getConstantInts(g.getIndices());
+    auto indices = evaluateInts(g.getIndices(), depth + 1);
     if (!indices)
       return std::nullopt;
     auto dataShape = inType.getShape();
@@ -117,6 +123,82 @@ std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
   }
   return std::nullopt;
 }
+
+std::optional<SmallVector<int64_t>> getSourceIndices(Operation *op) {
+  return sourceIndices(op, 0);
+}
+
+// Integer arithmetic wraps in two's complement, as onnxruntime's kernels do
+// (and kiln's generated code): a model's overflowing constants fold to what
+// running them gives, never to undefined behaviour in the compiler.
+static int64_t wrapAdd(int64_t l, int64_t r) { return int64_t(uint64_t(l) + uint64_t(r)); }
+static int64_t wrapSub(int64_t l, int64_t r) { return int64_t(uint64_t(l) - uint64_t(r)); }
+static int64_t wrapMul(int64_t l, int64_t r) { return int64_t(uint64_t(l) * uint64_t(r)); }
+
+/// An i64 or i32 value as its type holds it (i32 arithmetic wraps at 32 bits).
+static int64_t asWidth(int64_t v, unsigned width) { return width == 32 ? int64_t(int32_t(v)) : v; }
+
+static std::optional<SmallVector<int64_t>> evaluateInts(Value value, int depth) {
+  if (auto c = getConstantInts(value))
+    return c;
+  auto type = dyn_cast<RankedTensorType>(value.getType());
+  Operation *def = value.getDefiningOp();
+  if (!def || depth > kMaxEvaluationDepth || !type || !type.hasStaticShape() ||
+      type.getNumElements() > kMaxTrackedElements || !(type.getElementType().isInteger(64) ||
+                                                        type.getElementType().isInteger(32)))
+    return std::nullopt;
+  unsigned width = type.getElementType().getIntOrFloatBitWidth();
+  SmallVector<int64_t> out;
+  if (isa<AddOp, SubOp, MulOp>(def)) {
+    auto l = evaluateInts(def->getOperand(0), depth + 1);
+    auto r = l ? evaluateInts(def->getOperand(1), depth + 1) : std::nullopt;
+    if (!r)
+      return std::nullopt;
+    // Numpy broadcasting: operand dims align right; size-1 dims repeat.
+    auto shape = type.getShape();
+    auto stridesFor = [&](Value v) {
+      auto s = cast<RankedTensorType>(v.getType()).getShape();
+      auto own = stridesOf(s);
+      SmallVector<int64_t> st(shape.size(), 0);
+      for (size_t k = 0; k < s.size(); ++k)
+        st[k + shape.size() - s.size()] = s[k] == 1 ? 0 : own[k];
+      return st;
+    };
+    auto ls = stridesFor(def->getOperand(0)), rs = stridesFor(def->getOperand(1));
+    auto fn = isa<AddOp>(def) ? wrapAdd : isa<SubOp>(def) ? wrapSub : wrapMul;
+    forEachIndex(shape, [&](int64_t, ArrayRef<int64_t> index) {
+      int64_t a = 0, b = 0;
+      for (size_t k = 0; k < shape.size(); ++k) {
+        a += index[k] * ls[k];
+        b += index[k] * rs[k];
+      }
+      out.push_back(asWidth(fn((*l)[a], (*r)[b]), width));
+    });
+    return out;
+  }
+  if (auto range = dyn_cast<RangeOp>(def)) {
+    auto start = evaluateInts(range.getStart(), depth + 1);
+    auto delta = start ? evaluateInts(range.getDelta(), depth + 1) : std::nullopt;
+    if (!delta || start->size() != 1 || delta->size() != 1)
+      return std::nullopt;
+    for (int64_t i = 0; i < type.getNumElements(); ++i)
+      out.push_back(asWidth(wrapAdd((*start)[0], wrapMul(i, (*delta)[0])), width));
+    return out;
+  }
+  // Data movement; a cast only from i64 or i32, whose values asWidth keeps.
+  auto sources = sourceIndices(def, depth + 1);
+  Type from = sources ? getElementTypeOrSelf(def->getOperand(0).getType()) : Type();
+  if (sources && isa<CastOp>(def) && !from.isInteger(64) && !from.isInteger(32))
+    return std::nullopt;
+  auto in = sources ? evaluateInts(def->getOperand(0), depth + 1) : std::nullopt;
+  if (!in)
+    return std::nullopt;
+  for (int64_t s : *sources)
+    out.push_back(asWidth((*in)[s], width));
+  return out;
+}
+
+std::optional<SmallVector<int64_t>> evaluateInts(Value value) { return evaluateInts(value, 0); }
 
 /// Folds a data-movement op of a small constant by copying elements.
 static Attribute moveElements(Operation *op, Attribute input) {
@@ -322,13 +404,6 @@ static Attribute foldCompare(ArrayRef<Attribute> operands, RankedTensorType type
 }
 
 using OptInt = std::optional<int64_t>;
-
-// Integer arithmetic wraps in two's complement, as onnxruntime's kernels do
-// (and kiln's generated code): a model's overflowing constants fold to what
-// running them gives, never to undefined behaviour in the compiler.
-static int64_t wrapAdd(int64_t l, int64_t r) { return int64_t(uint64_t(l) + uint64_t(r)); }
-static int64_t wrapSub(int64_t l, int64_t r) { return int64_t(uint64_t(l) - uint64_t(r)); }
-static int64_t wrapMul(int64_t l, int64_t r) { return int64_t(uint64_t(l) * uint64_t(r)); }
 
 OpFoldResult AddOp::fold(FoldAdaptor a) {
   return foldBinary(

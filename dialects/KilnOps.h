@@ -137,6 +137,13 @@ std::optional<int64_t> contiguousSliceOffset(SliceOp op);
 constexpr int64_t kMaxTrackedElements = int64_t(1) << 22;
 std::optional<llvm::SmallVector<int64_t>> getSourceIndices(mlir::Operation *op);
 
+/// The value of an i64 or i32 tensor that follows from constants through data
+/// movement, Add, Sub, Mul and Range, however large its static type (up to
+/// kMaxTrackedElements): index arithmetic the folders leave unevaluated above
+/// kMaxFoldElements, such as a mask re-expanded per row of a large bucket.
+/// Gathers in getSourceIndices take their indices from it.
+std::optional<llvm::SmallVector<int64_t>> evaluateInts(mlir::Value value);
+
 } // namespace kiln
 
 #endif

@@ -175,6 +175,44 @@ func.func @gather_swap(%x: tensor<4x6xf32> {kiln.batched}) -> (tensor<4x6xf32> {
 
 // -----
 
+// An exporter's mask re-expansion: the batch flattened into the ids' dim,
+// then gathered back with ids computed as row * 3 + column (index arithmetic
+// the folders leave for run time in a large bucket). The ids are evaluated,
+// so each result row is seen to take its own row's elements.
+// CHECK-LABEL: func.func @gather_flattened_rows
+func.func @gather_flattened_rows(%m: tensor<4x3xi1> {kiln.batched}) -> (tensor<4x1x3xi1> {kiln.batched, kiln.name = "y"}) attributes {kiln.batch = 4 : i64} {
+  %f = kiln.flatten %m {axis = 2 : i64} : tensor<4x3xi1> -> tensor<12x1xi1>
+  %rows = kiln.constant dense<[[0], [3], [6], [9]]> : tensor<4x1xi64>
+  %start = kiln.constant dense<0> : tensor<i64>
+  %limit = kiln.constant dense<3> : tensor<i64>
+  %one = kiln.constant dense<1> : tensor<i64>
+  %cols = kiln.range %start, %limit, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<3xi64>
+  %ids = kiln.add %rows, %cols : (tensor<4x1xi64>, tensor<3xi64>) -> tensor<4x3xi64>
+  %g = kiln.gather %f, %ids {axis = 0 : i64} : (tensor<12x1xi1>, tensor<4x3xi64>) -> tensor<4x3x1xi1>
+  %shape = kiln.constant dense<[4, 1, 3]> : tensor<3xi64>
+  %y = kiln.reshape %g, %shape : (tensor<4x3x1xi1>, tensor<3xi64>) -> tensor<4x1x3xi1>
+  return %y : tensor<4x1x3xi1>
+}
+
+// -----
+
+// The same with each row's ids shifted by one: row b reads row b+1's first
+// element.
+func.func @gather_flattened_shifted(%m: tensor<4x3xi1> {kiln.batched}) -> (tensor<4x3x1xi1> {kiln.batched, kiln.name = "y"}) attributes {kiln.batch = 4 : i64} {
+  %f = kiln.flatten %m {axis = 2 : i64} : tensor<4x3xi1> -> tensor<12x1xi1>
+  %rows = kiln.constant dense<[[1], [4], [7], [8]]> : tensor<4x1xi64>
+  %start = kiln.constant dense<0> : tensor<i64>
+  %limit = kiln.constant dense<3> : tensor<i64>
+  %one = kiln.constant dense<1> : tensor<i64>
+  %cols = kiln.range %start, %limit, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<3xi64>
+  %ids = kiln.add %rows, %cols : (tensor<4x1xi64>, tensor<3xi64>) -> tensor<4x3xi64>
+  // expected-error @below {{'kiln.gather' reads its batched operand with the batch merged into other dims}}
+  %g = kiln.gather %f, %ids {axis = 0 : i64} : (tensor<12x1xi1>, tensor<4x3xi64>) -> tensor<4x3x1xi1>
+  return %g : tensor<4x3x1xi1>
+}
+
+// -----
+
 // Cumulative sums and triangles along the batch.
 func.func @cumsum_batch(%x: tensor<4x6xf32> {kiln.batched}) -> (tensor<4x6xf32> {kiln.batched, kiln.name = "y"}) attributes {kiln.batch = 4 : i64} {
   // expected-error @below {{'kiln.cumsum' accumulates along the batch axis (dim 0)}}
