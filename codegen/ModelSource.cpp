@@ -40,8 +40,10 @@ std::optional<ElementInfo> elementInfo(Type t) {
     return ElementInfo{"double", 2};
   if (t.isInteger(1))
     return ElementInfo{"bool", 7};
-  if (t.isF16() || t.isBF16()) // dense weights only, as bit patterns; no kiln_dtype
-    return ElementInfo{"uint16_t", 0};
+  if (t.isF16())
+    return ElementInfo{"kernels::Half", 12};
+  if (t.isBF16())
+    return ElementInfo{"kernels::BFloat16", 13};
   if (isa<Float8E4M3FNType>(t)) // CUDA dense weights only
     return ElementInfo{"uint8_t", 0};
   auto i = dyn_cast<IntegerType>(t);
@@ -110,10 +112,11 @@ std::string around(ArrayRef<int64_t> dims, int64_t axis) {
 
 /// A C++ expression of type `type` for `v`, infinities and NaN included.
 std::string numberLiteral(double v, const std::string &type) {
+  // Through float's limits: the 16-bit types have no numeric_limits.
   if (std::isnan(v))
-    return "std::numeric_limits<" + type + ">::quiet_NaN()";
+    return type + "(std::numeric_limits<float>::quiet_NaN())";
   if (std::isinf(v))
-    return (v < 0 ? "-" : "") + std::string("std::numeric_limits<") + type + ">::infinity()";
+    return type + "(" + (v < 0 ? "-" : "") + "std::numeric_limits<float>::infinity())";
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.17g", v);
   return type + "(" + buf + ")";
@@ -138,7 +141,8 @@ public:
 private:
   LogicalResult emitOp(Operation *op);
   LogicalResult emitFused(FusedElementwiseOp f);
-  std::string ptr(Value v);
+  /// `v`'s address as a pointer to its element type, or to `as`.
+  std::string ptr(Value v, std::string as = "");
   std::string dimsArray(ArrayRef<int64_t> dims, StringRef name);
   std::string shape(Value v, StringRef name);
   std::string elt(Value v) { return cType(getElementTypeOrSelf(v)); }
@@ -199,8 +203,8 @@ int64_t Emitter::weightOffset(ElementsAttr attr, bool host) {
   return offset;
 }
 
-std::string Emitter::ptr(Value v) {
-  std::string t = elt(v);
+std::string Emitter::ptr(Value v, std::string as) {
+  std::string t = as.empty() ? elt(v) : as;
   if (auto c = v.getDefiningOp<ConstantOp>()) {
     const bool host = onHost(v);
     return "reinterpret_cast<const " + t + " *>(" + (host ? "exec->hostWeights" : "W") + " + " +
@@ -623,7 +627,9 @@ LogicalResult Emitter::emitOp(Operation *op) {
             os << "    ep.activation = kernels::Activation("
                << denseActivationCode(d.getActivation()) << ");\n";
             Type w = d.getWeight().getType().getElementType();
-            std::string weights = ptr(d.getWeight());
+            // 16-bit weights as the bit patterns the kernels take.
+            std::string weights =
+                ptr(d.getWeight(), w.isF16() || w.isBF16() ? "uint16_t" : "");
             std::string inputScale; // fp8's, before the epilogue
             if (d.isInt8()) {
               os << "    const kernels::Int8Weights w{" << weights << ", "

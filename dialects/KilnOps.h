@@ -117,6 +117,16 @@ inline bool isElementwise(mlir::Operation *op) {
          mlir::isa<AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp, FusedElementwiseOp>(op);
 }
 
+/// True for ops that only move, select or convert elements (and constants):
+/// the ops generated code runs on f16 and bf16 tensors. kiln-widen-half
+/// gives every other op f32 operands and results.
+inline bool movesDataOnly(mlir::Operation *op) {
+  return isReshapeLike(op) ||
+         mlir::isa<ConstantOp, CastOp, TransposeOp, ConcatOp, GatherOp, SliceOp, ExpandOp,
+                   GatherElementsOp, PadOp, WhereOp, CopyOp, ShapeOp, TriluOp, ConstantOfShapeOp>(
+             op);
+}
+
 /// One sliced axis after ONNX clamping: `count` elements from `start` by `step`.
 struct SliceRange {
   int64_t start, step, count;

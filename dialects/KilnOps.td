@@ -34,8 +34,8 @@ class Kiln_SameTypeOp<string mnemonic>
   }];
 }
 
-def Kiln_Tensor : RankedTensorOf<[F32, F64, I1, I8, I16, I32, I64, UI8, UI16, UI32, UI64]>;
-def Kiln_FloatTensor : RankedTensorOf<[F32, F64]>;
+def Kiln_Tensor : RankedTensorOf<[F32, F64, F16, BF16, I1, I8, I16, I32, I64, UI8, UI16, UI32, UI64]>;
+def Kiln_FloatTensor : RankedTensorOf<[F32, F64, F16, BF16]>;
 def Kiln_IndexTensor : RankedTensorOf<[I32, I64]>;
 
 //===----------------------------------------------------------------------===//
@@ -49,7 +49,7 @@ def Kiln_ConstantOp : Kiln_Op<"constant", [ConstantLike]> {
     are stored once, outside the MLIRContext's uniqued attribute storage.
   }];
   let arguments = (ins ElementsAttr:$value);
-  // f16, bf16 and f8E4M3FN only as quantised dense weights.
+  // f8E4M3FN only as quantised dense weights.
   let results = (outs RankedTensorOf<[F32, F64, F16, BF16, F8E4M3FN, I1, I8, I16, I32, I64, UI8, UI16, UI32,
                                       UI64]>:$result);
   let hasFolder = 1;

@@ -65,6 +65,10 @@ Type Importer::elementType(int32_t t, const std::string &what) {
     return IntegerType::get(&ctx, 64, IntegerType::Unsigned);
   case TP::BOOL:
     return builder.getI1Type();
+  case TP::FLOAT16:
+    return builder.getF16Type();
+  case TP::BFLOAT16:
+    return builder.getBF16Type();
   default:
     fail(what + ": unsupported element type " + TP::DataType_Name(static_cast<TP::DataType>(t)));
   }
@@ -143,6 +147,8 @@ std::vector<char> tensorBytes(const onnx::TensorProto &t, size_t count, size_t w
     fill(t.int32_data(), [](int32_t v) { return int16_t(v); });
     break;
   case TP::UINT16:
+  case TP::FLOAT16: // 16-bit floats: their bit patterns, one per int32
+  case TP::BFLOAT16:
     fill(t.int32_data(), [](int32_t v) { return uint16_t(v); });
     break;
   case TP::UINT32:

@@ -19,6 +19,10 @@ struct Stage {
 const std::vector<Stage> &stages() {
   static const std::vector<Stage> all = {
       {"import", nullptr},
+      {"widen-half",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createWidenHalf());
+       }},
       {"specialize-shapes",
        [](PassManager &pm, const CompileOptions &o) {
          SpecializeShapesOptions options;

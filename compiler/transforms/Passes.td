@@ -5,6 +5,21 @@
 
 include "mlir/Pass/PassBase.td"
 
+def WidenHalf : Pass<"kiln-widen-half", "mlir::func::FuncOp"> {
+  let summary = "Compute in f32 what the model computes in f16 or bf16";
+  let description = [{
+    Generated code stores f16 and bf16 tensors but computes only in f32 and
+    f64. Every op that is not data movement (movesDataOnly) and has a 16-bit
+    float operand or result is rebuilt on f32: its operands are widened
+    (constants converted at compile time, other values by a kiln.cast), its
+    results narrowed again by a kiln.cast where a data-movement op, a cast of
+    the model or a function result reads them. Chains of such ops pass f32
+    values to each other, so the only roundings to 16 bits are those of the
+    model's storage: its inputs, outputs, the tensors data movement reads,
+    and its own Casts.
+  }];
+}
+
 def SpecializeShapes : Pass<"kiln-specialize-shapes", "mlir::ModuleOp"> {
   let summary = "Clone @main once per batch bucket with the batch dim fixed";
   let description = [{

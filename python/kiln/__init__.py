@@ -24,9 +24,16 @@ __all__ = ["Binding", "Error", "Model", "TensorInfo", "compile", "load"]
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BUILD = os.path.join(_ROOT, "build")
 
-# kiln_dtype codes of kiln/runtime.h.
+# kiln_dtype codes of kiln/runtime.h. numpy has no bfloat16: ml_dtypes' is
+# used where it is installed (a bf16 tensor is refused without it).
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int64, 4: np.int32, 5: np.int8, 6: np.uint8,
-           7: np.bool_, 8: np.int16, 9: np.uint16, 10: np.uint32, 11: np.uint64}
+           7: np.bool_, 8: np.int16, 9: np.uint16, 10: np.uint32, 11: np.uint64, 12: np.float16}
+try:
+    import ml_dtypes
+
+    _DTYPES[13] = ml_dtypes.bfloat16
+except ImportError:
+    pass
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
@@ -144,6 +151,9 @@ class TensorInfo:
 
     def __init__(self, info):
         self.name = info.name.decode()
+        if info.dtype not in _DTYPES:
+            raise Error(f"tensor '{self.name}' has kiln dtype {info.dtype}, which this binding "
+                        "cannot hold (bf16 needs the ml_dtypes package)")
         self.dtype = np.dtype(_DTYPES[info.dtype])
         self.shape = tuple(None if info.shape[d] < 0 else info.shape[d] for d in range(info.rank))
         self.index_bounds = (np.ctypeslib.as_array(info.index_bounds, (info.row_elements, 2)).copy()

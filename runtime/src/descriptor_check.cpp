@@ -163,6 +163,8 @@ size_t dtypeBytes(int32_t dtype) {
     return 4;
   case KILN_DTYPE_I16:
   case KILN_DTYPE_U16:
+  case KILN_DTYPE_F16:
+  case KILN_DTYPE_BF16:
     return 2;
   case KILN_DTYPE_I8:
   case KILN_DTYPE_U8:

@@ -259,9 +259,9 @@ extern "C" {
 size_t kiln_dtype_size(kiln_dtype dtype) { return kiln::dtypeBytes(dtype); }
 
 const char *kiln_dtype_name(kiln_dtype dtype) {
-  static const char *const names[] = {"?",  "f32",  "f64", "i64", "i32", "i8",
-                                      "u8", "bool", "i16", "u16", "u32", "u64"};
-  return dtype >= 1 && dtype <= 11 ? names[dtype] : "?";
+  static const char *const names[] = {"?",   "f32", "f64", "i64", "i32", "i8",  "u8",
+                                      "bool", "i16", "u16", "u32", "u64", "f16", "bf16"};
+  return dtype >= 1 && dtype <= KILN_DTYPE_BF16 ? names[dtype] : "?";
 }
 
 namespace {

@@ -108,6 +108,8 @@ def run_one(name):
                     have = got[info.name]
                     if have.shape != want.shape:
                         return "mismatch", f"{info.name}: shape {have.shape} != {want.shape}"
+                    if want.dtype.name == "bfloat16":  # ml_dtypes' type: compared at f32
+                        have, want = have.astype(np.float32), want.astype(np.float32)
                     if want.dtype.kind in "fc":
                         ok = np.allclose(have, want, rtol=RTOL, atol=ATOL, equal_nan=True)
                     else:

@@ -3,6 +3,7 @@
 #include "TensorIO.h"
 
 #include "compiler/import/OnnxImporter.h"
+#include "scalar.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CRC.h"
@@ -47,6 +48,10 @@ double HostTensor::value(int64_t i) const {
     return reinterpret_cast<const uint32_t *>(p)[i];
   case KILN_DTYPE_U64:
     return double(reinterpret_cast<const uint64_t *>(p)[i]);
+  case KILN_DTYPE_F16:
+    return scalar::fp16ToFloat(reinterpret_cast<const uint16_t *>(p)[i]);
+  case KILN_DTYPE_BF16:
+    return scalar::bf16ToFloat(reinterpret_cast<const uint16_t *>(p)[i]);
   default:
     return reinterpret_cast<const uint8_t *>(p)[i];
   }
@@ -99,24 +104,39 @@ std::vector<HostTensor> randomInputs(const kiln_model *m, int64_t batch, uint64_
       int64_t lo = info.index_bounds ? std::max<int64_t>(info.index_bounds[2 * p], 0) : 0;
       int64_t v = std::uniform_int_distribution<int64_t>(lo, std::max(lo, hi))(rng);
       char *data = t.data.data();
+      auto store = [&](auto value) {
+        std::memcpy(data + i * sizeof(value), &value, sizeof(value));
+      };
       switch (t.dtype) {
       case KILN_DTYPE_F32:
-        reinterpret_cast<float *>(data)[i] = float(reals(rng));
+        store(float(reals(rng)));
         break;
       case KILN_DTYPE_F64:
-        reinterpret_cast<double *>(data)[i] = reals(rng);
+        store(reals(rng));
+        break;
+      case KILN_DTYPE_F16:
+        store(scalar::floatToFp16(float(reals(rng))));
+        break;
+      case KILN_DTYPE_BF16:
+        store(scalar::floatToBf16(float(reals(rng))));
         break;
       case KILN_DTYPE_I64:
-        reinterpret_cast<int64_t *>(data)[i] = v;
+      case KILN_DTYPE_U64:
+        store(v);
         break;
       case KILN_DTYPE_I32:
-        reinterpret_cast<int32_t *>(data)[i] = int32_t(v);
+      case KILN_DTYPE_U32:
+        store(int32_t(v));
+        break;
+      case KILN_DTYPE_I16:
+      case KILN_DTYPE_U16:
+        store(int16_t(v));
         break;
       case KILN_DTYPE_BOOL:
-        data[i] = char(v & 1);
+        store(char(v & 1));
         break;
       default:
-        data[i] = char(v);
+        store(char(v));
         break;
       }
     }
@@ -144,6 +164,9 @@ constexpr DtypeCodes kCodes[] = {
     {KILN_DTYPE_U16, onnx::TensorProto::UINT16, "<u2"},
     {KILN_DTYPE_U32, onnx::TensorProto::UINT32, "<u4"},
     {KILN_DTYPE_U64, onnx::TensorProto::UINT64, "<u8"},
+    {KILN_DTYPE_F16, onnx::TensorProto::FLOAT16, "<f2"},
+    // numpy has no bfloat16: ml_dtypes' arrays are saved as two opaque bytes.
+    {KILN_DTYPE_BF16, onnx::TensorProto::BFLOAT16, "<V2"},
 };
 
 /// Parses one .npy member.

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 7
+#define KILN_ABI_MINOR 8 /* 8: f16 and bf16 tensors (KILN_DTYPE_F16, KILN_DTYPE_BF16) */
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 

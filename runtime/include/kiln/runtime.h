@@ -44,7 +44,9 @@ typedef enum kiln_dtype {
   KILN_DTYPE_I16 = 8,
   KILN_DTYPE_U16 = 9,
   KILN_DTYPE_U32 = 10,
-  KILN_DTYPE_U64 = 11
+  KILN_DTYPE_U64 = 11,
+  KILN_DTYPE_F16 = 12, /* IEEE binary16 */
+  KILN_DTYPE_BF16 = 13 /* bfloat16: the high half of an f32 */
 } kiln_dtype;
 
 /* Bytes per element, and a short name ("f32", "i64", ...; "?" if unknown). */

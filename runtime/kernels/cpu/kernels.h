@@ -161,7 +161,7 @@ template <typename From, typename To>
 void cast(const From *in, To *out, int64_t n, const kiln_abi_exec *exec) {
   inBlocks(n, exec, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
-      out[i] = static_cast<To>(in[i]);
+      out[i] = scalar::convert<To>(in[i]);
   });
 }
 
@@ -1102,7 +1102,9 @@ bool embeddingBags(const I *ids, int64_t batch, int64_t idsRow, const BagTable<T
   return true;
 }
 
+using scalar::BFloat16;
 using scalar::divide;
+using scalar::Half;
 using scalar::mod;
 
 } // namespace kiln::cpu

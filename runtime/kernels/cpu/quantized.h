@@ -30,6 +30,7 @@
 #ifndef KILN_KERNELS_CPU_QUANTIZED_H
 #define KILN_KERNELS_CPU_QUANTIZED_H
 
+#include "scalar.h"
 #include "gemm.h"
 
 #include <cmath>
@@ -44,59 +45,12 @@ constexpr int64_t kMaxInt8Depth = 16384;
 
 inline int64_t int8GroupCount(int64_t k) { return (k + 3) / 4; }
 
-//===----------------------------------------------------------------------===//
-// Half-precision conversions (round to nearest even)
-//===----------------------------------------------------------------------===//
-
-inline uint16_t floatToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) // NaN stays a quiet NaN
-    return uint16_t((u >> 16) | 0x40);
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
-}
-
-inline float bf16ToFloat(uint16_t h) {
-  uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint16_t floatToFp16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint32_t sign = (u >> 16) & 0x8000u, absu = u & 0x7fffffffu;
-  if (absu >= 0x7f800000u) // inf or NaN
-    return uint16_t(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0));
-  if (absu >= 0x477ff000u) // rounds past the largest half: inf
-    return uint16_t(sign | 0x7c00u);
-  if (absu < 0x38800000u) { // subnormal half (or zero): scale into 2^-24 units
-    float a;
-    std::memcpy(&a, &absu, 4);
-    return uint16_t(sign | uint32_t(std::nearbyint(a * 16777216.0f)));
-  }
-  uint32_t h = ((absu - 0x38000000u) >> 13);
-  const uint32_t rest = absu & 0x1fffu;
-  h += rest > 0x1000u || (rest == 0x1000u && (h & 1));
-  return uint16_t(sign | h);
-}
-
-inline float fp16ToFloat(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  float f;
-  if (e == 0) {
-    f = std::ldexp(float(m), -24);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u |= sign;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  uint32_t u = sign | (e == 31 ? 0x7f800000u | (m << 13) : ((e + 112) << 23) | (m << 13));
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+// The 16-bit float conversions (scalar.h), for the packing and quantising
+// functions below and their callers.
+using scalar::bf16ToFloat;
+using scalar::floatToBf16;
+using scalar::floatToFp16;
+using scalar::fp16ToFloat;
 
 /// fp8 E4M3 (the "FN" variant: no infinities, one NaN pattern, largest
 /// finite 448), which the CUDA target's --precision fp8 stores its weights

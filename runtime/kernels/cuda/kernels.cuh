@@ -46,9 +46,11 @@ struct Dims {
 using scalar::activate;
 using scalar::Activation;
 using scalar::applyEpilogue;
+using scalar::BFloat16;
 using scalar::divide;
 using scalar::Epilogue;
 using scalar::gelu;
+using scalar::Half;
 using scalar::mod;
 using scalar::sigmoid;
 
@@ -249,7 +251,7 @@ template <typename T, typename Fn> void unary(const T *in, T *out, int64_t n, Fn
 }
 
 template <typename From, typename To> void cast(const From *in, To *out, int64_t n, Exec *e) {
-  forEach(n, e, [=] __device__(int64_t i) { out[i] = static_cast<To>(in[i]); });
+  forEach(n, e, [=] __device__(int64_t i) { out[i] = scalar::convert<To>(in[i]); });
 }
 
 inline void copy(void *out, const void *in, size_t bytes, Exec *e) {
