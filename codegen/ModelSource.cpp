@@ -288,7 +288,8 @@ LogicalResult Emitter::emitOp(Operation *op) {
           "const " + T + " alpha = " + numberLiteral(alpha.getValueAsDouble(), T) + "; const " + T +
           " beta = " + numberLiteral(op->getAttrOfType<FloatAttr>("beta").getValueAsDouble(), T) +
           "; (void)alpha; (void)beta; ";
-    std::string fn = lambda() + T + " x) { " + params + "return " + T + "(" + expr.str() + "); }";
+    std::string fn = lambda() + elt(op->getOperand(0)) + " x) { " + params + "return " + T + "(" +
+                     expr.str() + "); }";
     if (capture) {
       *capture = fn;
       return;
@@ -425,6 +426,78 @@ LogicalResult Emitter::emitOp(Operation *op) {
           })
           .Case([&](CosOp) {
             unary("std::cos(x)");
+            return success();
+          })
+          .Case([&](TanOp) {
+            unary("std::tan(x)");
+            return success();
+          })
+          .Case([&](AsinOp) {
+            unary("std::asin(x)");
+            return success();
+          })
+          .Case([&](AcosOp) {
+            unary("std::acos(x)");
+            return success();
+          })
+          .Case([&](AtanOp) {
+            unary("std::atan(x)");
+            return success();
+          })
+          .Case([&](SinhOp) {
+            unary("std::sinh(x)");
+            return success();
+          })
+          .Case([&](CoshOp) {
+            unary("std::cosh(x)");
+            return success();
+          })
+          .Case([&](AsinhOp) {
+            unary("std::asinh(x)");
+            return success();
+          })
+          .Case([&](AcoshOp) {
+            unary("std::acosh(x)");
+            return success();
+          })
+          .Case([&](AtanhOp) {
+            unary("std::atanh(x)");
+            return success();
+          })
+          .Case([&](IsNaNOp) {
+            unary("std::isnan(x)");
+            return success();
+          })
+          .Case([&](IsInfOp i) {
+            unary(std::string("std::isinf(x) && ") +
+                  (i.getPositive() && i.getNegative() ? "true"
+                   : i.getPositive()                  ? "x > 0"
+                   : i.getNegative()                  ? "x < 0"
+                                                      : "false"));
+            return success();
+          })
+          .Case([&](BitNotOp) {
+            unary("~x");
+            return success();
+          })
+          .Case([&](BitAndOp) {
+            binary("x & y");
+            return success();
+          })
+          .Case([&](BitOrOp) {
+            binary("x | y");
+            return success();
+          })
+          .Case([&](BitXorOp) {
+            binary("x ^ y");
+            return success();
+          })
+          .Case([&](ShiftLeftOp) {
+            binary("kernels::shiftLeft(x, y)");
+            return success();
+          })
+          .Case([&](ShiftRightOp) {
+            binary("kernels::shiftRight(x, y)");
             return success();
           })
           .Case([&](SoftplusOp) {

@@ -482,6 +482,29 @@ KILN_INFER(AndOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(),
 KILN_INFER(OrOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
 KILN_INFER(XorOp) { return inferLogical(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
 
+static LogicalResult inferBitwise(std::optional<Location> loc, Value lhs, Value rhs,
+                                  SmallVectorImpl<Type> &types) {
+  Type element = getElementTypeOrSelf(lhs);
+  if (!isa<IntegerType>(element) || element.isInteger(1))
+    return emitOptionalError(loc, "bitwise ops take integer operands, not ", element);
+  return inferBinary(loc, lhs, rhs, types);
+}
+#define KILN_INFER_BITWISE(OP)                                                                     \
+  KILN_INFER(OP) { return inferBitwise(loc, adaptor.getLhs(), adaptor.getRhs(), types); }
+KILN_INFER_BITWISE(BitAndOp)
+KILN_INFER_BITWISE(BitOrOp)
+KILN_INFER_BITWISE(BitXorOp)
+KILN_INFER_BITWISE(ShiftLeftOp)
+KILN_INFER_BITWISE(ShiftRightOp)
+
+static LogicalResult inferPredicate(MLIRContext *context, Value input,
+                                    SmallVectorImpl<Type> &types) {
+  types.push_back(shapeOf(input).clone(IntegerType::get(context, 1)));
+  return success();
+}
+KILN_INFER(IsNaNOp) { return inferPredicate(context, adaptor.getInput(), types); }
+KILN_INFER(IsInfOp) { return inferPredicate(context, adaptor.getInput(), types); }
+
 static LogicalResult inferCompare(MLIRContext *context, std::optional<Location> loc, Value lhs,
                                   Value rhs, SmallVectorImpl<Type> &types) {
   if (failed(inferBinary(loc, lhs, rhs, types)))

@@ -37,6 +37,7 @@ class Kiln_SameTypeOp<string mnemonic>
 def Kiln_Tensor : RankedTensorOf<[F32, F64, F16, BF16, I1, I8, I16, I32, I64, UI8, UI16, UI32, UI64]>;
 def Kiln_FloatTensor : RankedTensorOf<[F32, F64, F16, BF16]>;
 def Kiln_IndexTensor : RankedTensorOf<[I32, I64]>;
+def Kiln_IntegerTensor : RankedTensorOf<[I8, I16, I32, I64, UI8, UI16, UI32, UI64]>;
 
 //===----------------------------------------------------------------------===//
 // Constants
@@ -195,6 +196,12 @@ def Kiln_OrOp : Kiln_BinaryOp<"or", [Commutative]>;
 def Kiln_XorOp : Kiln_BinaryOp<"xor", [Commutative]>;
 }
 def Kiln_PowOp : Kiln_BinaryOp<"pow">;
+// Bitwise ops and shifts on integers (a shift by the bit width or more is 0).
+def Kiln_BitAndOp : Kiln_BinaryOp<"bit_and", [Commutative]>;
+def Kiln_BitOrOp : Kiln_BinaryOp<"bit_or", [Commutative]>;
+def Kiln_BitXorOp : Kiln_BinaryOp<"bit_xor", [Commutative]>;
+def Kiln_ShiftLeftOp : Kiln_BinaryOp<"shift_left">;
+def Kiln_ShiftRightOp : Kiln_BinaryOp<"shift_right">;
 def Kiln_ModOp : Kiln_BinaryOp<"mod"> {
   let description = [{ Integer remainder with the divisor's sign (ONNX Mod, fmod = 0). }];
 }
@@ -243,12 +250,36 @@ def Kiln_RoundOp : Kiln_UnaryOp<"round">;
 def Kiln_ReciprocalOp : Kiln_UnaryOp<"reciprocal">;
 def Kiln_SinOp : Kiln_UnaryOp<"sin">;
 def Kiln_CosOp : Kiln_UnaryOp<"cos">;
+def Kiln_TanOp : Kiln_UnaryOp<"tan">;
+def Kiln_AsinOp : Kiln_UnaryOp<"asin">;
+def Kiln_AcosOp : Kiln_UnaryOp<"acos">;
+def Kiln_AtanOp : Kiln_UnaryOp<"atan">;
+def Kiln_SinhOp : Kiln_UnaryOp<"sinh">;
+def Kiln_CoshOp : Kiln_UnaryOp<"cosh">;
+def Kiln_AsinhOp : Kiln_UnaryOp<"asinh">;
+def Kiln_AcoshOp : Kiln_UnaryOp<"acosh">;
+def Kiln_AtanhOp : Kiln_UnaryOp<"atanh">;
 def Kiln_SoftplusOp : Kiln_UnaryOp<"softplus">;
 def Kiln_SoftsignOp : Kiln_UnaryOp<"softsign">;
 def Kiln_NegOp : Kiln_UnaryOp<"neg", Kiln_Tensor>;
 def Kiln_AbsOp : Kiln_UnaryOp<"abs", Kiln_Tensor>;
 def Kiln_SignOp : Kiln_UnaryOp<"sign", Kiln_Tensor>;
 def Kiln_NotOp : Kiln_UnaryOp<"not", RankedTensorOf<[I1]>>;
+def Kiln_BitNotOp : Kiln_UnaryOp<"bit_not", Kiln_IntegerTensor>;
+
+def Kiln_IsNaNOp : Kiln_Op<"is_nan"> {
+  let summary = "elementwise: whether x is NaN";
+  let arguments = (ins Kiln_FloatTensor:$input);
+  let results = (outs RankedTensorOf<[I1]>:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
+def Kiln_IsInfOp : Kiln_Op<"is_inf"> {
+  let summary = "elementwise: whether x is +inf (positive) or -inf (negative)";
+  let arguments = (ins Kiln_FloatTensor:$input, BoolAttr:$positive, BoolAttr:$negative);
+  let results = (outs RankedTensorOf<[I1]>:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
 
 // Elementwise activations with two scalar parameters (ONNX defaults are set
 // by the importer): leaky_relu and elu use alpha; hard_sigmoid is

@@ -44,6 +44,7 @@ private:
   void importNode(const onnx::NodeProto &node);
   bool importConstantsAndShapes(const onnx::NodeProto &n, const std::string &op);
   bool importElementwise(const onnx::NodeProto &n, const std::string &op);
+  bool importFunctionActivations(const onnx::NodeProto &n, const std::string &op);
   bool importLinearAlgebra(const onnx::NodeProto &n, const std::string &op);
   bool importDataMovement(const onnx::NodeProto &n, const std::string &op);
   bool importReductions(const onnx::NodeProto &n, const std::string &op);
@@ -72,6 +73,8 @@ private:
   int64_t normalizeAxis(int64_t axis, int64_t rank);
   SmallVector<int64_t> normalizeAxes(ArrayRef<int64_t> axes, int64_t rank);
   Value constI64(ArrayRef<int64_t> values);
+  /// A 0-d constant of `like`'s element type.
+  Value scalarLike(Value like, double value);
   int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
   [[noreturn]] void fail(const std::string &message);
   void define(int output, Value value);

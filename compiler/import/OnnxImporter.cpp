@@ -291,6 +291,14 @@ Value Importer::constI64(ArrayRef<int64_t> v) {
   return ConstantOp::create(builder, loc, DenseIntElementsAttr::get(type, v));
 }
 
+Value Importer::scalarLike(Value like, double value) {
+  Type element = getElementTypeOrSelf(like);
+  auto type = RankedTensorType::get({}, element);
+  Attribute v = isa<FloatType>(element) ? Attribute(builder.getFloatAttr(element, value))
+                                        : Attribute(builder.getIntegerAttr(element, int64_t(value)));
+  return ConstantOp::create(builder, loc, DenseElementsAttr::get(type, v));
+}
+
 bool Importer::isUsed(const std::string &name) const {
   const onnx::GraphProto &graph = model.graph();
   for (const auto &n : graph.node())
@@ -320,6 +328,7 @@ void Importer::importNode(const onnx::NodeProto &n) {
   const std::string &op = n.op_type();
 
   if (!importConstantsAndShapes(n, op) && !importElementwise(n, op) &&
+      !importFunctionActivations(n, op) &&
       !importLinearAlgebra(n, op) && !importDataMovement(n, op) && !importReductions(n, op) &&
       !importEmbeddingBagLoops(n, op) && !importQuantization(n, op))
     fail("unsupported operator");

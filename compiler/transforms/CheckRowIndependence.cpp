@@ -171,8 +171,10 @@ private:
 
     if (isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp, CopyOp>(op))
       return of(op->getOperand(0)); // the flat order is unchanged
-    if (isElementwise(op) || isa<CastOp, WhereOp, PReluOp, EqualOp, LessOp, LessEqualOp,
-                                 GreaterOp, GreaterEqualOp, AndOp, OrOp, XorOp, ModOp>(op))
+    if (isElementwise(op) ||
+        isa<CastOp, WhereOp, PReluOp, EqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp,
+            AndOp, OrOp, XorOp, ModOp, BitAndOp, BitOrOp, BitXorOp, ShiftLeftOp, ShiftRightOp,
+            IsNaNOp, IsInfOp>(op))
       return elementwise(op, result);
     if (auto t = dyn_cast<TransposeOp>(op)) {
       State failure;

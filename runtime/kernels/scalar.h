@@ -125,6 +125,18 @@ template <typename T> KILN_HOST_DEVICE T mod(T x, T y) {
   }
 }
 
+/// ONNX BitShift: a shift by the bit width or more (or a negative count)
+/// leaves 0 instead of C++'s undefined behaviour.
+template <typename T> KILN_HOST_DEVICE T shiftLeft(T x, T y) {
+  using U = std::make_unsigned_t<T>;
+  return y < 0 || uint64_t(y) >= sizeof(T) * 8 ? T(0) : T(U(x) << U(y));
+}
+
+template <typename T> KILN_HOST_DEVICE T shiftRight(T x, T y) {
+  using U = std::make_unsigned_t<T>;
+  return y < 0 || uint64_t(y) >= sizeof(T) * 8 ? T(0) : T(U(x) >> U(y));
+}
+
 KILN_HOST_DEVICE inline double gelu(double x, bool tanhApproximation) {
   if (tanhApproximation)
     return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));

@@ -59,6 +59,45 @@ bool Importer::importElementwise(const onnx::NodeProto &n, const std::string &op
     unary(SinOp());
   } else if (op == "Cos") {
     unary(CosOp());
+  } else if (op == "Tan") {
+    unary(TanOp());
+  } else if (op == "Asin") {
+    unary(AsinOp());
+  } else if (op == "Acos") {
+    unary(AcosOp());
+  } else if (op == "Atan") {
+    unary(AtanOp());
+  } else if (op == "Sinh") {
+    unary(SinhOp());
+  } else if (op == "Cosh") {
+    unary(CoshOp());
+  } else if (op == "Asinh") {
+    unary(AsinhOp());
+  } else if (op == "Acosh") {
+    unary(AcoshOp());
+  } else if (op == "Atanh") {
+    unary(AtanhOp());
+  } else if (op == "IsNaN") {
+    unary(IsNaNOp());
+  } else if (op == "IsInf") {
+    define(0, make<IsInfOp>(input(0), b.getBoolAttr(intAttr("detect_positive", 1)),
+                            b.getBoolAttr(intAttr("detect_negative", 1))));
+  } else if (op == "BitwiseNot") {
+    unary(BitNotOp());
+  } else if (op == "BitwiseAnd") {
+    binary(BitAndOp());
+  } else if (op == "BitwiseOr") {
+    binary(BitOrOp());
+  } else if (op == "BitwiseXor") {
+    binary(BitXorOp());
+  } else if (op == "BitShift") {
+    const auto *direction = typedAttr("direction", onnx::AttributeProto::STRING);
+    if (!direction || (direction->s() != "LEFT" && direction->s() != "RIGHT"))
+      fail("BitShift needs direction LEFT or RIGHT");
+    if (direction->s() == "LEFT")
+      binary(ShiftLeftOp());
+    else
+      binary(ShiftRightOp());
   } else if (op == "Softplus") {
     unary(SoftplusOp());
   } else if (op == "Softsign") {

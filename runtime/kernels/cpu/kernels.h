@@ -144,8 +144,8 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
   });
 }
 
-template <typename T, typename Fn>
-void unary(const T *in, T *out, int64_t n, Fn fn, const kiln_abi_exec *exec) {
+template <typename T, typename R, typename Fn>
+void unary(const T *in, R *out, int64_t n, Fn fn, const kiln_abi_exec *exec) {
   inBlocks(n, exec, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
       out[i] = fn(in[i]);
@@ -1106,6 +1106,8 @@ using scalar::BFloat16;
 using scalar::divide;
 using scalar::Half;
 using scalar::mod;
+using scalar::shiftLeft;
+using scalar::shiftRight;
 
 } // namespace kiln::cpu
 

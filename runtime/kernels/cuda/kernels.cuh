@@ -52,6 +52,8 @@ using scalar::Epilogue;
 using scalar::gelu;
 using scalar::Half;
 using scalar::mod;
+using scalar::shiftLeft;
+using scalar::shiftRight;
 using scalar::sigmoid;
 
 /// The arithmetic of dense layers (kiln compile --precision): f32, or TF32
@@ -246,7 +248,8 @@ void binary(const T *a, const int64_t *aShape, int aRank, const T *b, const int6
   });
 }
 
-template <typename T, typename Fn> void unary(const T *in, T *out, int64_t n, Fn fn, Exec *e) {
+template <typename T, typename R, typename Fn>
+void unary(const T *in, R *out, int64_t n, Fn fn, Exec *e) {
   forEach(n, e, [=] __device__(int64_t i) { out[i] = fn(in[i]); });
 }
 
