@@ -466,6 +466,62 @@ OpFoldResult GreaterEqualOp::fold(FoldAdaptor a) {
   return foldCompare(a.getOperands(), getType(), [](auto l, auto r) { return l >= r; });
 }
 
+OpFoldResult ModOp::fold(FoldAdaptor a) {
+  return foldBinary(
+      a.getOperands(), getType(),
+      [](int64_t l, int64_t r) -> OptInt {
+        if (r == 0 || (l == INT64_MIN && r == -1))
+          return std::nullopt;
+        int64_t m = l % r;
+        return m != 0 && ((m < 0) != (r < 0)) ? m + r : m; // the divisor's sign
+      },
+      [](double l, double r) { return std::fmod(l, r); });
+}
+
+/// Folds a unary op given its integer and floating-point meanings.
+template <typename IntFn, typename FloatFn>
+static Attribute foldUnary(Attribute operand, RankedTensorType type, IntFn intFn,
+                           FloatFn floatFn) {
+  return foldElementwise(operand, type,
+                         [&](ArrayRef<Scalar> v, bool isFloat) -> std::optional<Scalar> {
+                           if (isFloat)
+                             return Scalar{0, floatFn(v[0].f)};
+                           int64_t i = intFn(v[0].i);
+                           return Scalar{i, double(i)};
+                         });
+}
+
+OpFoldResult NegOp::fold(FoldAdaptor a) {
+  return foldUnary(
+      a.getInput(), getType(), [](int64_t x) { return wrapSub(0, x); },
+      [](double x) { return -x; });
+}
+OpFoldResult AbsOp::fold(FoldAdaptor a) {
+  return foldUnary(
+      a.getInput(), getType(), [](int64_t x) { return x < 0 ? wrapSub(0, x) : x; },
+      [](double x) { return std::fabs(x); });
+}
+OpFoldResult NotOp::fold(FoldAdaptor a) {
+  return foldUnary(
+      a.getInput(), getType(), [](int64_t x) -> int64_t { return !x; },
+      [](double x) { return x; });
+}
+OpFoldResult SqrtOp::fold(FoldAdaptor a) {
+  return foldUnary(
+      a.getInput(), getType(), [](int64_t x) { return x; },
+      [](double x) { return std::sqrt(x); });
+}
+OpFoldResult FloorOp::fold(FoldAdaptor a) {
+  return foldUnary(
+      a.getInput(), getType(), [](int64_t x) { return x; },
+      [](double x) { return std::floor(x); });
+}
+OpFoldResult CeilOp::fold(FoldAdaptor a) {
+  return foldUnary(
+      a.getInput(), getType(), [](int64_t x) { return x; },
+      [](double x) { return std::ceil(x); });
+}
+
 OpFoldResult WhereOp::fold(FoldAdaptor a) {
   return foldElementwise(a.getOperands(), getType(), [](ArrayRef<Scalar> v, bool) {
     return std::optional<Scalar>(v[0].i ? v[1] : v[2]);

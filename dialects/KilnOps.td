@@ -204,6 +204,7 @@ def Kiln_ShiftLeftOp : Kiln_BinaryOp<"shift_left">;
 def Kiln_ShiftRightOp : Kiln_BinaryOp<"shift_right">;
 def Kiln_ModOp : Kiln_BinaryOp<"mod"> {
   let description = [{ Integer remainder with the divisor's sign (ONNX Mod, fmod = 0). }];
+  let hasFolder = 1;
 }
 def Kiln_PReluOp : Kiln_BinaryOp<"prelu"> {
   let description = [{ x < 0 ? x * slope : x, the slope broadcast to x. }];
@@ -242,10 +243,10 @@ def Kiln_SigmoidOp : Kiln_UnaryOp<"sigmoid">;
 def Kiln_TanhOp : Kiln_UnaryOp<"tanh">;
 def Kiln_ExpOp : Kiln_UnaryOp<"exp">;
 def Kiln_LogOp : Kiln_UnaryOp<"log">;
-def Kiln_SqrtOp : Kiln_UnaryOp<"sqrt">;
+def Kiln_SqrtOp : Kiln_UnaryOp<"sqrt"> { let hasFolder = 1; }
 def Kiln_ErfOp : Kiln_UnaryOp<"erf">;
-def Kiln_FloorOp : Kiln_UnaryOp<"floor">;
-def Kiln_CeilOp : Kiln_UnaryOp<"ceil">;
+def Kiln_FloorOp : Kiln_UnaryOp<"floor"> { let hasFolder = 1; }
+def Kiln_CeilOp : Kiln_UnaryOp<"ceil"> { let hasFolder = 1; }
 def Kiln_RoundOp : Kiln_UnaryOp<"round">;
 def Kiln_ReciprocalOp : Kiln_UnaryOp<"reciprocal">;
 def Kiln_SinOp : Kiln_UnaryOp<"sin">;
@@ -261,10 +262,10 @@ def Kiln_AcoshOp : Kiln_UnaryOp<"acosh">;
 def Kiln_AtanhOp : Kiln_UnaryOp<"atanh">;
 def Kiln_SoftplusOp : Kiln_UnaryOp<"softplus">;
 def Kiln_SoftsignOp : Kiln_UnaryOp<"softsign">;
-def Kiln_NegOp : Kiln_UnaryOp<"neg", Kiln_Tensor>;
-def Kiln_AbsOp : Kiln_UnaryOp<"abs", Kiln_Tensor>;
+def Kiln_NegOp : Kiln_UnaryOp<"neg", Kiln_Tensor> { let hasFolder = 1; }
+def Kiln_AbsOp : Kiln_UnaryOp<"abs", Kiln_Tensor> { let hasFolder = 1; }
 def Kiln_SignOp : Kiln_UnaryOp<"sign", Kiln_Tensor>;
-def Kiln_NotOp : Kiln_UnaryOp<"not", RankedTensorOf<[I1]>>;
+def Kiln_NotOp : Kiln_UnaryOp<"not", RankedTensorOf<[I1]>> { let hasFolder = 1; }
 def Kiln_BitNotOp : Kiln_UnaryOp<"bit_not", Kiln_IntegerTensor>;
 
 def Kiln_IsNaNOp : Kiln_Op<"is_nan"> {

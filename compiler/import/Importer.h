@@ -80,6 +80,11 @@ private:
   void define(int output, Value value);
   bool isUsed(const std::string &name) const;
   template <typename Op, typename... Args> Value make(Args &&...args);
+  /// The op's result, or its folded value where its operands fold it: shape
+  /// arithmetic on static shapes resolves as it is imported, so that an op
+  /// whose result type depends on such values (a Reshape to a computed
+  /// shape, a ConstantOfShape, reduction axes) is typed at once.
+  Value foldAsImported(Operation *op);
 
   MLIRContext &ctx;
   const onnx::ModelProto &model;
@@ -114,7 +119,7 @@ template <typename Op, typename... Args> Value Importer::make(Args &&...args) {
     op->erase();
     fail(diagnostic.empty() ? "invalid operands" : diagnostic);
   }
-  return op.getResult();
+  return foldAsImported(op);
 }
 
 } // namespace kiln::import

@@ -291,6 +291,26 @@ Value Importer::constI64(ArrayRef<int64_t> v) {
   return ConstantOp::create(builder, loc, DenseIntElementsAttr::get(type, v));
 }
 
+Value Importer::foldAsImported(Operation *op) {
+  Value result = op->getResult(0);
+  SmallVector<OpFoldResult> folded;
+  if (op->getNumResults() != 1 || failed(op->fold(folded)) || folded.size() != 1)
+    return result;
+  Value value;
+  if (auto attr = dyn_cast<Attribute>(folded[0])) {
+    auto elements = dyn_cast<ElementsAttr>(attr);
+    if (!elements || elements.getType() != result.getType())
+      return result;
+    value = ConstantOp::create(builder, op->getLoc(), elements);
+  } else {
+    value = cast<Value>(folded[0]);
+    if (value == result || value.getType() != result.getType())
+      return result; // folded in place, or to a value of a less precise type
+  }
+  op->erase();
+  return value;
+}
+
 Value Importer::scalarLike(Value like, double value) {
   Type element = getElementTypeOrSelf(like);
   auto type = RankedTensorType::get({}, element);
