@@ -50,6 +50,9 @@ private:
   bool importReductions(const onnx::NodeProto &n, const std::string &op);
   bool importEmbeddingBagLoops(const onnx::NodeProto &n, const std::string &op);
   bool importQuantization(const onnx::NodeProto &n, const std::string &op);
+  bool importLosses(const onnx::NodeProto &n, const std::string &op);
+  Value negativeLogLikelihood(Value logProb, Value target, Value weight,
+                              std::optional<int64_t> ignoreIndex);
   Value dequantize(Value x, Value scale, Value zeroPoint, int64_t axis);
   Value quantize(Value x, Value scale, Value zeroPoint, Type to, int64_t axis);
   Value alongAxis(Value v, int64_t axis, int64_t rank);

@@ -336,8 +336,6 @@ void Importer::define(int output, Value value) {
          "graph assigns each value once");
 }
 
-
-
 void Importer::importNode(const onnx::NodeProto &n) {
   node = &n;
   // The line of a node's location is its 1-based position in the graph.
@@ -348,7 +346,7 @@ void Importer::importNode(const onnx::NodeProto &n) {
   const std::string &op = n.op_type();
 
   if (!importConstantsAndShapes(n, op) && !importElementwise(n, op) &&
-      !importFunctionActivations(n, op) &&
+      !importFunctionActivations(n, op) && !importLosses(n, op) &&
       !importLinearAlgebra(n, op) && !importDataMovement(n, op) && !importReductions(n, op) &&
       !importEmbeddingBagLoops(n, op) && !importQuantization(n, op))
     fail("unsupported operator");
