@@ -51,8 +51,8 @@ inline int cudaFailure(char *message, size_t size, const char *what, cudaError_t
 /// Bytes of one leading-dim row of a tensor (all of a scalar), and the rows
 /// a caller's buffer holds at `batch`.
 inline size_t rowBytes(const kiln_abi_tensor &t) {
-  static const size_t sizes[] = {0, 4, 8, 8, 4, 1, 1, 1, 2, 2, 4, 8, 2, 2};
-  size_t bytes = t.dtype >= 1 && t.dtype <= KILN_DTYPE_BF16 ? sizes[t.dtype] : 0;
+  static const size_t sizes[] = {0, 4, 8, 8, 4, 1, 1, 1, 2, 2, 4, 8, 2, 2}; // by kiln_dtype
+  size_t bytes = t.dtype >= 1 && t.dtype < int32_t(sizeof sizes / sizeof *sizes) ? sizes[t.dtype] : 0;
   for (int32_t d = 1; d < t.rank; ++d)
     bytes *= t.shape[d];
   return bytes;
