@@ -51,6 +51,7 @@ private:
   bool importEmbeddingBagLoops(const onnx::NodeProto &n, const std::string &op);
   bool importQuantization(const onnx::NodeProto &n, const std::string &op);
   bool importLosses(const onnx::NodeProto &n, const std::string &op);
+  bool importAttention(const onnx::NodeProto &n, const std::string &op);
   Value negativeLogLikelihood(Value logProb, Value target, Value weight,
                               std::optional<int64_t> ignoreIndex);
   Value dequantize(Value x, Value scale, Value zeroPoint, int64_t axis);

@@ -347,6 +347,7 @@ void Importer::importNode(const onnx::NodeProto &n) {
 
   if (!importConstantsAndShapes(n, op) && !importElementwise(n, op) &&
       !importFunctionActivations(n, op) && !importLosses(n, op) &&
+      !importAttention(n, op) &&
       !importLinearAlgebra(n, op) && !importDataMovement(n, op) && !importReductions(n, op) &&
       !importEmbeddingBagLoops(n, op) && !importQuantization(n, op))
     fail("unsupported operator");
