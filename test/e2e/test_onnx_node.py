@@ -3,7 +3,7 @@ onnxruntime-quantised forms use
 (the whole suite: `python test/e2e/onnx_node_tests.py`, see docs/ops.md).
 
 Each must pass, except tests whose tensors have an element type kiln does
-not support (float16, bfloat16, the float8/float4/int4 families, strings) or
+not support (the float8/float4/int4 families, strings) or
 that are not tensors (optional, sequence), and blocked quantisation: those
 must end in a clean compile error naming the type or the feature -- never a
 crash or a wrong answer."""
@@ -28,7 +28,8 @@ ZOO_OPS = {
 SUPPORTED_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL,
                    onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
                    onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
-                   onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
+                   onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.FLOAT16,
+                   onnx.TensorProto.BFLOAT16}
 
 
 def load(name):

@@ -21,20 +21,30 @@ Value Importer::alongAxis(Value v, int64_t axis, int64_t rank) {
   return make<ReshapeOp>(v, constI64(shape), UnitAttr());
 }
 
-/// ONNX DequantizeLinear: (x - zero point) * scale, in f32.
+/// ONNX DequantizeLinear: (x - zero point) * scale, in f32, returned at the
+/// scale's type.
 Value Importer::dequantize(Value x, Value scale, Value zeroPoint, int64_t axis) {
   auto f32 = TypeAttr::get(builder.getF32Type());
   const int64_t rank = rankOf(x);
   Value y = make<CastOp>(x, f32);
   if (zeroPoint)
     y = make<SubOp>(y, alongAxis(make<CastOp>(zeroPoint, f32), axis, rank));
-  return make<MulOp>(y, alongAxis(scale, axis, rank));
+  Type scaleType = getElementTypeOrSelf(scale);
+  if (!scaleType.isF32())
+    scale = make<CastOp>(scale, f32);
+  y = make<MulOp>(y, alongAxis(scale, axis, rank));
+  return scaleType.isF32() ? y : make<CastOp>(y, TypeAttr::get(scaleType));
 }
 
-/// ONNX QuantizeLinear: round(x / scale) + zero point (ties to even),
+/// ONNX QuantizeLinear: round(x / scale) + zero point (ties to even) in f32,
 /// saturated to `to` (int8 or uint8). `zeroPoint` is f32 or null.
 Value Importer::quantize(Value x, Value scale, Value zeroPoint, Type to, int64_t axis) {
   const int64_t rank = rankOf(x);
+  auto f32 = TypeAttr::get(builder.getF32Type());
+  if (!getElementTypeOrSelf(x).isF32())
+    x = make<CastOp>(x, f32);
+  if (!getElementTypeOrSelf(scale).isF32())
+    scale = make<CastOp>(scale, f32);
   Value y = make<RoundOp>(make<DivOp>(x, alongAxis(scale, axis, rank)));
   if (zeroPoint)
     y = make<AddOp>(y, alongAxis(zeroPoint, axis, rank));
