@@ -77,8 +77,12 @@ private:
   int64_t normalizeAxis(int64_t axis, int64_t rank);
   SmallVector<int64_t> normalizeAxes(ArrayRef<int64_t> axes, int64_t rank);
   Value constI64(ArrayRef<int64_t> values);
-  /// A 0-d constant of `like`'s element type.
+  /// A 0-d constant of `like`'s element type; for an integer type, `value`
+  /// must be one of its values.
   Value scalarLike(Value like, double value);
+  /// A 0-d constant of `like`'s integer element type, or nothing when
+  /// `value` is not one of that type's values.
+  std::optional<Value> integerLike(Value like, int64_t value);
   int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
   [[noreturn]] void fail(const std::string &message);
   void define(int output, Value value);

@@ -20,6 +20,7 @@
 
 #include <onnx/defs/parser.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -314,9 +315,27 @@ Value Importer::foldAsImported(Operation *op) {
 Value Importer::scalarLike(Value like, double value) {
   Type element = getElementTypeOrSelf(like);
   auto type = RankedTensorType::get({}, element);
-  Attribute v = isa<FloatType>(element) ? Attribute(builder.getFloatAttr(element, value))
-                                        : Attribute(builder.getIntegerAttr(element, int64_t(value)));
-  return ConstantOp::create(builder, loc, DenseElementsAttr::get(type, v));
+  if (isa<FloatType>(element))
+    return ConstantOp::create(
+        builder, loc, DenseElementsAttr::get(type, builder.getFloatAttr(element, value)));
+  if (!(value >= -0x1p63 && value < 0x1p63) || value != std::trunc(value))
+    fail("a parameter of " + std::to_string(value) + " has no value of the integer input's type");
+  return integerLike(like, int64_t(value)).value();
+}
+
+std::optional<Value> Importer::integerLike(Value like, int64_t value) {
+  auto element = dyn_cast<IntegerType>(getElementTypeOrSelf(like));
+  if (!element)
+    return std::nullopt;
+  const unsigned width = element.getWidth();
+  const bool fits = width >= 64 || (element.isUnsigned() ? value >= 0 && value >> width == 0
+                                                         : value >= -(int64_t(1) << (width - 1)) &&
+                                                               value < (int64_t(1) << (width - 1)));
+  if (!fits)
+    return std::nullopt;
+  auto type = RankedTensorType::get({}, element);
+  return ConstantOp::create(builder, loc,
+                            DenseElementsAttr::get(type, builder.getIntegerAttr(element, value)));
 }
 
 bool Importer::isUsed(const std::string &name) const {

@@ -148,6 +148,11 @@ GRAPHS = {
                             [numpy_helper.from_array(np.array(0, np.int64), "s"),
                              numpy_helper.from_array(np.array(2, np.int64), "e")],
                             "Slice starts must be a 1-D tensor"),
+    # Found by import_fuzzer: a Shrink threshold past int64 for an integer
+    # input, converted to int64 (UB).
+    "shrink_threshold_past_int64": (
+        [helper.make_node("Shrink", ["i"], ["y"], lambd=1e30)], [vi("i", I64, ["N", 4])],
+        [vi("y", I64, ["N", 4])], (), "has no value of the integer input's type"),
     # Found by import_fuzzer: fits as declared, overflows once the batch is
     # a bucket's.
     "input_overflows_at_a_bucket": ([helper.make_node("Not", ["b"], ["c"])],
@@ -172,6 +177,25 @@ def test_malformed_graph(tmp_path, case):
     nodes, inputs, outputs, inits, expected = GRAPHS[case]
     message = compile_error(tmp_path, nodes, inputs, outputs, inits)
     assert expected in message, message
+
+
+def test_ignore_index_outside_the_target_type(tmp_path):
+    """Found by import_fuzzer: an ignore_index of INT64_MAX went through a
+    double on its way to int64 (UB). An ignore_index no target can equal
+    ignores nothing."""
+    nodes = [helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], reduction="none",
+                              ignore_index=(1 << 63) - 1)]
+    graph = helper.make_graph(nodes, "nll", X + [vi("t", TensorProto.INT32, ["N"])],
+                              [vi("y", F, ["N"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so", batch=[4])
+    x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+    t = np.array([0, 3, 2], np.int32)
+    with kiln.load(tmp_path / "model.so") as m:
+        y = m.run({"x": x, "t": t})["y"]
+    np.testing.assert_array_equal(y, -x[np.arange(3), t])
 
 
 def test_truncated_file(tmp_path):

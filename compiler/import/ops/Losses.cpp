@@ -21,9 +21,12 @@ Value Importer::negativeLogLikelihood(Value logProb, Value target, Value weight,
   if (reduction != "none" && reduction != "sum" && reduction != "mean")
     fail("reduction must be none, sum or mean, not '" + reduction + "'");
   // An ignored target may lie outside [0, C): it reads class 0, then masked.
+  // An ignore_index outside the target's type matches no target.
   Value kept, safeTarget = target;
-  if (ignoreIndex) {
-    Value ignored = make<EqualOp>(target, scalarLike(target, double(*ignoreIndex)));
+  std::optional<Value> ignoredClass =
+      ignoreIndex ? integerLike(target, *ignoreIndex) : std::nullopt;
+  if (ignoredClass) {
+    Value ignored = make<EqualOp>(target, *ignoredClass);
     kept = make<NotOp>(ignored);
     safeTarget = make<WhereOp>(kept, target, scalarLike(target, 0));
   }
