@@ -9,8 +9,7 @@
 
 namespace kiln::import {
 
-bool Importer::importFunctionActivations(const onnx::NodeProto &n, const std::string &op) {
-  (void)n;
+bool Importer::importFunctionActivations(const onnx::NodeProto &, const std::string &op) {
   static const char *const kOps[] = {"Selu", "Celu",  "ThresholdedRelu", "HardSwish",
                                      "Mish", "Swish", "Shrink"};
   if (!llvm::is_contained(kOps, op))
