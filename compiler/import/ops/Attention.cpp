@@ -6,7 +6,7 @@
 // + bias) V, where the bias is the mask (additive, or -inf where a boolean
 // mask is false) and, when causal, -inf past each query's position (and
 // past each batch row's nonpad_kv_seqlen).
-// kiln-fuse-attention fuses what its kernel covers.
+// (kiln-fuse-attention does not match this form yet.)
 //
 //===----------------------------------------------------------------------===//
 #include "../Importer.h"
