@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 #include "../Importer.h"
 
+#include "kiln/checked.h"
+
 #include <cmath>
 #include <limits>
 
@@ -105,27 +107,30 @@ bool Importer::importAttention(const onnx::NodeProto &, const std::string &op) {
     }
     scores = make<AddOp>(scores, mask);
   }
+  // Key positions [0, total), computed by the model (no import-time table
+  // whatever the sequence lengths).
+  auto positions = [&](int64_t begin, int64_t count) {
+    std::optional<int64_t> end = checkedAdd(begin, count);
+    if (!end)
+      fail("the sequence positions overflow int64");
+    auto scalar = [&](int64_t v) -> Value {
+      auto type = RankedTensorType::get({}, b.getI64Type());
+      return ConstantOp::create(b, loc, DenseIntElementsAttr::get(type, ArrayRef<int64_t>{v}));
+    };
+    Value start = scalar(begin), limit = scalar(*end), step = scalar(1);
+    return make<RangeOp>(start, limit, step);
+  };
   if (hasInput(6)) { // nonpad_kv_seqlen [B]: keys from there on are padding
-    Value lengths = input(6);
-    SmallVector<int64_t> positions(totalSeq);
-    for (int64_t j = 0; j < totalSeq; ++j)
-      positions[j] = j;
-    Value limit = make<UnsqueezeOp>(lengths, b.getDenseI64ArrayAttr({1, 2, 3}));
-    Value valid = make<LessOp>(constI64(positions), limit); // [B, 1, 1, total]
-    scores = make<AddOp>(scores, make<WhereOp>(valid, scalarLike(scores, 0),
-                                               scalarLike(scores, negInf)));
+    Value limit = make<UnsqueezeOp>(input(6), b.getDenseI64ArrayAttr({1, 2, 3}));
+    Value valid = make<LessOp>(positions(0, totalSeq), limit); // [B, 1, 1, total]
+    Value zero = scalarLike(scores, 0), masked = scalarLike(scores, negInf);
+    scores = make<AddOp>(scores, make<WhereOp>(valid, zero, masked));
   }
   if (intAttr("is_causal", 0)) { // query i sees keys up to past + i
-    std::vector<float> bias(querySeq * totalSeq);
-    for (int64_t i = 0; i < querySeq; ++i)
-      for (int64_t j = 0; j < totalSeq; ++j)
-        bias[i * totalSeq + j] = j > past + i ? -INFINITY : 0.0f;
-    Value causal = ConstantOp::create(
-        b, loc,
-        makeConstant(RankedTensorType::get({querySeq, totalSeq}, b.getF32Type()), bias, "causal"));
-    if (!getElementTypeOrSelf(scores).isF32())
-      causal = make<CastOp>(causal, TypeAttr::get(getElementTypeOrSelf(scores)));
-    scores = make<AddOp>(scores, causal);
+    Value queries = make<UnsqueezeOp>(positions(past, querySeq), b.getDenseI64ArrayAttr({1}));
+    Value future = make<GreaterOp>(positions(0, totalSeq), queries); // [query, total]
+    Value masked = scalarLike(scores, negInf), zero = scalarLike(scores, 0);
+    scores = make<AddOp>(scores, make<WhereOp>(future, masked, zero));
   }
   if (mode == 1)
     qkOutput = scores;
