@@ -153,6 +153,13 @@ GRAPHS = {
     "shrink_threshold_past_int64": (
         [helper.make_node("Shrink", ["i"], ["y"], lambd=1e30)], [vi("i", I64, ["N", 4])],
         [vi("y", I64, ["N", 4])], (), "has no value of the integer input's type"),
+    # Found by import_fuzzer: causal Attention over 2^40 positions built its
+    # mask as an import-time table (out of memory); now the scores' size is
+    # refused.
+    "causal_attention_over_2_40_positions": (
+        [helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=1)],
+        [vi(n, F, ["N", 1, 1 << 40, 4]) for n in "qkv"], [vi("y", F, ["N", 1, 1 << 40, 4])], (),
+        "node (#0, Attention): result 0 would be"),
     # Found by import_fuzzer: fits as declared, overflows once the batch is
     # a bucket's.
     "input_overflows_at_a_bucket": ([helper.make_node("Not", ["b"], ["c"])],
