@@ -92,10 +92,15 @@ bool Importer::importAttention(const onnx::NodeProto &, const std::string &op) {
   Value qkOutput = scores;
 
   const double negInf = -std::numeric_limits<double>::infinity();
+  // The additive bias of a boolean mask: 0 where `keep`, else -inf.
+  auto bias = [&](Value keep) {
+    Value zero = scalarLike(scores, 0), masked = scalarLike(scores, negInf);
+    return make<WhereOp>(keep, zero, masked);
+  };
   if (hasInput(3)) {
     Value mask = input(3);
     if (getElementTypeOrSelf(mask).isInteger(1))
-      mask = make<WhereOp>(mask, scalarLike(scores, 0), scalarLike(scores, negInf));
+      mask = bias(mask);
     auto maskType = cast<RankedTensorType>(mask.getType());
     const int64_t maskKeys = maskType.getShape().back();
     if (maskKeys != totalSeq) { // a mask for fewer keys: the rest are masked out
@@ -123,14 +128,12 @@ bool Importer::importAttention(const onnx::NodeProto &, const std::string &op) {
   if (hasInput(6)) { // nonpad_kv_seqlen [B]: keys from there on are padding
     Value limit = make<UnsqueezeOp>(input(6), b.getDenseI64ArrayAttr({1, 2, 3}));
     Value valid = make<LessOp>(positions(0, totalSeq), limit); // [B, 1, 1, total]
-    Value zero = scalarLike(scores, 0), masked = scalarLike(scores, negInf);
-    scores = make<AddOp>(scores, make<WhereOp>(valid, zero, masked));
+    scores = make<AddOp>(scores, bias(valid));
   }
   if (intAttr("is_causal", 0)) { // query i sees keys up to past + i
     Value queries = make<UnsqueezeOp>(positions(past, querySeq), b.getDenseI64ArrayAttr({1}));
-    Value future = make<GreaterOp>(positions(0, totalSeq), queries); // [query, total]
-    Value masked = scalarLike(scores, negInf), zero = scalarLike(scores, 0);
-    scores = make<AddOp>(scores, make<WhereOp>(future, masked, zero));
+    Value seen = make<LessEqualOp>(positions(0, totalSeq), queries); // [query, total]
+    scores = make<AddOp>(scores, bias(seen));
   }
   if (mode == 1)
     qkOutput = scores;
