@@ -816,6 +816,19 @@ LogicalResult Emitter::emitOp(Operation *op) {
                << fail;
             return success();
           })
+          .Case([&](GatherNDOp g) {
+            auto data = g.getData().getType().getShape();
+            auto idx = g.getIndices().getType().getShape();
+            int64_t b = g.getBatchDims(), k = idx.back();
+            std::string fail = failBranch("gather_nd '" + nodeName + "': index out of range");
+            os << "    static constexpr int64_t dims[] = {" << list(data.slice(b, k)) << "};\n"
+               << "    if (!kernels::gatherND<" << T << ", " << elt(g.getIndices()) << ">("
+               << ptr(g.getData()) << ", dims, " << k << ", " << product(data.drop_front(b + k))
+               << ", " << ptr(g.getIndices()) << ", " << product(data.take_front(b)) << ", "
+               << product(idx.slice(b, idx.size() - b - 1)) << ", " << ptr(out) << ", exec))\n"
+               << fail;
+            return success();
+          })
           .Case([&](PadOp p) {
             auto pads = p.getPads();
             std::string is = shape(p.getInput(), "is"), o = shape(out, "os");

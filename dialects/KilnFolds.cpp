@@ -121,6 +121,40 @@ static std::optional<SmallVector<int64_t>> sourceIndices(Operation *op, int dept
       return flat;
     });
   }
+  if (auto g = dyn_cast<GatherNDOp>(op)) {
+    auto indices = evaluateInts(g.getIndices(), depth + 1);
+    if (!indices)
+      return std::nullopt;
+    auto dataShape = inType.getShape();
+    int64_t b = g.getBatchDims(), k = g.getIndices().getType().getShape().back();
+    int64_t tuples = g.getIndices().getType().getNumElements() / k; // over all batch_dims
+    int64_t slice = 1;
+    for (int64_t d = b + k; d < int64_t(dataShape.size()); ++d)
+      slice *= dataShape[d];
+    int64_t perBatch = slice; // data elements per index of the batch_dims
+    for (int64_t d = b; d < b + k; ++d)
+      perBatch *= dataShape[d];
+    int64_t tuplesPerBatch = tuples;
+    for (int64_t d = 0; d < b; ++d)
+      tuplesPerBatch /= dataShape[d];
+    SmallVector<int64_t> starts; // the flat data offset each tuple selects
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t offset = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        int64_t i = (*indices)[t * k + c], dim = dataShape[b + c];
+        if (i < -dim || i >= dim)
+          return std::nullopt;
+        offset = offset * dim + (i < 0 ? i + dim : i);
+      }
+      starts.push_back((t / tuplesPerBatch) * perBatch + offset * slice);
+    }
+    int64_t n = 0;
+    return fill([&](ArrayRef<int64_t>) {
+      int64_t source = starts[n / slice] + n % slice;
+      ++n;
+      return source;
+    });
+  }
   return std::nullopt;
 }
 
@@ -174,6 +208,27 @@ static std::optional<SmallVector<int64_t>> evaluateInts(Value value, int depth) 
       }
       out.push_back(asWidth(fn((*l)[a], (*r)[b]), width));
     });
+    return out;
+  }
+  if (auto concat = dyn_cast<ConcatOp>(def)) {
+    // Each operand's [outer, dim, inner] block in turn, for each outer index.
+    int64_t rank = type.getRank(), axis = concat.getAxis() < 0 ? concat.getAxis() + rank
+                                                                : concat.getAxis();
+    int64_t outer = 1;
+    for (int64_t d = 0; d < axis; ++d)
+      outer *= type.getDimSize(d);
+    SmallVector<SmallVector<int64_t>> parts;
+    for (Value v : concat.getInputs()) {
+      auto part = evaluateInts(v, depth + 1);
+      if (!part)
+        return std::nullopt;
+      parts.push_back(std::move(*part));
+    }
+    for (int64_t o = 0; o < outer; ++o)
+      for (const auto &part : parts) {
+        int64_t block = int64_t(part.size()) / outer;
+        out.append(part.begin() + o * block, part.begin() + (o + 1) * block);
+      }
     return out;
   }
   if (auto range = dyn_cast<RangeOp>(def)) {
@@ -294,6 +349,7 @@ OpFoldResult ConcatOp::fold(FoldAdaptor a) {
 }
 
 OpFoldResult GatherOp::fold(FoldAdaptor a) { return moveElements(*this, a.getData()); }
+OpFoldResult GatherNDOp::fold(FoldAdaptor a) { return moveElements(*this, a.getData()); }
 
 OpFoldResult SliceOp::fold(FoldAdaptor a) {
   auto ranges = getSliceRanges(*this);

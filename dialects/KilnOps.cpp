@@ -622,6 +622,37 @@ KILN_INFER(GatherElementsOp) {
   return push(types, idx.getShape(), data.getElementType());
 }
 
+KILN_INFER(GatherNDOp) {
+  auto data = shapeOf(adaptor.getData()), idx = shapeOf(adaptor.getIndices());
+  int64_t b = adaptor.getBatchDims(), k = idx.getRank() ? idx.getShape().back() : 0;
+  if (b < 0 || idx.getRank() < b + 1 || ShapedType::isDynamic(k) || k < 1 ||
+      data.getRank() < b + k)
+    return emitOptionalError(loc, "gather_nd: needs indices of rank > batch_dims whose last dim "
+                                  "(the tuple size, static) is at most the data's rank past "
+                                  "batch_dims");
+  for (int64_t d = 0; d < b; ++d)
+    if (!ShapedType::isDynamic(data.getDimSize(d)) && !ShapedType::isDynamic(idx.getDimSize(d)) &&
+        data.getDimSize(d) != idx.getDimSize(d))
+      return emitOptionalError(loc, "gather_nd: the batch_dims of data and indices differ");
+  SmallVector<int64_t> out(idx.getShape().drop_back());
+  llvm::append_range(out, data.getShape().drop_front(b + k));
+  return push(types, out, data.getElementType());
+}
+
+LogicalResult GatherNDOp::verify() {
+  auto data = getData().getType();
+  auto indices = getConstantInts(getIndices());
+  int64_t b = getBatchDims(), k = getIndices().getType().getShape().back();
+  if (!indices)
+    return success();
+  for (auto [n, i] : llvm::enumerate(*indices)) {
+    int64_t dim = data.getDimSize(b + int64_t(n) % k);
+    if (!ShapedType::isDynamic(dim) && (i < -dim || i >= dim))
+      return emitOpError("constant index ") << i << " out of range [" << -dim << ", " << dim << ")";
+  }
+  return success();
+}
+
 static LogicalResult inferArg(MLIRContext *context, std::optional<Location> loc, Value input,
                               int64_t axis, bool keepdims, SmallVectorImpl<Type> &types) {
   auto in = shapeOf(input);

@@ -123,7 +123,8 @@ inline bool isElementwise(mlir::Operation *op) {
 inline bool movesDataOnly(mlir::Operation *op) {
   return isReshapeLike(op) ||
          mlir::isa<ConstantOp, CastOp, TransposeOp, ConcatOp, GatherOp, SliceOp, ExpandOp,
-                   GatherElementsOp, PadOp, WhereOp, CopyOp, ShapeOp, TriluOp, ConstantOfShapeOp>(
+                   GatherElementsOp, GatherNDOp, PadOp, WhereOp, CopyOp, ShapeOp, TriluOp,
+                   ConstantOfShapeOp>(
              op);
 }
 

@@ -433,6 +433,21 @@ def Kiln_LogSoftmaxOp : Kiln_Op<"log_softmax"> {
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
 }
 
+def Kiln_GatherNDOp : Kiln_Op<"gather_nd"> {
+  let summary = "ONNX GatherND: slices of `data` at the index tuples in the last dim of `indices`";
+  let description = [{
+    The first `batch_dims` dims of `data` and `indices` are shared; each
+    tuple of the last dim of `indices` picks a slice of the dims after them.
+    Negative indices count from the end; an index outside [-size, size) is a
+    run-time error of the model, never a wild read.
+  }];
+  let arguments = (ins Kiln_Tensor:$data, Kiln_IndexTensor:$indices, I64Attr:$batch_dims);
+  let results = (outs Kiln_Tensor:$result);
+  let hasFolder = 1;
+  let hasVerifier = 1;
+  let assemblyFormat = "$data `,` $indices attr-dict `:` functional-type(operands, results)";
+}
+
 def Kiln_GatherElementsOp : Kiln_Op<"gather_elements"> {
   let summary = "ONNX GatherElements: out[i] = data[i with i[axis] = indices[i]]";
   let arguments = (ins Kiln_Tensor:$data, Kiln_IndexTensor:$indices, I64Attr:$axis);

@@ -215,6 +215,8 @@ private:
       return gather(g);
     if (auto g = dyn_cast<GatherElementsOp>(op))
       return gatherElements(g);
+    if (auto g = dyn_cast<GatherNDOp>(op))
+      return gatherND(g);
     if (auto e = dyn_cast<ExpandOp>(op)) {
       if (of(e.getShape()).kind != State::Uniform)
         return mixed(op, "takes its shape from the batch's values");
@@ -373,6 +375,31 @@ private:
     // data's other dims follow the indices: data and indices must line up.
     if (of(g.getData()).kind == State::Rows && of(g.getIndices()).kind != State::Rows)
       return mixed(g, "broadcasts uniform indices over the batch's rows");
+    return resultAt(g, *k);
+  }
+
+  /// Row by row when the batch is a shared batch_dim, or when ids of the
+  /// batch look up uniform data. Constant index tuples that pick each row's
+  /// own data (mask[arange(B), pos]) are proved element by element instead.
+  State gatherND(GatherNDOp g) {
+    std::optional<int64_t> k;
+    for (Value v : {g.getData(), g.getIndices()}) {
+      if (of(v).kind != State::Rows)
+        continue;
+      State failure;
+      auto here = axisOfOperand(g, v, failure);
+      if (!here)
+        return failure;
+      if (k && *k != *here)
+        return mixed(g, "reads operands whose batch axes differ");
+      k = here;
+    }
+    if (*k < g.getBatchDims())
+      return resultAt(g, *k);
+    if (of(g.getData()).kind == State::Rows)
+      return mixed(g, "selects along the batch axis");
+    if (*k == g.getIndices().getType().getRank() - 1)
+      return mixed(g, "takes index tuples across the batch");
     return resultAt(g, *k);
   }
 

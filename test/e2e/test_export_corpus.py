@@ -23,9 +23,6 @@ CASES = sorted(os.listdir(CORPUS))
 
 CARRIES_STATE = r"node '[^']+' \(#\d+, Loop\): this Loop is not a recognised idiom: it carries state"
 UNSUPPORTED = {
-    "torch-bert_rel-dynamo-default-op20-fp16": r"\(#\d+, GatherND\): unsupported operator",
-    "torch-bert_rel-dynamo-default-op20-fp32": r"\(#\d+, GatherND\): unsupported operator",
-    "torch-bert_rel-dynamo-op17-fp32": r"\(#\d+, GatherND\): unsupported operator",
     "torch-dlrm-dynamo-default-op20-fp16": CARRIES_STATE,
     "torch-dlrm-dynamo-default-op20-fp32": CARRIES_STATE,
     "torch-dlrm-dynamo-op17-fp32": CARRIES_STATE,

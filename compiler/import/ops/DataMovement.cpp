@@ -139,6 +139,17 @@ bool Importer::importDataMovement(const onnx::NodeProto &n, const std::string &o
     Value data = input(0);
     int64_t axis = normalizeAxis(intAttr("axis", 0), rankOf(data));
     define(0, make<GatherOp>(data, input(1), b.getI64IntegerAttr(axis)));
+  } else if (op == "GatherND") {
+    Value data = input(0), indices = input(1);
+    auto idx = cast<RankedTensorType>(indices.getType());
+    int64_t batchDims = intAttr("batch_dims", 0);
+    if (batchDims < 0 || idx.getRank() < batchDims + 1 || idx.isDynamicDim(idx.getRank() - 1))
+      fail("needs 0 <= batch_dims < the rank of indices and a static last dim of indices");
+    int64_t k = idx.getShape().back();
+    if (k < 1 || rankOf(data) < batchDims + k)
+      fail("index tuples of " + std::to_string(k) + " need data of rank >= " +
+           std::to_string(batchDims + k) + " past batch_dims " + std::to_string(batchDims));
+    define(0, make<GatherNDOp>(data, indices, b.getI64IntegerAttr(batchDims)));
   } else if (op == "Squeeze") {
     Value x = input(0);
     SmallVector<int64_t> axes;

@@ -612,6 +612,31 @@ bool gatherElements(const T *data, const int64_t *dataShape, const I *indices,
   return true;
 }
 
+/// ONNX GatherND: for each of `batch` (the product of the batch_dims) and
+/// each of its `tuples` index tuples of `k` components, copies the slice of
+/// `slice` elements the tuple selects in dims `dims[0..k)` of that batch's
+/// data. False on an index outside [-size, size) of its dim.
+template <typename T, typename I>
+bool gatherND(const T *data, const int64_t *dims, int k, int64_t slice, const I *indices,
+              int64_t batch, int64_t tuples, T *out, const kiln_abi_exec * = nullptr) {
+  int64_t perBatch = slice;
+  for (int c = 0; c < k; ++c)
+    perBatch *= dims[c];
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < tuples; ++t, indices += k, out += slice) {
+      int64_t offset = 0;
+      for (int c = 0; c < k; ++c) {
+        I i = indices[c];
+        if (i < -dims[c] || i >= dims[c])
+          return false;
+        offset = offset * dims[c] + (i < 0 ? i + dims[c] : i);
+      }
+      const T *src = data + b * perBatch + offset * slice;
+      std::copy(src, src + slice, out);
+    }
+  return true;
+}
+
 /// Zeroes what is outside the upper (j - i >= k) or lower (j - i <= k)
 /// triangle of each of `batch` [rows, cols] matrices.
 template <typename T>

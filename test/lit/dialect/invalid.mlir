@@ -133,3 +133,21 @@ func.func @fp8_scale_per_column(%x: tensor<2x3xf32>) -> tensor<2x4xf32> {
   %y = kiln.dense %x, %w scale %s {units = 4 : i64, input_scale = 0.5 : f32} : (tensor<2x3xf32>, tensor<4x3xf8E4M3FN>, tensor<4xf32>) -> tensor<2x4xf32>
   return %y : tensor<2x4xf32>
 }
+
+// -----
+
+func.func @gather_nd_constant_index_out_of_range(%t: tensor<4x3xf32>) -> tensor<2xf32> {
+  %i = kiln.constant dense<[[0, 1], [3, 3]]> : tensor<2x2xi64>
+  // expected-error @below {{constant index 3 out of range [-3, 3)}}
+  %y = kiln.gather_nd %t, %i {batch_dims = 0 : i64} : (tensor<4x3xf32>, tensor<2x2xi64>) -> tensor<2xf32>
+  return %y : tensor<2xf32>
+}
+
+// -----
+
+func.func @gather_nd_tuple_too_long(%t: tensor<4x3xf32>, %i: tensor<2x3xi64>) -> tensor<2xf32> {
+  // expected-error @below {{gather_nd: needs indices of rank > batch_dims}}
+  // expected-error @below {{failed to infer returned types}}
+  %y = kiln.gather_nd %t, %i {batch_dims = 0 : i64} : (tensor<4x3xf32>, tensor<2x3xi64>) -> tensor<2xf32>
+  return %y : tensor<2xf32>
+}

@@ -175,6 +175,42 @@ func.func @gather_swap(%x: tensor<4x6xf32> {kiln.batched}) -> (tensor<4x6xf32> {
 
 // -----
 
+// GatherND as the dynamo exporter writes mask[arange(B), pos]: the index
+// tuples are computed (a Range over the batch, concatenated with positions),
+// evaluated, and each result row is seen to read its own row; ids of the
+// batch into a uniform table are a lookup; shared batch_dims are row by row.
+// CHECK-LABEL: func.func @gather_nd_rows
+func.func @gather_nd_rows(%m: tensor<4x3xi1> {kiln.batched}, %ids: tensor<4x2x2xi64> {kiln.batched}, %x: tensor<4x3x5xf32> {kiln.batched}, %p: tensor<4x1xi64> {kiln.batched}) -> (tensor<4x3xi1> {kiln.batched, kiln.name = "y"}, tensor<4x2x8xf32> {kiln.batched, kiln.name = "e"}, tensor<4x5xf32> {kiln.batched, kiln.name = "s"}) attributes {kiln.batch = 4 : i64} {
+  %zero = kiln.constant dense<0> : tensor<i64>
+  %four = kiln.constant dense<4> : tensor<i64>
+  %one = kiln.constant dense<1> : tensor<i64>
+  %b = kiln.range %zero, %four, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<4xi64>
+  %shape = kiln.constant dense<[4, 3, 1]> : tensor<3xi64>
+  %bshape = kiln.constant dense<[4, 1, 1]> : tensor<3xi64>
+  %b3 = kiln.reshape %b, %bshape : (tensor<4xi64>, tensor<3xi64>) -> tensor<4x1x1xi64>
+  %bx = kiln.expand %b3, %shape : (tensor<4x1x1xi64>, tensor<3xi64>) -> tensor<4x3x1xi64>
+  %pos = kiln.constant dense<[[[0], [1], [2]]]> : tensor<1x3x1xi64>
+  %px = kiln.expand %pos, %shape : (tensor<1x3x1xi64>, tensor<3xi64>) -> tensor<4x3x1xi64>
+  %idx = kiln.concat %bx, %px {axis = 2 : i64} : (tensor<4x3x1xi64>, tensor<4x3x1xi64>) -> tensor<4x3x2xi64>
+  %y = kiln.gather_nd %m, %idx {batch_dims = 0 : i64} : (tensor<4x3xi1>, tensor<4x3x2xi64>) -> tensor<4x3xi1>
+  %t = kiln.constant dense<1.0> : tensor<10x6x8xf32>
+  %e = kiln.gather_nd %t, %ids {batch_dims = 0 : i64} : (tensor<10x6x8xf32>, tensor<4x2x2xi64>) -> tensor<4x2x8xf32>
+  %s = kiln.gather_nd %x, %p {batch_dims = 1 : i64} : (tensor<4x3x5xf32>, tensor<4x1xi64>) -> tensor<4x5xf32>
+  return %y, %e, %s : tensor<4x3xi1>, tensor<4x2x8xf32>, tensor<4x5xf32>
+}
+
+// -----
+
+// The same tuples with rows 0 and 1 swapped: row 0 reads row 1's mask.
+func.func @gather_nd_swap(%m: tensor<4x3xi1> {kiln.batched}) -> (tensor<4x3xi1> {kiln.batched, kiln.name = "y"}) attributes {kiln.batch = 4 : i64} {
+  %idx = kiln.constant dense<[[[1, 0], [1, 1], [1, 2]], [[0, 0], [0, 1], [0, 2]], [[2, 0], [2, 1], [2, 2]], [[3, 0], [3, 1], [3, 2]]]> : tensor<4x3x2xi64>
+  // expected-error @below {{'kiln.gather_nd' selects along the batch axis}}
+  %y = kiln.gather_nd %m, %idx {batch_dims = 0 : i64} : (tensor<4x3xi1>, tensor<4x3x2xi64>) -> tensor<4x3xi1>
+  return %y : tensor<4x3xi1>
+}
+
+// -----
+
 // An exporter's mask re-expansion: the batch flattened into the ids' dim,
 // then gathered back with ids computed as row * 3 + column (index arithmetic
 // the folders leave for run time in a large bucket). The ids are evaluated,
