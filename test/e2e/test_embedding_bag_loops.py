@@ -118,3 +118,86 @@ def test_offsets_given_with_the_request(tmp_path):
         with pytest.raises(kiln.Error, match="embedding_bag .* index or offset out of range"):
             compiled.run({"ids": ids, "offsets": np.array([0, 2, 9, 3], np.int64)})
         assert compiled.run({"ids": ids, "offsets": np.array([0, 1, 2, 3], np.int64)})["pooled"].shape == (4, DIM)
+
+
+def while_bag_model(mode, empty_then_constant=False):
+    """The dynamo exporter's nn.EmbeddingBag: rows gathered before a while
+    loop that carries its counter and the sequence of bags (their types left
+    empty, as onnxscript writes them), reads offsets[i] and offsets[i + 1],
+    and gives an empty bag zeros by an If."""
+    rng = np.random.default_rng(0)
+    offsets = np.array([0, 2, 2, 6], np.int64)  # bag 1 is empty
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((ROWS, DIM)).astype(np.float32), "table"),
+        numpy_helper.from_array(np.concatenate([offsets, [NUM_IDS]]), "offsets_ext"),
+        numpy_helper.from_array(np.int64(len(offsets)), "num_bag"),
+        numpy_helper.from_array(np.int64(0), "zero"),
+        numpy_helper.from_array(np.int64(1), "one"),
+        numpy_helper.from_array(np.int64(2), "two"),
+        numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+    ]
+    zeros = numpy_helper.from_array(np.zeros((1, DIM), np.float32), "zeros")
+    then = helper.make_graph([], "then", [], [helper.make_tensor_value_info("zeros", TensorProto.FLOAT, [1, DIM])],
+                             [zeros])
+    if empty_then_constant:
+        then = helper.make_graph([helper.make_node("Constant", [], ["zeros"], value=zeros)], "then", [],
+                                 [helper.make_tensor_value_info("zeros", TensorProto.FLOAT, [1, DIM])])
+    reduce = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[mode]
+    otherwise = helper.make_graph(
+        [helper.make_node("Slice", ["rows", "start", "end"], ["window"]),
+         helper.make_node(reduce, ["window", "axis0"], ["bag"])], "else", [],
+        [helper.make_tensor_value_info("bag", TensorProto.FLOAT, None)])
+    body = helper.make_graph([
+        helper.make_node("Reshape", ["i", "flat"], ["i1"]),
+        helper.make_node("CastLike", ["one", "i1"], ["one_c"]),
+        helper.make_node("Add", ["i1", "one_c"], ["i_next1"]),
+        helper.make_node("Add", ["i1", "two"], ["i_next2"]),
+        helper.make_node("Slice", ["offsets_ext", "i1", "i_next1"], ["start"]),
+        helper.make_node("Slice", ["offsets_ext", "i_next1", "i_next2"], ["end"]),
+        helper.make_node("Equal", ["start", "end"], ["empty"]),
+        helper.make_node("If", ["empty"], ["row"], then_branch=then, else_branch=otherwise),
+        helper.make_node("SequenceInsert", ["seq_in", "row"], ["seq_out"]),
+        helper.make_node("Add", ["i", "one"], ["i_out"]),
+        helper.make_node("Less", ["i_out", "num_bag"], ["cond_out"]),
+    ], "body",
+        [helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_value_info("i", onnx.TypeProto()), helper.make_value_info("seq_in", onnx.TypeProto())],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, None),
+         helper.make_value_info("i_out", onnx.TypeProto()), helper.make_value_info("seq_out", onnx.TypeProto())])
+    outer = [
+        helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
+        helper.make_node("Less", ["zero", "num_bag"], ["cond0"]),
+        helper.make_node("SequenceEmpty", [], ["empty_seq"], dtype=TensorProto.FLOAT),
+        helper.make_node("Loop", ["", "cond0", "zero", "empty_seq"], ["i_final", "seq"], body=body),
+        helper.make_node("ConcatFromSequence", ["seq"], ["pooled"], axis=0),
+    ]
+    graph = helper.make_graph(outer, "while_bags", [helper.make_tensor_value_info("ids", TensorProto.INT64, [NUM_IDS])],
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [len(offsets), DIM])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    return model
+
+
+@pytest.mark.parametrize("mode,constant", [("sum", False), ("mean", False), ("max", False), ("sum", True)])
+def test_while_loop_bags_with_an_empty_bag_match_onnxruntime(tmp_path, mode, constant):
+    model = while_bag_model(mode, constant)
+    onnx.save(model, tmp_path / "model.onnx")
+    kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so")
+    ids = np.random.default_rng(1).integers(0, ROWS, NUM_IDS).astype(np.int64)
+    expected = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+    assert not expected[1].any()  # the empty bag
+    with kiln.load(tmp_path / "model.so") as compiled:
+        np.testing.assert_allclose(compiled.run({"ids": ids})["pooled"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_while_loop_whose_empty_bag_is_not_zeros_is_refused(tmp_path):
+    model = while_bag_model("sum")
+    then = next(n for n in model.graph.node[3].attribute[0].g.node if n.op_type == "If").attribute
+    branch = next(a for a in then if a.name == "then_branch").g
+    branch.initializer[0].CopyFrom(numpy_helper.from_array(np.ones((1, DIM), np.float32), "zeros"))
+    onnx.save(model, tmp_path / "model.onnx")
+    with pytest.raises(kiln.Error, match=r"\(#3, Loop\): this Loop is not a recognised idiom: its body node #7 \(If\)"):
+        kiln.compile(tmp_path / "model.onnx", tmp_path / "model.so")
