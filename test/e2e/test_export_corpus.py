@@ -1,5 +1,5 @@
-"""The export corpus (test/exports/corpus, made by test/exports/make_corpus.sh
-with the real exporters: torch 2.15's TorchScript and dynamo exporters,
+"""The export corpus (test/exports/corpus, made by test/exports/export_torch.py
+and export_keras.py with the real exporters: torch 2.15's TorchScript and dynamo exporters,
 tf2onnx): every export compiles at buckets 1, 16, 64 and matches its stored
 references at each of those batches, at the tolerance its case.json gives
 (fp32 against onnxruntime, fp16 against the framework's own fp16 result).

@@ -1,9 +1,13 @@
 """Keras ads models converted by tf2onnx (run in .venv-export-tf, made by
 `test/exports/venv.sh tf`): Wide & Deep and DeepFM over one embedding per
 categorical field, at opset 17 and at tf2onnx's default opset."""
-import numpy as np
-import tensorflow as tf
-import tf2onnx
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf2onnx  # noqa: E402
 
 from corpus_io import BATCHES, write_case
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Creates (or brings up to date) the export virtualenv .venv-export-NAME from
-# test/exports/requirements-NAME.txt, for NAME in torch, torchrec, tf.
-# These venvs only regenerate the committed corpus (test/exports/make_corpus.py);
+# test/exports/requirements-NAME.txt, for NAME in torch, tf.
+# These venvs only regenerate the committed corpus (export_torch.py, export_keras.py);
 # they are not part of the README's two commands, and CI never needs them.
 #   test/exports/venv.sh torch   # prints the venv's python
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=${1:?usage: test/exports/venv.sh torch|torchrec|tf}
+name=${1:?usage: test/exports/venv.sh torch|tf}
 req=test/exports/requirements-$name.txt
 [ -f "$req" ] || { echo "venv.sh: no $req" >&2; exit 2; }
 venv=.venv-export-$name
