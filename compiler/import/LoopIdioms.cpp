@@ -348,12 +348,15 @@ bool Matcher::emptyBagIf(const onnx::NodeProto &n, const Value &test) {
     return false;
   // The empty bag: a constant of zeros, made in the branch or outside.
   const std::string &zero = then->output(0).name();
-  bool zeros = false;
+  const onnx::TensorProto *own = nullptr; // the branch's initializer shadows outer values
   for (const auto &t : then->initializer())
-    zeros |= then->node_size() == 0 && t.name() == zero && isZeros(t);
-  if (then->node_size() == 0 && isOuter(zero))
-    zeros |= outerZeros(zero);
-  if (then->node_size() == 1 && then->node(0).op_type() == "Constant") {
+    if (t.name() == zero)
+      own = &t;
+  bool zeros = false;
+  if (then->node_size() == 0)
+    zeros = own ? isZeros(*own) : isOuter(zero) && outerZeros(zero);
+  if (then->node_size() == 1 && then->node(0).op_type() == "Constant" &&
+      then->node(0).output(0) == zero) {
     const auto *a = findAttr(then->node(0), "value");
     zeros = a && a->has_t() && isZeros(a->t());
   }
