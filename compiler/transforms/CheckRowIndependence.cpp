@@ -171,10 +171,9 @@ private:
 
     if (isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp, CopyOp>(op))
       return of(op->getOperand(0)); // the flat order is unchanged
-    if (isElementwise(op) ||
-        isa<CastOp, WhereOp, PReluOp, EqualOp, LessOp, LessEqualOp, GreaterOp, GreaterEqualOp,
-            AndOp, OrOp, XorOp, ModOp, BitAndOp, BitOrOp, BitXorOp, ShiftLeftOp, ShiftRightOp,
-            IsNaNOp, IsInfOp>(op))
+    if (isElementwise(op) || isa<CastOp, WhereOp, PReluOp, EqualOp, LessOp, LessEqualOp, GreaterOp,
+                                 GreaterEqualOp, AndOp, OrOp, XorOp, ModOp, BitAndOp, BitOrOp,
+                                 BitXorOp, ShiftLeftOp, ShiftRightOp, IsNaNOp, IsInfOp>(op))
       return elementwise(op, result);
     if (auto t = dyn_cast<TransposeOp>(op)) {
       State failure;
@@ -355,21 +354,33 @@ private:
     return resultAt(g, *k < axis ? *k : *k - 1 + idsRank);
   }
 
+  /// The batch axis the batched ones of `operands` share (one at least is
+  /// batched), or nothing after setting `failure`.
+  std::optional<int64_t> sharedBatchAxis(Operation *op, std::initializer_list<Value> operands,
+                                         State &failure) {
+    std::optional<int64_t> k;
+    for (Value v : operands) {
+      if (of(v).kind != State::Rows)
+        continue;
+      auto here = axisOfOperand(op, v, failure);
+      if (!here)
+        return std::nullopt;
+      if (k && *k != *here) {
+        failure = mixed(op, "reads operands whose batch axes differ");
+        return std::nullopt;
+      }
+      k = here;
+    }
+    return k;
+  }
+
   State gatherElements(GatherElementsOp g) {
     int64_t rank = g.getType().getRank();
     int64_t axis = g.getAxis() < 0 ? g.getAxis() + rank : g.getAxis();
-    std::optional<int64_t> k;
-    for (Value v : {g.getData(), g.getIndices()}) {
-      if (of(v).kind != State::Rows)
-        continue;
-      State failure;
-      auto here = axisOfOperand(g, v, failure);
-      if (!here)
-        return failure;
-      if (k && *k != *here)
-        return mixed(g, "reads operands whose batch axes differ");
-      k = here;
-    }
+    State failure;
+    auto k = sharedBatchAxis(g, {g.getData(), g.getIndices()}, failure);
+    if (!k)
+      return failure;
     if (*k == axis)
       return mixed(g, "selects along the batch axis");
     // data's other dims follow the indices: data and indices must line up.
@@ -382,18 +393,10 @@ private:
   /// batch look up uniform data. Constant index tuples that pick each row's
   /// own data (mask[arange(B), pos]) are proved element by element instead.
   State gatherND(GatherNDOp g) {
-    std::optional<int64_t> k;
-    for (Value v : {g.getData(), g.getIndices()}) {
-      if (of(v).kind != State::Rows)
-        continue;
-      State failure;
-      auto here = axisOfOperand(g, v, failure);
-      if (!here)
-        return failure;
-      if (k && *k != *here)
-        return mixed(g, "reads operands whose batch axes differ");
-      k = here;
-    }
+    State failure;
+    auto k = sharedBatchAxis(g, {g.getData(), g.getIndices()}, failure);
+    if (!k)
+      return failure;
     if (*k < g.getBatchDims())
       return resultAt(g, *k);
     if (of(g.getData()).kind == State::Rows)
@@ -412,7 +415,8 @@ private:
     if (lt.getRank() < 2 || rt.getRank() < 2)
       return mixed(m, "is a vector product over batched operands");
     std::optional<int64_t> out;
-    for (auto [v, t, isLhs] : {std::tuple{m.getLhs(), lt, true}, std::tuple{m.getRhs(), rt, false}}) {
+    for (auto [v, t, isLhs] :
+         {std::tuple{m.getLhs(), lt, true}, std::tuple{m.getRhs(), rt, false}}) {
       if (of(v).kind != State::Rows)
         continue;
       State failure;
@@ -470,7 +474,8 @@ private:
   }
 
   State dense(DenseOp d) {
-    if (of(d.getWeight()).kind != State::Uniform || (d.getBias() && of(d.getBias()).kind != State::Uniform))
+    if (of(d.getWeight()).kind != State::Uniform ||
+        (d.getBias() && of(d.getBias()).kind != State::Uniform))
       return mixed(d, "takes its weights from the batch's values");
     State failure;
     auto k = axisOfOperand(d, d.getInput(), failure);
