@@ -6,10 +6,12 @@
 #include "codegen/Toolchain.h"
 #include "codegen/Weights.h"
 #include "compiler/import/OnnxImporter.h"
+#include "compiler/transforms/Passes.h"
 #include "dialects/KilnOps.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/PatternMatch.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassInstrumentation.h"
 #include "mlir/Support/FileUtilities.h"
@@ -105,10 +107,15 @@ std::string modelHash(StringRef path, const CompileOptions &options) {
     h = llvm::xxh3_64bits(options.cpu + options.precision) ^ (h * 31);
   if (!options.weightPrecision.empty() || options.tableBits != 32)
     h = llvm::xxh3_64bits(options.weightPrecision + std::to_string(options.tableBits)) ^ (h * 31);
-  if (!options.inputRanges.empty())
-    h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(options.inputRanges.data()),
-                                    options.inputRanges.size() * sizeof(double))) ^
-        (h * 31);
+  auto mix = [&](const auto &values) {
+    if (!values.empty())
+      h = llvm::xxh3_64bits(StringRef(reinterpret_cast<const char *>(values.data()),
+                                      values.size() * sizeof(values[0]))) ^
+          (h * 31);
+  };
+  mix(options.inputRanges);
+  mix(options.keepLayers);
+  mix(options.keepTables);
   return llvm::utohexstr(h, /*LowerCase=*/true, 16);
 }
 
@@ -123,7 +130,15 @@ std::string quantizationName(const CompileOptions &options) {
     name = options.weightPrecision + "-weights";
   if (options.tableBits != 32)
     name += (name.empty() ? "int" : ",int") + std::to_string(options.tableBits) + "-embeddings";
-  return name.empty() ? "none" : name;
+  if (name.empty())
+    return "none";
+  auto count = [](size_t n, const char *what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+  };
+  if (!options.keepLayers.empty() || !options.keepTables.empty())
+    name += "; f32: " + count(options.keepLayers.size(), "layer") + ", " +
+            count(options.keepTables.size(), "table");
+  return name;
 }
 
 double seconds(std::chrono::steady_clock::time_point since) {
@@ -208,6 +223,78 @@ std::string resolveNativeCpu(const std::string &cpu) {
   return vnni ? "avx512-vnni" : "avx2";
 }
 
+namespace {
+/// The model imported into `context` and lowered through the pipeline up to
+/// options.stopAfter; null on failure, with the error printed.
+OwningOpRef<ModuleOp> lower(MLIRContext &context, const CompileOptions &options) {
+  context.loadDialect<KilnDialect, func::FuncDialect>();
+  context.printOpOnDiagnostic(false);
+  // The handler lives as long as the context: the caller's later passes
+  // report through it too.
+  context.getDiagEngine().registerHandler(printDiagnostic);
+
+  FailureOr<onnx::ModelProto> model = readOnnxModel(context, options.input);
+  if (failed(model))
+    return nullptr;
+  for (const auto &[name, path] : options.freeze)
+    if (failed(freezeInput(context, *model, name, path)))
+      return nullptr;
+  OwningOpRef<ModuleOp> module = importOnnxModel(context, *model, options.input);
+  if (!module)
+    return nullptr;
+  if (!options.quiet)
+    llvm::errs() << "kiln: import done (" << model->graph().node_size() << " nodes)\n";
+  if (options.stopAfter != "import") {
+    PassManager pm(&context);
+    if (!options.quiet)
+      pm.addInstrumentation(std::make_unique<ProgressInstrumentation>());
+    buildPipeline(pm, options);
+    if (failed(pm.run(*module)))
+      return nullptr;
+  }
+  return module;
+}
+
+/// The ONNX name a location carries (the importer's NameLoc), or "".
+std::string nameOf(Location loc) {
+  std::string name;
+  loc->walk([&](Location l) {
+    if (auto n = dyn_cast<NameLoc>(l)) {
+      name = n.getName().str();
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return name;
+}
+} // namespace
+
+FailureOr<QuantizationUnits> listQuantizationUnits(const CompileOptions &options) {
+  CompileOptions f32 = f32Options(options);
+  f32.stopAfter = "fuse-elementwise"; // the last stage before "quantize"
+  f32.quiet = true;
+  MLIRContext context;
+  OwningOpRef<ModuleOp> module = lower(context, f32);
+  if (!module)
+    return failure();
+  QuantizationUnits units;
+  auto functions = module->getOps<func::FuncOp>();
+  if (functions.empty())
+    return units;
+  func::FuncOp f = *functions.begin(); // every bucket has the same layers and tables
+  for (DenseOp d :
+       quantizableLayers(f, options.weightPrecision.empty() ? "int8" : options.weightPrecision))
+    units.layers.push_back({nameOf(d.getLoc()), uint64_t(d.getDepth() * d.getUnits() * 4)});
+  if (options.tableBits != 32) {
+    IRRewriter rewriter(&context);
+    for (ConstantOp c : quantizableTables(f, options.tableBits, rewriter)) {
+      auto type = cast<RankedTensorType>(c.getType());
+      units.tables.push_back({nameOf(c.getLoc()), uint64_t(type.getNumElements() * 4)});
+    }
+  }
+  return units;
+}
+
 LogicalResult compileModel(const CompileOptions &options) {
   const auto &stages = pipelineStages();
   if (!options.stopAfter.empty() && llvm::find(stages, options.stopAfter) == stages.end()) {
@@ -228,31 +315,10 @@ LogicalResult compileModel(const CompileOptions &options) {
   }
 
   MLIRContext context;
-  context.loadDialect<KilnDialect, func::FuncDialect>();
-  context.printOpOnDiagnostic(false);
-  ScopedDiagnosticHandler diagnostics(&context, printDiagnostic);
-
-  FailureOr<onnx::ModelProto> model = readOnnxModel(context, options.input);
-  if (failed(model))
-    return failure();
-  for (const auto &[name, path] : options.freeze)
-    if (failed(freezeInput(context, *model, name, path)))
-      return failure();
-  OwningOpRef<ModuleOp> module = importOnnxModel(context, *model, options.input);
+  OwningOpRef<ModuleOp> module = lower(context, options);
   if (!module)
     return failure();
-  if (!options.quiet)
-    llvm::errs() << "kiln: import done (" << model->graph().node_size() << " nodes)\n";
-
   bool stopsEarly = !options.stopAfter.empty() && options.stopAfter != "emit-cpp";
-  if (options.stopAfter != "import") {
-    PassManager pm(&context);
-    if (!options.quiet)
-      pm.addInstrumentation(std::make_unique<ProgressInstrumentation>());
-    buildPipeline(pm, options);
-    if (failed(pm.run(*module)))
-      return failure();
-  }
   if (options.hostTablesOver >= 0 && !options.quiet) {
     llvm::DenseSet<Attribute> tables; // each bucket has its op for a table
     uint64_t bytes = 0;
@@ -303,8 +369,8 @@ LogicalResult compileModel(const CompileOptions &options) {
                  << " beside it\n";
     return failure();
   }
-  const bool weightsFile = options.weights == "file" ||
-                           (options.weights == "auto" && constantBytes > kEmbedLimitBytes);
+  const bool weightsFile =
+      options.weights == "file" || (options.weights == "auto" && constantBytes > kEmbedLimitBytes);
   if (weightsFile)
     info.weightsFile = llvm::sys::path::filename(weightsFilePath(options.output)).str();
   info.cpu = options.cpu == "avx512-vnni" ? CpuIsa::Avx512Vnni : CpuIsa::Avx2;

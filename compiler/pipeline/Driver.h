@@ -10,6 +10,20 @@ namespace kiln {
 /// Errors are printed to stderr with the node or file they concern.
 mlir::LogicalResult compileModel(const CompileOptions &options);
 
+/// What a quantised compile can keep f32, in the order CompileOptions'
+/// keepLayers / keepTables index: the dense layers of options.weightPrecision
+/// (int8 when empty) and, with options.tableBits below 32, the embedding
+/// tables; each named as in the ONNX model (its node or initializer), with
+/// its f32 bytes.
+struct QuantizationUnits {
+  struct Unit {
+    std::string name;
+    uint64_t bytes;
+  };
+  std::vector<Unit> layers, tables;
+};
+mlir::FailureOr<QuantizationUnits> listQuantizationUnits(const CompileOptions &options);
+
 /// Checks the target options (--target, --cpu, --sm, --precision) and what
 /// they exclude; prints the error.
 mlir::LogicalResult checkTargetOptions(const CompileOptions &options);

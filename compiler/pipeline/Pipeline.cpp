@@ -74,6 +74,7 @@ const std::vector<Stage> &stages() {
            QuantizeDenseOptions options;
            options.precision = narrow ? o.precision : o.weightPrecision;
            options.inputRanges.assign(o.inputRanges.begin(), o.inputRanges.end());
+           options.keepLayers.assign(o.keepLayers.begin(), o.keepLayers.end());
            pm.addPass(createQuantizeDense(options));
            if (!o.inputRanges.empty())
              pm.addNestedPass<func::FuncOp>(createFuseRequantize());
@@ -81,6 +82,7 @@ const std::vector<Stage> &stages() {
          if (o.tableBits != 32) {
            QuantizeTablesOptions options;
            options.bits = o.tableBits;
+           options.keepTables.assign(o.keepTables.begin(), o.keepTables.end());
            pm.addPass(createQuantizeTables(options));
          }
        }},
@@ -117,6 +119,8 @@ CompileOptions f32Options(const CompileOptions &options) {
   f32.weightPrecision.clear();
   f32.tableBits = 32;
   f32.inputRanges.clear();
+  f32.keepLayers.clear();
+  f32.keepTables.clear();
   f32.target = "cpu";
   f32.cpu = "avx2";
   f32.precision = "fp32";

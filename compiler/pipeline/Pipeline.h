@@ -42,6 +42,10 @@ struct CompileOptions {
   /// int8 with static calibration: each int8 layer's input range, lo, hi
   /// pairs in layer order (kiln-quantize-dense's input-ranges).
   std::vector<double> inputRanges;
+  /// Layers and tables that stay f32 in a quantised compile: their indices
+  /// in quantizableLayers / quantizableTables order (kiln-quantize-dense's
+  /// keep-layers, kiln-quantize-tables' keep-tables; --quantize auto).
+  std::vector<int64_t> keepLayers, keepTables;
   /// Compile the f32 calibration observer instead (kiln-expose-dense-inputs).
   bool exposeDenseInputs = false;
   /// Weight bytes of this model compiled at f32, recorded in a quantised

@@ -211,11 +211,18 @@ def QuantizeDense : Pass<"kiln-quantize-dense", "mlir::ModuleOp"> {
     max(|lo|, |hi|) / 448. Only layers whose depth and units are multiples of
     16 (cuBLASLt's fp8 kernels) and whose input range is not empty change;
     the others keep f32 weights.
+
+    `keep-layers` lists layers that stay f32 by their index among each
+    function's layers this precision changes, in order (quantizableLayers;
+    kiln compile --quantize auto keeps the layers that cost the most
+    accuracy). input-ranges still has one pair per layer of that order.
   }];
   let options = [
     Option<"precision", "precision", "std::string", "\"int8\"", "int8, fp16, bf16 or fp8">,
     ListOption<"inputRanges", "input-ranges", "double",
-               "int8, fp8: lo, hi of each layer's input, in layer order">
+               "int8, fp8: lo, hi of each layer's input, in layer order">,
+    ListOption<"keepLayers", "keep-layers", "int64_t",
+               "int8, fp16, bf16: indices (quantizableLayers order) of layers that stay f32">
   ];
 }
 
@@ -253,12 +260,18 @@ def QuantizeTables : Pass<"kiln-quantize-tables", "mlir::ModuleOp"> {
     bits, then an fp16 scale and bias per row), dequantised by the bag
     kernel as it pools. A gather of rows (axis 0) from a constant [rows,
     dim] table becomes an unpooled embedding_bags (mode 3) and a reshape
-    first. An op keeps f32 tables when a quantised row would not be smaller
-    (dim 1) or cannot be stored (an odd dim at 4 bits). Each distinct table
-    is quantised once.
+    first. A table stays f32 when a quantised row would not be smaller
+    (dim 1) or cannot be stored (an odd dim at 4 bits, a NaN or Inf), or
+    when `keep-tables` lists it: its index among each function's distinct
+    quantisable tables in order (quantizableTables; kiln compile --quantize
+    auto keeps the tables that cost the most accuracy). An op whose tables
+    are partly kept is split into runs of tables at one precision whose
+    results are concatenated. Each distinct table is quantised once.
   }];
   let options = [
-    Option<"bits", "bits", "int64_t", "8", "8 or 4">
+    Option<"bits", "bits", "int64_t", "8", "8 or 4">,
+    ListOption<"keepTables", "keep-tables", "int64_t",
+               "indices (quantizableTables order) of tables that stay f32">
   ];
 }
 

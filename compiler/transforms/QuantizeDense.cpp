@@ -67,11 +67,7 @@ bool quantizable(DenseOp d) {
 LogicalResult forEachCalibratedLayer(ModuleOp module, ArrayRef<double> ranges,
                                      function_ref<void(DenseOp, double, double)> fn) {
   for (func::FuncOp f : module.getOps<func::FuncOp>()) {
-    SmallVector<DenseOp> layers;
-    f.walk([&](DenseOp d) {
-      if (isInt8Candidate(d))
-        layers.push_back(d);
-    });
+    SmallVector<DenseOp> layers = quantizableLayers(f, "int8");
     if (2 * layers.size() != ranges.size())
       return f.emitError("kiln-quantize-dense: input-ranges has ")
              << ranges.size() / 2 << " layers' ranges; this function has " << layers.size()
@@ -159,12 +155,15 @@ struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
     // The ranges are matched to the layers before any of them changes.
     if (!inputRanges.empty() && failed(setInputRanges(getOperation(), inputRanges)))
       return signalPassFailure();
+    SmallVector<DenseOp> layers;
+    for (func::FuncOp f : getOperation().getOps<func::FuncOp>())
+      for (auto [i, d] : llvm::enumerate(quantizableLayers(f, precision)))
+        if (!llvm::is_contained(keepLayers, int64_t(i)))
+          layers.push_back(d);
     DenseMap<Attribute, Quantized> done;
     DenseMap<Operation *, std::array<Value, 3>> values; // per original constant op
     IRRewriter rewriter(&getContext());
-    getOperation().walk([&](DenseOp d) {
-      if (precision == "int8" ? !isInt8Candidate(d) : !quantizable(d))
-        return;
+    for (DenseOp d : layers) {
       auto w = d.getWeight().getDefiningOp<ConstantOp>();
       int64_t k = d.getDepth(), n = d.getUnits();
       Quantized &q = done[w.getValue()];
@@ -187,7 +186,7 @@ struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
           d.getWeightSumMutable().assign(sums);
         }
       });
-    });
+    }
     for (auto &[w, v] : values)
       if (w->use_empty())
         rewriter.eraseOp(w);
@@ -196,5 +195,14 @@ struct QuantizeDensePass : impl::QuantizeDenseBase<QuantizeDensePass> {
 } // namespace
 
 bool isInt8Candidate(DenseOp d) { return quantizable(d) && d.getDepth() <= cpu::kMaxInt8Depth; }
+
+SmallVector<DenseOp> quantizableLayers(func::FuncOp f, StringRef precision) {
+  SmallVector<DenseOp> layers;
+  f.walk([&](DenseOp d) {
+    if (precision == "int8" ? isInt8Candidate(d) : quantizable(d))
+      layers.push_back(d);
+  });
+  return layers;
+}
 
 } // namespace kiln

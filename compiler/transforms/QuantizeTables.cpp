@@ -72,7 +72,81 @@ FailureOr<EmbeddingBagsOp> rowGatherAsEmbeddingBags(GatherOp g, RewriterBase &re
   return rows;
 }
 
+SmallVector<ConstantOp> quantizableTables(func::FuncOp f, int bits, RewriterBase &rewriter) {
+  // Row gathers from a constant table become unpooled lookups (mode 3),
+  // the one kernel that reads row-wise tables.
+  f.walk([&](GatherOp g) {
+    auto table = g.getData().getType();
+    if (table.getRank() == 2 && table.hasStaticShape() && shrinks(table.getDimSize(1), bits))
+      (void)rowGatherAsEmbeddingBags(g, rewriter);
+  });
+  SmallVector<ConstantOp> tables;
+  DenseSet<Attribute> seen;
+  f.walk([&](EmbeddingBagsOp e) {
+    if (e.getBits() != 32)
+      return;
+    for (Value t : e.getTables()) {
+      auto c = t.getDefiningOp<ConstantOp>();
+      if (!c || !shrinks(cast<RankedTensorType>(t.getType()).getDimSize(1), bits) ||
+          !seen.insert(c.getValue()).second)
+        continue;
+      std::vector<char> storage;
+      ArrayRef<char> bytes = constantData(c.getValue(), storage);
+      if (cpu::allFinite(reinterpret_cast<const float *>(bytes.data()),
+                         int64_t(bytes.size() / sizeof(float))))
+        tables.push_back(c);
+    }
+  });
+  return tables;
+}
+
 namespace {
+
+/// `e` with the tables `quantized` gives (null: stays f32) at `bits`: one op
+/// when all or none change, else one op per run of tables at one precision
+/// and a concat of their results.
+void rewriteBags(EmbeddingBagsOp e, ArrayRef<Value> quantized, int64_t bits,
+                 RewriterBase &rewriter) {
+  auto isQuantized = [&](size_t t) { return bool(quantized[t]); };
+  const size_t n = e.getTables().size();
+  const size_t changed = llvm::count_if(llvm::seq<size_t>(0, n), isQuantized);
+  if (changed == 0)
+    return;
+  if (changed == n) {
+    rewriter.modifyOpInPlace(e, [&] {
+      e.getTablesMutable().assign(quantized);
+      e.setBits(bits);
+    });
+    return;
+  }
+  rewriter.setInsertionPoint(e);
+  ArrayRef<int64_t> columns = e.getColumns(), hotness = e.getHotness();
+  const int64_t batch = e.getType().getDimSize(0);
+  SmallVector<Value> parts;
+  for (size_t begin = 0, column = 0; begin < n;) {
+    size_t end = begin;
+    while (end < n && isQuantized(end) == isQuantized(begin))
+      ++end;
+    SmallVector<Value> tables;
+    int64_t width = 0, runColumns = 0;
+    for (size_t t = begin; t < end; ++t) {
+      Value table = isQuantized(t) ? quantized[t] : e.getTables()[t];
+      tables.push_back(table);
+      width += cast<RankedTensorType>(e.getTables()[t].getType()).getDimSize(1) *
+               (e.getMode() == 3 ? hotness[t] : 1);
+      runColumns += hotness[t];
+    }
+    parts.push_back(EmbeddingBagsOp::create(
+        rewriter, e.getLoc(), RankedTensorType::get({batch, width}, rewriter.getF32Type()),
+        e.getIds(), tables, rewriter.getDenseI64ArrayAttr(columns.slice(column, runColumns)),
+        rewriter.getDenseI64ArrayAttr(hotness.slice(begin, end - begin)), e.getModeAttr(),
+        e.getWrapNegativeAttr(), rewriter.getI64IntegerAttr(isQuantized(begin) ? bits : 32)));
+    column += runColumns;
+    begin = end;
+  }
+  rewriter.replaceOpWithNewOp<ConcatOp>(e, e.getType(), parts, rewriter.getI64IntegerAttr(1));
+}
+
 struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
   using QuantizeTablesBase::QuantizeTablesBase;
 
@@ -82,49 +156,41 @@ struct QuantizeTablesPass : impl::QuantizeTablesBase<QuantizeTablesPass> {
       return signalPassFailure();
     }
     IRRewriter rewriter(&getContext());
-    // Row gathers from a constant table become unpooled lookups (mode 3),
-    // the one kernel that reads row-wise tables.
-    getOperation().walk([&](GatherOp g) {
-      auto table = g.getData().getType();
-      if (table.getRank() == 2 && table.hasStaticShape() && shrinks(table.getDimSize(1), int(bits)))
-        (void)rowGatherAsEmbeddingBags(g, rewriter);
-    });
-
-    DenseMap<Attribute, ElementsAttr> done;
-    DenseMap<Operation *, Value> values; // per original constant op
-    getOperation().walk([&](EmbeddingBagsOp e) {
-      if (e.getBits() != 32)
-        return;
-      for (Value t : e.getTables()) {
-        auto type = cast<RankedTensorType>(t.getType());
-        if (!t.getDefiningOp<ConstantOp>() || !shrinks(type.getDimSize(1), int(bits)))
-          return;
-      }
-      for (Value t : e.getTables()) {
-        auto c = t.getDefiningOp<ConstantOp>();
+    DenseMap<Attribute, ElementsAttr> done; // f32 table -> row-wise table; null: stays f32
+    for (func::FuncOp f : getOperation().getOps<func::FuncOp>())
+      for (auto [i, c] : llvm::enumerate(quantizableTables(f, int(bits), rewriter))) {
         auto [it, fresh] = done.try_emplace(c.getValue());
-        if (fresh)
+        if (fresh && !llvm::is_contained(keepTables, int64_t(i)))
           it->second = quantizeTable(c.getValue(), int(bits), rewriter);
-        if (!it->second)
-          return;
       }
+
+    DenseMap<Operation *, Value> values; // per original constant op
+    SmallVector<Operation *> originals;
+    SmallVector<EmbeddingBagsOp> bags;
+    getOperation().walk([&](EmbeddingBagsOp e) {
+      if (e.getBits() == 32)
+        bags.push_back(e);
+    });
+    for (EmbeddingBagsOp e : bags) {
       SmallVector<Value> quantized;
       for (Value t : e.getTables()) {
         auto c = t.getDefiningOp<ConstantOp>();
-        ElementsAttr q = done.lookup(c.getValue());
+        ElementsAttr q = c ? done.lookup(c.getValue()) : ElementsAttr();
+        if (!q) {
+          quantized.push_back(nullptr);
+          continue;
+        }
         Value &v = values[c];
         if (!v) {
           rewriter.setInsertionPoint(c);
           v = ConstantOp::create(rewriter, c.getLoc(), q);
+          originals.push_back(c);
         }
         quantized.push_back(v);
       }
-      rewriter.modifyOpInPlace(e, [&] {
-        e.getTablesMutable().assign(quantized);
-        e.setBits(int64_t(bits));
-      });
-    });
-    for (auto &[c, v] : values)
+      rewriteBags(e, quantized, bits, rewriter);
+    }
+    for (Operation *c : originals)
       if (c->use_empty())
         rewriter.eraseOp(c);
   }

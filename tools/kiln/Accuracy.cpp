@@ -15,6 +15,7 @@
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -66,52 +67,16 @@ std::string number(const char *format, double v) {
   return buffer;
 }
 
-struct OutputStats {
-  std::string name;
-  double maxAbs = 0, sumAbs = 0, sumAbsReference = 0;
-  int64_t count = 0;
-  bool perRowScalar = true, inUnitInterval = true;
-  std::vector<double> reference, quantized; // per-row scalars only
-};
-
 } // namespace
 
-int compileQuantized(const CompileOptions &requested, const AccuracyOptions &accuracy) {
-  llvm::SmallString<128> dir;
-  if (llvm::sys::fs::createUniqueDirectory("kiln-accuracy", dir))
-    return fail("cannot create a temporary folder");
-  llvm::scope_exit cleanup([&] { llvm::sys::fs::remove_directories(dir); });
-  CompileOptions reference = f32Options(requested);
-  reference.output = (dir + "/f32.so").str();
-  reference.quiet = true;
-  if (!requested.quiet)
-    llvm::errs() << "kiln: compiling the f32 model for the accuracy report\n";
-  if (mlir::failed(compileModel(reference)))
-    return 1;
-  CompileOptions options = requested;
-  try {
-    kiln_model_info info;
-    kiln_model_get_info(Model(reference.output).get(), &info);
-    options.f32WeightsBytes = info.weights_bytes;
-  } catch (const Error &e) {
-    return fail(e.what());
-  }
-  if (mlir::failed(compileModel(options)))
-    return 1;
-  // A model whose check did not pass (or could not run) is not left behind.
-  bool checked = false;
-  llvm::scope_exit removeUnchecked([&] {
-    if (!checked) {
-      llvm::sys::fs::remove(options.output);
-      llvm::sys::fs::remove(weightsFilePath(options.output));
-    }
-  });
-
-  std::vector<OutputStats> stats;
+bool compareModels(const std::string &quantizedPath, const std::string &referencePath,
+                   const AccuracyOptions &accuracy, Comparison &comparison, std::string &error) {
   constexpr int64_t kAucRows = 10000, kDiffRows = 1024;
   int64_t rows = accuracy.rows ? accuracy.rows : kAucRows;
+  std::vector<OutputStats> &stats = comparison.outputs;
+  stats.clear();
   try {
-    Model quantizedModel(options.output), referenceModel(reference.output);
+    Model quantizedModel(quantizedPath), referenceModel(referencePath);
     const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     Session quantizedSession(quantizedModel, threads), referenceSession(referenceModel, threads);
     const kiln_model *m = quantizedModel.get();
@@ -119,14 +84,11 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
     for (int32_t b = 0; b < kiln_model_num_buckets(m); ++b)
       chunk = std::max<int64_t>(chunk, kiln_model_bucket_batch(m, b));
     std::vector<HostTensor> validation;
-    std::string error;
     if (!accuracy.validationPath.empty() &&
         !readInputRows(m, accuracy.validationPath, validation, rows, error))
-      return fail(error);
+      return false;
     for (const kiln_tensor_info &info : tensorInfos(m, false))
       stats.push_back(OutputStats{info.name});
-    if (!options.quiet)
-      llvm::errs() << "kiln: running both models on up to " << rows << " validation rows\n";
     for (int64_t begin = 0; begin < rows; begin += chunk) {
       const int64_t batch = std::min(chunk, rows - begin);
       std::vector<HostTensor> inputs = validation.empty()
@@ -163,24 +125,33 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
         rows = std::min(rows, std::max(kDiffRows, begin + batch));
     }
   } catch (const Error &e) {
-    return fail(e.what());
+    error = e.what();
+    return false;
   }
+  comparison.rows = rows;
+  return true;
+}
 
-  // Labels drawn from the f32 probabilities, the same for every compile.
-  bool withinBound = true;
-  llvm::json::Array outputs;
-  std::string summary, violations;
-  for (OutputStats &s : stats) {
+Verdict judge(const Comparison &comparison, const AccuracyOptions &accuracy) {
+  Verdict verdict;
+  // A NaN ratio (a NaN output) counts as infinitely far.
+  auto weigh = [&](double value, double bound) {
+    const double ratio = value / bound;
+    verdict.worst = std::max(verdict.worst, std::isnan(ratio) ? INFINITY : ratio);
+    return value <= bound;
+  };
+  for (const OutputStats &s : comparison.outputs) {
     const double mean = s.count ? s.sumAbs / s.count : 0;
     llvm::json::Object o{{"name", s.name},
                          {"max_abs_diff", s.maxAbs},
                          {"mean_abs_diff", mean},
                          {"elements", s.count}};
-    llvm::raw_string_ostream line(summary);
+    llvm::raw_string_ostream line(verdict.summary);
     line << "  " << s.name << ": max |diff| " << llvm::format("%.3g", s.maxAbs) << ", mean |diff| "
          << llvm::format("%.3g", mean);
     const bool probability = s.perRowScalar && s.inUnitInterval && !s.reference.empty();
     if (probability) {
+      // Labels drawn from the f32 probabilities, the same for every compile.
       std::mt19937_64 rng(7);
       std::uniform_real_distribution<double> u(0, 1);
       std::vector<bool> labels;
@@ -194,25 +165,33 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       o["auc_drop"] = drop;
       line << ", AUC " << llvm::format("%.5f", aucQuantized) << " vs f32 "
            << llvm::format("%.5f", aucReference) << " (drop " << llvm::format("%.5f", drop) << ")";
-      if (!(mean <= accuracy.maxMeanDiff) || !(drop <= accuracy.maxAucDrop)) {
-        withinBound = false;
-        violations += " '" + s.name + "' (mean |dp| " + number("%.3g", mean) + ", AUC drop " +
-                      number("%.5f", drop) + ")";
+      const bool meanWithin = weigh(mean, accuracy.maxMeanDiff),
+                 dropWithin = weigh(drop, accuracy.maxAucDrop);
+      if (!meanWithin || !dropWithin) {
+        verdict.withinBound = false;
+        verdict.violations += " '" + s.name + "' (mean |dp| " + number("%.3g", mean) +
+                              ", AUC drop " + number("%.5f", drop) + ")";
       }
     } else {
       const double relative = s.sumAbsReference > 0 ? s.sumAbs / s.sumAbsReference : s.sumAbs;
       o["probability"] = false;
       o["relative_mean_abs_diff"] = relative;
       line << ", relative " << llvm::format("%.3g", relative);
-      if (!(relative <= accuracy.maxRelativeDiff)) {
-        withinBound = false;
-        violations += " '" + s.name + "' (relative mean |diff| " + number("%.3g", relative) + ")";
+      if (!weigh(relative, accuracy.maxRelativeDiff)) {
+        verdict.withinBound = false;
+        verdict.violations +=
+            " '" + s.name + "' (relative mean |diff| " + number("%.3g", relative) + ")";
       }
     }
     line << "\n";
-    outputs.push_back(std::move(o));
+    verdict.outputs.push_back(std::move(o));
   }
-  llvm::json::Object report{
+  return verdict;
+}
+
+llvm::json::Object reportOf(const CompileOptions &options, const AccuracyOptions &accuracy,
+                            int64_t rows, Verdict &verdict) {
+  return llvm::json::Object{
       {"model", options.input},
       {"quantize",
        llvm::json::Object{{"weights", options.precision == "fp8"        ? "fp8"
@@ -225,29 +204,77 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
       {"bound", llvm::json::Object{{"max_mean_abs_diff_probability", accuracy.maxMeanDiff},
                                    {"max_auc_drop", accuracy.maxAucDrop},
                                    {"max_relative_mean_abs_diff", accuracy.maxRelativeDiff}}},
-      {"within_bound", withinBound},
-      {"outputs", std::move(outputs)}};
-  llvm::outs() << "accuracy against the f32 model on " << rows
+      {"within_bound", verdict.withinBound},
+      {"outputs", std::move(verdict.outputs)}};
+}
+
+bool writeReport(const AccuracyOptions &accuracy, llvm::json::Object report, std::string &error) {
+  if (accuracy.reportPath.empty())
+    return true;
+  std::error_code ec;
+  llvm::raw_fd_ostream file(accuracy.reportPath, ec);
+  if (ec) {
+    error = "cannot write " + accuracy.reportPath + ": " + ec.message();
+    return false;
+  }
+  file << llvm::formatv("{0:2}", llvm::json::Value(std::move(report))) << "\n";
+  return true;
+}
+
+int compileQuantized(const CompileOptions &requested, const AccuracyOptions &accuracy) {
+  llvm::SmallString<128> dir;
+  if (llvm::sys::fs::createUniqueDirectory("kiln-accuracy", dir))
+    return fail("cannot create a temporary folder");
+  llvm::scope_exit cleanup([&] { llvm::sys::fs::remove_directories(dir); });
+  CompileOptions reference = f32Options(requested);
+  reference.output = (dir + "/f32.so").str();
+  reference.quiet = true;
+  if (!requested.quiet)
+    llvm::errs() << "kiln: compiling the f32 model for the accuracy report\n";
+  if (mlir::failed(compileModel(reference)))
+    return 1;
+  CompileOptions options = requested;
+  try {
+    kiln_model_info info;
+    kiln_model_get_info(Model(reference.output).get(), &info);
+    options.f32WeightsBytes = info.weights_bytes;
+  } catch (const Error &e) {
+    return fail(e.what());
+  }
+  if (mlir::failed(compileModel(options)))
+    return 1;
+  // A model whose check did not pass (or could not run) is not left behind.
+  bool checked = false;
+  llvm::scope_exit removeUnchecked([&] {
+    if (!checked) {
+      llvm::sys::fs::remove(options.output);
+      llvm::sys::fs::remove(weightsFilePath(options.output));
+    }
+  });
+
+  if (!options.quiet)
+    llvm::errs() << "kiln: running both models on the validation rows\n";
+  Comparison comparison;
+  std::string error;
+  if (!compareModels(options.output, reference.output, accuracy, comparison, error))
+    return fail(error);
+  Verdict verdict = judge(comparison, accuracy);
+  llvm::outs() << "accuracy against the f32 model on " << comparison.rows
                << (accuracy.validationPath.empty() ? " synthetic" : " validation") << " rows ("
                << (options.precision == "fp8" ? "fp8" : "int8")
                << " activations: " << accuracy.activations << "):\n"
-               << summary;
-  if (!accuracy.reportPath.empty()) {
-    std::error_code ec;
-    llvm::raw_fd_ostream file(accuracy.reportPath, ec);
-    if (ec)
-      return fail("cannot write " + accuracy.reportPath + ": " + ec.message());
-    file << llvm::formatv("{0:2}", llvm::json::Value(std::move(report))) << "\n";
-  }
-  checked = withinBound || accuracy.allowLoss;
-  if (withinBound)
+               << verdict.summary;
+  if (!writeReport(accuracy, reportOf(options, accuracy, comparison.rows, verdict), error))
+    return fail(error);
+  checked = verdict.withinBound || accuracy.allowLoss;
+  if (verdict.withinBound)
     return 0;
   if (accuracy.allowLoss) {
-    llvm::outs() << "accuracy bound exceeded by" << violations
+    llvm::outs() << "accuracy bound exceeded by" << verdict.violations
                  << "; kept (--allow-accuracy-loss)\n";
     return 0;
   }
-  return fail("the quantised model exceeds the accuracy bound:" + violations +
+  return fail("the quantised model exceeds the accuracy bound:" + verdict.violations +
               "; model not written (--allow-accuracy-loss keeps it)");
 }
 

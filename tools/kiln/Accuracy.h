@@ -4,7 +4,10 @@
 
 #include "compiler/pipeline/Pipeline.h"
 
+#include "llvm/Support/JSON.h"
+
 #include <string>
+#include <vector>
 
 namespace kiln {
 
@@ -26,6 +29,47 @@ struct AccuracyOptions {
   /// How int8 (or fp8) activations are quantised, for the report.
   std::string activations = "dynamic, per row";
 };
+
+/// Per output, how far a quantised model's values are from its f32 twin's.
+struct OutputStats {
+  std::string name;
+  double maxAbs = 0, sumAbs = 0, sumAbsReference = 0;
+  int64_t count = 0;
+  bool perRowScalar = true, inUnitInterval = true;
+  std::vector<double> reference, quantized; // per-row scalars only
+};
+
+/// The two models run on the same validation rows.
+struct Comparison {
+  std::vector<OutputStats> outputs;
+  int64_t rows = 0;
+};
+
+/// Runs the models at `quantizedPath` and `referencePath` (the f32 twin,
+/// with the same buckets or more) through the runtime on the validation rows
+/// `accuracy` names (or synthetic rows); false with `error` on failure.
+bool compareModels(const std::string &quantizedPath, const std::string &referencePath,
+                   const AccuracyOptions &accuracy, Comparison &comparison, std::string &error);
+
+/// What a comparison means against the bounds.
+struct Verdict {
+  bool withinBound = true;
+  /// The largest ratio of a measured difference to its bound (<= 1 within
+  /// the bound; infinite for NaN).
+  double worst = 0;
+  /// One line per output; the outputs beyond their bound.
+  std::string summary, violations;
+  llvm::json::Array outputs;
+};
+Verdict judge(const Comparison &comparison, const AccuracyOptions &accuracy);
+
+/// The report's fields every quantised compile shares (model, modes,
+/// activations, validation, bound, outputs).
+llvm::json::Object reportOf(const CompileOptions &options, const AccuracyOptions &accuracy,
+                            int64_t rows, Verdict &verdict);
+
+/// Writes `report` as JSON to accuracy.reportPath (nothing when empty).
+bool writeReport(const AccuracyOptions &accuracy, llvm::json::Object report, std::string &error);
 
 /// Compiles the quantised model `options` asks for and its f32 twin, runs
 /// both on the validation rows and reports, per output, the max and mean

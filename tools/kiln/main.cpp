@@ -8,6 +8,7 @@
 
 #include "Accuracy.h"
 #include "Calibration.h"
+#include "MixedPrecision.h"
 #include "Serve.h"
 #include "TensorIO.h"
 
@@ -183,8 +184,8 @@ int verifyWeights(const kiln_model *m) {
                 llvm::utohexstr(header.data_hash, true, 16) +
                 "): the file was modified after the compile");
   llvm::outs() << "weights: " << path << ": " << header.data_bytes << " bytes match hash "
-               << llvm::utohexstr(hash, true, 16) << " ("
-               << llvm::format("%.2f", seconds) << " s)\n";
+               << llvm::utohexstr(hash, true, 16) << " (" << llvm::format("%.2f", seconds)
+               << " s)\n";
   return 0;
 }
 
@@ -449,8 +450,11 @@ int main(int argc, char **argv) {
                       "Comma-separated quantisation modes: int8 (int8 weights per output "
                       "channel, activations quantised per row at run time), fp16-weights or "
                       "bf16-weights (16-bit weights, f32 arithmetic), int8-embeddings or "
-                      "int4-embeddings (row-wise quantised embedding tables). Every quantised "
-                      "compile also builds the f32 model and checks the accuracy lost");
+                      "int4-embeddings (row-wise quantised embedding tables); or auto: int8 "
+                      "layers and int8 tables except the few that cost the most accuracy, kept "
+                      "f32 until the model is inside the bound (each one's sensitivity measured; "
+                      "the report names them). Every quantised compile also builds the f32 "
+                      "model and checks the accuracy lost");
   AccuracyOptions accuracy;
   compile->add_option("--report", accuracy.reportPath,
                       "With --quantize: write the accuracy report (JSON) here");
@@ -587,6 +591,15 @@ int main(int argc, char **argv) {
         return fail("--batch: '" + item.str() + "' is not a positive integer");
       options.batches.push_back(v);
     }
+    const bool mixed = llvm::StringRef(quantize).trim() == "auto";
+    if (mixed) {
+      if (accuracy.allowLoss)
+        return fail("--quantize auto keeps layers f32 until the model is inside the bound; "
+                    "--allow-accuracy-loss does not apply");
+      options.weightPrecision = "int8";
+      options.tableBits = 8;
+      quantize.clear();
+    }
     for (llvm::StringRef rest = quantize; !rest.empty();) {
       auto [mode, tail] = rest.split(',');
       rest = tail;
@@ -603,7 +616,8 @@ int main(int argc, char **argv) {
         continue;
       } else {
         return fail("--quantize: unknown mode '" + mode.str() +
-                    "' (int8, fp16-weights, bf16-weights, int8-embeddings, int4-embeddings)");
+                    "' (int8, fp16-weights, bf16-weights, int8-embeddings, int4-embeddings; or "
+                    "auto alone)");
       }
       if (!slot->empty() && *slot != value)
         return fail("--quantize: int8, fp16-weights and bf16-weights exclude each other");
@@ -634,6 +648,11 @@ int main(int argc, char **argv) {
       if (options.precision == "fp8" && !options.quiet)
         llvm::errs() << "kiln: fp8 input scales: " << accuracy.activations << "\n";
     }
+    if (mixed && (options.emit != "so" || !options.stopAfter.empty()))
+      return fail("--quantize auto chooses by compiling and checking models: it takes --emit so "
+                  "and no --stop-after");
+    if (mixed)
+      return compileMixedPrecision(options, accuracy);
     if (quantized && options.emit == "so" && options.stopAfter.empty())
       return compileQuantized(options, accuracy);
     return mlir::succeeded(compileModel(options)) ? 0 : 1;
@@ -658,8 +677,9 @@ int main(int argc, char **argv) {
     Session session(model, threads);
     double micros = runModel(session, batch, inputs, outputs, repeat);
     printOutputs(outputs);
-    llvm::outs() << "latency (median of " << std::max(repeat, 1) << " runs, batch " << batch
-                 << ", " << threads << (threads == 1 ? " thread" : " threads") << "): " << llvm::format("%.1f", micros) << " us\n";
+    llvm::outs() << "latency (median of " << std::max(repeat, 1) << " runs, batch " << batch << ", "
+                 << threads << (threads == 1 ? " thread" : " threads")
+                 << "): " << llvm::format("%.1f", micros) << " us\n";
     if (!outputPath.empty() && !writeNpz(outputPath, outputs, error))
       return fail(error);
     return 0;
