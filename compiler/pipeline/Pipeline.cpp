@@ -59,6 +59,10 @@ const std::vector<Stage> &stages() {
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createFuseEpilogues());
        }},
+      {"factor-broadcast",
+       [](PassManager &pm, const CompileOptions &) {
+         pm.addNestedPass<func::FuncOp>(createFactorBroadcastDense());
+       }},
       {"fuse-elementwise",
        [](PassManager &pm, const CompileOptions &) {
          pm.addNestedPass<func::FuncOp>(createFuseElementwise());

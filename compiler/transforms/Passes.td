@@ -175,6 +175,24 @@ def FuseEpilogues : Pass<"kiln-fuse-epilogues", "mlir::func::FuncOp"> {
   }];
 }
 
+def FactorBroadcastDense : Pass<"kiln-factor-broadcast-dense", "mlir::func::FuncOp"> {
+  let summary = "Compute a layer's per-sample inputs once per sample, not per row";
+  let description = [{
+    A dense over a [B, rows, K] concat (last axis) of per-row values and of
+    per-sample values broadcast along the rows ([B, 1, D], or an expand of
+    one), as DIN's attention unit over [query, key, query - key,
+    query * key]: x W is the sum of each part times its rows of W, a sum or
+    difference with a broadcast operand splits into its operands, and the
+    broadcast values' product is the same on every row of a sample. The
+    layer becomes a dense over the distinct row values (the rows of W of
+    their parts summed with their signs), a dense over the broadcast ones at
+    [B, 1, N], their broadcasting add and the activation (none, relu,
+    sigmoid or tanh; the bias stays with the per-row dense). Layers with a
+    multiplier or residual, or without a broadcast or a row part, are left
+    alone. Runs after kiln-fuse-epilogues, before kiln-fuse-elementwise.
+  }];
+}
+
 def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
   let summary = "Fuse trees of elementwise ops into one kiln.fused_elementwise loop";
   let description = [{
