@@ -221,6 +221,17 @@ bool writeReport(const AccuracyOptions &accuracy, llvm::json::Object report, std
   return true;
 }
 
+uint64_t modelWeightsBytes(const std::string &path) {
+  kiln_model_info info;
+  kiln_model_get_info(Model(path).get(), &info);
+  return info.weights_bytes;
+}
+
+void removeModel(const std::string &output) {
+  llvm::sys::fs::remove(output);
+  llvm::sys::fs::remove(weightsFilePath(output));
+}
+
 int compileQuantized(const CompileOptions &requested, const AccuracyOptions &accuracy) {
   llvm::SmallString<128> dir;
   if (llvm::sys::fs::createUniqueDirectory("kiln-accuracy", dir))
@@ -235,9 +246,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
     return 1;
   CompileOptions options = requested;
   try {
-    kiln_model_info info;
-    kiln_model_get_info(Model(reference.output).get(), &info);
-    options.f32WeightsBytes = info.weights_bytes;
+    options.f32WeightsBytes = modelWeightsBytes(reference.output);
   } catch (const Error &e) {
     return fail(e.what());
   }
@@ -246,10 +255,8 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   // A model whose check did not pass (or could not run) is not left behind.
   bool checked = false;
   llvm::scope_exit removeUnchecked([&] {
-    if (!checked) {
-      llvm::sys::fs::remove(options.output);
-      llvm::sys::fs::remove(weightsFilePath(options.output));
-    }
+    if (!checked)
+      removeModel(options.output);
   });
 
   if (!options.quiet)

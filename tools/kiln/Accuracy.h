@@ -71,6 +71,12 @@ llvm::json::Object reportOf(const CompileOptions &options, const AccuracyOptions
 /// Writes `report` as JSON to accuracy.reportPath (nothing when empty).
 bool writeReport(const AccuracyOptions &accuracy, llvm::json::Object report, std::string &error);
 
+/// The weight bytes of the compiled model at `path`; throws kiln::Error.
+uint64_t modelWeightsBytes(const std::string &path);
+
+/// Removes the compiled model at `output` and its weights file, if any.
+void removeModel(const std::string &output);
+
 /// Compiles the quantised model `options` asks for and its f32 twin, runs
 /// both on the validation rows and reports, per output, the max and mean
 /// absolute difference and, for an output of one value in [0, 1] per row

@@ -42,12 +42,6 @@ struct Unit {
   std::string label() const { return (table ? "table '" : "layer '") + what.name + "'"; }
 };
 
-uint64_t weightsBytes(const std::string &path) {
-  kiln_model_info info;
-  kiln_model_get_info(Model(path).get(), &info);
-  return info.weights_bytes;
-}
-
 /// Median latency (us, one thread) of each model at `batch`, the two run
 /// alternately on the same inputs so that both see the same machine.
 std::pair<double, double> latencies(const std::string &a, const std::string &b, int64_t batch) {
@@ -187,7 +181,7 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
   say("inside the bound after " + llvm::Twine(probes) + " probe compiles; building " +
       options.output);
   try {
-    options.f32WeightsBytes = weightsBytes(reference.output);
+    options.f32WeightsBytes = modelWeightsBytes(reference.output);
   } catch (const Error &e) {
     return fail(e.what());
   }
@@ -195,10 +189,8 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
     return 1;
   bool written = false;
   llvm::scope_exit removeUnchecked([&] {
-    if (!written) {
-      llvm::sys::fs::remove(options.output);
-      llvm::sys::fs::remove(weightsFilePath(options.output));
-    }
+    if (!written)
+      removeModel(options.output);
   });
   Comparison comparison;
   if (!compareModels(options.output, reference.output, accuracy, comparison, error))
@@ -211,7 +203,7 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
   uint64_t bytes = 0;
   std::pair<double, double> latency;
   try {
-    bytes = weightsBytes(options.output);
+    bytes = modelWeightsBytes(options.output);
     latency = latencies(reference.output, options.output, probe.batches[0]);
   } catch (const Error &e) {
     return fail(e.what());
