@@ -158,7 +158,10 @@ LogicalResult factor(DenseOp d, IRRewriter &rewriter) {
     return failure();
   std::vector<char> storage;
   ArrayRef<char> bytes = constantData(w.getValue(), storage);
-  Factoring f{{}, type.getDimSize(1), d.getUnits(), reinterpret_cast<const float *>(bytes.data())};
+  Factoring f{{},
+              type.getDimSize(1),
+              static_cast<int64_t>(d.getUnits()),
+              reinterpret_cast<const float *>(bytes.data())};
   int64_t offset = 0;
   for (Value part : concat.getInputs()) {
     f.addPart(part, offset);
