@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""kiln against onnxruntime on the same models, inputs and thread count.
+"""kiln's modes against onnxruntime on the same models, inputs and thread count.
 
-For every zoo model and real export and every batch, kiln and onnxruntime
-(same thread count, ORT_ENABLE_ALL, outputs preallocated through
-IOBinding) run alternately in one process, so both see the same machine
-state. Reports median and p99 latency and their ratio (kiln / onnxruntime;
-below 1 is kiln faster), the geometric means per batch, kiln's compile time
-(all buckets), and with --threads-check the throughput of a 2-thread kiln
+For every zoo model and real export and every batch, each kiln mode (f32 for
+AVX2 and for this machine's best instruction set, int8, --quantize auto),
+onnxruntime f32 and onnxruntime's quantize_dynamic int8 (same thread count,
+ORT_ENABLE_ALL, outputs preallocated through IOBinding) run round-robin in
+one process, so all see the same machine state. Reports median and p99
+latency, the ratios to onnxruntime (below 1 is kiln faster) and their
+geometric means per batch, each mode's compile time, weight bytes and
+accuracy verdict, and with --threads-check the throughput of a 2-thread kiln
 session over a 1-thread one at the largest batches. Writes JSON, a markdown
 report with the machine description, and a PNG plot next to the report.
 
     python bench/harness.py --out docs/perf.md --json bench/results.json \\
-        [--models dlrm_kaggle din] [--batches 1 16 64 256 1024] [--runs 30] \\
-        [--budget 20] [--threads-check] [--kernels bench/kernels.json] \\
+        [--models dlrm_kaggle din] [--batches 1 16 64 256 1024] [--modes avx2 int8] \\
+        [--runs 30] [--budget 20] [--threads-check] [--kernels bench/kernels.json] \\
         [--notes docs/perf-notes.md]
 
 --kernels takes the JSON of `build/bench/kiln_kernel_bench --benchmark_format=json`
@@ -24,6 +26,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,49 +78,129 @@ def ort_session(model_path, threads):
     return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
 
 
-def measure(model_path, feeds_for, batches, runs, budget, threads_check, workdir):
-    """Rows of kiln-vs-onnxruntime statistics, one per batch. Each batch gets
-    `runs` alternations, fewer (at least 3) where they would take more than
-    `budget` seconds."""
-    so = os.path.join(workdir, "model.so")
+# kiln's modes: the `kiln compile` arguments of each. f32 modes are the float
+# model for one instruction set; int8 is every dense layer and table int8
+# (kept even where it is outside the accuracy bound, which the report marks);
+# auto is --quantize auto, inside the bound by construction.
+MODES = {
+    "avx2": ["--cpu", "avx2"],
+    "native": ["--cpu", "native"],
+    "int8": ["--cpu", "native", "--quantize", "int8,int8-embeddings", "--allow-accuracy-loss"],
+    "auto": ["--cpu", "native", "--quantize", "auto"],
+}
+F32_MODES = ("avx2", "native")
+QUANTISED_MODES = ("int8", "auto")
+
+
+def inspect(so):
+    out = subprocess.run([kiln._find_binary(), "inspect", so, "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out)
+
+
+def compile_modes(model_path, batches, modes, workdir):
+    """Builds each mode's library. Returns {mode: info} with the .so path, the
+    compile seconds, the target, the weight bytes and, for quantised modes,
+    whether the model is inside the accuracy bound. A native build whose target
+    is the same as avx2's is not built twice (its info says `same_as`)."""
+    built = {}
+    for mode in modes:
+        so, report = os.path.join(workdir, f"{mode}.so"), os.path.join(workdir, f"{mode}.json")
+        start = time.perf_counter()
+        args = MODES[mode] + (["--report", report] if mode in QUANTISED_MODES else [])
+        try:
+            kiln.compile(model_path, so, batch=batches, extra_args=args)
+        except kiln.Error as e:
+            built[mode] = {"error": str(e).splitlines()[-1]}
+            print(f"  {mode}: not built: {built[mode]['error']}", file=sys.stderr)
+            continue
+        info = {"so": so, "compile_s": time.perf_counter() - start}
+        info.update({key: inspect(so)[key] for key in ("target", "weights_bytes")})
+        if mode in QUANTISED_MODES:
+            with open(report) as f:
+                data = json.load(f)
+            info["within_bound"] = data["within_bound"]
+            if "auto" in data:
+                info["kept_f32"] = len(data["auto"]["kept_f32"])
+                info["units"] = len(data["auto"]["sensitivity"])
+        same = next((m for m in F32_MODES if mode in F32_MODES and built.get(m, {}).get("target") == info["target"]),
+                    None)
+        if same:  # --cpu native is avx2 on this machine: one library, timed once
+            info = {"same_as": same, "target": info["target"]}
+        built[mode] = info
+        print(f"  {mode}: {info}", file=sys.stderr)
+    return built
+
+
+def measure(model_path, feeds_for, batches, runs, budget, threads_check, workdir, modes):
+    """Per batch, median and p99 latency of every built kiln mode, onnxruntime
+    f32 and (with a quantised mode) onnxruntime's quantize_dynamic int8, run
+    round-robin in one process. Each batch gets `runs` rounds, fewer (at least
+    3) where they would take more than `budget` seconds."""
     start = time.perf_counter()
-    kiln.compile(model_path, so, batch=batches)
+    built = compile_modes(model_path, batches, modes, workdir)
     compile_s = time.perf_counter() - start
-    session = ort_session(model_path, 1)
+    sessions = {"ort": ort_session(model_path, 1)}
+    if any(m in built for m in QUANTISED_MODES):
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        ort_int8 = os.path.join(workdir, "ort_int8.onnx")
+        quantize_dynamic(model_path, ort_int8, weight_type=QuantType.QInt8)
+        sessions["ort_int8"] = ort_session(ort_int8, 1)
+    libraries = {m: kiln.load(info["so"]) for m, info in built.items() if "so" in info}
     rows = []
-    with kiln.load(so) as compiled:
+    try:
         for batch in batches:
             feeds = feeds_for(batch)
-            binding = session.io_binding()
-            for name, value in feeds.items():
-                binding.bind_cpu_input(name, value)
-            for out in session.get_outputs():
-                binding.bind_output(out.name)
-            bound = compiled.bind(feeds)  # kiln's IOBinding: each run is one runtime call
+            runners = {}
+            for mode, library in libraries.items():
+                runners[mode] = library.bind(feeds).run  # kiln's IOBinding: each run is one runtime call
+            for name, session in sessions.items():
+                binding = session.io_binding()
+                for key, value in feeds.items():
+                    binding.bind_cpu_input(key, value)
+                for out in session.get_outputs():
+                    binding.bind_output(out.name)
+                runners[name] = lambda s=session, b=binding: s.run_with_iobinding(b)
             warm = time.perf_counter()
-            session.run_with_iobinding(binding)  # warm-up both
-            bound.run()
+            for run in runners.values():
+                run()
             once = time.perf_counter() - warm
             n = max(3, min(runs, int(budget / max(once, 1e-9))))
-            k, o = alternate(bound.run, lambda: session.run_with_iobinding(binding), n)
-            stats = {"kiln": k, "ort": o}
-            stats = {name: (float(np.median(v)) * 1e6, float(np.percentile(v, 99)) * 1e6)
-                     for name, v in stats.items()}
+            times = {name: [] for name in runners}
+            for _ in range(n):
+                for name, run in runners.items():
+                    t = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - t)
             row = {"batch": batch, "runs": n,
-                   "kiln_median_us": stats["kiln"][0], "kiln_p99_us": stats["kiln"][1],
-                   "ort_median_us": stats["ort"][0], "ort_p99_us": stats["ort"][1],
-                   "median_ratio": stats["kiln"][0] / stats["ort"][0],
-                   "p99_ratio": stats["kiln"][1] / stats["ort"][1]}
-            if threads_check and batch >= 256:
-                with kiln.load(so, num_threads=2) as two:
-                    one_t, two_t = alternate(bound.run, two.bind(feeds).run, n)
+                   "median_us": {k: float(np.median(v)) * 1e6 for k, v in times.items()},
+                   "p99_us": {k: float(np.percentile(v, 99)) * 1e6 for k, v in times.items()}}
+            f32 = best_f32(row)
+            if threads_check and batch >= 256 and f32:
+                with kiln.load(built[f32]["so"], num_threads=2) as two:
+                    one_t, two_t = alternate(runners[f32], two.bind(feeds).run, n)
                 row["two_thread_speedup"] = float(np.median(one_t) / np.median(two_t))
             rows.append(row)
-            print(f"  batch {batch}: kiln {stats['kiln'][0]:.0f} us, ort {stats['ort'][0]:.0f} us, "
-                  f"ratio {row['median_ratio']:.2f}"
+            print(f"  batch {batch}: " + ", ".join(f"{k} {v:.0f} us" for k, v in row["median_us"].items())
                   + (f", 2 threads {row['two_thread_speedup']:.2f}x" if "two_thread_speedup" in row else ""),
                   file=sys.stderr)
-    return {"compile_s": compile_s, "model_bytes": os.path.getsize(model_path), "rows": rows}
+    finally:
+        for library in libraries.values():
+            library.close()
+    for info in built.values():
+        info.pop("so", None)
+    return {"compile_s": compile_s, "model_bytes": os.path.getsize(model_path), "modes": built, "rows": rows}
+
+
+def best_f32(row):
+    """The faster kiln f32 mode of a row (the best instruction set of the machine)."""
+    timed = [m for m in F32_MODES if m in row["median_us"]]
+    return min(timed, key=lambda m: row["median_us"][m]) if timed else None
+
+
+def ratio(row, mode, baseline="ort"):
+    us = row["median_us"]
+    return us[mode] / us[baseline] if mode in us and baseline in us else None
 
 
 def machine_description():
@@ -135,58 +218,102 @@ def machine_description():
             f"Python {platform.python_version()}, onnxruntime {ort.__version__}")
 
 
+def series(row, modes):
+    """The ratios of one row, by name: kiln's best f32 build, each quantised
+    mode and the best quantised mode inside the accuracy bound against
+    onnxruntime f32, and the quantised modes against onnxruntime int8."""
+    out = {}
+    f32 = best_f32(row)
+    if f32:
+        out["kiln f32 / ORT"] = ratio(row, f32)
+    inside = [m for m in QUANTISED_MODES if m in row["median_us"] and modes[m].get("within_bound")]
+    if inside:
+        out["kiln quantised in bound / ORT"] = min(ratio(row, m) for m in inside)
+    for m in QUANTISED_MODES:
+        if m in row["median_us"]:
+            out[f"kiln {m} / ORT"] = ratio(row, m)
+            out[f"kiln {m} / ORT int8"] = ratio(row, m, "ort_int8")
+    if "ort_int8" in row["median_us"]:
+        out["ORT int8 / ORT"] = ratio(row, "ort_int8")
+    return out
+
+
 def geomeans(results):
-    """Geometric mean of the median ratios per batch, over the models."""
-    by_batch = {}
+    """Geometric mean of each ratio series per batch, over the models."""
+    by = {}
     for data in results.values():
         for r in data["rows"]:
-            by_batch.setdefault(r["batch"], []).append(r["median_ratio"])
-    return {b: math.exp(sum(map(math.log, v)) / len(v)) for b, v in sorted(by_batch.items())}
+            for name, value in series(r, data["modes"]).items():
+                by.setdefault(name, {}).setdefault(r["batch"], []).append(value)
+    return {name: {b: math.exp(sum(map(math.log, v)) / len(v)) for b, v in sorted(batches.items())}
+            for name, batches in by.items()}
 
 
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for name, data in results.items():
-        ax.plot([r["batch"] for r in data["rows"]], [r["median_ratio"] for r in data["rows"]],
-                marker="o", label=name)
-    ax.axhline(1.0, color="black", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch")
-    ax.set_ylabel("kiln / onnxruntime median latency (below 1: kiln faster)")
-    ax.set_title("kiln vs onnxruntime, one thread")
-    ax.legend(fontsize=7, ncol=2)
+    panels = [("kiln f32 / ORT", "kiln f32 (best ISA)"),
+              ("kiln quantised in bound / ORT", "kiln int8 or auto, inside the accuracy bound")]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
+        for name, data in results.items():
+            points = [(r["batch"], series(r, data["modes"]).get(key)) for r in data["rows"]]
+            points = [(b, v) for b, v in points if v is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=name)
+        ax.axhline(1.0, color="black", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch")
+        ax.set_title(f"{title} / onnxruntime f32, one thread", fontsize=10)
+    axes[0].set_ylabel("median latency ratio (below 1: kiln faster)")
+    axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 def targets(results, means):
-    """Issue 4's single-thread targets, each with the measured figure."""
+    """Issue 20's single-thread targets (and issue 4's compile and thread
+    targets), each with the measured figure."""
     def check(ok):
         return "met" if ok else "**missed**"
-    small = [m for b, m in means.items() if b <= 16]
-    large = [m for b, m in means.items() if b >= 256]
+
+    def worst(name, keep):
+        values = [m for b, m in means.get(name, {}).items() if keep(b)]
+        return max(values) if values else None
+
     lines = []
-    if small:
-        worst = max(small)
-        lines.append(f"- Geometric mean ratio <= 0.5 at batch <= 16: worst batch {worst:.2f} -> {check(worst <= 0.5)}.")
-    if large:
-        worst = max(large)
-        lines.append(f"- Geometric mean ratio <= 0.8 at batch >= 256: worst batch {worst:.2f} -> {check(worst <= 0.8)}.")
-    slower = [(name, r["batch"], r["median_ratio"]) for name, data in results.items() for r in data["rows"]
-              if r["median_ratio"] > 1.0]
-    lines.append(f"- No model slower than onnxruntime: {len(slower)} of "
-                 f"{sum(len(d['rows']) for d in results.values())} model/batch pairs are slower -> {check(not slower)}"
-                 + (": " + ", ".join(f"{n} b{b} ({r:.2f})" for n, b, r in slower) if slower else "."))
+    for name, text, keep, limit in [
+            ("kiln f32 / ORT", "kiln f32 / ORT f32 geometric mean <= 0.6 at batch <= 16", lambda b: b <= 16, 0.6),
+            ("kiln f32 / ORT", "kiln f32 / ORT f32 geometric mean <= 0.9 at batch >= 256", lambda b: b >= 256, 0.9),
+            ("kiln quantised in bound / ORT",
+             "kiln int8 or auto inside the bound / ORT f32 geometric mean <= 0.5 at batch >= 64",
+             lambda b: b >= 64, 0.5)]:
+        value = worst(name, keep)
+        lines.append(f"- {text}: " + ("not measured." if value is None else
+                                      f"worst batch {value:.2f} -> {check(value <= limit)}."))
+
+    def over(key, limit):
+        pairs = [(n, r["batch"], series(r, d["modes"]).get(key)) for n, d in results.items() for r in d["rows"]]
+        pairs = [p for p in pairs if p[2] is not None]
+        slow = [p for p in pairs if p[2] >= limit]
+        return pairs, slow
+
+    for key, text in [("kiln f32 / ORT", "No model's kiln f32 above ORT f32"),
+                      ("kiln int8 / ORT int8", "kiln int8 faster than ORT int8 at every point")]:
+        pairs, slow = over(key, 1.0)
+        if pairs:
+            lines.append(f"- {text}: {len(slow)} of {len(pairs)} model/batch pairs are not -> {check(not slow)}"
+                         + (": " + ", ".join(f"{n} b{b} ({v:.2f})" for n, b, v in slow) if slow else "."))
     zoo_models = {n: d for n, d in results.items() if n in zoo.MODELS}
-    if zoo_models:
+    f32_compiles = {n: next((d["modes"][m]["compile_s"] for m in F32_MODES if "compile_s" in d["modes"].get(m, {})),
+                            None) for n, d in zoo_models.items()}
+    f32_compiles = {n: s for n, s in f32_compiles.items() if s is not None}
+    if f32_compiles:
         # The largest by file size (weights), or else the slowest to compile.
-        name = max(zoo_models, key=lambda n: (zoo_models[n].get("model_bytes", 0), zoo_models[n]["compile_s"]))
-        seconds = zoo_models[name]["compile_s"]
-        lines.append(f"- Compile of the largest zoo model ({name}, {len(zoo_models[name]['rows'])} buckets) "
-                     f"<= 60 s: {seconds:.1f} s -> {check(seconds <= 60)}.")
+        name = max(f32_compiles, key=lambda n: (zoo_models[n].get("model_bytes", 0), f32_compiles[n]))
+        lines.append(f"- f32 compile of the largest zoo model ({name}, {len(zoo_models[name]['rows'])} buckets) "
+                     f"<= 60 s: {f32_compiles[name]:.1f} s -> {check(f32_compiles[name] <= 60)}.")
     speedups = [r["two_thread_speedup"] for d in results.values() for r in d["rows"] if "two_thread_speedup" in r]
     if speedups:
         lines.append(f"- Two threads >= 1.8x one thread at batch >= 256: median {float(np.median(speedups)):.2f}x, "
@@ -213,37 +340,73 @@ def kernel_section(path):
     return lines
 
 
-def report(results, machine, path, kernels=None, notes=None):
+def fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report(results, machine, path, kernels=None, notes=None, modes=()):
     means = geomeans(results)
+    batches = sorted({r["batch"] for d in results.values() for r in d["rows"]})
+    timed = [m for m in MODES if any(m in r["median_us"] for d in results.values() for r in d["rows"])]
+    baselines = [b for b in ("ort", "ort_int8") if any(b in r["median_us"] for d in results.values()
+                                                       for r in d["rows"])]
     lines = ["# kiln vs onnxruntime", "",
              f"Measured by `bench/harness.py` on {machine}.", "",
-             "kiln and onnxruntime (one intra-op thread, ORT_ENABLE_ALL, IOBinding) alternate in one",
-             "process on the same inputs; ratio = kiln / onnxruntime median latency (below 1: kiln is",
-             "faster). Regenerate with `build/bench/kiln_kernel_bench --benchmark_format=json >",
-             "bench/kernels.json` and then `.venv/bin/python bench/harness.py --out docs/perf.md --json",
-             "bench/results.json --threads-check --kernels bench/kernels.json --notes docs/perf-notes.md`.", "",
-             f"![kiln / onnxruntime ratio per batch]({os.path.basename(os.path.splitext(path)[0])}.png)", "",
-             "## Geometric mean ratio per batch", "",
-             "| batch | " + " | ".join(str(b) for b in means) + " |",
-             "|---|" + "---|" * len(means),
-             "| kiln / ORT | " + " | ".join(f"{m:.2f}" for m in means.values()) + " |", "",
-             "## Per model", "",
-             "| model | batch | kiln median us | ORT median us | median ratio | p99 ratio | runs |",
-             "|---|---|---|---|---|---|---|"]
+             "Every kiln mode, onnxruntime f32 and onnxruntime int8 (the model after",
+             "`onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)`) run round-robin in one",
+             "process on the same inputs, one intra-op thread each (onnxruntime: ORT_ENABLE_ALL,",
+             "IOBinding; kiln: a bound model, one runtime call per run). The modes are `kiln compile`",
+             "with " + "; ".join(f"{m}: `{' '.join(a)}`" for m, a in MODES.items()) + ".",
+             "kiln f32 is the faster of the f32 builds (the best instruction set of the machine); a",
+             "native build whose target is avx2 is the avx2 library, timed once. int8 is kept even",
+             "outside the accuracy bound (the modes table says which), so 'quantised in bound' takes",
+             "per model the faster of int8 (where inside) and auto. Ratio: kiln / onnxruntime median",
+             "latency (below 1: kiln is faster). Regenerate with `build/bench/kiln_kernel_bench",
+             "--benchmark_format=json > bench/kernels.json` and then `.venv/bin/python bench/harness.py",
+             "--out docs/perf.md --json bench/results.json --threads-check --kernels bench/kernels.json",
+             "--notes docs/perf-notes.md`.", ""]
+    missing = [m for m in modes if m not in timed]
+    if missing:
+        lines += ["Requested but not timed on this machine: " + ", ".join(
+            f"{m} ({'; '.join(sorted({str(d['modes'][m].get('error') or 'same library as ' + d['modes'][m].get('same_as', '?')) for d in results.values() if m in d['modes']}))})"
+            for m in missing) + ".", ""]
+    lines += [f"![kiln / onnxruntime ratio per batch]({os.path.basename(os.path.splitext(path)[0])}.png)", "",
+              "## Geometric mean ratio per batch", "",
+              "| ratio | " + " | ".join(str(b) for b in batches) + " |",
+              "|---|" + "---|" * len(batches)]
+    lines += [f"| {name} | " + " | ".join(fmt(by.get(b)) for b in batches) + " |" for name, by in means.items()]
+    lines += ["", "## Per model", "",
+              "Median latency in microseconds; ratios as above.", "",
+              "| model | batch | " + " | ".join(f"{n} us" for n in baselines + timed)
+              + " | kiln f32 / ORT | in bound / ORT | int8 / ORT int8 | runs |",
+              "|---|---|" + "---|" * (len(baselines) + len(timed)) + "---|---|---|---|"]
     for name, data in results.items():
         for r in data["rows"]:
-            lines.append(f"| {name} | {r['batch']} | {r['kiln_median_us']:.0f} | {r['ort_median_us']:.0f} | "
-                         f"{r['median_ratio']:.2f} | {r['p99_ratio']:.2f} | {r['runs']} |")
+            s = series(r, data["modes"])
+            lines.append(f"| {name} | {r['batch']} | "
+                         + " | ".join(fmt(r["median_us"].get(n), 0) for n in baselines + timed)
+                         + f" | {fmt(s.get('kiln f32 / ORT'))} | {fmt(s.get('kiln quantised in bound / ORT'))}"
+                         f" | {fmt(s.get('kiln int8 / ORT int8'))} | {r['runs']} |")
+    lines += ["", "## Modes", "",
+              "Per model and mode: the target `kiln inspect` reports, the compile time with every batch",
+              "above as a bucket (auto: the whole search), the weight bytes, whether the quantised model",
+              "is inside the default accuracy bound and, for auto, how many of its units it kept f32.", "",
+              "| model | mode | target | compile s | weight bytes | inside bound | kept f32 |",
+              "|---|---|---|---|---|---|---|"]
+    for name, data in results.items():
+        for mode, info in data["modes"].items():
+            if "error" in info or "same_as" in info:
+                continue
+            bound = {True: "yes", False: "**no**"}.get(info.get("within_bound"), "-")
+            kept = f"{info['kept_f32']} of {info['units']}" if "kept_f32" in info else "-"
+            lines.append(f"| {name} | {mode} | {info['target']} | {info['compile_s']:.1f} | {info['weights_bytes']} | "
+                         f"{bound} | {kept} |")
     speedups = [(name, r) for name, data in results.items() for r in data["rows"] if "two_thread_speedup" in r]
     if speedups:
         lines += ["", "## Two threads", "",
-                  "Throughput of a 2-thread kiln session over a 1-thread one, alternating, same batch.", "",
+                  "Throughput of a 2-thread kiln f32 session over a 1-thread one, alternating, same batch.", "",
                   "| model | batch | speedup |", "|---|---|---|"]
         lines += [f"| {name} | {r['batch']} | {r['two_thread_speedup']:.2f}x |" for name, r in speedups]
-    lines += ["", "## Compile time", "",
-              "Wall time of `kiln compile` with every batch above as a bucket.", "",
-              "| model | buckets | seconds |", "|---|---|---|"]
-    lines += [f"| {name} | {len(data['rows'])} | {data['compile_s']:.1f} |" for name, data in results.items()]
     if kernels:
         lines += kernel_section(kernels)
     lines += ["", "## Against the targets (computed from the tables above)", ""] + targets(results, means)
@@ -258,6 +421,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=list(zoo.MODELS) + ["dlrm_bag", "bert_rel", "din_export"])
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256, 1024])
+    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
+                        help="kiln modes to build and time (default: all)")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--budget", type=float, default=20.0,
                         help="seconds of alternating runs per model and batch (at least 3 runs)")
@@ -272,7 +437,7 @@ def main():
     if args.from_json:
         with open(args.from_json) as f:
             saved = json.load(f)
-        report(saved["results"], saved["machine"], args.out, args.kernels, args.notes)
+        report(saved["results"], saved["machine"], args.out, args.kernels, args.notes, saved.get("modes", ()))
         plot(saved["results"], os.path.splitext(args.out)[0] + ".png")
         return
     results = {}
@@ -289,13 +454,14 @@ def main():
                 folder = os.path.join(SHARED, "din" if name == "din_export" else name)
                 feeds_for = lambda b, folder=folder: real_export_inputs(folder, b)  # noqa: E731
             results[name] = measure(os.path.join(folder, "model.onnx"), feeds_for, args.batches, args.runs,
-                                    args.budget, args.threads_check, work)
+                                    args.budget, args.threads_check, work, args.modes)
     machine = machine_description()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "geomean_ratio": geomeans(results), "results": results}, f, indent=1)
+            json.dump({"machine": machine, "modes": args.modes, "geomean_ratio": geomeans(results),
+                       "results": results}, f, indent=1)
     if args.out:
-        report(results, machine, args.out, args.kernels, args.notes)
+        report(results, machine, args.out, args.kernels, args.notes, args.modes)
         plot(results, os.path.splitext(args.out)[0] + ".png")
 
 

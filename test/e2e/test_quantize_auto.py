@@ -65,6 +65,7 @@ def test_auto_is_inside_the_bound(compiled, name):
     kept = auto["kept_f32"]
     if auto["all_quantized_worst_ratio"] <= 1:
         assert kept == [] and auto["probe_compiles"] == 1
+        assert all(u["worst_ratio_alone"] is None for u in units)  # nothing needed measuring
     else:
         # Kept: the most sensitive first, and fewer than all.
         assert 0 < len(kept) < len(units)

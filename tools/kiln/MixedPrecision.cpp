@@ -136,7 +136,8 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
   if (!check({}, verdict))
     return error.empty() ? 1 : fail(error);
   const double allQuantized = verdict.worst;
-  if (!verdict.withinBound) {
+  const bool measured = !verdict.withinBound; // sensitivities are only measured when needed
+  if (measured) {
     say("outside the bound (worst " + llvm::formatv("{0:f2}", verdict.worst) +
         "x of it): measuring each one's sensitivity");
     for (Unit &u : units) {
@@ -219,7 +220,11 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
   for (const Unit &u : units)
     sensitivities.push_back(llvm::json::Object{{"kind", u.table ? "table" : "layer"},
                                                {"name", u.what.name},
-                                               {"worst_ratio_alone", u.sensitivity}});
+                                               {"worst_ratio_alone",
+                                                // null: not measured, or no finite ratio
+                                                measured && std::isfinite(u.sensitivity)
+                                                    ? llvm::json::Value(u.sensitivity)
+                                                    : llvm::json::Value(nullptr)}});
   llvm::outs() << "accuracy against the f32 model on " << comparison.rows
                << (accuracy.validationPath.empty() ? " synthetic" : " validation")
                << " rows (int8 activations: " << accuracy.activations << "):\n"
