@@ -67,12 +67,12 @@ def test_auto_is_inside_the_bound(compiled, name):
         assert kept == [] and auto["probe_compiles"] == 1
         assert all(u["worst_ratio_alone"] is None for u in units)  # nothing needed measuring
     else:
-        # Kept: the most sensitive first, and fewer than all.
+        # Kept: the most sensitive per f32 byte first, and fewer than all.
         assert 0 < len(kept) < len(units)
-        by_name = {(u["kind"], u["name"]): u["worst_ratio_alone"] for u in units}
-        ratios = [by_name[(k["kind"], k["name"])] for k in kept]
-        assert ratios == sorted(ratios, reverse=True)
-        assert ratios[0] == max(by_name.values())
+        gain = {(u["kind"], u["name"]): u["worst_ratio_alone"] / u["f32_bytes"] for u in units}
+        gains = [gain[(k["kind"], k["name"])] for k in kept]
+        assert gains == sorted(gains, reverse=True)
+        assert gains[0] == max(gain.values())
         # All quantised, each unit alone, then at least one check of the kept set.
         assert auto["probe_compiles"] >= 2 + len(units)
     info = inspect(so)

@@ -40,6 +40,14 @@ struct Unit {
   double sensitivity = 0;
 
   std::string label() const { return (table ? "table '" : "layer '") + what.name + "'"; }
+  /// Accuracy bought per f32 byte kept: the order in which units are kept,
+  /// so that a small sensitive layer goes before a large one of about the
+  /// same sensitivity (the f32 bytes are what keeping it costs in size and,
+  /// for a dense layer, in time).
+  double gainPerByte() const {
+    return std::isfinite(sensitivity) ? sensitivity / double(std::max<int64_t>(what.bytes, 1))
+                                      : HUGE_VAL;
+  }
 };
 
 /// Median latency (us, one thread) of each model at `batch`, the two run
@@ -153,16 +161,17 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
           "x of the bound");
     }
     std::vector<const Unit *> order = all;
-    std::stable_sort(order.begin(), order.end(),
-                     [](const Unit *a, const Unit *b) { return a->sensitivity > b->sensitivity; });
+    std::stable_sort(order.begin(), order.end(), [](const Unit *a, const Unit *b) {
+      return a->gainPerByte() > b->gainPerByte();
+    });
     double left = 0;
     for (const Unit *u : order)
       left += std::isfinite(u->sensitivity) ? u->sensitivity : 1e300;
     const double total = left;
     size_t next = 0;
     while (!verdict.withinBound) {
-      // Keep the most sensitive f32 until what is left predicts the bound
-      // with a margin, then check.
+      // Keep the most sensitive per byte f32 until what is left predicts
+      // the bound with a margin, then check.
       do {
         left -= std::isfinite(order[next]->sensitivity) ? order[next]->sensitivity : 1e300;
         kept.push_back(order[next++]);
@@ -220,6 +229,7 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
   for (const Unit &u : units)
     sensitivities.push_back(llvm::json::Object{{"kind", u.table ? "table" : "layer"},
                                                {"name", u.what.name},
+                                               {"f32_bytes", u.what.bytes},
                                                {"worst_ratio_alone",
                                                 // null: not measured, or no finite ratio
                                                 measured && std::isfinite(u.sensitivity)
