@@ -9,4 +9,4 @@ scripts/bootstrap.sh
 ctest --test-dir build --output-on-failure
 scripts/sanitize.sh
 scripts/tsan.sh
-.venv/bin/python -m pytest -q test/e2e
+.venv/bin/python -m pytest -q --durations=15 test/e2e  # the slowest tests, to keep CI inside its budget

@@ -440,7 +440,7 @@ def main():
         report(saved["results"], saved["machine"], args.out, args.kernels, args.notes, saved.get("modes", ()))
         plot(saved["results"], os.path.splitext(args.out)[0] + ".png")
         return
-    results = {}
+    results, machine = {}, machine_description()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             print(name, file=sys.stderr)
@@ -455,11 +455,10 @@ def main():
                 feeds_for = lambda b, folder=folder: real_export_inputs(folder, b)  # noqa: E731
             results[name] = measure(os.path.join(folder, "model.onnx"), feeds_for, args.batches, args.runs,
                                     args.budget, args.threads_check, work, args.modes)
-    machine = machine_description()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine, "modes": args.modes, "geomean_ratio": geomeans(results),
-                       "results": results}, f, indent=1)
+            if args.json:  # after every model, so that a long run that stops keeps what it measured
+                with open(args.json, "w") as f:
+                    json.dump({"machine": machine, "modes": args.modes, "geomean_ratio": geomeans(results),
+                               "results": results}, f, indent=1)
     if args.out:
         report(results, machine, args.out, args.kernels, args.notes, args.modes)
         plot(results, os.path.splitext(args.out)[0] + ".png")

@@ -67,9 +67,13 @@ std::pair<double, double> latencies(const std::string &a, const std::string &b, 
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
             .count());
   };
-  for (int r = 0; r < 41; ++r) {
+  // 41 pairs, or as many as fit in about two seconds (at least 3): a large
+  // bucket of a large model takes seconds per run.
+  double spent = 0;
+  for (int r = 0; r < 41 && (r < 3 || spent < 2e6); ++r) {
     time(sa, va, ta);
     time(sb, vb, tb);
+    spent += ta.back() + tb.back();
   }
   auto median = [](std::vector<double> &t) {
     std::sort(t.begin(), t.end());
