@@ -57,17 +57,32 @@ def real_export_inputs(folder, batch):
     return feeds
 
 
-def alternate(run_a, run_b, runs):
-    """Times run_a and run_b alternately; returns their latencies in seconds."""
-    a, b = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run_a()
-        a.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        run_b()
-        b.append(time.perf_counter() - t)
-    return a, b
+def round_robin(runners, runs, budget):
+    """Warms every runner up once, then times them in turn for `runs` rounds,
+    fewer (at least 3) where they would take more than `budget` seconds.
+    Returns the rounds and each runner's latencies in seconds."""
+    warm = time.perf_counter()
+    for run in runners.values():
+        run()
+    once = time.perf_counter() - warm
+    n = max(3, min(runs, int(min(budget / max(once, 1e-9), runs))))
+    times = {name: [] for name in runners}
+    for _ in range(n):
+        for name, run in runners.items():
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    return n, times
+
+
+def ort_runner(session, feeds):
+    """One onnxruntime run on `feeds` through IOBinding, outputs preallocated."""
+    binding = session.io_binding()
+    for key, value in feeds.items():
+        binding.bind_cpu_input(key, value)
+    for out in session.get_outputs():
+        binding.bind_output(out.name)
+    return lambda: session.run_with_iobinding(binding)
 
 
 def ort_session(model_path, threads):
@@ -151,35 +166,18 @@ def measure(model_path, feeds_for, batches, runs, budget, threads_check, workdir
     try:
         for batch in batches:
             feeds = feeds_for(batch)
-            runners = {}
-            for mode, library in libraries.items():
-                runners[mode] = library.bind(feeds).run  # kiln's IOBinding: each run is one runtime call
-            for name, session in sessions.items():
-                binding = session.io_binding()
-                for key, value in feeds.items():
-                    binding.bind_cpu_input(key, value)
-                for out in session.get_outputs():
-                    binding.bind_output(out.name)
-                runners[name] = lambda s=session, b=binding: s.run_with_iobinding(b)
-            warm = time.perf_counter()
-            for run in runners.values():
-                run()
-            once = time.perf_counter() - warm
-            n = max(3, min(runs, int(budget / max(once, 1e-9))))
-            times = {name: [] for name in runners}
-            for _ in range(n):
-                for name, run in runners.items():
-                    t = time.perf_counter()
-                    run()
-                    times[name].append(time.perf_counter() - t)
+            # kiln's bound model: each run is one runtime call
+            runners = {mode: library.bind(feeds).run for mode, library in libraries.items()}
+            runners.update({name: ort_runner(session, feeds) for name, session in sessions.items()})
+            n, times = round_robin(runners, runs, budget)
             row = {"batch": batch, "runs": n,
                    "median_us": {k: float(np.median(v)) * 1e6 for k, v in times.items()},
                    "p99_us": {k: float(np.percentile(v, 99)) * 1e6 for k, v in times.items()}}
             f32 = best_f32(row)
             if threads_check and batch >= 256 and f32:
                 with kiln.load(built[f32]["so"], num_threads=2) as two:
-                    one_t, two_t = alternate(runners[f32], two.bind(feeds).run, n)
-                row["two_thread_speedup"] = float(np.median(one_t) / np.median(two_t))
+                    _, pair = round_robin({"one": runners[f32], "two": two.bind(feeds).run}, n, math.inf)
+                row["two_thread_speedup"] = float(np.median(pair["one"]) / np.median(pair["two"]))
             rows.append(row)
             print(f"  batch {batch}: " + ", ".join(f"{k} {v:.0f} us" for k, v in row["median_us"].items())
                   + (f", 2 threads {row['two_thread_speedup']:.2f}x" if "two_thread_speedup" in row else ""),

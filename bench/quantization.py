@@ -28,7 +28,6 @@ re-renders a report from saved results.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,17 +45,11 @@ MODES = ["int8", "int8-embeddings", "int4-embeddings", "bf16-weights", "fp16-wei
 BATCHES = [1, 64, 256]
 
 
-def inspect(so):
-    out = subprocess.run([kiln._find_binary(), "inspect", so, "--json"], check=True, capture_output=True,
-                         text=True).stdout
-    return json.loads(out)
-
-
 def compile_modes(model_path, work):
     """Per mode: the accuracy report, weight bytes and .so bytes (f32 under 'f32')."""
     f32 = os.path.join(work, "f32.so")
     kiln.compile(model_path, f32, batch=[64])
-    rows = {"f32": {"weights_bytes": inspect(f32)["weights_bytes"], "so_bytes": os.path.getsize(f32)}}
+    rows = {"f32": {"weights_bytes": harness.inspect(f32)["weights_bytes"], "so_bytes": os.path.getsize(f32)}}
     for mode in MODES:
         so, report = os.path.join(work, "q.so"), os.path.join(work, "report.json")
         start = time.perf_counter()
@@ -64,7 +57,7 @@ def compile_modes(model_path, work):
                      extra_args=["--allow-accuracy-loss"])
         with open(report) as f:
             data = json.load(f)
-        rows[mode] = {"report": data, "weights_bytes": inspect(so)["weights_bytes"],
+        rows[mode] = {"report": data, "weights_bytes": harness.inspect(so)["weights_bytes"],
                       "so_bytes": os.path.getsize(so), "compile_s": time.perf_counter() - start}
         print(f"  {mode}: within bound {data['within_bound']}, "
               f"{rows['f32']['so_bytes'] / rows[mode]['so_bytes']:.2f}x smaller .so", file=sys.stderr)
@@ -83,31 +76,15 @@ def speed(model_path, model, work, runs, budget):
         int8_so[cpu] = os.path.join(work, f"int8_{cpu}.so")
         kiln.compile(model_path, int8_so[cpu], batch=BATCHES, quantize=["int8", "int8-embeddings"],
                      extra_args=["--allow-accuracy-loss", "--validation-rows", "256", "--cpu", cpu])
-    target = inspect(int8_so["native"])["target"]
+    target = harness.inspect(int8_so["native"])["target"]
     session = harness.ort_session(ort_int8, 1)
     rows = []
     with kiln.load(f32_so) as f32, kiln.load(int8_so["avx2"]) as avx2, kiln.load(int8_so["native"]) as int8:
         for batch in BATCHES:
             feeds = zoo.random_inputs(model, batch)
-            binding = session.io_binding()
-            for name, value in feeds.items():
-                binding.bind_cpu_input(name, value)
-            for out in session.get_outputs():
-                binding.bind_output(out.name)
             runners = {"kiln_f32": f32.bind(feeds).run, "kiln_int8_avx2": avx2.bind(feeds).run,
-                       "kiln_int8": int8.bind(feeds).run,
-                       "ort_int8": lambda: session.run_with_iobinding(binding)}
-            start = time.perf_counter()
-            for run in runners.values():  # warm-up
-                run()
-            once = time.perf_counter() - start
-            n = max(3, min(runs, int(budget / max(once, 1e-9))))
-            times = {name: [] for name in runners}
-            for _ in range(n):
-                for name, run in runners.items():
-                    t = time.perf_counter()
-                    run()
-                    times[name].append(time.perf_counter() - t)
+                       "kiln_int8": int8.bind(feeds).run, "ort_int8": harness.ort_runner(session, feeds)}
+            n, times = harness.round_robin(runners, runs, budget)
             row = {"batch": batch, "runs": n, "kiln_int8_target": target}
             row.update({f"{name}_us": float(np.median(v)) * 1e6 for name, v in times.items()})
             rows.append(row)

@@ -227,6 +227,16 @@ uint64_t modelWeightsBytes(const std::string &path) {
   return info.weights_bytes;
 }
 
+bool compileBesideF32(CompileOptions &options, const std::string &f32Path) {
+  try {
+    options.f32WeightsBytes = modelWeightsBytes(f32Path);
+  } catch (const Error &e) {
+    fail(e.what());
+    return false;
+  }
+  return mlir::succeeded(compileModel(options));
+}
+
 void removeModel(const std::string &output) {
   llvm::sys::fs::remove(output);
   llvm::sys::fs::remove(weightsFilePath(output));
@@ -245,12 +255,7 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   if (mlir::failed(compileModel(reference)))
     return 1;
   CompileOptions options = requested;
-  try {
-    options.f32WeightsBytes = modelWeightsBytes(reference.output);
-  } catch (const Error &e) {
-    return fail(e.what());
-  }
-  if (mlir::failed(compileModel(options)))
+  if (!compileBesideF32(options, reference.output))
     return 1;
   // A model whose check did not pass (or could not run) is not left behind.
   bool checked = false;

@@ -74,6 +74,11 @@ bool writeReport(const AccuracyOptions &accuracy, llvm::json::Object report, std
 /// The weight bytes of the compiled model at `path`; throws kiln::Error.
 uint64_t modelWeightsBytes(const std::string &path);
 
+/// Compiles `options` after recording, for its report, the weight bytes of
+/// the f32 model already compiled at `f32Path`; false (the error printed) on
+/// failure.
+bool compileBesideF32(CompileOptions &options, const std::string &f32Path);
+
 /// Removes the compiled model at `output` and its weights file, if any.
 void removeModel(const std::string &output);
 

@@ -194,12 +194,7 @@ int compileMixedPrecision(const CompileOptions &requested, const AccuracyOptions
   keep(options, kept);
   say("inside the bound after " + llvm::Twine(probes) + " probe compiles; building " +
       options.output);
-  try {
-    options.f32WeightsBytes = modelWeightsBytes(reference.output);
-  } catch (const Error &e) {
-    return fail(e.what());
-  }
-  if (mlir::failed(compileModel(options)))
+  if (!compileBesideF32(options, reference.output))
     return 1;
   bool written = false;
   llvm::scope_exit removeUnchecked([&] {
