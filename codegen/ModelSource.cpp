@@ -17,6 +17,7 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 #include <cmath>
@@ -24,6 +25,14 @@
 using namespace mlir;
 
 namespace kiln {
+
+CpuIsa cpuIsaNamed(StringRef name) {
+  return llvm::StringSwitch<CpuIsa>(name)
+      .Case("avx512", CpuIsa::Avx512)
+      .Case("avx512-vnni", CpuIsa::Avx512Vnni)
+      .Default(CpuIsa::Avx2);
+}
+
 namespace {
 
 /// The element types generated code handles: C++ type and kiln_dtype code
@@ -88,6 +97,21 @@ std::string cString(StringRef s) {
     }
   }
   return out + "\"";
+}
+
+/// The descriptor's target string and ISA bits of a CPU model.
+std::string cpuTarget(CpuIsa cpu) {
+  std::string name = "\"x86_64-avx2-fma-f16c",
+              bits = "KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C";
+  if (cpu >= CpuIsa::Avx512) {
+    name += "-avx512";
+    bits += " | KILN_ISA_AVX512";
+  }
+  if (cpu >= CpuIsa::Avx512Vnni) {
+    name += "vnni";
+    bits += " | KILN_ISA_AVX512_VNNI";
+  }
+  return name + "\",\n    " + bits;
 }
 
 std::string list(ArrayRef<int64_t> values) {
@@ -1117,11 +1141,7 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
      << "    KILN_MODEL_MAGIC, KILN_ABI_MAJOR, KILN_ABI_MINOR, " << cString(info.compilerVersion)
      << ", "
      << (device ? cString("cuda-sm" + std::to_string(info.cuda->sm)) + ",\n    KILN_ISA_CUDA"
-         : info.cpu == CpuIsa::Avx512Vnni
-             ? std::string("\"x86_64-avx2-fma-f16c-avx512vnni\",\n    KILN_ISA_AVX2 | "
-                           "KILN_ISA_FMA | KILN_ISA_F16C | KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI")
-             : std::string("\"x86_64-avx2-fma-f16c\",\n    KILN_ISA_AVX2 | KILN_ISA_FMA | "
-                           "KILN_ISA_F16C"))
+                : cpuTarget(info.cpu))
      << ", " << cString(info.modelHash) << ",\n"
      << "    " << first.getNumArguments() << ", " << first.getNumResults()
      << ", kInputs, kOutputs, " << funcs.size() << ", kBuckets, "

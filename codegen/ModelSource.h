@@ -13,10 +13,14 @@
 
 namespace kiln {
 
-/// The x86-64 instruction sets a CPU model is built for (kiln compile --cpu):
-/// AVX2/FMA/F16C, or those plus AVX-512 (F, BW, VL) and VNNI, which the
-/// int8 dense kernel then multiplies with.
-enum class CpuIsa { Avx2, Avx512Vnni };
+/// The x86-64 instruction sets a CPU model is built for (kiln compile --cpu),
+/// each level all of the one before: AVX2/FMA/F16C; AVX-512 F/BW/VL (the f32
+/// dense kernels in 16 lanes); AVX-512 VNNI (the int8 dense kernel
+/// multiplies with vpdpbusd).
+enum class CpuIsa { Avx2, Avx512, Avx512Vnni };
+
+/// The --cpu name of each level, and its CpuIsa.
+CpuIsa cpuIsaNamed(llvm::StringRef name);
 
 /// What the CUDA target adds to a model (kiln compile --target cuda).
 struct CudaOptions {

@@ -84,8 +84,10 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
                  src, "-o", out, "-lcublasLt"});
   } else {
     args.append({"-fno-math-errno", "-fPIC", "-fvisibility=hidden", "-mavx2", "-mfma", "-mf16c"});
-    if (cpu == CpuIsa::Avx512Vnni)
-      args.append({"-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"});
+    if (cpu >= CpuIsa::Avx512)
+      args.append({"-mavx512f", "-mavx512bw", "-mavx512vl", "-mprefer-vector-width=512"});
+    if (cpu >= CpuIsa::Avx512Vnni)
+      args.push_back("-mavx512vnni");
     args.append({src, "-o", out});
   }
   std::string log = (dir + "/compiler.log").str();

@@ -1,11 +1,11 @@
 // kernel_bench.cpp - the CPU kernels against what this machine can do.
 //
 // Before the benchmarks run, the program measures the machine's own limits
-// on one core: the FMA peak (twelve independent chains of 8-wide FMAs, as
-// many as the two FMA pipes need to stay busy) and the read bandwidth of a
-// buffer far larger than the caches. Dense layers report GFLOP/s and
-// `peak_fraction`; the embedding bag reports bytes of table rows read per
-// second and `bandwidth_fraction`.
+// on one core: the FMA peak at 8 and, in the AVX-512 build, 16 lanes
+// (twelve independent chains, more than the two FMA pipes need to stay
+// busy) and the read bandwidth of a buffer far larger than the caches. Dense layers report GFLOP/s
+// and `peak_fraction`; the embedding bag reports bytes of table rows read per second and
+// `bandwidth_fraction`.
 //
 //   build/bench/kiln_kernel_bench [--benchmark_filter=Dense]
 #include "gemm.h"
@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -28,27 +29,33 @@ double seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-/// Single-core FMA peak in FLOP/s: best of five 0.1 s runs.
-double measureFmaPeak() {
-  __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-6f);
-#define KILN_ACC(i) __m256 a##i = _mm256_set1_ps(float(i));
-  KILN_ACC(0) KILN_ACC(1) KILN_ACC(2) KILN_ACC(3) KILN_ACC(4) KILN_ACC(5)
-  KILN_ACC(6) KILN_ACC(7) KILN_ACC(8) KILN_ACC(9) KILN_ACC(10) KILN_ACC(11)
+/// Single-core FMA peak in FLOP/s at the vector width of L: best of five
+/// 0.1 s runs of twelve independent chains of FMAs.
+template <typename L> double measureFmaPeak() {
+  using V = typename L::V;
+  const float one = 0.999f, tiny = 1e-6f, start[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  const V b = L::broadcast(&one), c = L::broadcast(&tiny);
+#define KILN_ACC(i) V a##i = L::broadcast(start + i);
+  KILN_ACC(0)
+  KILN_ACC(1) KILN_ACC(2) KILN_ACC(3) KILN_ACC(4) KILN_ACC(5) KILN_ACC(6) KILN_ACC(7) KILN_ACC(8)
+      KILN_ACC(9) KILN_ACC(10) KILN_ACC(11)
 #undef KILN_ACC
-  double best = 0;
+          double best = 0;
   const long n = 20'000'000;
   for (int run = 0; run < 5; ++run) {
-    auto start = Clock::now();
+    auto begin = Clock::now();
     for (long i = 0; i < n; ++i) {
-#define KILN_FMA(i) a##i = _mm256_fmadd_ps(a##i, b, c);
-      KILN_FMA(0) KILN_FMA(1) KILN_FMA(2) KILN_FMA(3) KILN_FMA(4) KILN_FMA(5)
-      KILN_FMA(6) KILN_FMA(7) KILN_FMA(8) KILN_FMA(9) KILN_FMA(10) KILN_FMA(11)
+#define KILN_FMA(i) a##i = L::fma(a##i, b, c);
+      KILN_FMA(0)
+      KILN_FMA(1) KILN_FMA(2) KILN_FMA(3) KILN_FMA(4) KILN_FMA(5) KILN_FMA(6) KILN_FMA(7)
+          KILN_FMA(8) KILN_FMA(9) KILN_FMA(10) KILN_FMA(11)
 #undef KILN_FMA
-      // Keeps every chain live and in a register.
-      asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6),
-                   "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
+          // Keeps every chain live and in a register.
+          asm volatile(""
+                       : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6),
+                         "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
     }
-    best = std::max(best, double(n) * 12 * 16 / seconds(start));
+    best = std::max(best, double(n) * 12 * 2 * L::kLanes / seconds(begin));
   }
   return best;
 }
@@ -74,10 +81,24 @@ double measureReadBandwidth() {
 
 double fmaPeak = 0, readBandwidth = 0;
 
-std::vector<float> randomFloats(size_t n, unsigned seed) {
+/// 64-byte aligned storage, as a compiled model's weights and arena are
+/// (a zmm load across two cache lines costs two).
+template <typename T> struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <typename U> Aligned64(const Aligned64<U> &) {}
+  T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T *p, size_t) { ::operator delete(p, kAlignment); }
+  bool operator==(const Aligned64 &) const { return true; }
+  bool operator!=(const Aligned64 &) const { return false; }
+  static constexpr std::align_val_t kAlignment{64};
+};
+template <typename T> using Buffer = std::vector<T, Aligned64<T>>;
+
+Buffer<float> randomFloats(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> d(-1, 1);
-  std::vector<float> v(n);
+  Buffer<float> v(n);
   for (float &x : v)
     x = d(rng);
   return v;
@@ -90,13 +111,12 @@ enum class Weights { F32, Int8, Bf16 };
 void Dense(benchmark::State &state, Weights format) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   auto A = randomFloats(M * K, 1), W = randomFloats(K * N, 2), bias = randomFloats(N, 3);
-  std::vector<float> packed(kiln::cpu::panelCount(N) * K * kiln::cpu::kPanelWidth), C(M * N);
+  Buffer<float> packed(kiln::cpu::panelCount(N) * K * kiln::cpu::kPanelWidth), C(M * N);
   kiln::cpu::packWeights(W.data(), false, K, N, 1.0f, packed.data());
-  std::vector<uint16_t> half(packed.size());
+  Buffer<uint16_t> half(packed.size());
   for (size_t i = 0; i < half.size(); ++i)
     half[i] = kiln::cpu::floatToBf16(packed[i]);
-  std::vector<int8_t> q(K * N),
-      packedInt8(kiln::cpu::panelCount(N) * kiln::cpu::int8GroupCount(K) * 64);
+  Buffer<int8_t> q(K * N), packedInt8(kiln::cpu::panelCount(N) * kiln::cpu::int8GroupCount(K) * 64);
   std::vector<float> scale(N);
   std::vector<int32_t> sums(N);
   if (!kiln::cpu::quantizeWeightsInt8(W.data(), K, N, q.data(), scale.data(), sums.data()))
@@ -127,7 +147,7 @@ void Dense(benchmark::State &state, Weights format) {
 /// caches), a batch of 256 bags of `hotness` uniformly random ids each.
 void EmbeddingBag(benchmark::State &state) {
   const int64_t tables = 26, rows = 100'000, dim = 64, batch = 256, hot = state.range(0);
-  static std::vector<float> storage = randomFloats(size_t(tables) * rows * dim, 4);
+  static Buffer<float> storage = randomFloats(size_t(tables) * rows * dim, 4);
   std::mt19937 rng(5);
   std::uniform_int_distribution<int64_t> pick(0, rows - 1);
   std::vector<int64_t> ids(tables * batch * hot), begin(batch), end(batch);
@@ -139,7 +159,7 @@ void EmbeddingBag(benchmark::State &state) {
   }
   // Pooled rows go straight into the concatenated [batch, tables * dim]
   // feature buffer, as in a compiled DLRM.
-  std::vector<float> out(batch * tables * dim);
+  Buffer<float> out(batch * tables * dim);
   for (auto _ : state) {
     for (int64_t t = 0; t < tables; ++t)
       kiln::cpu::embeddingBag<float, int64_t>(storage.data() + t * rows * dim, rows, dim,
@@ -176,12 +196,23 @@ int main(int argc, char **argv) {
           ->Unit(benchmark::kMicrosecond);
   if (benchmark::ReportUnrecognizedArguments(argc, argv))
     return 1;
-  fmaPeak = measureFmaPeak();
+  // peak_fraction is of the peak at the width the kernels are built for
+  // (kiln_kernel_bench: AVX2, kiln_kernel_bench_avx512: AVX-512).
+  const double avx2Peak = measureFmaPeak<kiln::cpu::detail::Avx2Lanes>();
+  benchmark::AddCustomContext("fma_peak_avx2_gflops", std::to_string(avx2Peak * 1e-9));
+  fmaPeak = avx2Peak;
+#ifdef KILN_AVX512
+  fmaPeak = measureFmaPeak<kiln::cpu::detail::Avx512Lanes>();
+  benchmark::AddCustomContext("fma_peak_avx512_gflops", std::to_string(fmaPeak * 1e-9));
+  benchmark::AddCustomContext("kernels_isa", "avx512");
+#else
+  benchmark::AddCustomContext("kernels_isa", "avx2");
+#endif
   readBandwidth = measureReadBandwidth();
   benchmark::AddCustomContext("fma_peak_gflops", std::to_string(fmaPeak * 1e-9));
   benchmark::AddCustomContext("read_bandwidth_gbs", std::to_string(readBandwidth * 1e-9));
   std::fprintf(stderr, "measured: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s (one core)\n",
-              fmaPeak * 1e-9, readBandwidth * 1e-9);
+               fmaPeak * 1e-9, readBandwidth * 1e-9);
   size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return ran > 0 ? 0 : 1; // a filter matching nothing is an error

@@ -172,6 +172,9 @@ LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> writ
 
 } // namespace
 
+/// The CPU target's --cpu levels (CpuIsa), "native" resolved before.
+static const StringRef kCpus[] = {"avx2", "avx512", "avx512-vnni"};
+
 /// The CUDA target's --precision names and their kiln::cuda::Precision.
 static const std::pair<StringRef, StringRef> kPrecisions[] = {
     {"fp32", "Fp32"}, {"tf32", "Tf32"}, {"bf16", "Bf16"}, {"fp16", "Fp16"}, {"fp8", "Fp8"}};
@@ -181,8 +184,8 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
   std::string problem;
   if (!cuda && options.target != "cpu")
     problem = "--target " + options.target + " is not a target (targets: cpu, cuda)";
-  else if (options.cpu != "avx2" && options.cpu != "avx512-vnni")
-    problem = "--cpu must be avx2, avx512-vnni or native, got '" + options.cpu + "'";
+  else if (llvm::none_of(kCpus, [&](StringRef c) { return c == options.cpu; }))
+    problem = "--cpu must be avx2, avx512, avx512-vnni or native, got '" + options.cpu + "'";
   else if (cuda && options.cpu != "avx2")
     problem = "--cpu is for the CPU target";
   else if (!cuda && options.precision != "fp32" && options.precision != "fp8")
@@ -218,9 +221,10 @@ std::string resolveNativeCpu(const std::string &cpu) {
   if (cpu != "native")
     return cpu;
   __builtin_cpu_init();
-  const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  return vnni ? "avx512-vnni" : "avx2";
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")))
+    return "avx2";
+  return __builtin_cpu_supports("avx512vnni") ? "avx512-vnni" : "avx512";
 }
 
 namespace {
@@ -373,7 +377,7 @@ LogicalResult compileModel(const CompileOptions &options) {
       options.weights == "file" || (options.weights == "auto" && constantBytes > kEmbedLimitBytes);
   if (weightsFile)
     info.weightsFile = llvm::sys::path::filename(weightsFilePath(options.output)).str();
-  info.cpu = options.cpu == "avx512-vnni" ? CpuIsa::Avx512Vnni : CpuIsa::Avx2;
+  info.cpu = cpuIsaNamed(options.cpu);
   if (cuda)
     info.cuda = CudaOptions{options.cudaSm, llvm::find_if(kPrecisions, [&](const auto &p) {
                                               return p.first == options.precision;

@@ -29,7 +29,8 @@ mlir::FailureOr<QuantizationUnits> listQuantizationUnits(const CompileOptions &o
 mlir::LogicalResult checkTargetOptions(const CompileOptions &options);
 
 /// --cpu native: the instruction sets of this machine ("avx512-vnni" where
-/// it has AVX-512 F/BW/VL and VNNI, else "avx2"). Other values are kept.
+/// it has AVX-512 F/BW/VL and VNNI, "avx512" where it has F/BW/VL only, else
+/// "avx2"). Other values are kept.
 std::string resolveNativeCpu(const std::string &cpu);
 
 } // namespace kiln

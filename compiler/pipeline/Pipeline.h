@@ -16,7 +16,7 @@ struct CompileOptions {
   std::vector<int64_t> batches{1};
   /// "cpu" or "cuda".
   std::string target = "cpu";
-  /// CPU: the instruction sets, "avx2" or "avx512-vnni" ("native" is
+  /// CPU: the instruction sets, "avx2", "avx512" or "avx512-vnni" ("native" is
   /// resolved by resolveNativeCpu before compiling).
   std::string cpu = "avx2";
   /// CUDA: the compute capability the code is built for (sm_90 and PTX), and

@@ -1,7 +1,9 @@
 """The ads model zoo (bench/models/zoo.py): every model compiled at buckets 1,
 16, 64 and 256, compared with onnxruntime's outputs at batch 8 (padded into
 the 16 bucket) and at batch 1."""
+import json
 import os
+import subprocess
 
 import numpy as np
 import onnx
@@ -76,3 +78,32 @@ def test_threads_compute_what_one_thread_does(compiled):
         want, got = one.run(feeds), three.run(feeds)
         for info in one.outputs:
             np.testing.assert_allclose(got[info.name], want[info.name], rtol=1e-5, atol=1e-6)
+
+
+def has_avx512():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line for line in f if line.startswith("flags")), "").split()
+    return all(f in flags for f in ("avx512f", "avx512bw", "avx512vl"))
+
+
+@pytest.mark.skipif(not has_avx512(), reason="this CPU has no AVX-512 F/BW/VL")
+def test_avx512_build_computes_what_the_avx2_build_does(compiled, tmp_path):
+    # The 16-lane dense kernels run each output's FMAs over k in the AVX2
+    # kernels' order, and the rest is the same source: the same floats.
+    folder, so = compiled
+    inputs, expected = case(folder)
+    wide = str(tmp_path / "avx512.so")
+    kiln.compile(os.path.join(folder, "model.onnx"), wide, batch=BUCKETS, extra_args=["--cpu", "avx512"])
+    described = subprocess.run([kiln._find_binary(), "inspect", wide, "--json"], check=True,
+                               capture_output=True, text=True).stdout
+    assert json.loads(described)["target"] == "x86_64-avx2-fma-f16c-avx512"
+    for feeds in ({k: v[:1] for k, v in inputs.items()}, inputs,
+                  {k: np.concatenate([v] * 8) for k, v in inputs.items()}):  # buckets 1, 16, 64
+        with kiln.load(so) as narrow, kiln.load(wide) as model:
+            want, got = narrow.run(feeds), model.run(feeds)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    with kiln.load(wide) as model:
+        got = model.run(inputs)
+        for info, want in zip(model.outputs, expected):
+            np.testing.assert_allclose(got[info.name], want, rtol=1e-4, atol=1e-5)

@@ -15,6 +15,10 @@
 #include <random>
 #include <vector>
 
+#if defined(KILN_EXPECT_AVX512) && !defined(KILN_AVX512)
+#error "kernels_avx512_test must be built with AVX-512 F/BW/VL"
+#endif
+
 using namespace kiln::cpu;
 
 namespace {
@@ -70,9 +74,13 @@ void checkDense(const DenseCase &c, Activation act, const kiln_abi_exec *exec) {
         << "M " << c.m << " N " << c.n << " K " << c.k << " activation " << int(act) << " at " << i;
 }
 
-const DenseCase kCases[] = {{1, 1, 1},     {1, 17, 5},     {2, 33, 64},    {3, 16, 3},
-                            {5, 100, 300}, {7, 64, 513},   {16, 48, 1030}, {17, 7, 9},
-                            {50, 80, 512}, {97, 130, 600}, {256, 40, 80}};
+// Every tile height and panel group of both widths (AVX2: 6-row tiles, 1,
+// 2 or 4 panels for few rows, 6-row slivers; AVX-512: 2, 4 or 8 panels,
+// 12-row slivers against two panels), panel tails and cache blocks.
+const DenseCase kCases[] = {
+    {1, 1, 1},    {1, 17, 5},    {1, 300, 64},   {2, 33, 64},   {2, 200, 32},   {3, 16, 3},
+    {4, 130, 40}, {5, 100, 300}, {7, 64, 513},   {13, 90, 20},  {16, 48, 1030}, {17, 7, 9},
+    {23, 50, 33}, {50, 80, 512}, {97, 130, 600}, {256, 40, 80}, {130, 33, 1100}};
 const Activation kActivations[] = {Activation::None, Activation::Relu,    Activation::Sigmoid,
                                    Activation::Tanh, Activation::GeluErf, Activation::GeluTanh};
 

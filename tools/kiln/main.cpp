@@ -383,11 +383,12 @@ int main(int argc, char **argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   compile
       ->add_option("--cpu", options.cpu,
-                   "With --target cpu: the instruction sets the model may use: avx2 (AVX2, FMA "
-                   "and F16C; default), avx512-vnni (also AVX-512 F/BW/VL and VNNI: int8 dense "
-                   "layers about 2x faster; the runtime refuses it on CPUs without them) or "
-                   "native (this machine's: avx512-vnni where it has it, else avx2)")
-      ->check(CLI::IsMember({"avx2", "avx512-vnni", "native"}))
+                   "With --target cpu: the instruction sets the model may use, each level all "
+                   "of the one before: avx2 (AVX2, FMA and F16C; default), avx512 (AVX-512 "
+                   "F/BW/VL: f32 kernels in 16 lanes), avx512-vnni (int8 dense layers multiply "
+                   "with VNNI) or native (the highest this machine has). The runtime refuses a "
+                   "model on a CPU without its instruction sets")
+      ->check(CLI::IsMember({"avx2", "avx512", "avx512-vnni", "native"}))
       ->capture_default_str();
   compile
       ->add_option("--sm", options.cudaSm,

@@ -28,9 +28,9 @@
 namespace kiln::cpu {
 
 constexpr int64_t kPanelWidth = 16;
-constexpr int64_t kRowBlock = 48;   // rows of A per cache block (multiple of 6)
-constexpr int64_t kDepthBlock = 512; // depth per cache block
-constexpr int64_t kStreamDepth = 256; // depth per block when few rows stream the weights
+constexpr int64_t kRowBlock = 48;           // rows of A per cache block (multiple of 6)
+constexpr int64_t kDepthBlock = 512;        // depth per cache block
+constexpr int64_t kStreamDepth = 256;       // depth per block when few rows stream the weights
 constexpr int64_t kPrefetchAbove = 1 << 20; // weight bytes above which streaming prefetches
 
 inline int64_t panelCount(int64_t n) { return (n + kPanelWidth - 1) / kPanelWidth; }
@@ -108,105 +108,99 @@ template <int R, int P> inline void storeTile(const float (&out)[R][2 * P][8], c
     }
 }
 
-template <int R, int P> inline void tile(const Tile &t) {
-  __m256 acc[R][2 * P];
+/// The vector the f32 micro-kernels are written in: eight lanes (AVX2), or
+/// sixteen (kiln compile --cpu avx512), one panel per zmm. Both compute each
+/// output as the same chain of FMAs over k, so both builds give the same
+/// floats.
+struct Avx2Lanes {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float *p) { return _mm256_loadu_ps(p); }
+  static V broadcast(const float *p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void store(float *p, V v) { _mm256_store_ps(p, v); }
+};
+
+#ifdef KILN_AVX512
+struct Avx512Lanes {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float *p) { return _mm512_loadu_ps(p); }
+  static V broadcast(const float *p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void store(float *p, V v) { _mm512_store_ps(p, v); }
+};
+using Lanes = Avx512Lanes;
+// Many rows: 12-row slivers of A against two panels, 24 zmm accumulators
+// (of 32), two weight loads and twelve broadcasts per 24 FMAs.
+constexpr int kSliver = 12, kManyPanels = 2;
+#else
+using Lanes = Avx2Lanes;
+// Many rows: 6-row slivers against one panel, 12 ymm accumulators (of 16).
+constexpr int kSliver = 6, kManyPanels = 1;
+#endif
+static_assert(kRowBlock % kSliver == 0, "row blocks hold whole slivers");
+constexpr int kVectorsPerPanel = int(kPanelWidth) / Lanes::kLanes;
+constexpr int kFewRows = 6; // rows per tile when few rows stream the weights
+
+/// C[R rows, P panels] (+)= A W over t.depth. A[r, k] is at A[k * Sliver + r]
+/// when Sliver > 0 (a packed sliver: every broadcast at a constant offset
+/// from one pointer, which is what lets the many-rows path reach ~0.9 of the
+/// FMA peak), else at A[r * rowStride + k * depthStride].
+template <int R, int P, int Sliver = 0> inline void tile(const Tile &t) {
+  using V = Lanes::V;
+  constexpr int kV = P * kVectorsPerPanel;
+  V acc[R][kV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2 * P; ++v)
-      acc[r][v] = _mm256_setzero_ps();
+    for (int v = 0; v < kV; ++v)
+      acc[r][v] = Lanes::zero();
   const float *A = t.A, *W = t.W;
   for (int64_t k = 0; k < t.depth; ++k) {
-    __m256 b[2 * P];
+    V b[kV];
     for (int p = 0; p < P; ++p) {
       const float *w = W + p * t.panelStride + k * kPanelWidth;
       if (t.prefetch)
         _mm_prefetch(reinterpret_cast<const char *>(w + t.depth * kPanelWidth), _MM_HINT_T0);
-      b[2 * p] = _mm256_loadu_ps(w);
-      b[2 * p + 1] = _mm256_loadu_ps(w + 8);
+      for (int v = 0; v < kVectorsPerPanel; ++v)
+        b[p * kVectorsPerPanel + v] = Lanes::load(w + v * Lanes::kLanes);
     }
     for (int r = 0; r < R; ++r) {
-      __m256 a = _mm256_broadcast_ss(A + r * t.rowStride + k * t.depthStride);
-      for (int v = 0; v < 2 * P; ++v)
-        acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+      const V a =
+          Lanes::broadcast(Sliver ? A + k * Sliver + r : A + r * t.rowStride + k * t.depthStride);
+      for (int v = 0; v < kV; ++v)
+        acc[r][v] = Lanes::fma(a, b[v], acc[r][v]);
     }
   }
   // The epilogue reads the tile back from the stack, so that acc is never
   // indexed dynamically and stays in registers during the loop above.
-  alignas(32) float out[R][2 * P][8];
+  alignas(64) float out[R][2 * P][8];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2 * P; ++v)
-      _mm256_store_ps(out[r][v], acc[r][v]);
+    for (int v = 0; v < kV; ++v)
+      Lanes::store(&out[r][0][0] + v * Lanes::kLanes, acc[r][v]);
   storeTile<R, P>(out, t);
 }
 
-/// tile<R, 1> on a packed 6-row sliver of A (A[r, k] at A[k * 6 + r]): every
-/// broadcast is at a constant offset from one pointer, which is what lets
-/// the many-rows path reach ~0.9 of the FMA peak.
-template <int R> inline void packedTile(const Tile &t) {
-  __m256 acc[R][2];
-  for (int r = 0; r < R; ++r)
-    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  const float *a = t.A, *w = t.W;
-  for (int64_t k = 0; k < t.depth; ++k, a += 6, w += kPanelWidth) {
-    const __m256 b0 = _mm256_loadu_ps(w), b1 = _mm256_loadu_ps(w + 8);
-    for (int r = 0; r < R; ++r) {
-      const __m256 x = _mm256_broadcast_ss(a + r);
-      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-    }
-  }
-  alignas(32) float out[R][2][8];
-  for (int r = 0; r < R; ++r) {
-    _mm256_store_ps(out[r][0], acc[r][0]);
-    _mm256_store_ps(out[r][1], acc[r][1]);
-  }
-  storeTile<R, 1>(out, t);
-}
-
-/// tile<rows, P> for rows in [1, 6].
-template <int P> inline void tileRows(int64_t rows, const Tile &t) {
-  switch (rows) {
-  case 1:
-    return tile<1, P>(t);
-  case 2:
-    return tile<2, P>(t);
-  case 3:
-    return tile<3, P>(t);
-  case 4:
-    return tile<4, P>(t);
-  case 5:
-    return tile<5, P>(t);
-  case 6:
-    return tile<6, P>(t);
-  }
-}
-
-/// packedTile<rows> for rows in [1, 6].
-inline void packedTileRows(int64_t rows, const Tile &t) {
-  switch (rows) {
-  case 1:
-    return packedTile<1>(t);
-  case 2:
-    return packedTile<2>(t);
-  case 3:
-    return packedTile<3>(t);
-  case 4:
-    return packedTile<4>(t);
-  case 5:
-    return packedTile<5>(t);
-  case 6:
-    return packedTile<6>(t);
-  }
+/// tile<rows, P, Sliver> for rows in [R, MaxRows].
+template <int P, int Sliver, int MaxRows, int R = 1>
+inline void tileRows(int64_t rows, const Tile &t) {
+  if constexpr (R < MaxRows)
+    if (rows > R)
+      return tileRows<P, Sliver, MaxRows, R + 1>(rows, t);
+  tile<R, P, Sliver>(t);
 }
 
 /// Few rows (the small-batch path): the weights are streamed once, panel
-/// after panel in depth blocks that stay in L1 while every 6-row tile uses
-/// them, the next block prefetched meanwhile. One or two rows read 4 or 2
-/// panels at once so that enough FMAs are in flight.
+/// after panel in depth blocks that stay in L1 while every kFewRows-row tile
+/// uses them, the next block prefetched meanwhile. One or two rows read
+/// several panels at once so that enough FMAs are in flight (8 vectors).
 inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
                          float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                          const Epilogue &ep) {
   const int64_t panelStride = K * kPanelWidth, rows = m1 - m0;
-  const int64_t group = rows == 1 ? 4 : rows == 2 ? 2 : 1;
+  constexpr int kWide = 8 / kVectorsPerPanel; // panels one row reads at once
+  const int64_t group = rows == 1 ? kWide : rows == 2 ? kWide / 2 : kWide / 4;
   // Weights that fit in L2 are read from cache after the first request;
   // there the prefetches only compete with the loads.
   const bool prefetch = K * N * int64_t(sizeof(float)) > kPrefetchAbove;
@@ -214,17 +208,30 @@ inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K,
     const int64_t panels = p + group <= p1 ? group : 1, col = p * kPanelWidth;
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kStreamDepth) {
       const int64_t kc = std::min(kStreamDepth, K - k0);
-      for (int64_t i = m0; i < m1; i += 6) {
-        Tile t{A + i * lda + k0, lda, 1, W + p * panelStride + k0 * kPanelWidth, panelStride, kc,
-               C + i * ldc + col, ldc, std::min(N - col, panels * kPanelWidth), k0 > 0, prefetch,
-               k0 + kc >= K ? &ep : nullptr, i, col};
-        int64_t r = std::min<int64_t>(6, m1 - i);
-        if (panels == 4)
-          tileRows<4>(r, t);
-        else if (panels == 2)
-          tileRows<2>(r, t);
+      for (int64_t i = m0; i < m1; i += kFewRows) {
+        Tile t{A + i * lda + k0,
+               lda,
+               1,
+               W + p * panelStride + k0 * kPanelWidth,
+               panelStride,
+               kc,
+               C + i * ldc + col,
+               ldc,
+               std::min(N - col, panels * kPanelWidth),
+               k0 > 0,
+               prefetch,
+               k0 + kc >= K ? &ep : nullptr,
+               i,
+               col};
+        const int64_t r = std::min<int64_t>(kFewRows, m1 - i);
+        if (panels == kWide)
+          tileRows<kWide, 0, kFewRows>(r, t);
+        else if (panels == kWide / 2)
+          tileRows<kWide / 2, 0, kFewRows>(r, t);
+        else if (panels == kWide / 4)
+          tileRows<kWide / 4, 0, kFewRows>(r, t);
         else
-          tileRows<1>(r, t);
+          tileRows<1, 0, kFewRows>(r, t);
       }
     }
     p += panels;
@@ -232,30 +239,47 @@ inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K,
 }
 
 /// Many rows: blocks of kRowBlock rows x kDepthBlock depth, A packed as
-/// 6-row slivers [k][6] (so the broadcasts read one contiguous stream
-/// whatever lda is) and reused from L2 by every panel, each panel block
-/// reused from L1 by every row tile.
+/// kSliver-row slivers [k][kSliver] (so the broadcasts read one contiguous
+/// stream whatever lda is) and reused from L2 by every panel, each block of
+/// kManyPanels panels reused from L1 by every row tile.
 inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
                           float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                           const Epilogue &ep) {
   const int64_t panelStride = K * kPanelWidth;
-  alignas(32) float packedA[kRowBlock * kDepthBlock];
+  alignas(64) float packedA[kRowBlock * kDepthBlock];
   for (int64_t mb = m0; mb < m1; mb += kRowBlock) {
     const int64_t me = std::min(mb + kRowBlock, m1);
     for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
       const int64_t kc = std::min(kDepthBlock, K - k0);
-      for (int64_t i = mb; i < me; i += 6)
+      for (int64_t i = mb; i < me; i += kSliver)
         for (int64_t k = 0; k < kc; ++k)
-          for (int64_t r = 0; r < 6; ++r)
-            packedA[(i - mb) * kc + k * 6 + r] = i + r < me ? A[(i + r) * lda + k0 + k] : 0.0f;
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t col = p * kPanelWidth;
-        for (int64_t i = mb; i < me; i += 6)
-          packedTileRows(std::min<int64_t>(6, me - i),
-                         Tile{packedA + (i - mb) * kc, 1, 6, W + p * panelStride + k0 * kPanelWidth,
-                              panelStride, kc, C + i * ldc + col, ldc,
-                              std::min(N - col, kPanelWidth), k0 > 0, false,
-                              k0 + kc >= K ? &ep : nullptr, i, col});
+          for (int64_t r = 0; r < kSliver; ++r)
+            packedA[(i - mb) * kc + k * kSliver + r] =
+                i + r < me ? A[(i + r) * lda + k0 + k] : 0.0f;
+      for (int64_t p = p0; p < p1;) {
+        const int64_t panels = p + kManyPanels <= p1 ? kManyPanels : 1, col = p * kPanelWidth;
+        for (int64_t i = mb; i < me; i += kSliver) {
+          const Tile t{packedA + (i - mb) * kc,
+                       0,
+                       0,
+                       W + p * panelStride + k0 * kPanelWidth,
+                       panelStride,
+                       kc,
+                       C + i * ldc + col,
+                       ldc,
+                       std::min(N - col, panels * kPanelWidth),
+                       k0 > 0,
+                       false,
+                       k0 + kc >= K ? &ep : nullptr,
+                       i,
+                       col};
+          const int64_t rows = std::min<int64_t>(kSliver, me - i);
+          if (panels == kManyPanels)
+            tileRows<kManyPanels, kSliver, kSliver>(rows, t);
+          else
+            tileRows<1, kSliver, kSliver>(rows, t);
+        }
+        p += panels;
       }
     }
   }
@@ -263,8 +287,8 @@ inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K
 #endif
 
 /// Rows [m0, m1) and panels [p0, p1) of C = epilogue(A W).
-inline void denseBlock(const float *A, int64_t lda, const float *W, int64_t K, int64_t N,
-                       float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+inline void denseBlock(const float *A, int64_t lda, const float *W, int64_t K, int64_t N, float *C,
+                       int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                        const Epilogue &ep) {
 #ifdef KILN_AVX2
   if (m1 - m0 <= 16)

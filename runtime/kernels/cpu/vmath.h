@@ -15,11 +15,14 @@
 #include <immintrin.h>
 #define KILN_AVX2 1
 #endif
-// kiln compile --cpu avx512-vnni: the int8 dense kernel multiplies with
-// vpdpbusd (quantized.h); everything else is the AVX2 code.
-#if defined(KILN_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) &&                         \
-    defined(__AVX512VL__) && defined(__AVX512VNNI__)
+// kiln compile --cpu avx512: the f32 dense kernels work in zmm (gemm.h);
+// with avx512-vnni the int8 dense kernel also multiplies with vpdpbusd
+// (quantized.h).
+#if defined(KILN_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define KILN_AVX512 1
+#if defined(__AVX512VNNI__)
 #define KILN_AVX512_VNNI 1
+#endif
 #endif
 
 #include "scalar.h"
@@ -112,7 +115,8 @@ inline __m256 erf(__m256 x) {
   pl = _mm256_fmadd_ps(pl, t, _mm256_set1_ps(1.421413741f));
   pl = _mm256_fmadd_ps(pl, t, _mm256_set1_ps(-0.284496736f));
   pl = _mm256_fmadd_ps(pl, t, _mm256_set1_ps(0.254829592f));
-  __m256 large = _mm256_fnmadd_ps(_mm256_mul_ps(pl, t), exp(_mm256_sub_ps(_mm256_setzero_ps(), x2)), one);
+  __m256 large =
+      _mm256_fnmadd_ps(_mm256_mul_ps(pl, t), exp(_mm256_sub_ps(_mm256_setzero_ps(), x2)), one);
   __m256 r = _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
   r = _mm256_min_ps(r, one);
   r = _mm256_or_ps(r, _mm256_and_ps(signMask, x));
