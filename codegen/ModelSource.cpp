@@ -30,6 +30,7 @@ CpuIsa cpuIsaNamed(StringRef name) {
   return llvm::StringSwitch<CpuIsa>(name)
       .Case("avx512", CpuIsa::Avx512)
       .Case("avx512-vnni", CpuIsa::Avx512Vnni)
+      .Case("avx512-bf16", CpuIsa::Avx512Bf16)
       .Default(CpuIsa::Avx2);
 }
 
@@ -108,9 +109,11 @@ std::string cpuTarget(CpuIsa cpu) {
     bits += " | KILN_ISA_AVX512";
   }
   if (cpu >= CpuIsa::Avx512Vnni) {
-    name += "vnni";
+    name += cpu >= CpuIsa::Avx512Bf16 ? "vnni-bf16" : "vnni";
     bits += " | KILN_ISA_AVX512_VNNI";
   }
+  if (cpu >= CpuIsa::Avx512Bf16)
+    bits += " | KILN_ISA_AVX512_BF16";
   return name + "\",\n    " + bits;
 }
 
@@ -148,8 +151,8 @@ std::string numberLiteral(double v, const std::string &type) {
 
 class Emitter {
 public:
-  Emitter(raw_ostream &os, WeightImage &weights, bool profile, bool device)
-      : os(os), weights(weights), profile(profile), device(device) {}
+  Emitter(raw_ostream &os, WeightImage &weights, bool profile, bool device, bool bf16Inputs)
+      : os(os), weights(weights), profile(profile), device(device), bf16Inputs(bf16Inputs) {}
 
   LogicalResult emitFunction(func::FuncOp func);
   /// The constants a CUDA model keeps in host memory (`kiln.on_host`), which
@@ -200,6 +203,7 @@ private:
   bool profile;
   /// CUDA (kernels.cuh) rather than CPU code.
   bool device;
+  bool bf16Inputs; // ModelInfo::bf16Inputs
   std::string functionName, nodeName;
   /// Set while a fused loop's body is emitted: emitOp then stores the op's
   /// element function here instead of emitting a kernel call.
@@ -754,7 +758,10 @@ LogicalResult Emitter::emitOp(Operation *op) {
               os << "    kernels::denseFp8(";
             } else if (w.isF16() || w.isBF16()) {
               operandScratch = std::max<int64_t>(operandScratch, n / units * k * 2);
-              os << "    kernels::denseHalf<kernels::HalfFormat::" << (w.isF16() ? "Fp16" : "Bf16")
+              os << "    kernels::denseHalf<kernels::HalfFormat::"
+                 << (w.isF16()    ? "Fp16"
+                     : bf16Inputs ? "Bf16Dot"
+                                  : "Bf16")
                  << ">(";
             } else {
               os << "    kernels::dense(";
@@ -1066,7 +1073,7 @@ LogicalResult emitModel(ModuleOp module, const ModelInfo &info, raw_ostream &os,
   // The entry points first (into `body`): the header needs the weights' size.
   std::string body;
   llvm::raw_string_ostream bodyStream(body);
-  Emitter emitter(bodyStream, weights, info.profile, device);
+  Emitter emitter(bodyStream, weights, info.profile, device, info.bf16Inputs);
   for (func::FuncOp f : funcs)
     if (failed(emitter.emitFunction(f)))
       return failure();

@@ -16,8 +16,9 @@ namespace kiln {
 /// The x86-64 instruction sets a CPU model is built for (kiln compile --cpu),
 /// each level all of the one before: AVX2/FMA/F16C; AVX-512 F/BW/VL (the f32
 /// dense kernels in 16 lanes); AVX-512 VNNI (the int8 dense kernel
-/// multiplies with vpdpbusd).
-enum class CpuIsa { Avx2, Avx512, Avx512Vnni };
+/// multiplies with vpdpbusd); AVX-512 BF16 (--precision bf16 multiplies with
+/// vdpbf16ps).
+enum class CpuIsa { Avx2, Avx512, Avx512Vnni, Avx512Bf16 };
 
 /// The --cpu name of each level, and its CpuIsa.
 CpuIsa cpuIsaNamed(llvm::StringRef name);
@@ -49,6 +50,9 @@ struct ModelInfo {
   uint64_t f32WeightsBytes = 0;
   /// The instruction sets of a CPU model.
   CpuIsa cpu = CpuIsa::Avx2;
+  /// --precision bf16 on the CPU: dense layers with bf16 weights round their
+  /// inputs to bf16 too (HalfFormat::Bf16Dot), instead of taking them in f32.
+  bool bf16Inputs = false;
   /// Set for a CUDA model (kernels.cuh, session.cuh), unset for the CPU.
   std::optional<CudaOptions> cuda;
 };

@@ -88,6 +88,8 @@ LogicalResult buildSharedLibrary(StringRef dir, StringRef source, StringRef outp
       args.append({"-mavx512f", "-mavx512bw", "-mavx512vl", "-mprefer-vector-width=512"});
     if (cpu >= CpuIsa::Avx512Vnni)
       args.push_back("-mavx512vnni");
+    if (cpu >= CpuIsa::Avx512Bf16)
+      args.push_back("-mavx512bf16");
     args.append({src, "-o", out});
   }
   std::string log = (dir + "/compiler.log").str();

@@ -105,7 +105,7 @@ Buffer<float> randomFloats(size_t n, unsigned seed) {
 }
 
 /// The weight formats a dense layer runs on.
-enum class Weights { F32, Int8, Bf16 };
+enum class Weights { F32, Int8, Bf16, Bf16Dot };
 
 /// C[M, N] = relu(A[M, K] W + bias) on packed weights of `format`, one thread.
 void Dense(benchmark::State &state, Weights format) {
@@ -131,9 +131,12 @@ void Dense(benchmark::State &state, Weights format) {
       kiln::cpu::dense(A.data(), K, packed.data(), K, N, C.data(), N, M, ep, nullptr);
     else if (format == Weights::Int8)
       kiln::cpu::denseInt8(A.data(), K, int8, K, N, C.data(), N, M, ep, nullptr);
-    else
+    else if (format == Weights::Bf16)
       kiln::cpu::denseHalf<kiln::cpu::HalfFormat::Bf16>(A.data(), K, half.data(), K, N, C.data(), N,
                                                         M, ep, nullptr);
+    else
+      kiln::cpu::denseHalf<kiln::cpu::HalfFormat::Bf16Dot>(A.data(), K, half.data(), K, N, C.data(),
+                                                           N, M, ep, nullptr);
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
   }
@@ -181,15 +184,19 @@ BENCHMARK(EmbeddingBag)->ArgName("hotness")->Arg(1)->Arg(20)->Unit(benchmark::kM
 int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
   // Each shape in f32, int8 and bf16 one after the other, so that the
-  // ratios are taken side by side.
+  // ratios are taken side by side. DenseBf16 is 16-bit weights times f32
+  // inputs; DenseBf16Dot (AVX-512 BF16 builds) --precision bf16's kernel.
   const int64_t shapes[][3] = {{1, 256, 256},     {1, 1024, 1024},   {16, 256, 256},
                                {16, 1024, 1024},  {64, 256, 256},    {64, 512, 512},
                                {64, 1024, 1024},  {256, 256, 256},   {256, 512, 512},
                                {256, 1024, 1024}, {1024, 384, 1536}, {1024, 1536, 384}};
+  std::vector<std::pair<const char *, Weights>> formats = {
+      {"Dense", Weights::F32}, {"DenseInt8", Weights::Int8}, {"DenseBf16", Weights::Bf16}};
+#if defined(KILN_AVX512) && defined(__AVX512BF16__)
+  formats.push_back({"DenseBf16Dot", Weights::Bf16Dot}); // --precision bf16 (vdpbf16ps)
+#endif
   for (const auto &shape : shapes)
-    for (auto [name, format] :
-         {std::pair{"Dense", Weights::F32}, std::pair{"DenseInt8", Weights::Int8},
-          std::pair{"DenseBf16", Weights::Bf16}})
+    for (auto [name, format] : formats)
       benchmark::RegisterBenchmark(name, Dense, format)
           ->ArgNames({"M", "N", "K"})
           ->Args({shape[0], shape[1], shape[2]})

@@ -173,7 +173,7 @@ LogicalResult writeOutput(StringRef path, function_ref<void(raw_ostream &)> writ
 } // namespace
 
 /// The CPU target's --cpu levels (CpuIsa), "native" resolved before.
-static const StringRef kCpus[] = {"avx2", "avx512", "avx512-vnni"};
+static const StringRef kCpus[] = {"avx2", "avx512", "avx512-vnni", "avx512-bf16"};
 
 /// The CUDA target's --precision names and their kiln::cuda::Precision.
 static const std::pair<StringRef, StringRef> kPrecisions[] = {
@@ -185,12 +185,22 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
   if (!cuda && options.target != "cpu")
     problem = "--target " + options.target + " is not a target (targets: cpu, cuda)";
   else if (llvm::none_of(kCpus, [&](StringRef c) { return c == options.cpu; }))
-    problem = "--cpu must be avx2, avx512, avx512-vnni or native, got '" + options.cpu + "'";
+    problem =
+        "--cpu must be avx2, avx512, avx512-vnni, avx512-bf16 or native, got '" + options.cpu + "'";
   else if (cuda && options.cpu != "avx2")
     problem = "--cpu is for the CPU target";
-  else if (!cuda && options.precision != "fp32" && options.precision != "fp8")
-    problem = "--precision is for the CUDA target (the CPU target uses --quantize; it takes "
-              "--precision fp8 only, to check an fp8 model's accuracy)";
+  else if (!cuda && options.precision != "fp32" && options.precision != "fp8" &&
+           options.precision != "bf16")
+    problem = "--precision " + options.precision +
+              " is for the CUDA target (the CPU target takes fp32, bf16, and fp8 only to check "
+              "an fp8 model's accuracy; int8 is --quantize)";
+  else if (!cuda && options.precision == "bf16" && options.cpu != "avx512-bf16")
+    problem = "--precision bf16 on the CPU multiplies with AVX-512 BF16 (vdpbf16ps): add --cpu "
+              "avx512-bf16, or --cpu native on a machine that has it (this is --cpu " +
+              options.cpu + ")";
+  else if (options.precision == "bf16" && !options.weightPrecision.empty())
+    problem = "--precision bf16 and --quantize (" + options.weightPrecision +
+              " weights) both set the dense weights' format: use one";
   else if (cuda && options.cudaSm < 50)
     problem = "--sm " + std::to_string(options.cudaSm) +
               " is not a CUDA architecture kiln builds for (sm_50 and newer; 90 is Hopper)";
@@ -217,14 +227,19 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
   return failure();
 }
 
-std::string resolveNativeCpu(const std::string &cpu) {
+std::string resolveNativeCpu(const std::string &cpu, const std::string &precision) {
   if (cpu != "native")
     return cpu;
   __builtin_cpu_init();
   if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl")))
     return "avx2";
-  return __builtin_cpu_supports("avx512vnni") ? "avx512-vnni" : "avx512";
+  if (!__builtin_cpu_supports("avx512vnni"))
+    return "avx512";
+  // BF16 only where the model uses it: otherwise it would only narrow the
+  // CPUs the model runs on.
+  return precision == "bf16" && __builtin_cpu_supports("avx512bf16") ? "avx512-bf16"
+                                                                     : "avx512-vnni";
 }
 
 namespace {
@@ -378,6 +393,7 @@ LogicalResult compileModel(const CompileOptions &options) {
   if (weightsFile)
     info.weightsFile = llvm::sys::path::filename(weightsFilePath(options.output)).str();
   info.cpu = cpuIsaNamed(options.cpu);
+  info.bf16Inputs = !cuda && options.precision == "bf16";
   if (cuda)
     info.cuda = CudaOptions{options.cudaSm, llvm::find_if(kPrecisions, [&](const auto &p) {
                                               return p.first == options.precision;

@@ -30,8 +30,9 @@ mlir::LogicalResult checkTargetOptions(const CompileOptions &options);
 
 /// --cpu native: the instruction sets of this machine ("avx512-vnni" where
 /// it has AVX-512 F/BW/VL and VNNI, "avx512" where it has F/BW/VL only, else
-/// "avx2"). Other values are kept.
-std::string resolveNativeCpu(const std::string &cpu);
+/// "avx2"; "avx512-bf16" for --precision bf16 where it has AVX-512 BF16).
+/// Other values are kept.
+std::string resolveNativeCpu(const std::string &cpu, const std::string &precision);
 
 } // namespace kiln
 

@@ -71,7 +71,7 @@ void format(char *out, size_t size, const char *fmt, ...) {
 
 bool cpuSupports(uint32_t isa) {
   if (isa & ~uint32_t(KILN_ISA_AVX2 | KILN_ISA_FMA | KILN_ISA_F16C | KILN_ISA_CUDA |
-                      KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI))
+                      KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI | KILN_ISA_AVX512_BF16))
     return false; // a feature this runtime does not know how to check
   __builtin_cpu_init();
   if ((isa & KILN_ISA_AVX2) && !__builtin_cpu_supports("avx2"))
@@ -85,6 +85,8 @@ bool cpuSupports(uint32_t isa) {
         __builtin_cpu_supports("avx512vl")))
     return false;
   if ((isa & KILN_ISA_AVX512_VNNI) && !__builtin_cpu_supports("avx512vnni"))
+    return false;
+  if ((isa & KILN_ISA_AVX512_BF16) && !__builtin_cpu_supports("avx512bf16"))
     return false;
   return true;
 }

@@ -290,3 +290,38 @@ def test_models_quantised_by_onnxruntime(name, kind, tmp_path):
     products = sum(n.op_type == "MatMulInteger" or (n.op_type in ("MatMul", "Gemm") and n.input[1] in dequantized)
                    for n in graph.node)
     assert products >= 1 and mlir.count("xi8>, tensor<") == products, mlir
+
+
+def has_avx512_bf16():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line for line in f if line.startswith("flags")), "").split()
+    return all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"))
+
+
+@pytest.mark.skipif(not has_avx512_bf16(), reason="this CPU has no AVX-512 BF16")
+def test_cpu_bf16_checked_against_f32(tmp_path):
+    # --precision bf16 on the CPU: bf16 weights and dense-layer inputs
+    # (vdpbf16ps), gated by the same accuracy check as --quantize.
+    model = model_path("dcnv2", tmp_path)
+    feeds = zoo.random_inputs(onnx.load(model, load_external_data=False), 13)
+    so, f32, report = str(tmp_path / "bf16.so"), str(tmp_path / "f32.so"), tmp_path / "r.json"
+    kiln.compile(model, so, batch=[1, 16], report=report,
+                 extra_args=["--precision", "bf16", "--cpu", "native", "--validation-rows", "256"])
+    kiln.compile(model, f32, batch=[1, 16])
+    data = json.loads(report.read_text())
+    assert data["quantize"]["weights"] == "bf16" and data["within_bound"], data
+    check_report(data, model)
+    info = inspect(so)
+    assert info["target"] == "x86_64-avx2-fma-f16c-avx512vnni-bf16"
+    assert info["weights_bytes"] < info["f32_weights_bytes"], info
+    with kiln.load(so) as a, kiln.load(f32) as b:
+        got, want = a.run(feeds), b.run(feeds)
+    for name in want:
+        diff = np.abs(got[name] - want[name]).max()
+        assert 0 < diff < 0.02, (name, diff)  # rounded to bf16, and close
+
+
+def test_cpu_bf16_needs_avx512_bf16(tmp_path):
+    model = model_path("dcnv2", tmp_path)
+    with pytest.raises(kiln.Error, match="--precision bf16 on the CPU multiplies with AVX-512 BF16"):
+        kiln.compile(model, str(tmp_path / "m.so"), extra_args=["--precision", "bf16", "--cpu", "avx2"])

@@ -16,6 +16,9 @@ using namespace kiln::cpu;
 
 namespace {
 
+#if defined(KILN_EXPECT_BF16) && !(defined(KILN_AVX512) && defined(__AVX512BF16__))
+#error "the AVX-512 BF16 build of these tests does not reach the vdpbf16ps kernel"
+#endif
 #if defined(KILN_EXPECT_VNNI) && !defined(KILN_AVX512_VNNI)
 #error "the AVX-512 VNNI build of these tests does not reach the VNNI kernel"
 #endif
@@ -363,6 +366,11 @@ template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
     for (size_t i = 0; i < W.size(); ++i)
       rounded[i] =
           F == HalfFormat::Fp16 ? fp16ToFloat(floatToFp16(W[i])) : bf16ToFloat(floatToBf16(W[i]));
+    // Bf16Dot also rounds the inputs.
+    std::vector<float> input = A;
+    if (F == HalfFormat::Bf16Dot)
+      for (float &x : input)
+        x = bf16ToFloat(floatToBf16(x));
     packWeights(W.data(), false, s.k, s.n, 1.0f, packedF.data());
     std::vector<uint16_t> packed(packedF.size());
     for (size_t i = 0; i < packed.size(); ++i)
@@ -376,7 +384,7 @@ template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
       for (int64_t j = 0; j < s.n; ++j) {
         double acc = bias[j];
         for (int64_t k = 0; k < s.k; ++k)
-          acc += double(A[i * s.k + k]) * rounded[k * s.n + j];
+          acc += double(input[i * s.k + k]) * rounded[k * s.n + j];
         ASSERT_NEAR(out[i * s.n + j], std::tanh(acc), 1e-4)
             << "M " << s.m << " N " << s.n << " K " << s.k;
       }
@@ -385,11 +393,13 @@ template <HalfFormat F> void checkHalf(const kiln_abi_exec *exec) {
 
 TEST(HalfDense, Fp16MatchesRoundedWeights) { checkHalf<HalfFormat::Fp16>(nullptr); }
 TEST(HalfDense, Bf16MatchesRoundedWeights) { checkHalf<HalfFormat::Bf16>(nullptr); }
+TEST(HalfDense, Bf16DotMatchesRoundedInputsAndWeights) { checkHalf<HalfFormat::Bf16Dot>(nullptr); }
 TEST(HalfDense, OnAThreadPool) {
   kiln::ThreadPool pool;
   ASSERT_TRUE(pool.start(2));
   kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
   checkHalf<HalfFormat::Bf16>(&exec);
+  checkHalf<HalfFormat::Bf16Dot>(&exec);
 }
 
 TEST(RowwiseTables, RowsRoundTripWithinHalfAStep) {

@@ -202,19 +202,33 @@ TEST(ModelOpen, ItsDescriptorReadsWhereTheCpuCannotRunIt) {
   EXPECT_EQ(openModel(KILN_RUNTIME_LIBRARY, &model, error, true), KILN_ERROR_NOT_A_MODEL);
 }
 
-TEST(ModelOpen, ChecksAvx512VnniOnThisCpu) {
-  // KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI: opened exactly where the CPU has
-  // AVX-512 F, BW, VL and VNNI.
-  static_assert((KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI) == 0x30, "as the fake model's isa");
-  __builtin_cpu_init();
-  const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+/// The fake model `file` opens exactly where the CPU has (`has`) what it needs.
+void expectOpensWhereCpuHas(const std::string &file, bool has) {
   kiln_model *model = nullptr;
   std::string error;
-  EXPECT_EQ(openModel(kModels + "/libfake_avx512_vnni.so", &model, error),
-            vnni ? KILN_OK : KILN_ERROR_UNSUPPORTED_TARGET)
+  EXPECT_EQ(openModel(kModels + file, &model, error), has ? KILN_OK : KILN_ERROR_UNSUPPORTED_TARGET)
       << error;
   kiln_model_close(model);
+}
+
+bool cpuHasAvx512Vnni() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
+TEST(ModelOpen, ChecksAvx512VnniOnThisCpu) {
+  // KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI: AVX-512 F, BW, VL and VNNI.
+  static_assert((KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI) == 0x30, "as the fake model's isa");
+  expectOpensWhereCpuHas("/libfake_avx512_vnni.so", cpuHasAvx512Vnni());
+}
+
+TEST(ModelOpen, ChecksAvx512Bf16OnThisCpu) {
+  // ... | KILN_ISA_AVX512_BF16 (--cpu avx512-bf16): also AVX-512 BF16.
+  static_assert((KILN_ISA_AVX512 | KILN_ISA_AVX512_VNNI | KILN_ISA_AVX512_BF16) == 0x70,
+                "as the fake model's isa");
+  expectOpensWhereCpuHas("/libfake_avx512_bf16.so",
+                         cpuHasAvx512Vnni() && __builtin_cpu_supports("avx512bf16"));
 }
 
 int tamperedFiles = 0;

@@ -194,7 +194,7 @@ llvm::json::Object reportOf(const CompileOptions &options, const AccuracyOptions
   return llvm::json::Object{
       {"model", options.input},
       {"quantize",
-       llvm::json::Object{{"weights", options.precision == "fp8"        ? "fp8"
+       llvm::json::Object{{"weights", options.precision != "fp32"       ? options.precision
                                       : options.weightPrecision.empty() ? "f32"
                                                                         : options.weightPrecision},
                           {"table_bits", options.tableBits}}},
@@ -273,8 +273,11 @@ int compileQuantized(const CompileOptions &requested, const AccuracyOptions &acc
   Verdict verdict = judge(comparison, accuracy);
   llvm::outs() << "accuracy against the f32 model on " << comparison.rows
                << (accuracy.validationPath.empty() ? " synthetic" : " validation") << " rows ("
-               << (options.precision == "fp8" ? "fp8" : "int8")
-               << " activations: " << accuracy.activations << "):\n"
+               << (options.precision == "bf16"
+                       ? std::string("bf16 weights and dense-layer inputs")
+                       : (options.precision == "fp8" ? "fp8" : "int8") +
+                             std::string(" activations: ") + accuracy.activations)
+               << "):\n"
                << verdict.summary;
   if (!writeReport(accuracy, reportOf(options, accuracy, comparison.rows, verdict), error))
     return fail(error);

@@ -386,9 +386,10 @@ int main(int argc, char **argv) {
                    "With --target cpu: the instruction sets the model may use, each level all "
                    "of the one before: avx2 (AVX2, FMA and F16C; default), avx512 (AVX-512 "
                    "F/BW/VL: f32 kernels in 16 lanes), avx512-vnni (int8 dense layers multiply "
-                   "with VNNI) or native (the highest this machine has). The runtime refuses a "
-                   "model on a CPU without its instruction sets")
-      ->check(CLI::IsMember({"avx2", "avx512", "avx512-vnni", "native"}))
+                   "with VNNI), avx512-bf16 (what --precision bf16 needs) or native (the "
+                   "highest this machine has). The runtime refuses a model on a CPU without "
+                   "its instruction sets")
+      ->check(CLI::IsMember({"avx2", "avx512", "avx512-vnni", "avx512-bf16", "native"}))
       ->capture_default_str();
   compile
       ->add_option("--sm", options.cudaSm,
@@ -396,10 +397,12 @@ int main(int argc, char **argv) {
                    "(default 90, Hopper); PTX is embedded for newer GPUs")
       ->capture_default_str();
   compile->add_option("--precision", options.precision,
-                      "With --target cuda: dense layers' arithmetic: fp32 (default), tf32 (f32 "
+                      "Dense layers' arithmetic. With --target cuda: fp32 (default), tf32 (f32 "
                       "operands rounded for the tensor cores), bf16/fp16 (16-bit weights and "
                       "operands) or fp8 (E4M3 weights and operands with per-tensor scales; needs "
-                      "--calibration and --sm 89 or newer); all accumulate in f32");
+                      "--calibration and --sm 89 or newer). With --target cpu: fp32 (default) "
+                      "or bf16 (bf16 weights and operands, vdpbf16ps; needs --cpu avx512-bf16; "
+                      "checked against the f32 model like --quantize). All accumulate in f32");
   compile
       ->add_option("--host-tables-over", options.hostTablesOver,
                    "With --target cuda: keep embedding tables larger than BYTES (e.g. 2GiB, "
@@ -630,13 +633,14 @@ int main(int argc, char **argv) {
         return fail("--freeze: expected NAME=FILE.pb, got '" + f + "'");
       options.freeze.emplace_back(name.str(), path.str());
     }
-    options.cpu = resolveNativeCpu(options.cpu);
+    options.cpu = resolveNativeCpu(options.cpu, options.precision);
     if (mlir::failed(checkTargetOptions(options)))
       return 1;
     // A quantised CPU model is checked against the f32 one; so is the CPU's
     // emulation of fp8.
-    const bool quantized = !options.weightPrecision.empty() || options.tableBits != 32 ||
-                           (options.precision == "fp8" && options.target == "cpu");
+    const bool quantized =
+        !options.weightPrecision.empty() || options.tableBits != 32 ||
+        ((options.precision == "fp8" || options.precision == "bf16") && options.target == "cpu");
     if (!quantized && (!accuracy.reportPath.empty() || !accuracy.validationPath.empty()))
       return fail("--report and --validation check a quantised compile: add --quantize");
     if (!calibration.path.empty()) {

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 2
-#define KILN_ABI_MINOR 8 /* 8: f16 and bf16 tensors (KILN_DTYPE_F16, KILN_DTYPE_BF16) */
+#define KILN_ABI_MINOR 9             /* 9: KILN_ISA_AVX512_BF16 */
 #define KILN_MODEL_MAGIC 0x4e4c494bu /* "KILN" */
 #define KILN_DESCRIPTOR_SYMBOL "kiln_model_descriptor"
 
@@ -27,6 +27,7 @@ extern "C" {
 #define KILN_ISA_CUDA (1u << 3) /* since 2.2: runs on a CUDA device (kiln_abi_model.device) */
 #define KILN_ISA_AVX512 (1u << 4)      /* since 2.3: AVX-512 F, BW and VL */
 #define KILN_ISA_AVX512_VNNI (1u << 5) /* since 2.3: AVX-512 VNNI */
+#define KILN_ISA_AVX512_BF16 (1u << 6) /* since 2.9: AVX-512 BF16 */
 
 /* The session's threads as a model sees them. parallel_for runs
  * fn(ctx, task) for every task in [0, tasks) on up to num_threads threads

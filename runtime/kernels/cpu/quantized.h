@@ -576,8 +576,11 @@ inline void denseInt8(const In *A, int64_t lda, const Int8Weights &w, int64_t K,
 // 16-bit weights
 //===----------------------------------------------------------------------===//
 
-/// How 16-bit weights widen to f32.
-enum class HalfFormat { Fp16, Bf16 };
+/// How 16-bit weights widen to f32: fp16 or bf16 weights times f32 inputs;
+/// or, for --precision bf16 on the CPU (Bf16Dot), bf16 weights times the
+/// inputs rounded to bf16, the exact products summed in f32 (vdpbf16ps with
+/// AVX-512 BF16, the same arithmetic in scalar code elsewhere).
+enum class HalfFormat { Fp16, Bf16, Bf16Dot };
 
 namespace detail {
 
@@ -665,6 +668,123 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
   }
 }
 
+/// Rows per bf16-dot tile, and the depth whose bf16 input pairs one tile
+/// converts at a time (on the stack).
+constexpr int64_t kBf16DotRows = 8, kBf16DotDepth = 512;
+
+#if defined(KILN_AVX512) && defined(__AVX512BF16__)
+/// C[R rows, P panels] (+)= A W over the t.depth (even) k of `pairs`: row
+/// r's inputs as bf16 pairs (k, k+1) in one 32-bit word each. Rows k and
+/// k+1 of a panel are one 64-byte line of the f32 panel layout; one vpermw
+/// interleaves them into the 16 column pairs vdpbf16ps multiplies.
+template <int R, int P>
+inline void bf16DotTile(const uint32_t (*pairs)[kBf16DotDepth / 2], const uint16_t *W,
+                        int64_t panelStride, const Tile &t) {
+  alignas(64) static constexpr uint16_t kInterleave[32] = {
+      0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  __m512 acc[R][P];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p)
+      acc[r][p] = _mm512_setzero_ps();
+  for (int64_t k2 = 0; k2 < t.depth / 2; ++k2) {
+    __m512bh b[P];
+    for (int p = 0; p < P; ++p)
+      b[p] = (__m512bh)_mm512_permutexvar_epi16(
+          interleave, _mm512_loadu_si512(W + p * panelStride + k2 * 2 * kPanelWidth));
+    for (int r = 0; r < R; ++r) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(int32_t(pairs[r][k2]));
+      for (int p = 0; p < P; ++p)
+        acc[r][p] = _mm512_dpbf16_ps(acc[r][p], a, b[p]);
+    }
+  }
+  alignas(64) float out[R][2 * P][8];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p)
+      _mm512_store_ps(out[r][2 * p], acc[r][p]);
+  storeTile<R, P>(out, t);
+}
+
+template <int P, int R = 1>
+inline void bf16DotTileRows(int64_t rows, const uint32_t (*pairs)[kBf16DotDepth / 2],
+                            const uint16_t *W, int64_t panelStride, const Tile &t) {
+  if constexpr (R < kBf16DotRows)
+    if (rows > R)
+      return bf16DotTileRows<P, R + 1>(rows, pairs, W, panelStride, t);
+  bf16DotTile<R, P>(pairs, W, panelStride, t);
+}
+#endif
+
+/// Rows [m0, m1) and panels [p0, p1) of the Bf16Dot dense layer: tiles of
+/// kBf16DotRows rows, their inputs converted to bf16 pairs kBf16DotDepth at
+/// a time (an odd K pads the last pair with a zero input), then every panel
+/// pair of that depth block.
+inline void denseBf16DotBlock(const float *A, int64_t lda, const uint16_t *W, int64_t K, int64_t N,
+                              float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                              const Epilogue &ep) {
+  const int64_t panelStride = K * kPanelWidth;
+  alignas(64) uint32_t pairs[kBf16DotRows][kBf16DotDepth / 2];
+  for (int64_t i = m0; i < m1; i += kBf16DotRows) {
+    const int64_t rows = std::min(kBf16DotRows, m1 - i);
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kBf16DotDepth) {
+      const int64_t kc = std::min(kBf16DotDepth, K - k0), even = kc / 2 * 2;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float *a = A + (i + r) * lda + k0;
+        for (int64_t k = 0; k < kc; k += 2)
+          pairs[r][k / 2] =
+              uint32_t(floatToBf16(a[k])) | uint32_t(k + 1 < kc ? floatToBf16(a[k + 1]) : 0) << 16;
+      }
+      for (int64_t p = p0; p < p1;) {
+        const int64_t panels = p + 2 <= p1 ? 2 : 1, col = p * kPanelWidth;
+        const int64_t cols = std::min(N - col, panels * kPanelWidth);
+        const uint16_t *w = W + p * panelStride + k0 * kPanelWidth;
+        const bool last = k0 + kc >= K;
+#if defined(KILN_AVX512) && defined(__AVX512BF16__)
+        // The even part of the block with vdpbf16ps; an odd last k (its pair
+        // has no k + 1 row in the panel) is added by the scalar loop below.
+        const Tile t{nullptr,
+                     0,
+                     0,
+                     nullptr,
+                     0,
+                     even,
+                     C + i * ldc + col,
+                     ldc,
+                     cols,
+                     k0 > 0,
+                     false,
+                     last && even == kc ? &ep : nullptr,
+                     i,
+                     col};
+        if (panels == 2)
+          bf16DotTileRows<2>(rows, pairs, w, panelStride, t);
+        else
+          bf16DotTileRows<1>(rows, pairs, w, panelStride, t);
+        const int64_t from = even;
+        const bool fresh = false;
+#else
+        const int64_t from = 0;
+        const bool fresh = k0 == 0;
+#endif
+        for (int64_t r = 0; r < rows && from < kc; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            const uint16_t *wc = w + (c / kPanelWidth) * panelStride + c % kPanelWidth;
+            float *y = C + (i + r) * ldc + col + c;
+            float acc = fresh ? 0.0f : *y;
+            for (int64_t k = from; k < kc; ++k) {
+              const uint32_t pair = pairs[r][k / 2];
+              acc += bf16ToFloat(uint16_t(k % 2 ? pair >> 16 : pair)) *
+                     bf16ToFloat(wc[k * kPanelWidth]);
+            }
+            *y = last ? applyEpilogue(acc, ep, i + r, col + c) : acc;
+          }
+        p += panels;
+      }
+    }
+  }
+}
+
 } // namespace detail
 
 /// C[M, N] = epilogue(A[M, K] * W) for 16-bit weights in the f32 panel
@@ -672,9 +792,13 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
 template <HalfFormat F>
 void denseHalf(const float *A, int64_t lda, const uint16_t *W, int64_t K, int64_t N, float *C,
                int64_t ldc, int64_t M, const Epilogue &ep, const kiln_abi_exec *exec) {
-  splitDense(exec, M, N, K, 4, [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
-    detail::denseHalfBlock<F>(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
-  });
+  splitDense(exec, M, N, K, F == HalfFormat::Bf16Dot ? detail::kBf16DotRows : 4,
+             [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+               if constexpr (F == HalfFormat::Bf16Dot)
+                 detail::denseBf16DotBlock(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
+               else
+                 detail::denseHalfBlock<F>(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
+             });
 }
 
 /// C[M, N] = epilogue(A[M, K] * W) as the CUDA target computes a layer of
