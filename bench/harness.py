@@ -96,15 +96,18 @@ def ort_session(model_path, threads):
 # kiln's modes: the `kiln compile` arguments of each. f32 modes are the float
 # model for one instruction set; int8 is every dense layer and table int8
 # (kept even where it is outside the accuracy bound, which the report marks);
-# auto is --quantize auto, inside the bound by construction.
+# auto is --quantize auto, inside the bound by construction; bf16 is
+# --precision bf16 (AVX-512 BF16 machines only; elsewhere "not built").
 MODES = {
     "avx2": ["--cpu", "avx2"],
     "native": ["--cpu", "native"],
     "int8": ["--cpu", "native", "--quantize", "int8,int8-embeddings", "--allow-accuracy-loss"],
     "auto": ["--cpu", "native", "--quantize", "auto"],
+    "bf16": ["--cpu", "native", "--precision", "bf16", "--allow-accuracy-loss"],
 }
 F32_MODES = ("avx2", "native")
 QUANTISED_MODES = ("int8", "auto")
+CHECKED_MODES = QUANTISED_MODES + ("bf16",)  # compiled with an accuracy report
 
 
 def inspect(so):
@@ -122,7 +125,7 @@ def compile_modes(model_path, batches, modes, workdir):
     for mode in modes:
         so, report = os.path.join(workdir, f"{mode}.so"), os.path.join(workdir, f"{mode}.json")
         start = time.perf_counter()
-        args = MODES[mode] + (["--report", report] if mode in QUANTISED_MODES else [])
+        args = MODES[mode] + (["--report", report] if mode in CHECKED_MODES else [])
         try:
             kiln.compile(model_path, so, batch=batches, extra_args=args)
         except kiln.Error as e:
@@ -131,7 +134,7 @@ def compile_modes(model_path, batches, modes, workdir):
             continue
         info = {"so": so, "compile_s": time.perf_counter() - start}
         info.update({key: inspect(so)[key] for key in ("target", "weights_bytes")})
-        if mode in QUANTISED_MODES:
+        if mode in CHECKED_MODES:
             with open(report) as f:
                 data = json.load(f)
             info["within_bound"] = data["within_bound"]
