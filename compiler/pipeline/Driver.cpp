@@ -198,9 +198,6 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
     problem = "--precision bf16 on the CPU multiplies with AVX-512 BF16 (vdpbf16ps): add --cpu "
               "avx512-bf16, or --cpu native on a machine that has it (this is --cpu " +
               options.cpu + ")";
-  else if (options.precision == "bf16" && !options.weightPrecision.empty())
-    problem = "--precision bf16 and --quantize (" + options.weightPrecision +
-              " weights) both set the dense weights' format: use one";
   else if (cuda && options.cudaSm < 50)
     problem = "--sm " + std::to_string(options.cudaSm) +
               " is not a CUDA architecture kiln builds for (sm_50 and newer; 90 is Hopper)";
@@ -215,8 +212,8 @@ LogicalResult checkTargetOptions(const CompileOptions &options) {
               "--precision";
   else if (cuda && options.profile)
     problem = "--profile is for the CPU target";
-  else if (options.precision == "fp8" && !options.weightPrecision.empty())
-    problem = "--precision fp8 and --quantize (" + options.weightPrecision +
+  else if (options.precision != "fp32" && !options.weightPrecision.empty())
+    problem = "--precision " + options.precision + " and --quantize (" + options.weightPrecision +
               " weights) both set the dense weights' format: use one";
   else if (!cuda && options.hostTablesOver >= 0)
     problem = "--host-tables-over is for the CUDA target (a CPU model's tables are in host "

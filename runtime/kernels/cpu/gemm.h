@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace kiln::cpu {
 
@@ -182,13 +183,18 @@ template <int R, int P, int Sliver = 0> inline void tile(const Tile &t) {
   storeTile<R, P>(out, t);
 }
 
-/// tile<rows, P, Sliver> for rows in [R, MaxRows].
-template <int P, int Sliver, int MaxRows, int R = 1>
-inline void tileRows(int64_t rows, const Tile &t) {
+/// fn(std::integral_constant<int, rows>) for rows in [R, MaxRows]: a row
+/// count known only at run time picks its compile-time tile.
+template <int MaxRows, int R = 1, typename Fn> inline void withRows(int64_t rows, Fn &&fn) {
   if constexpr (R < MaxRows)
     if (rows > R)
-      return tileRows<P, Sliver, MaxRows, R + 1>(rows, t);
-  tile<R, P, Sliver>(t);
+      return withRows<MaxRows, R + 1>(rows, fn);
+  fn(std::integral_constant<int, R>());
+}
+
+/// tile<rows, P, Sliver> for rows in [1, MaxRows].
+template <int P, int Sliver, int MaxRows> inline void tileRows(int64_t rows, const Tile &t) {
+  withRows<MaxRows>(rows, [&](auto r) { tile<decltype(r)::value, P, Sliver>(t); });
 }
 
 /// Few rows (the small-batch path): the weights are streamed once, panel

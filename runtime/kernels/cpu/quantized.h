@@ -706,14 +706,6 @@ inline void bf16DotTile(const uint32_t (*pairs)[kBf16DotDepth / 2], const uint16
   storeTile<R, P>(out, t);
 }
 
-template <int P, int R = 1>
-inline void bf16DotTileRows(int64_t rows, const uint32_t (*pairs)[kBf16DotDepth / 2],
-                            const uint16_t *W, int64_t panelStride, const Tile &t) {
-  if constexpr (R < kBf16DotRows)
-    if (rows > R)
-      return bf16DotTileRows<P, R + 1>(rows, pairs, W, panelStride, t);
-  bf16DotTile<R, P>(pairs, W, panelStride, t);
-}
 #endif
 
 /// Rows [m0, m1) and panels [p0, p1) of the Bf16Dot dense layer: tiles of
@@ -757,10 +749,12 @@ inline void denseBf16DotBlock(const float *A, int64_t lda, const uint16_t *W, in
                      last && even == kc ? &ep : nullptr,
                      i,
                      col};
-        if (panels == 2)
-          bf16DotTileRows<2>(rows, pairs, w, panelStride, t);
-        else
-          bf16DotTileRows<1>(rows, pairs, w, panelStride, t);
+        withRows<kBf16DotRows>(rows, [&](auto r) {
+          if (panels == 2)
+            bf16DotTile<decltype(r)::value, 2>(pairs, w, panelStride, t);
+          else
+            bf16DotTile<decltype(r)::value, 1>(pairs, w, panelStride, t);
+        });
         const int64_t from = even;
         const bool fresh = false;
 #else
