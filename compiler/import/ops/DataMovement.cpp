@@ -205,6 +205,12 @@ bool Importer::importDataMovement(const onnx::NodeProto &n, const std::string &o
     int64_t count = cast<RankedTensorType>(starts.getType()).getDimSize(0);
     if (count == ShapedType::kDynamic)
       fail("Slice starts must have a known length");
+    if (count > rank)
+      fail("Slice has " + std::to_string(count) + " starts but its input has rank " +
+           std::to_string(rank));
+    if (!axes.empty() && static_cast<int64_t>(axes.size()) != count)
+      fail("Slice has " + std::to_string(count) + " starts but " + std::to_string(axes.size()) +
+           " axes");
     if (axes.empty())
       for (int64_t i = 0; i < count; ++i)
         axes.push_back(i);
