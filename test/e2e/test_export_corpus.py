@@ -1,8 +1,9 @@
-"""The export corpus (test/exports/corpus, made by test/exports/export_torch.py
-and export_keras.py with the real exporters: torch 2.15's TorchScript and dynamo exporters,
-tf2onnx): every export compiles at buckets 1, 16, 64 and matches its stored
-references at each of those batches, at the tolerance its case.json gives
-(fp32 against onnxruntime, fp16 against the framework's own fp16 result).
+"""The export corpus (test/exports/corpus, made by test/exports/export_torch.py,
+export_torchrec.py and export_keras.py with the real exporters: torch 2.15's
+TorchScript and dynamo exporters, torchrec through dynamo, tf2onnx): every
+export compiles at buckets 1, 16, 64 and matches its stored references at
+each of those batches, at the tolerance its case.json gives (fp32 against
+onnxruntime, fp16 against the framework's own fp16 result).
 
 Exports kiln cannot compile yet are listed in UNSUPPORTED with the error they
 must stop with: the node, its op and what is missing. An entry that starts
@@ -33,6 +34,10 @@ UNSUPPORTED = {
         r"node '[^']+' \(#\d+, Loop\): this Loop is not a recognised idiom: its body node #\d+ \(If\)",
     "torch-dlrm_jagged-torchscript-default-op20-fp32": r"node '[^']+' \(#\d+\): output 'score' mixes rows of the batch",
 }
+# TorchRec's KeyedJaggedTensor input (flat values, key-major lengths): its
+# values are split per key by sizes summed from the lengths at run time.
+KJT_SPLIT = r"node '[^']+' \(#\d+, Split\): a Split into parts whose sizes are computed at run time .*KeyedJaggedTensor"
+UNSUPPORTED.update({case: KJT_SPLIT for case in CASES if case.startswith("torchrec-")})
 
 
 def meta(case):
@@ -61,6 +66,7 @@ def test_the_corpus_is_large_enough():
     exporters = {meta(c)["exporter"].split()[0] + " " + meta(c)["exporter"].split()[-1] for c in CASES}
     assert len(CASES) >= 30, CASES
     assert {"torch.onnx torchscript", "torch.onnx dynamo", "tf2onnx 1.17.0"} <= exporters, exporters
+    assert any(meta(c)["model"].startswith("torchrec ") for c in CASES)
     assert {meta(c)["dtype"] for c in CASES} == {"float32", "float16"}
     assert set(UNSUPPORTED) <= set(CASES)
 

@@ -80,9 +80,17 @@ bool Importer::importDataMovement(const onnx::NodeProto &n, const std::string &o
     int64_t axis = normalizeAxis(intAttr("axis", 0), rank);
     int64_t size = cast<RankedTensorType>(x.getType()).getDimSize(axis);
     SmallVector<int64_t> sizes;
-    if (opset >= 13 && hasInput(1))
-      sizes = constantInts(1, "split");
-    else if (auto a = intsAttr("split"); a && opset < 13)
+    if (opset >= 13 && hasInput(1)) {
+      auto split = getConstantInts(input(1));
+      if (!split)
+        fail(
+            "a Split into parts whose sizes are computed at run time (data-dependent parts, "
+            "as a torchrec KeyedJaggedTensor's values split per key exports) is not supported: "
+            "kiln needs constant split sizes, and takes sparse features as ids of a fixed bag size "
+            "per table ([batch, bag] or [batch, tables, bag]); KeyedJaggedTensor "
+            "values/lengths inputs are not supported yet");
+      sizes = *split;
+    } else if (auto a = intsAttr("split"); a && opset < 13)
       sizes = *a;
     if (sizes.empty()) {
       if (ShapedType::isDynamic(size))
