@@ -59,14 +59,13 @@ def feeds(batch, rng):
 
 
 def export(model, example, opset):
-    dims = {"batch": torch.export.Dim("batch"), "ids": torch.export.Dim("ids"), "keyed": torch.export.Dim("keyed")}
     kwargs = {"opset_version": opset} if opset else {}
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, tuple(example), dynamo=True, input_names=["dense", "values", "lengths"],
                                     output_names=["score"], **kwargs,
-                                    dynamic_shapes=({0: dims["batch"]}, {0: dims["ids"]}, {0: dims["keyed"]}))
+                                    dynamic_shapes=tuple({0: torch.export.Dim(d)} for d in ("batch", "ids", "keyed")))
         program.save(f)
     return f.getvalue()
 
