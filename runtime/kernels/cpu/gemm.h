@@ -81,34 +81,6 @@ struct Tile {
   int64_t row, col;
 };
 
-/// Adds the epilogue to a finished tile (in `out`, as the FMAs left it) and
-/// stores it to C.
-template <int R, int P> inline void storeTile(const float (&out)[R][2 * P][8], const Tile &t) {
-  const Epilogue *ep = t.ep;
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2 * P && v * 8 < t.cols; ++v) {
-      int64_t n = std::min<int64_t>(8, t.cols - v * 8), c = t.col + v * 8, m = t.row + r;
-      float *dst = t.C + r * t.ldc + v * 8;
-      __m256i mask = laneMask(n);
-      __m256 x = _mm256_load_ps(out[r][v]);
-      if (t.accumulate)
-        x = _mm256_add_ps(x, _mm256_maskload_ps(dst, mask));
-      if (ep) {
-        if (ep->bias)
-          x = _mm256_add_ps(x, _mm256_maskload_ps(ep->bias + c, mask));
-        x = avx2::activate(x, ep->activation);
-        if (ep->multiplier)
-          x = _mm256_mul_ps(x, _mm256_maskload_ps(ep->multiplier + m * ep->stride + c, mask));
-        if (ep->residual)
-          x = _mm256_add_ps(x, _mm256_maskload_ps(ep->residual + m * ep->stride + c, mask));
-      }
-      if (n == 8)
-        _mm256_storeu_ps(dst, x);
-      else
-        _mm256_maskstore_ps(dst, mask, x);
-    }
-}
-
 /// The vector the f32 micro-kernels are written in: eight lanes (AVX2), or
 /// sixteen (kiln compile --cpu avx512), one panel per zmm. Both compute each
 /// output as the same chain of FMAs over k, so both builds give the same
@@ -121,6 +93,19 @@ struct Avx2Lanes {
   static V broadcast(const float *p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static void store(float *p, V v) { _mm256_store_ps(p, v); }
+  // The epilogue's operations on the first n <= kLanes lanes.
+  using Mask = __m256i;
+  static Mask mask(int64_t n) { return laneMask(n); }
+  static V load(const float *p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static void store(float *p, Mask m, int64_t n, V v) {
+    if (n == kLanes)
+      _mm256_storeu_ps(p, v);
+    else
+      _mm256_maskstore_ps(p, m, v);
+  }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V activate(V x, Activation act) { return avx2::activate(x, act); }
 };
 
 #ifdef KILN_AVX512
@@ -132,6 +117,24 @@ struct Avx512Lanes {
   static V broadcast(const float *p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static void store(float *p, V v) { _mm512_store_ps(p, v); }
+  using Mask = __mmask16;
+  static Mask mask(int64_t n) { return n >= kLanes ? Mask(0xffff) : Mask((1u << n) - 1); }
+  static V load(const float *p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float *p, Mask m, int64_t, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  // ReLU in zmm; the other activations as two AVX2 halves, the same floats.
+  static V activate(V x, Activation act) {
+    if (act == Activation::None)
+      return x;
+    if (act == Activation::Relu)
+      return _mm512_max_ps(x, _mm512_setzero_ps());
+    const __m256 lo = avx2::activate(_mm512_castps512_ps256(x), act),
+                 hi = avx2::activate(
+                     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)), act);
+    return _mm512_castpd_ps(
+        _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+  }
 };
 using Lanes = Avx512Lanes;
 // Many rows: 12-row slivers of A against two panels, 24 zmm accumulators
@@ -145,6 +148,33 @@ constexpr int kSliver = 6, kManyPanels = 1;
 static_assert(kRowBlock % kSliver == 0, "row blocks hold whole slivers");
 constexpr int kVectorsPerPanel = int(kPanelWidth) / Lanes::kLanes;
 constexpr int kFewRows = 6; // rows per tile when few rows stream the weights
+
+/// Adds the epilogue to a finished tile (in `out`, as the FMAs left it) and
+/// stores it to C, a vector of Lanes at a time (with AVX-512 the tile never
+/// goes through 8-lane registers: that cost ~12% of a large GEMM).
+template <int R, int P> inline void storeTile(const float (&out)[R][2 * P][8], const Tile &t) {
+  constexpr int L = Lanes::kLanes;
+  const Epilogue *ep = t.ep;
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v * L < int(kPanelWidth) * P && v * L < t.cols; ++v) {
+      const int64_t n = std::min<int64_t>(L, t.cols - v * L), c = t.col + v * L, m = t.row + r;
+      float *dst = t.C + r * t.ldc + v * L;
+      const Lanes::Mask mask = Lanes::mask(n);
+      Lanes::V x = Lanes::load(&out[r][0][0] + v * L);
+      if (t.accumulate)
+        x = Lanes::add(x, Lanes::load(dst, mask));
+      if (ep) {
+        if (ep->bias)
+          x = Lanes::add(x, Lanes::load(ep->bias + c, mask));
+        x = Lanes::activate(x, ep->activation);
+        if (ep->multiplier)
+          x = Lanes::mul(x, Lanes::load(ep->multiplier + m * ep->stride + c, mask));
+        if (ep->residual)
+          x = Lanes::add(x, Lanes::load(ep->residual + m * ep->stride + c, mask));
+      }
+      Lanes::store(dst, mask, n, x);
+    }
+}
 
 /// C[R rows, P panels] (+)= A W over t.depth. A[r, k] is at A[k * Sliver + r]
 /// when Sliver > 0 (a packed sliver: every broadcast at a constant offset
