@@ -10,12 +10,14 @@
 //
 // Micro-kernels keep an R x 16 (or, for 1-2 rows, R x 32/64) tile of C in
 // registers: each k broadcasts R values of A and issues R x 2 FMAs per panel.
-// Large M runs in blocks of kRowBlock rows and kDepthBlock k (A packed into
-// 6-row slivers stays in L2, the panel block in L1); small M (1-16 rows)
-// streams the weights once, panel by panel in kStreamDepth blocks, the next
-// block prefetched while the current one is used when the weights are
-// larger than L2. The epilogue (bias,
-// activation, multiplier, residual) is applied before the one store of C.
+// Large M runs in cache blocks of up to kRowBlock rows and kDepthBlock k (A
+// packed into slivers stays in L2, the panel block in L1; with AVX-512 a
+// batch of 256 is one or two blocks, so weights larger than L2 come from
+// memory at most twice, the next panels prefetched meanwhile); small M (1-16
+// rows) streams the weights once, panel by panel in kStreamDepth blocks, the
+// next block prefetched while the current one is used when the weights are
+// larger than L2. The epilogue (bias, activation, multiplier, residual) is
+// applied before the one store of C.
 #ifndef KILN_KERNELS_CPU_GEMM_H
 #define KILN_KERNELS_CPU_GEMM_H
 
@@ -29,8 +31,6 @@
 namespace kiln::cpu {
 
 constexpr int64_t kPanelWidth = 16;
-constexpr int64_t kRowBlock = 48;           // rows of A per cache block (multiple of 6)
-constexpr int64_t kDepthBlock = 512;        // depth per cache block
 constexpr int64_t kStreamDepth = 256;       // depth per block when few rows stream the weights
 constexpr int64_t kPrefetchAbove = 1 << 20; // weight bytes above which streaming prefetches
 
@@ -66,9 +66,9 @@ inline __m256i laneMask(int64_t n) {
 /// A[r, k] being at A[r * rowStride + k * depthStride] and W P panels
 /// `panelStride` floats apart. `cols` is how many columns are real; `ep`
 /// (set on the last depth block) is applied before the store. With
-/// `prefetch`, each k also prefetches the panels' rows `depth` further on,
-/// the next depth block, so that weights streamed from memory arrive while
-/// this block computes.
+/// `ahead` > 0, each k also prefetches the panels' rows that many floats
+/// further on (the next depth block, or the next panels), so that weights
+/// streamed from memory arrive while this block computes.
 struct Tile {
   const float *A;
   int64_t rowStride, depthStride;
@@ -76,7 +76,8 @@ struct Tile {
   int64_t panelStride, depth;
   float *C;
   int64_t ldc, cols;
-  bool accumulate, prefetch;
+  bool accumulate;
+  int64_t ahead;
   const Epilogue *ep;
   int64_t row, col;
 };
@@ -140,12 +141,19 @@ using Lanes = Avx512Lanes;
 // Many rows: 12-row slivers of A against two panels, 24 zmm accumulators
 // (of 32), two weight loads and twelve broadcasts per 24 FMAs.
 constexpr int kSliver = 12, kManyPanels = 2;
+// A cache block of at most kRowBlock rows x kDepthBlock depth and
+// kPackedFloats in all (264 KiB of stack): a batch of 256 at depth 256 in one
+// block, fewer rows where the layer is deeper (one pass over C up to 512).
+constexpr int64_t kRowBlock = 264, kDepthBlock = 512, kPackedFloats = 264 * 256;
 #else
 using Lanes = Avx2Lanes;
 // Many rows: 6-row slivers against one panel, 12 ymm accumulators (of 16).
 constexpr int kSliver = 6, kManyPanels = 1;
+// Larger blocks measured slower with AVX2 (96 KiB of stack).
+constexpr int64_t kRowBlock = 48, kDepthBlock = 512, kPackedFloats = kRowBlock * kDepthBlock;
 #endif
-static_assert(kRowBlock % kSliver == 0, "row blocks hold whole slivers");
+static_assert(kRowBlock % kSliver == 0 && kPackedFloats / kDepthBlock >= kSliver,
+              "row blocks hold whole slivers, at least one at the deepest block");
 constexpr int kVectorsPerPanel = int(kPanelWidth) / Lanes::kLanes;
 constexpr int kFewRows = 6; // rows per tile when few rows stream the weights
 
@@ -192,8 +200,8 @@ template <int R, int P, int Sliver = 0> inline void tile(const Tile &t) {
     V b[kV];
     for (int p = 0; p < P; ++p) {
       const float *w = W + p * t.panelStride + k * kPanelWidth;
-      if (t.prefetch)
-        _mm_prefetch(reinterpret_cast<const char *>(w + t.depth * kPanelWidth), _MM_HINT_T0);
+      if (t.ahead)
+        _mm_prefetch(reinterpret_cast<const char *>(w + t.ahead), _MM_HINT_T0);
       for (int v = 0; v < kVectorsPerPanel; ++v)
         b[p * kVectorsPerPanel + v] = Lanes::load(w + v * Lanes::kLanes);
     }
@@ -255,7 +263,7 @@ inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K,
                ldc,
                std::min(N - col, panels * kPanelWidth),
                k0 > 0,
-               prefetch,
+               prefetch ? kc * kPanelWidth : 0,
                k0 + kc >= K ? &ep : nullptr,
                i,
                col};
@@ -274,7 +282,7 @@ inline void denseFewRows(const float *A, int64_t lda, const float *W, int64_t K,
   }
 }
 
-/// Many rows: blocks of kRowBlock rows x kDepthBlock depth, A packed as
+/// Many rows: blocks of up to kRowBlock rows x kDepthBlock depth, A packed as
 /// kSliver-row slivers [k][kSliver] (so the broadcasts read one contiguous
 /// stream whatever lda is) and reused from L2 by every panel, each block of
 /// kManyPanels panels reused from L1 by every row tile.
@@ -282,11 +290,20 @@ inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K
                           float *C, int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                           const Epilogue &ep) {
   const int64_t panelStride = K * kPanelWidth;
-  alignas(64) float packedA[kRowBlock * kDepthBlock];
-  for (int64_t mb = m0; mb < m1; mb += kRowBlock) {
-    const int64_t me = std::min(mb + kRowBlock, m1);
-    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
-      const int64_t kc = std::min(kDepthBlock, K - k0);
+  // Weights beyond L2 come from memory: the first row tile of each panel
+  // pair prefetches the next pair, which the hardware prefetchers, stopping at
+  // every page, do not fetch in time.
+  const bool prefetch = K * N * int64_t(sizeof(float)) > kPrefetchAbove;
+  // Depth blocks of equal size (a short last block would cost a pass over
+  // C), and as many rows as the packed buffer then holds.
+  const int64_t depthBlocks = std::max<int64_t>(1, (K + kDepthBlock - 1) / kDepthBlock),
+                depthBlock = std::max<int64_t>(1, (K + depthBlocks - 1) / depthBlocks),
+                rowBlock = std::min(kRowBlock, kPackedFloats / depthBlock / kSliver * kSliver);
+  alignas(64) float packedA[kPackedFloats];
+  for (int64_t mb = m0; mb < m1; mb += rowBlock) {
+    const int64_t me = std::min(mb + rowBlock, m1);
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += depthBlock) {
+      const int64_t kc = std::min(depthBlock, K - k0);
       for (int64_t i = mb; i < me; i += kSliver)
         for (int64_t k = 0; k < kc; ++k)
           for (int64_t r = 0; r < kSliver; ++r)
@@ -305,7 +322,8 @@ inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K
                        ldc,
                        std::min(N - col, panels * kPanelWidth),
                        k0 > 0,
-                       false,
+                       prefetch && i == mb && p + 2 * kManyPanels <= p1 ? kManyPanels * panelStride
+                                                                        : 0,
                        k0 + kc >= K ? &ep : nullptr,
                        i,
                        col};

@@ -536,7 +536,7 @@ inline void denseInt8Block(const In *A, int64_t lda, const Int8Weights &w, int64
         }
 #ifdef KILN_AVX2
         int8TileRows(n, a, W, groups, w,
-                     Tile{nullptr, 0, 0, nullptr, 0, 0, out, ldo, cols, false, false, &ep, i, col});
+                     Tile{nullptr, 0, 0, nullptr, 0, 0, out, ldo, cols, false, 0, &ep, i, col});
 #else
         for (int64_t r = 0; r < n; ++r)
           for (int64_t c = 0; c < cols; ++c) {
@@ -637,7 +637,7 @@ inline void denseHalfBlock(const float *A, int64_t lda, const uint16_t *W, int64
       const int64_t r = std::min<int64_t>(4, m1 - i);
 #ifdef KILN_AVX2
       Tile t{A + i * lda, lda,  1,     nullptr, 0,   K, C + i * ldc + col,
-             ldc,         cols, false, false,   &ep, i, col};
+             ldc,         cols, false, 0,       &ep, i, col};
       if (panels == 4)
         halfTile<F, 1, 4>(t, w, panelStride);
       else if (panels == 2)
@@ -745,7 +745,7 @@ inline void denseBf16DotBlock(const float *A, int64_t lda, const uint16_t *W, in
                      ldc,
                      cols,
                      k0 > 0,
-                     false,
+                     0,
                      last && even == kc ? &ep : nullptr,
                      i,
                      col};
