@@ -278,6 +278,39 @@ TEST(EmbeddingBags, MatchesPerTableBags) {
                              out.data(), stride, &exec));
 }
 
+TEST(Gather, MatchesReferenceOnAThreadPool) {
+  // Rows of 1 to 17 floats (the masked copy and memcpy), [3, 7000, inner]
+  // tables (the larger ones past the prefetch threshold), split over threads
+  // at rows that do not start an outer slice; rows land inner + 3 apart.
+  const int64_t outer = 3, axis = 7000, count = 2000;
+  std::vector<int64_t> indices(count);
+  for (int64_t i = 0; i < count; ++i)
+    indices[i] = (i * 7919) % axis - (i % 5 == 0 ? axis : 0); // negative ones wrap
+  kiln::ThreadPool pool;
+  ASSERT_TRUE(pool.start(3));
+  kiln_abi_exec exec{&pool, pool.size(), &kiln::ThreadPool::parallelFor};
+  for (int64_t inner : {1, 10, 16, 17}) {
+    const auto data = randomFloats(outer * axis * inner, unsigned(inner));
+    const int64_t stride = inner + 3;
+    std::vector<float> out(outer * count * stride, -7.0f);
+    ASSERT_TRUE(
+        gather(data.data(), indices.data(), out.data(), outer, axis, count, inner, stride, &exec));
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < count; ++i) {
+        const float *y = out.data() + (o * count + i) * stride;
+        const int64_t k = indices[i] < 0 ? indices[i] + axis : indices[i];
+        for (int64_t d = 0; d < inner; ++d)
+          ASSERT_EQ(y[d], data[(o * axis + k) * inner + d]) << "inner " << inner << " row " << i;
+        for (int64_t d = inner; d < stride; ++d)
+          ASSERT_EQ(y[d], -7.0f) << "inner " << inner << " wrote past row " << i;
+      }
+  }
+  indices[1234] = axis;
+  std::vector<float> out(outer * count);
+  const auto data = randomFloats(outer * axis, 1);
+  EXPECT_FALSE(gather(data.data(), indices.data(), out.data(), outer, axis, count, 1, 1, &exec));
+}
+
 TEST(EmbeddingBags, HostTablesOfACudaOpPoolAsTheWholeOp) {
   // A CUDA op whose tables 0, 2 and 3 stay in host memory (kiln compile
   // --host-tables-over): the CPU pools those alone (splitHostBags), and the
