@@ -187,9 +187,10 @@ int main(int argc, char **argv) {
   // ratios are taken side by side. DenseBf16 is 16-bit weights times f32
   // inputs; DenseBf16Dot (AVX-512 BF16 builds) --precision bf16's kernel.
   const int64_t shapes[][3] = {
-      {1, 256, 256},     {1, 1024, 1024},  {16, 256, 256},    {16, 1024, 1024}, {64, 256, 256},
-      {64, 512, 512},    {64, 1024, 1024}, {256, 256, 256},   {256, 512, 512},  {256, 1024, 1024},
-      {256, 1024, 3456}, {256, 3456, 512}, {1024, 384, 1536}, {1024, 1536, 384}};
+      {1, 256, 256},     {1, 1024, 1024},  {16, 256, 256},    {16, 1024, 1024},  {64, 256, 256},
+      {64, 512, 512},    {64, 1024, 1024}, {256, 256, 256},   {256, 512, 512},   {256, 1024, 1024},
+      {256, 1024, 3456}, {256, 3456, 512}, {1024, 384, 1536}, {1024, 1536, 384}, {1, 1, 400},
+      {256, 1, 400}}; // the last two: a logit layer
   std::vector<std::pair<const char *, Weights>> formats = {
       {"Dense", Weights::F32}, {"DenseInt8", Weights::Int8}, {"DenseBf16", Weights::Bf16}};
 #if defined(KILN_AVX512) && defined(__AVX512BF16__)

@@ -78,12 +78,14 @@ void checkDense(const DenseCase &c, Activation act, const kiln_abi_exec *exec) {
 // 2 or 4 panels for few rows, 6-row slivers; AVX-512: 2, 4 or 8 panels,
 // 12-row slivers against two panels), panel tails and cache blocks (several
 // row blocks at both widths, equal depth blocks, weights past the prefetch
-// threshold).
-const DenseCase kCases[] = {{1, 1, 1},       {1, 17, 5},     {1, 300, 64},   {2, 33, 64},
-                            {2, 200, 32},    {3, 16, 3},     {4, 130, 40},   {5, 100, 300},
-                            {7, 64, 513},    {13, 90, 20},   {16, 48, 1030}, {17, 7, 9},
-                            {23, 50, 33},    {50, 80, 512},  {97, 130, 600}, {256, 40, 80},
-                            {130, 33, 1100}, {300, 40, 700}, {560, 20, 64},  {40, 520, 600}};
+// threshold), one-column layers as dot products at every depth tail and
+// past the deepest one taken that way.
+const DenseCase kCases[] = {
+    {1, 1, 1},     {1, 17, 5},     {1, 300, 64},   {2, 33, 64},   {2, 200, 32},    {3, 16, 3},
+    {4, 130, 40},  {5, 100, 300},  {7, 64, 513},   {13, 90, 20},  {16, 48, 1030},  {17, 7, 9},
+    {23, 50, 33},  {50, 80, 512},  {97, 130, 600}, {256, 40, 80}, {130, 33, 1100}, {300, 40, 700},
+    {560, 20, 64}, {40, 520, 600}, {1, 1, 400},    {7, 1, 17},    {16, 1, 16},     {300, 1, 401},
+    {37, 1, 4096}, {20, 1, 4097}};
 const Activation kActivations[] = {Activation::None, Activation::Relu,    Activation::Sigmoid,
                                    Activation::Tanh, Activation::GeluErf, Activation::GeluTanh};
 

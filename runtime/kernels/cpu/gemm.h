@@ -343,6 +343,83 @@ inline void denseManyRows(const float *A, int64_t lda, const float *W, int64_t K
     }
   }
 }
+
+/// Deepest one-column layer taken as dot products (its column is copied to
+/// 16 KiB of stack); deeper ones go through the panel paths.
+constexpr int64_t kColumnDepth = 4096;
+constexpr int kColumnRows = 8 / kVectorsPerPanel; // rows at once: 8 FMA chains
+
+/// sums[r] = A[r, 0:K] . w for R rows lda floats apart, w zero-padded to a
+/// multiple of 16. Lane j of the 16 sums k = j mod 16 as one FMA chain and
+/// the 16 partial sums are then added pairwise in a fixed order, so both
+/// widths give the same floats.
+template <int R>
+inline void dotRows(const float *A, int64_t lda, const float *w, int64_t K, float *sums) {
+  using V = Lanes::V;
+  constexpr int L = Lanes::kLanes, kV = kVectorsPerPanel;
+  V acc[R][kV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kV; ++v)
+      acc[r][v] = Lanes::zero();
+  int64_t k = 0;
+  for (; k + kPanelWidth <= K; k += kPanelWidth)
+    for (int v = 0; v < kV; ++v) {
+      const V b = Lanes::load(w + k + v * L);
+      for (int r = 0; r < R; ++r)
+        acc[r][v] = Lanes::fma(Lanes::load(A + r * lda + k + v * L), b, acc[r][v]);
+    }
+  if (k < K) // the tail, A's lanes past K masked to zero
+    for (int v = 0; v < kV; ++v) {
+      const V b = Lanes::load(w + k + v * L);
+      const Lanes::Mask m = Lanes::mask(std::clamp<int64_t>(K - k - v * L, 0, L));
+      for (int r = 0; r < R; ++r)
+        acc[r][v] = Lanes::fma(Lanes::load(A + r * lda + k + v * L, m), b, acc[r][v]);
+    }
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float part[kPanelWidth];
+    for (int v = 0; v < kV; ++v)
+      Lanes::store(part + v * L, acc[r][v]);
+    for (int h = int(kPanelWidth) / 2; h >= 1; h /= 2)
+      for (int j = 0; j < h; ++j)
+        part[j] += part[j + h];
+    sums[r] = part[0];
+  }
+}
+
+/// Rows [m0, m1) of a one-column layer (every ads model's logit), C[m, 0] =
+/// epilogue(A[m, :] . w), w being the first column of the one panel: as a
+/// 16-wide panel it would leave 15 of 16 lanes idle. The epilogue's bias and
+/// activation run over 16 rows at once.
+inline void denseColumn(const float *A, int64_t lda, const float *W, int64_t K, float *C,
+                        int64_t ldc, int64_t m0, int64_t m1, const Epilogue &ep) {
+  constexpr int L = Lanes::kLanes;
+  alignas(64) float w[kColumnDepth];
+  const int64_t padded = (K + kPanelWidth - 1) / kPanelWidth * kPanelWidth;
+  for (int64_t k = 0; k < padded; ++k)
+    w[k] = k < K ? W[k * kPanelWidth] : 0.0f;
+  for (int64_t i = m0; i < m1; i += kPanelWidth) {
+    const int64_t rows = std::min(kPanelWidth, m1 - i);
+    alignas(64) float out[kPanelWidth] = {};
+    for (int64_t r = 0; r < rows; r += kColumnRows)
+      withRows<kColumnRows>(std::min<int64_t>(kColumnRows, rows - r), [&](auto n) {
+        dotRows<decltype(n)::value>(A + (i + r) * lda, lda, w, K, out + r);
+      });
+    for (int v = 0; v < kVectorsPerPanel; ++v) {
+      Lanes::V x = Lanes::load(out + v * L);
+      if (ep.bias)
+        x = Lanes::add(x, Lanes::broadcast(ep.bias));
+      Lanes::store(out + v * L, Lanes::activate(x, ep.activation));
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float x = out[r];
+      if (ep.multiplier)
+        x *= ep.multiplier[(i + r) * ep.stride];
+      if (ep.residual)
+        x += ep.residual[(i + r) * ep.stride];
+      C[(i + r) * ldc] = x;
+    }
+  }
+}
 #endif
 
 /// Rows [m0, m1) and panels [p0, p1) of C = epilogue(A W).
@@ -350,7 +427,9 @@ inline void denseBlock(const float *A, int64_t lda, const float *W, int64_t K, i
                        int64_t ldc, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                        const Epilogue &ep) {
 #ifdef KILN_AVX2
-  if (m1 - m0 <= 16)
+  if (N == 1 && K <= kColumnDepth)
+    denseColumn(A, lda, W, K, C, ldc, m0, m1, ep);
+  else if (m1 - m0 <= 16)
     denseFewRows(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
   else
     denseManyRows(A, lda, W, K, N, C, ldc, m0, m1, p0, p1, ep);
