@@ -50,10 +50,14 @@ Quantized quantize(ElementsAttr attr, int64_t k, int64_t n, StringRef precision,
 }
 
 /// An unpacked layer of constant f32 weights, none of them NaN or Inf (which
-/// an int8 code cannot stand for; such a layer stays f32 at every precision).
+/// an int8 code cannot stand for; such a layer stays f32 at every precision),
+/// with more than one column: a one-column layer (a model's logit) has K
+/// weights, the f32 dot-product kernel runs it 7-20x faster than the 8- and
+/// 16-bit panels, and it is the layer whose error reaches the output whole.
 bool quantizable(DenseOp d) {
   auto w = d.getWeight().getDefiningOp<ConstantOp>();
-  if (d.isPacked() || !w || !d.getWeight().getType().getElementType().isF32())
+  if (d.isPacked() || !w || !d.getWeight().getType().getElementType().isF32() ||
+      d.getUnits() == 1)
     return false;
   std::vector<char> storage;
   ArrayRef<char> bytes = constantData(w.getValue(), storage);

@@ -56,3 +56,19 @@ func.func @non_finite_weight(%x: tensor<4x3xf32>) -> tensor<4x2xf32> {
   %d = kiln.dense %x, %w {units = 2 : i64} : (tensor<4x3xf32>, tensor<3x2xf32>) -> tensor<4x2xf32>
   return %d : tensor<4x2xf32>
 }
+
+// -----
+
+// A one-column layer (a logit) stays f32 at every precision.
+// INT8-LABEL: func.func @one_column
+// INT8: kiln.dense %arg0, %{{.*}} {units = 1 : i64} : (tensor<4x3xf32>, tensor<3x1xf32>) -> tensor<4x1xf32>
+// INT8-NOT: xi8>
+// BF16-LABEL: func.func @one_column
+// BF16-NOT: xbf16>
+// FP16-LABEL: func.func @one_column
+// FP16-NOT: xf16>
+func.func @one_column(%x: tensor<4x3xf32>) -> tensor<4x1xf32> {
+  %w = kiln.constant dense<[[2.0], [-1.0], [0.5]]> : tensor<3x1xf32>
+  %d = kiln.dense %x, %w {units = 1 : i64} : (tensor<4x3xf32>, tensor<3x1xf32>) -> tensor<4x1xf32>
+  return %d : tensor<4x1xf32>
+}
