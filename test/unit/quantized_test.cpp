@@ -289,6 +289,30 @@ TEST(HalfConversion, RoundsLikeF16c) {
   EXPECT_TRUE(std::isnan(bf16ToFloat(floatToBf16(NAN))));
 }
 
+#if defined(KILN_AVX512) && defined(__AVX512BF16__)
+TEST(HalfConversion, VectorBf16IsTheScalarOneBitForBit) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<uint32_t> bits(0, 0xffffffffu);
+  // Ties, NaNs of both signs and payloads, infinities, denormals, the largest floats.
+  std::vector<uint32_t> values = {0x3f808000, 0x3f818000, 0x7fc00000, 0xffc00001, 0x7f800001,
+                                  0x7f800000, 0xff800000, 0x00000001, 0x807fffff, 0x7f7fffff,
+                                  0xff7fffff, 0x00000000, 0x80000000, 0x3f7fffff, 0x7f7f8000};
+  while (values.size() % 16 || values.size() < 160000)
+    values.push_back(bits(rng));
+  for (size_t i = 0; i < values.size(); i += 16) {
+    alignas(32) uint16_t got[16];
+    _mm256_store_si256(reinterpret_cast<__m256i *>(got),
+                       kiln::cpu::detail::floatsToBf16(
+                           _mm512_castsi512_ps(_mm512_loadu_si512(values.data() + i))));
+    for (int j = 0; j < 16; ++j) {
+      float f;
+      std::memcpy(&f, &values[i + j], 4);
+      ASSERT_EQ(got[j], floatToBf16(f)) << std::hex << values[i + j];
+    }
+  }
+}
+#endif
+
 TEST(Fp8Conversion, E4m3RoundsToNearestEvenAndSaturates) {
   // Every finite code decodes and encodes back to itself; the value halfway
   // between two neighbours rounds to the one with an even code; past 448
