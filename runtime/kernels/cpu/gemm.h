@@ -16,8 +16,9 @@
 // memory at most twice, the next panels prefetched meanwhile); small M (1-16
 // rows) streams the weights once, panel by panel in kStreamDepth blocks, the
 // next block prefetched while the current one is used when the weights are
-// larger than L2. The epilogue (bias, activation, multiplier, residual) is
-// applied before the one store of C.
+// larger than L2. A one-column layer (a logit) is a dot product per row.
+// The epilogue (bias, activation, multiplier, residual) is applied before
+// the one store of C.
 #ifndef KILN_KERNELS_CPU_GEMM_H
 #define KILN_KERNELS_CPU_GEMM_H
 
